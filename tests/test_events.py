@@ -1,0 +1,133 @@
+"""Tests for tracker.events: the event classes, validation and upcasting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from tests.helpers import T0, record
+from tracker import events
+from tracker.errors import EventValidationError
+from tracker.events import (
+    QuestionAnswered,
+    SessionRegistered,
+    event_from_record,
+    format_ts,
+    to_ts,
+)
+
+
+class TestEventFromRecord:
+    def test_builds_the_class_of_the_type(self) -> None:
+        """A valid record becomes an instance of its type's class with every field."""
+        e = event_from_record(record(1, "s1", "session_registered", username="ann", course_numbers=[1, 2]))
+        assert isinstance(e, SessionRegistered)
+        assert (e.username, e.course_numbers, e.session_id, e.seq, e.ts) == ("ann", (1, 2), "s1", 1, T0)
+
+    def test_integer_duration_becomes_float(self) -> None:
+        """response_time_ms given as an integer is read as a float."""
+        e = event_from_record(record(1, "s1", "question_answered", response_time_ms=2000))
+        assert isinstance(e, QuestionAnswered)
+        assert e.response_time_ms == 2000.0
+        assert type(e.response_time_ms) is float
+
+    def test_to_record_round_trips(self) -> None:
+        """to_record gives back the record, optional fields left out when unset."""
+        rec = record(3, "s1", "question_answered", response_time_ms=12.5, input_tokens=7)
+        assert event_from_record(rec).to_record() == rec
+
+    def test_unknown_fields_are_ignored(self) -> None:
+        """A field this version does not know is dropped, not refused (forward compatibility)."""
+        e = event_from_record(record(1, "s1", "cycle_completed", added_later=True))
+        assert "added_later" not in e.to_record()
+
+    @pytest.mark.parametrize(
+        ("change", "field", "reason"),
+        [
+            ({"v": 2}, "v", "unsupported_version"),
+            ({"v": 0}, "v", "schema"),
+            ({"v": "1"}, "v", "schema"),
+            ({"type": "question_liked"}, "type", "unknown_type"),
+            ({"ts": 1.5}, "ts", "schema"),
+            ({"ts": -1}, "ts", "schema"),
+            ({"seq": 0}, "seq", "schema"),
+            ({"session_id": 5}, "session_id", "schema"),
+            ({"session_id": ""}, "session_id", "schema"),
+            ({"event_id": None}, "event_id", "schema"),
+            ({"writer": "x" * 257}, "writer", "schema"),
+            ({"response_time_ms": -1.0}, "response_time_ms", "schema"),
+            ({"response_time_ms": True}, "response_time_ms", "schema"),
+            ({"response_time_ms": "12"}, "response_time_ms", "schema"),
+            ({"input_tokens": 1.5}, "input_tokens", "schema"),
+            ({"question_id": None}, "question_id", "schema"),
+        ],
+    )
+    def test_refuses_bad_values(self, change: dict[str, Any], field: str, reason: str) -> None:
+        """A bad value is refused with the field, the value and a reason code."""
+        rec = {**record(1, "s1", "question_answered", response_time_ms=5.0), **change}
+        with pytest.raises(EventValidationError) as info:
+            event_from_record(rec)
+        assert (info.value.field, info.value.reason) == (field, reason)
+        assert field in str(info.value)
+        assert repr(change[field])[:20] in str(info.value)
+
+    def test_refuses_missing_required_field(self) -> None:
+        """A missing required type field is named in the error."""
+        with pytest.raises(EventValidationError, match="reason: is required for 'session_unregistered'"):
+            event_from_record(record(1, "s1", "session_unregistered"))
+
+    def test_refuses_non_object(self) -> None:
+        """A JSON value that is not an object is refused as not_object."""
+        with pytest.raises(EventValidationError) as info:
+            event_from_record([1, 2])
+        assert info.value.reason == "not_object"
+
+
+class TestUpcasting:
+    def test_old_version_is_upcast_step_by_step(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With a version 3 reader, a v1 record goes through the 1->2 and 2->3 steps."""
+        def one_to_two(rec: dict[str, Any]) -> dict[str, Any]:
+            return {**rec, "reason": rec.pop("why")}
+
+        def two_to_three(rec: dict[str, Any]) -> dict[str, Any]:
+            return {**rec, "reason": rec["reason"].upper()}
+
+        monkeypatch.setattr(events, "CURRENT_VERSION", 3)
+        monkeypatch.setattr(events, "UPCASTERS", {1: one_to_two, 2: two_to_three})
+        e = event_from_record(record(1, "s1", "session_unregistered", why="done"))
+        assert e.v == 3
+        assert e.to_record()["reason"] == "DONE"
+
+    def test_missing_step_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An old version with no upcasting step is refused as unsupported, not guessed at."""
+        monkeypatch.setattr(events, "CURRENT_VERSION", 2)
+        monkeypatch.setattr(events, "UPCASTERS", {})
+        with pytest.raises(EventValidationError) as info:
+            event_from_record(record(1, "s1", "cycle_completed"))
+        assert info.value.reason == "unsupported_version"
+
+
+class TestTimestamps:
+    def test_to_ts_converts_aware_datetimes_to_utc_micros(self) -> None:
+        """An aware datetime in any zone gives the same UTC epoch microseconds."""
+        moment = datetime(2026, 11, 24, 22, 0, 0, 123456, tzinfo=UTC)
+        plus_two = moment.astimezone(timezone(timedelta(hours=2)))
+        assert to_ts(moment) == to_ts(plus_two) == T0 + 123456
+
+    def test_to_ts_refuses_naive_datetime(self) -> None:
+        """A naive datetime is ambiguous and refused."""
+        with pytest.raises(ValueError, match="timezone-aware"):
+            to_ts(datetime(2026, 1, 1))  # noqa: DTZ001 - the point of the test
+
+    @pytest.mark.parametrize("value", [-1, 2**63, "2026"])
+    def test_to_ts_refuses_out_of_range(self, value: Any) -> None:
+        """Values outside [1970, 10000) or of another type are refused."""
+        with pytest.raises(ValueError, match="ts"):
+            to_ts(value)
+
+    def test_format_ts(self) -> None:
+        """format_ts writes UTC ISO-8601 with Z, microseconds only when present."""
+        assert format_ts(T0) == "2026-11-24T22:00:00Z"
+        assert format_ts(T0 + 5) == "2026-11-24T22:00:00.000005Z"

@@ -1,0 +1,220 @@
+"""The ``tracker`` command line: ``main(*argv)`` returns the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .decoder import Decoder, Quarantine, Rejected
+from .demo import DemoConfig, run_sessions
+from .emitter import LOG_ENV_VAR, EventLog
+from .errors import TrackerError
+from .events import EVENT_TYPES, format_ts, to_ts
+from .fold import SessionState, anomalies, fold_all
+from .version import VERSION
+
+__all__ = ("main",)
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+
+
+class _UsageError(Exception):
+    """A bad argument found after argparse: printed as ``tracker CMD: error: ...``, exit 2."""
+
+
+def _parse_ts(text: str) -> int:
+    if text.lstrip("-").isdigit():
+        return to_ts(int(text))
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _UsageError(f"--ts: expected ISO-8601 with a UTC offset or epoch microseconds, got {text!r}") from None
+    return to_ts(moment)
+
+
+def _parse_field(event_type: str, item: str) -> tuple[str, Any]:
+    name, sep, text = item.partition("=")
+    if not sep:
+        raise _UsageError(f"expected key=value, got {item!r}")
+    spec = EVENT_TYPES[event_type].get(name)
+    if spec is None:
+        allowed = ", ".join(EVENT_TYPES[event_type]) or "none"
+        raise _UsageError(f"{name!r} is not a field of {event_type!r} events (allowed: {allowed})")
+    try:
+        if spec.kind == "int":
+            return name, int(text)
+        if spec.kind == "number":
+            return name, float(text)
+        if spec.kind == "int_list":
+            return name, [int(part) for part in text.strip("[]").split(",") if part.strip()]
+    except ValueError:
+        raise _UsageError(f"{name}: expected {spec.kind.replace('_', ' ')}, got {text!r}") from None
+    return name, text
+
+
+def _cmd_emit(args: argparse.Namespace) -> int:
+    if args.type not in EVENT_TYPES:
+        raise _UsageError(f"unknown event type {args.type!r} (one of {', '.join(EVENT_TYPES)})")
+    fields = dict(_parse_field(args.type, item) for item in args.fields)
+    ts = _parse_ts(args.ts) if args.ts is not None else None
+    with EventLog(args.log) as log:
+        log.emit(args.type, args.session_id, ts=ts, **fields)
+    return EXIT_OK
+
+
+def _print_counts(title: str, counts: dict[str, int]) -> None:
+    if not counts:
+        return
+    print(title)
+    width = max(map(len, counts))
+    for name, count in counts.items():
+        print(f"  {name:<{width}}  {count:>9}")
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    decoder = Decoder(max_line_bytes=args.max_line_bytes)
+    quarantine = Quarantine(args.quarantine) if args.quarantine else None
+    try:
+        for path in args.logs:
+            events, rejected, duplicates = decoder.events, decoder.rejected.total(), decoder.duplicates
+            try:
+                with open(path, "rb") as stream:
+                    for item in decoder.decode_stream(stream, source=str(path)):
+                        if isinstance(item, Rejected):
+                            print(f"  {item.describe()}")
+                            if quarantine is not None:
+                                quarantine.add(item)
+            except OSError as exc:
+                raise _UsageError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
+            print(f"{path}: {decoder.events - events} events, {decoder.rejected.total() - rejected} rejected, "
+                  f"{decoder.duplicates - duplicates} duplicates")
+    finally:
+        if quarantine is not None:
+            quarantine.close()
+    if len(args.logs) > 1:
+        print(f"total: {decoder.events} events, {decoder.rejected.total()} rejected, {decoder.duplicates} duplicates")
+    _print_counts("events by type:", dict(sorted(decoder.by_type.items())))
+    _print_counts("rejected lines by reason:", dict(sorted(decoder.rejected.items())))
+    _print_counts("writers with missing sequence numbers:", decoder.gaps())
+    if quarantine is not None and quarantine.count:
+        print(f"{quarantine.count} rejected lines written to {quarantine.path} (reasons in {quarantine.reasons_path})")
+    return EXIT_REJECTED if decoder.rejected else EXIT_OK
+
+
+def _session_table(sessions: dict[str, SessionState]) -> list[str]:
+    header = f"{'session':<14} {'user':<12} {'status':<7} {'asked':>6} {'answered':>8} {'cycles':>6} " \
+             f"{'errors':>6} {'mean ms':>9} {'max ms':>9}"
+    lines = [header]
+    for state in sorted(sessions.values(), key=lambda s: s.session_id):
+        mean = state.response_time_mean_ms
+        lines.append(
+            f"{state.session_id[:14]:<14} {(state.username or '-')[:12]:<12} {state.status:<7} "
+            f"{state.questions_asked:>6} {state.questions_answered:>8} {state.cycles_completed:>6} "
+            f"{state.errors:>6} {'-' if mean is None else f'{mean:.1f}':>9} "
+            f"{'-' if state.response_time_max_ms is None else f'{state.response_time_max_ms:.1f}':>9}"
+        )
+    return lines
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    log_path = out / "events.jsonl"
+    if log_path.exists():
+        log_path.unlink()
+    config = DemoConfig(sessions=args.sessions, duration=args.duration, seed=args.seed)
+    print(f"simulating {config.sessions} chatbot sessions for {config.duration:g} s, writing {log_path}")
+    with EventLog(log_path) as log:
+        asyncio.run(run_sessions(log, config))
+    decoder = Decoder()
+    events = []
+    with open(log_path, "rb") as stream:
+        for item in decoder.decode_stream(stream, source=str(log_path)):
+            if isinstance(item, Rejected):
+                print(f"  {item.describe()}")
+            else:
+                events.append(item)
+    sessions = fold_all(events)
+    print("\n".join(_session_table(sessions)))
+    first, last = min(e.ts for e in events), max(e.ts for e in events)
+    print(f"{len(events)} events from {format_ts(first)} to {format_ts(last)}, "
+          f"{decoder.rejected.total()} rejected")
+    found = {name: count for name, count in anomalies(sessions).items() if count}
+    _print_counts("anomalies:", found)
+    print(f"check the log with: tracker validate {log_path}")
+    return EXIT_REJECTED if decoder.rejected else EXIT_OK
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tracker", description="Track what every session of a chatbot stress test did, from its event log."
+    )
+    parser.add_argument("--version", action="version", version=f"tracker {VERSION}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    emit = commands.add_parser(
+        "emit", help="append one event to a log",
+        description="Append one event to a log. Fields are key=value; course_numbers=101,202 for lists.",
+        epilog="example: tracker emit question_answered s1 response_time_ms=2150.5",
+    )
+    emit.add_argument("type", metavar="TYPE", help=f"one of: {', '.join(EVENT_TYPES)}")
+    emit.add_argument("session_id", metavar="SESSION_ID")
+    emit.add_argument("fields", metavar="key=value", nargs="*", help="the type's fields")
+    emit.add_argument("--log", help=f"log file (default: ${LOG_ENV_VAR}, else ./events.jsonl)")
+    emit.add_argument("--ts", help="event time: ISO-8601 with offset, or epoch microseconds (default: now)")
+    emit.set_defaults(run=_cmd_emit)
+
+    validate = commands.add_parser(
+        "validate", help="check logs line by line",
+        description="Check logs line by line: counts by type, every rejected line with its reason. "
+                    "Exit status 1 when any line is rejected.",
+    )
+    validate.add_argument("logs", metavar="LOG", nargs="+", type=Path)
+    validate.add_argument("--quarantine", type=Path, metavar="FILE",
+                          help="append rejected lines verbatim to FILE (reasons to FILE.reasons.jsonl)")
+    validate.add_argument("--max-line-bytes", type=int, default=1 << 20, metavar="N",
+                          help="reject longer lines (default: 1 MiB)")
+    validate.set_defaults(run=_cmd_validate)
+
+    demo = commands.add_parser(
+        "demo", help="run a simulated stress test",
+        description="Simulate concurrent chatbot sessions writing a log, then show what each session did.",
+    )
+    demo.add_argument("--sessions", type=int, default=20, help="concurrent sessions (default: 20)")
+    demo.add_argument("--duration", type=_positive, default=10.0, help="seconds to run (default: 10)")
+    demo.add_argument("--out", default="tracker-demo", help="output folder (default: ./tracker-demo)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    demo.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(*argv: str) -> int:
+    """Run the command line with ``argv`` (``sys.argv[1:]`` when empty) and return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv or sys.argv[1:])
+    try:
+        status: int = args.run(args)
+    except (_UsageError, TrackerError) as exc:
+        print(f"tracker {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return status
+
+
+def _entry(argv: Sequence[str] | None = None) -> None:
+    sys.exit(main(*(argv or sys.argv[1:])))

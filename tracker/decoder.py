@@ -1,0 +1,183 @@
+"""Read log lines back into events; every line that is not one is rejected with its reason.
+
+Nothing is skipped in silence: each line of a log is either an event, a
+duplicate of an event already read (same ``event_id``, counted once), or a
+:class:`Rejected` with its line number, byte offset, reason and the raw bytes,
+which a :class:`Quarantine` keeps verbatim.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Final
+
+import orjson
+
+from .errors import EventValidationError
+from .events import Event, event_from_record
+
+__all__ = (
+    "DEFAULT_MAX_LINE_BYTES",
+    "REASONS",
+    "Decoder",
+    "Quarantine",
+    "Rejected",
+    "decode_file",
+)
+
+DEFAULT_MAX_LINE_BYTES: Final = 1 << 20
+
+#: Every reason a line can be rejected for.
+REASONS: Final = (
+    "invalid_json",
+    "invalid_utf8",
+    "not_object",
+    "schema",
+    "unknown_type",
+    "unsupported_version",
+    "too_long",
+    "unterminated",
+)
+
+_loads = orjson.loads
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A line that is not a valid event, and why."""
+
+    source: str
+    line_no: int
+    offset: int
+    reason: str
+    detail: str
+    raw: bytes
+
+    def describe(self) -> str:
+        """``events.jsonl:17 (byte 2048): invalid_json: unexpected character``"""
+        return f"{self.source}:{self.line_no} (byte {self.offset}): {self.reason}: {self.detail}"
+
+
+class Decoder:
+    """Decodes lines into events, with counts of what it saw.
+
+    One decoder can read several files: ``event_id`` duplicates are detected
+    across all of them. ``max_line_bytes`` bounds a line's length.
+    """
+
+    def __init__(self, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        self.max_line_bytes = max_line_bytes
+        self.by_type: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self.duplicates = 0
+        self._seen: set[str] = set()
+        self._writers: dict[str, list[int]] = {}  # writer -> [events, highest seq]
+
+    @property
+    def events(self) -> int:
+        return self.by_type.total()
+
+    def decode_line(
+        self, raw: bytes, *, source: str = "", line_no: int = 0, offset: int = 0
+    ) -> Event | Rejected | None:
+        """One complete line (its newline included or not) as an event, a rejection, or ``None`` for a duplicate."""
+        if len(raw) > self.max_line_bytes:
+            return self._reject(source, line_no, offset, "too_long",
+                                f"line is {len(raw)} bytes, the limit is {self.max_line_bytes}", raw)
+        try:
+            record = _loads(raw)
+        except orjson.JSONDecodeError as exc:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return self._reject(source, line_no, offset, "invalid_utf8", str(bad), raw)
+            detail = "empty line" if not raw.strip() else str(exc)
+            return self._reject(source, line_no, offset, "invalid_json", detail, raw)
+        try:
+            event = event_from_record(record)
+        except EventValidationError as exc:
+            return self._reject(source, line_no, offset, exc.reason, str(exc), raw)
+        if event.event_id in self._seen:
+            self.duplicates += 1
+            return None
+        self._seen.add(event.event_id)
+        self.by_type[event.TYPE] += 1
+        seen = self._writers.get(event.writer)
+        if seen is None:
+            self._writers[event.writer] = [1, event.seq]
+        else:
+            seen[0] += 1
+            if event.seq > seen[1]:
+                seen[1] = event.seq
+        return event
+
+    def _reject(self, source: str, line_no: int, offset: int, reason: str, detail: str, raw: bytes) -> Rejected:
+        self.rejected[reason] += 1
+        return Rejected(source, line_no, offset, reason, detail, raw)
+
+    def decode_stream(self, stream: BinaryIO | Iterable[bytes], *, source: str = "") -> Iterator[Event | Rejected]:
+        """Every line of a finished log, in order; an unterminated last line is rejected."""
+        offset = 0
+        for line_no, raw in enumerate(stream, 1):
+            if raw.endswith(b"\n"):
+                item = self.decode_line(raw, source=source, line_no=line_no, offset=offset)
+            else:
+                item = self._reject(source, line_no, offset, "unterminated",
+                                    "the last line has no newline (a writer stopped mid-line?)", raw)
+            offset += len(raw)
+            if item is not None:
+                yield item
+
+    def gaps(self) -> dict[str, int]:
+        """Sequence numbers missing per writer (1 up to its highest seq read), for writers with any missing."""
+        return {writer: top - count for writer, (count, top) in sorted(self._writers.items()) if top > count}
+
+
+def decode_file(path: str | os.PathLike[str], decoder: Decoder | None = None) -> Iterator[Event | Rejected]:
+    """Decode a finished log file line by line (see :meth:`Decoder.decode_stream`)."""
+    decoder = decoder or Decoder()
+    with open(path, "rb") as stream:
+        yield from decoder.decode_stream(stream, source=str(path))
+
+
+class Quarantine:
+    """Keeps rejected lines: verbatim in ``path``, and why in ``path`` + ``.reasons.jsonl``.
+
+    Each line of the reasons file is a JSON object with ``source``, ``line``,
+    ``offset``, ``reason`` and ``detail``, in the order of the quarantined lines.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.reasons_path = self.path.with_name(self.path.name + ".reasons.jsonl")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lines = open(self.path, "ab")  # noqa: SIM115 - closed by close()
+        self._reasons = open(self.reasons_path, "ab")  # noqa: SIM115 - closed by close()
+        self.count = 0
+
+    def add(self, rejected: Rejected) -> None:
+        raw = rejected.raw if rejected.raw.endswith(b"\n") else rejected.raw + b"\n"
+        self._lines.write(raw)
+        self._reasons.write(orjson.dumps({
+            "source": rejected.source, "line": rejected.line_no, "offset": rejected.offset,
+            "reason": rejected.reason, "detail": rejected.detail,
+        }, option=orjson.OPT_APPEND_NEWLINE))
+        self.count += 1
+
+    def flush(self) -> None:
+        self._lines.flush()
+        self._reasons.flush()
+
+    def close(self) -> None:
+        self._lines.close()
+        self._reasons.close()
+
+    def __enter__(self) -> Quarantine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,73 @@
+"""A simulated chatbot stress test: concurrent asyncio sessions that emit events.
+
+Sessions join over time, ask questions, get answers with a realistic
+response-time distribution (log-normal body, occasional slow tail), hit
+errors now and then, and leave. Used by ``tracker demo`` and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from dataclasses import dataclass
+
+from .emitter import EventLog
+
+__all__ = ("DemoConfig", "run_sessions", "simulate_session")
+
+
+@dataclass(frozen=True, slots=True)
+class DemoConfig:
+    """How the simulated test behaves; times in seconds of wall clock."""
+
+    sessions: int = 20
+    duration: float = 20.0
+    think_time: float = 0.3
+    error_rate: float = 0.03
+    seed: int = 7
+
+
+def _response_time_ms(rng: random.Random) -> float:
+    """Log-normal around 800 ms, with one answer in 50 from a slow tail of several seconds."""
+    if rng.random() < 0.02:
+        return round(rng.uniform(3_000.0, 9_000.0), 3)
+    return round(math.exp(rng.gauss(math.log(800.0), 0.45)), 3)
+
+
+async def simulate_session(log: EventLog, index: int, config: DemoConfig, deadline: float) -> None:
+    """One chatbot session: register, ask and get answers until the deadline or it leaves, unregister."""
+    rng = random.Random(config.seed * 100_003 + index)
+    loop = asyncio.get_running_loop()
+    session_id = f"session-{index:04d}"
+    await asyncio.sleep(rng.uniform(0.0, config.duration / 4))
+    log.emit("session_registered", session_id, username=f"student{index:04d}",
+             course_numbers=sorted(rng.sample(range(100, 400), rng.randint(1, 3))))
+    leave_at = deadline if rng.random() < 0.7 else loop.time() + rng.uniform(0.3, 0.9) * (deadline - loop.time())
+    question = 0
+    while loop.time() < leave_at:
+        question += 1
+        question_id = f"{session_id}-q{question}"
+        log.emit("question_asked", session_id, question_id=question_id,
+                 question_text=f"Question {question} about course material")
+        rt = _response_time_ms(rng)
+        await asyncio.sleep(min(rt / 1000.0 / 8, 1.0))  # simulated answers come 8x faster than they claim
+        if rng.random() < config.error_rate:
+            kind = rng.choice(["timeout", "http_502", "empty_answer"])
+            log.emit("error", session_id, kind=kind, error=f"{kind} while waiting for the answer")
+        else:
+            log.emit("question_answered", session_id, question_id=question_id, response_time_ms=rt,
+                     time_to_first_token_ms=round(rt * rng.uniform(0.1, 0.3), 3),
+                     input_tokens=rng.randint(20, 200), output_tokens=rng.randint(50, 600))
+            log.emit("cycle_completed", session_id)
+        await asyncio.sleep(rng.expovariate(1.0 / config.think_time))
+    reason = "user left" if leave_at < deadline else "test finished"
+    log.emit("session_unregistered", session_id, reason=reason)
+
+
+async def run_sessions(log: EventLog, config: DemoConfig) -> None:
+    """Run ``config.sessions`` sessions concurrently for ``config.duration`` seconds."""
+    deadline = asyncio.get_running_loop().time() + config.duration
+    async with asyncio.TaskGroup() as group:
+        for index in range(config.sessions):
+            group.create_task(simulate_session(log, index, config, deadline))

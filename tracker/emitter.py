@@ -1,0 +1,188 @@
+"""Append events to the log: one ``os.write`` of one complete line per event.
+
+The log is opened with ``O_APPEND`` in binary, so any number of threads,
+asyncio tasks and processes can share it: the kernel places each write at the
+end of the file, whole. Every :class:`EventLog` has a writer identity and a
+per-writer sequence number, renewed in a child process after ``fork()``, so
+readers can detect gaps and duplicates.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import socket
+import threading
+import time
+import weakref
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from .errors import EmitError, EventValidationError
+from .events import CURRENT_VERSION, EVENT_TYPES, check_field, to_ts
+
+__all__ = ("DEFAULT_LOG_PATH", "LOG_ENV_VAR", "EventLog", "default_log", "emit")
+
+#: Environment variable naming the log that :func:`emit` writes to.
+LOG_ENV_VAR: Final = "TRACKER_LOG"
+DEFAULT_LOG_PATH: Final = "events.jsonl"
+
+_REQUIRED: Final = {
+    event_type: tuple(name for name, spec in specs.items() if spec.required)
+    for event_type, specs in EVENT_TYPES.items()
+}
+_OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+_APPEND_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
+_dumps = orjson.dumps
+_logs: weakref.WeakSet[EventLog] = weakref.WeakSet()
+
+
+class EventLog:
+    """An append-only JSON-lines event log that this process writes to.
+
+    ``path`` defaults to ``$TRACKER_LOG``, else ``./events.jsonl``. The file
+    and its parent folders are created when missing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path if path is not None else os.environ.get(LOG_ENV_VAR) or DEFAULT_LOG_PATH)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+        except OSError as exc:
+            raise EmitError(exc.errno, f"cannot open event log {str(self.path)!r}: {exc.strerror}") from exc
+        self._new_identity()
+        _logs.add(self)
+        self._end_fragment()
+
+    def _end_fragment(self) -> None:
+        """End a line left unterminated by a writer that died mid-line, so ours is not glued to it.
+
+        Every complete write ends with a newline, so a last byte that is not one
+        can only be such a fragment; readers then reject it alone as invalid JSON.
+        """
+        try:
+            with open(self.path, "rb") as existing:
+                if existing.seek(0, os.SEEK_END) == 0:
+                    return
+                existing.seek(-1, os.SEEK_END)
+                if existing.read(1) == b"\n":
+                    return
+        except OSError as exc:
+            raise EmitError(exc.errno, f"cannot read the end of event log {str(self.path)!r}: {exc.strerror}") from exc
+        self._write(b"\n")
+
+    def _new_identity(self) -> None:
+        token = secrets.token_hex(8)
+        self.writer = f"{socket.gethostname()[:200]}:{os.getpid()}:{token}"
+        self._prefix = token
+        self._seq = itertools.count(1)  # next() on a count is atomic under the GIL
+
+    def emit(
+        self, event_type: str, session_id: str, /, *, ts: datetime | int | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Validate one event, append it to the log as one line and return the record written.
+
+        ``fields`` are the type's fields (see ``schemas/event.schema.json``);
+        ``None`` means absent. ``ts`` is an aware datetime or epoch
+        microseconds, the current UTC time by default. Raises
+        :class:`EventValidationError` (a ``ValueError``) before anything is
+        written, and :class:`EmitError` when the line could not be appended.
+        """
+        specs = EVENT_TYPES.get(event_type)
+        if specs is None:
+            raise EventValidationError(
+                f"type: must be one of {', '.join(EVENT_TYPES)}, got {event_type!r}",
+                field="type", value=event_type, reason="unknown_type",
+            )
+        if type(session_id) is not str or not 0 < len(session_id) <= 256:
+            raise EventValidationError(
+                f"session_id: must be a non-empty string of at most 256 characters, got {session_id!r}",
+                field="session_id", value=session_id,
+            )
+        record: dict[str, Any] = {
+            "v": CURRENT_VERSION,
+            "ts": time.time_ns() // 1000 if ts is None else to_ts(ts),
+            "event_id": "",
+            "writer": self.writer,
+            "seq": 0,
+            "session_id": session_id,
+            "type": event_type,
+        }
+        for name, value in fields.items():
+            if value is not None:
+                spec = specs.get(name)
+                record[name] = check_field(event_type, name, value) if spec is None else spec.check(name, value)
+        for name in _REQUIRED[event_type]:
+            if name not in record:
+                raise EventValidationError(
+                    f"{name}: is required for {event_type!r} events", field=name, value=None
+                )
+        seq = next(self._seq)
+        record["seq"] = seq
+        record["event_id"] = f"{self._prefix}-{seq}"
+        self._write(_dumps(record, option=_APPEND_NEWLINE))
+        return record
+
+    def _write(self, line: bytes) -> None:
+        try:
+            written = os.write(self._fd, line)
+        except OSError as exc:
+            raise EmitError(exc.errno, f"cannot append event to {str(self.path)!r}: {exc.strerror}") from exc
+        if written != len(line):
+            # Terminate the fragment so the next writer's line is not glued to it;
+            # readers quarantine the fragment as invalid JSON.
+            try:
+                os.write(self._fd, b"\n")
+                ended = "the fragment was ended with a newline"
+            except OSError as exc:
+                ended = f"the fragment could not be ended with a newline ({exc.strerror})"
+            raise EmitError(
+                None,
+                f"short write to {str(self.path)!r}: {written} of {len(line)} bytes appended (disk full?); {ended}",
+            )
+
+    def close(self) -> None:
+        """Close the file; a later :meth:`emit` raises :class:`EmitError`."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EventLog({str(self.path)!r}, writer={self.writer!r})"
+
+
+def _after_fork_in_child() -> None:
+    for log in list(_logs):
+        log._new_identity()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_default: EventLog | None = None
+_default_lock = threading.Lock()
+
+
+def default_log() -> EventLog:
+    """The process-wide log behind :func:`emit`, opened on first use at ``$TRACKER_LOG`` or ``./events.jsonl``."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = EventLog()
+    return _default
+
+
+def emit(event_type: str, session_id: str, /, *, ts: datetime | int | None = None, **fields: Any) -> dict[str, Any]:
+    """Append one event to the default log: ``emit("question_answered", "s1", response_time_ms=2000)``."""
+    return default_log().emit(event_type, session_id, ts=ts, **fields)

@@ -1,0 +1,55 @@
+"""Exceptions raised by tracker.
+
+This module imports nothing else of the package, so every other module can
+import it.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "CheckpointError",
+    "EmitError",
+    "EventValidationError",
+    "TrackerError",
+)
+
+
+class TrackerError(Exception):
+    """Root of every error tracker raises on purpose.
+
+    Catch this to handle any failure of tracker itself; anything else that
+    escapes is a bug.
+    """
+
+
+class EventValidationError(TrackerError, ValueError):
+    """Raised when an event is not valid under the event schema.
+
+    Raised by the emitter before anything is written, and used by the
+    decoder to describe a rejected line. ``field`` names the offending
+    field (or is ``None`` when the event as a whole is wrong) and ``value``
+    is the value that was refused. ``reason`` is a short code for the kind of
+    fault: ``schema``, ``not_object``, ``unknown_type`` or
+    ``unsupported_version``.
+    """
+
+    def __init__(
+        self, message: str, *, field: str | None = None, value: object = None, reason: str = "schema"
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value
+        self.reason = reason
+
+
+class EmitError(TrackerError, OSError):
+    """Raised when an event could not be appended to the log in full.
+
+    A short write (disk full) or an OS error (ENOSPC, EACCES, EBADF, ...)
+    raises this instead of dropping the event silently. ``errno`` is set when
+    the OS reported one.
+    """
+
+
+class CheckpointError(TrackerError):
+    """Raised when a tail checkpoint cannot be written."""

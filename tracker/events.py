@@ -1,0 +1,306 @@
+"""The events in the log: one frozen dataclass per type, and their validation.
+
+The wire format is specified by ``schemas/event.schema.json``; this module is
+its Python reading. Every event carries a schema version ``v``. A record of an
+older version is upcast step by step (``UPCASTERS``) to the current one before
+it becomes an event; a record of a newer version is refused, never guessed at.
+Unknown fields are ignored (a newer writer may add optional fields without
+bumping ``v``); an unknown ``type`` is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final
+
+from .errors import EventValidationError
+
+__all__ = (
+    "CURRENT_VERSION",
+    "EVENT_TYPES",
+    "MAX_TS",
+    "UPCASTERS",
+    "CycleCompleted",
+    "ErrorReported",
+    "Event",
+    "FieldSpec",
+    "QuestionAnswered",
+    "QuestionAsked",
+    "SessionRegistered",
+    "SessionUnregistered",
+    "check_field",
+    "event_from_record",
+    "format_ts",
+    "to_ts",
+)
+
+CURRENT_VERSION: Final = 1
+#: Exclusive upper bound of ``ts``: 10000-01-01T00:00:00Z in epoch microseconds.
+MAX_TS: Final = 253_402_300_800_000_000
+
+#: ``UPCASTERS[n]`` turns a record of version ``n`` into one of version ``n + 1``.
+UPCASTERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def _bad(field: str, value: object, why: str, reason: str = "schema") -> EventValidationError:
+    return EventValidationError(f"{field}: {why}, got {value!r}", field=field, value=value, reason=reason)
+
+
+Checker = Callable[[str, object], object]
+
+
+def _string(max_len: int) -> Checker:
+    def check(field: str, value: object) -> object:
+        if type(value) is not str:
+            raise _bad(field, value, "must be a string")
+        if not value:
+            raise _bad(field, value, "must not be empty")
+        if len(value) > max_len:
+            raise _bad(field, value[:40] + "...", f"must be at most {max_len} characters, has {len(value)}")
+        return value
+
+    return check
+
+
+def _count(field: str, value: object) -> object:
+    if type(value) is not int or value < 0:
+        raise _bad(field, value, "must be an integer >= 0")
+    return value
+
+
+def _duration(field: str, value: object) -> object:
+    if type(value) is float:
+        if not (value >= 0.0) or value == math.inf:
+            raise _bad(field, value, "must be a finite number >= 0")
+        return value
+    if type(value) is int and value >= 0:
+        return float(value)
+    raise _bad(field, value, "must be a finite number >= 0")
+
+
+def _int_list(field: str, value: object) -> object:
+    if type(value) not in (list, tuple):
+        raise _bad(field, value, "must be a list of integers")
+    if len(value) > 1000:  # type: ignore[arg-type]
+        raise _bad(field, f"<{len(value)} items>", "must have at most 1000 items")  # type: ignore[arg-type]
+    for item in value:  # type: ignore[attr-defined]
+        if type(item) is not int:
+            raise _bad(field, value, f"must be a list of integers, has {item!r}")
+    return list(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """How one type-specific field is checked; ``kind`` is what the CLI parses it as."""
+
+    check: Checker
+    kind: str  # "str", "int", "number" or "int_list"
+    required: bool
+
+
+_SESSION_ID = _string(256)
+_EVENT_ID = _string(128)
+_WRITER = _string(256)
+
+#: The type-specific fields of every event type, in the order they are written.
+EVENT_TYPES: Final[Mapping[str, Mapping[str, FieldSpec]]] = {
+    "session_registered": {
+        "username": FieldSpec(_string(256), "str", True),
+        "course_numbers": FieldSpec(_int_list, "int_list", True),
+    },
+    "question_asked": {
+        "question_text": FieldSpec(_string(1000), "str", False),
+        "question_id": FieldSpec(_string(128), "str", False),
+    },
+    "question_answered": {
+        "response_time_ms": FieldSpec(_duration, "number", True),
+        "question_id": FieldSpec(_string(128), "str", False),
+        "time_to_first_token_ms": FieldSpec(_duration, "number", False),
+        "input_tokens": FieldSpec(_count, "int", False),
+        "output_tokens": FieldSpec(_count, "int", False),
+    },
+    "cycle_completed": {},
+    "error": {
+        "error": FieldSpec(_string(2000), "str", True),
+        "kind": FieldSpec(_string(128), "str", False),
+    },
+    "session_unregistered": {
+        "reason": FieldSpec(_string(256), "str", True),
+    },
+}
+
+
+def check_field(event_type: str, name: str, value: object) -> object:
+    """Check one type-specific field and return its normalised value.
+
+    Raises :class:`EventValidationError` naming the field and value.
+    """
+    spec = EVENT_TYPES[event_type].get(name)
+    if spec is None:
+        allowed = ", ".join(EVENT_TYPES[event_type]) or "none"
+        raise _bad(name, value, f"is not a field of {event_type!r} events (allowed: {allowed})")
+    return spec.check(name, value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """The envelope every event carries."""
+
+    TYPE: ClassVar[str] = ""
+
+    v: int = CURRENT_VERSION
+    ts: int
+    event_id: str
+    writer: str
+    seq: int
+    session_id: str
+
+    @property
+    def type(self) -> str:
+        return self.TYPE
+
+    def to_record(self) -> dict[str, Any]:
+        """The event as the JSON object the log holds (optional fields left out when unset)."""
+        record: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            record[f.name] = list(value) if isinstance(value, tuple) else value
+            if f.name == "session_id":
+                record["type"] = self.TYPE
+        return record
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionRegistered(Event):
+    TYPE: ClassVar[str] = "session_registered"
+    username: str
+    course_numbers: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuestionAsked(Event):
+    TYPE: ClassVar[str] = "question_asked"
+    question_text: str | None = None
+    question_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuestionAnswered(Event):
+    TYPE: ClassVar[str] = "question_answered"
+    response_time_ms: float
+    question_id: str | None = None
+    time_to_first_token_ms: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CycleCompleted(Event):
+    TYPE: ClassVar[str] = "cycle_completed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorReported(Event):
+    TYPE: ClassVar[str] = "error"
+    error: str
+    kind: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionUnregistered(Event):
+    TYPE: ClassVar[str] = "session_unregistered"
+    reason: str
+
+
+_CLASSES: Final[Mapping[str, type[Event]]] = {
+    cls.TYPE: cls
+    for cls in (SessionRegistered, QuestionAsked, QuestionAnswered, CycleCompleted, ErrorReported, SessionUnregistered)
+}
+
+
+def _upcast(record: dict[str, Any], version: int) -> dict[str, Any]:
+    while version < CURRENT_VERSION:
+        step = UPCASTERS.get(version)
+        if step is None:
+            raise _bad("v", version, f"has no upcasting step to version {version + 1}", "unsupported_version")
+        record = step(record)
+        version += 1
+        record["v"] = version
+    return record
+
+
+def event_from_record(record: object) -> Event:
+    """Validate one decoded JSON value and return it as an :class:`Event`.
+
+    Raises :class:`EventValidationError`; its ``reason`` is ``not_object``,
+    ``unsupported_version``, ``unknown_type`` or ``schema``.
+    """
+    if type(record) is not dict:
+        raise EventValidationError(
+            f"an event must be a JSON object, got {type(record).__name__}", value=record, reason="not_object"
+        )
+    version = record.get("v")
+    if type(version) is not int or version < 1:
+        raise _bad("v", version, "must be an integer >= 1")
+    if version > CURRENT_VERSION:
+        raise _bad("v", version, f"is newer than this tracker reads ({CURRENT_VERSION}); upgrade tracker",
+                   "unsupported_version")
+    if version < CURRENT_VERSION:
+        record = _upcast(dict(record), version)
+        version = CURRENT_VERSION
+    event_type = record.get("type")
+    cls = _CLASSES.get(event_type) if type(event_type) is str else None
+    if cls is None:
+        if "type" not in record:
+            raise _bad("type", None, "is required")
+        raise _bad("type", event_type, f"must be one of {', '.join(_CLASSES)}", "unknown_type")
+    ts = record.get("ts")
+    if type(ts) is not int or not 0 <= ts < MAX_TS:
+        raise _bad("ts", ts, "must be integer epoch microseconds in [0, 10000-01-01)")
+    seq = record.get("seq")
+    if type(seq) is not int or seq < 1:
+        raise _bad("seq", seq, "must be an integer >= 1")
+    kwargs: dict[str, Any] = {
+        "v": version,
+        "ts": ts,
+        "seq": seq,
+        "event_id": _EVENT_ID("event_id", record.get("event_id")),
+        "writer": _WRITER("writer", record.get("writer")),
+        "session_id": _SESSION_ID("session_id", record.get("session_id")),
+    }
+    for name, spec in EVENT_TYPES[cls.TYPE].items():
+        if name in record:
+            value = spec.check(name, record[name])  # null is refused, as by the schema
+            kwargs[name] = tuple(value) if type(value) is list else value  # type: ignore[arg-type]
+        elif spec.required:
+            raise _bad(name, None, f"is required for {cls.TYPE!r} events")
+    return cls(**kwargs)
+
+
+def to_ts(when: datetime | int) -> int:
+    """Epoch microseconds (UTC) from an aware datetime or from epoch microseconds."""
+    if isinstance(when, datetime):
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise _bad("ts", when, "must be timezone-aware (naive datetimes are ambiguous; use UTC)")
+        delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+        value = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    elif type(when) is int:
+        value = when
+    else:
+        raise _bad("ts", when, "must be an aware datetime or integer epoch microseconds")
+    if not 0 <= value < MAX_TS:
+        raise _bad("ts", when, "must be in [1970-01-01, 10000-01-01)")
+    return value
+
+
+def format_ts(ts: int) -> str:
+    """``2026-11-24T22:20:00.123456Z`` (microseconds left out when zero)."""
+    seconds, micros = divmod(ts, 1_000_000)
+    moment = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+    text = moment.isoformat()
+    return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
