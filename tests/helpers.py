@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import strategies as st
+
 from tracker.events import Event, event_from_record
 
 T0 = 1_795_557_600_000_000  # 2026-11-24T22:00:00Z in epoch microseconds
@@ -21,3 +23,22 @@ def record(
 def event(seq: int, session_id: str, event_type: str, ts: int = T0, writer: str = "w:1:t", **fields: Any) -> Event:
     return event_from_record(record(seq, session_id, event_type, ts, writer, **fields))
 
+
+
+text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40)
+duration = st.floats(min_value=0, max_value=1e7, allow_nan=False, allow_infinity=False)
+count = st.integers(min_value=0, max_value=2**40)
+#: (type, fields) of any valid event.
+EVENTS = st.one_of(
+    st.tuples(st.just("session_registered"),
+              st.fixed_dictionaries({"username": text, "course_numbers": st.lists(st.integers(-2**40, 2**40))})),
+    st.tuples(st.just("question_asked"),
+              st.fixed_dictionaries({}, optional={"question_text": text, "question_id": text})),
+    st.tuples(st.just("question_answered"),
+              st.fixed_dictionaries({"response_time_ms": duration},
+                                    optional={"question_id": text, "time_to_first_token_ms": duration,
+                                              "input_tokens": count, "output_tokens": count})),
+    st.tuples(st.just("cycle_completed"), st.just({})),
+    st.tuples(st.just("error"), st.fixed_dictionaries({"error": text}, optional={"kind": text})),
+    st.tuples(st.just("session_unregistered"), st.fixed_dictionaries({"reason": text})),
+)

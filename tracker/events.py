@@ -82,14 +82,14 @@ def _duration(field: str, value: object) -> object:
 
 
 def _int_list(field: str, value: object) -> object:
-    if type(value) not in (list, tuple):
+    if not isinstance(value, list | tuple):
         raise _bad(field, value, "must be a list of integers")
-    if len(value) > 1000:  # type: ignore[arg-type]
-        raise _bad(field, f"<{len(value)} items>", "must have at most 1000 items")  # type: ignore[arg-type]
-    for item in value:  # type: ignore[attr-defined]
+    if len(value) > 1000:
+        raise _bad(field, f"<{len(value)} items>", "must have at most 1000 items")
+    for item in value:
         if type(item) is not int:
             raise _bad(field, value, f"must be a list of integers, has {item!r}")
-    return list(value)  # type: ignore[arg-type]
+    return list(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +276,7 @@ def event_from_record(record: object) -> Event:
     for name, spec in EVENT_TYPES[cls.TYPE].items():
         if name in record:
             value = spec.check(name, record[name])  # null is refused, as by the schema
-            kwargs[name] = tuple(value) if type(value) is list else value  # type: ignore[arg-type]
+            kwargs[name] = tuple(value) if isinstance(value, list) else value
         elif spec.required:
             raise _bad(name, None, f"is required for {cls.TYPE!r} events")
     return cls(**kwargs)
