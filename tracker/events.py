@@ -248,8 +248,10 @@ def event_from_record(record: object) -> Event:
     if type(version) is not int or version < 1:
         raise _bad("v", version, "must be an integer >= 1")
     if version > CURRENT_VERSION:
-        raise _bad("v", version, f"is newer than this tracker reads ({CURRENT_VERSION}); upgrade tracker",
-                   "unsupported_version")
+        raise EventValidationError(
+            f"v: version {version} is newer than this tracker reads ({CURRENT_VERSION}); upgrade tracker to read it",
+            field="v", value=version, reason="unsupported_version",
+        )
     if version < CURRENT_VERSION:
         record = _upcast(dict(record), version)
         version = CURRENT_VERSION
