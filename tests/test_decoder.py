@@ -93,6 +93,24 @@ class TestDecoder:
         assert item.to_record() == record(1, "s1", "question_answered", response_time_ms=3.0)
 
 
+    def test_glued_line_gives_fragment_and_event(self) -> None:
+        """A fragment glued to a whole event: the fragment is rejected with its offset, the event is read."""
+        whole = _line(record(1, "s1", "cycle_completed"))
+        decoder = Decoder()
+        items = list(decoder.decode_stream([b'{"v":1,"ts":9' + whole]))
+        assert isinstance(items[0], Rejected)
+        assert (items[0].reason, items[0].raw, items[0].offset) == ("invalid_json", b'{"v":1,"ts":9', 0)
+        assert isinstance(items[1], Event)
+        assert (decoder.events, decoder.rejected.total()) == (1, 1)
+
+    def test_glued_garbage_is_one_rejection(self) -> None:
+        """When the text after the fragment is no event either, the whole line is one rejection."""
+        decoder = Decoder()
+        items = list(decoder.decode_stream([b'{"v":1,"ts":9{"v":2,"x"\n']))
+        assert [type(i) for i in items] == [Rejected]
+        assert decoder.rejected.total() == 1
+
+
 class TestQuarantine:
     def test_keeps_lines_verbatim_with_reasons(self, tmp_path: Path) -> None:
         """Rejected lines are written byte for byte, their reasons beside them, in the same order."""

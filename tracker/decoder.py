@@ -44,6 +44,8 @@ REASONS: Final = (
 )
 
 _loads = orjson.loads
+#: How every line the Python emitter writes starts; used to find an event glued to a fragment.
+_EVENT_START: Final = b'{"v":'
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,30 @@ class Decoder:
                 seen[1] = event.seq
         return event
 
+    def decode(self, raw: bytes, *, source: str = "", line_no: int = 0, offset: int = 0) -> list[Event | Rejected]:
+        """One complete line as a list of events and rejections (empty for a duplicate).
+
+        A line holding a fragment left by a writer that died mid-line, glued to
+        the complete line that the next writer appended, gives the fragment as
+        rejected and the glued event as read, so the event is not lost.
+        """
+        item = self.decode_line(raw, source=source, line_no=line_no, offset=offset)
+        if item is None:
+            return []
+        if type(item) is not Rejected or item.reason != "invalid_json":
+            return [item]
+        cut = raw.rfind(_EVENT_START, 1)
+        if cut < 0:
+            return [item]
+        glued = self.decode_line(raw[cut:], source=source, line_no=line_no, offset=offset + cut)
+        if type(glued) is Rejected:
+            self.rejected[glued.reason] -= 1
+            return [item]
+        fragment = Rejected(source, line_no, offset, "invalid_json",
+                            f"fragment of an unfinished line, followed on the same line by an event at byte "
+                            f"{offset + cut}", raw[:cut])
+        return [fragment] if glued is None else [fragment, glued]
+
     def _reject(self, source: str, line_no: int, offset: int, reason: str, detail: str, raw: bytes) -> Rejected:
         self.rejected[reason] += 1
         return Rejected(source, line_no, offset, reason, detail, raw)
@@ -124,13 +150,11 @@ class Decoder:
         offset = 0
         for line_no, raw in enumerate(stream, 1):
             if raw.endswith(b"\n"):
-                item = self.decode_line(raw, source=source, line_no=line_no, offset=offset)
+                yield from self.decode(raw, source=source, line_no=line_no, offset=offset)
             else:
-                item = self._reject(source, line_no, offset, "unterminated",
-                                    "the last line has no newline (a writer stopped mid-line?)", raw)
+                yield self._reject(source, line_no, offset, "unterminated",
+                                   "the last line has no newline (a writer stopped mid-line?)", raw)
             offset += len(raw)
-            if item is not None:
-                yield item
 
     def gaps(self) -> dict[str, int]:
         """Sequence numbers missing per writer (1 up to its highest seq read), for writers with any missing."""
@@ -154,12 +178,16 @@ class Quarantine:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.reasons_path = self.path.with_name(self.path.name + ".reasons.jsonl")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lines = open(self.path, "ab")  # noqa: SIM115 - closed by close()
-        self._reasons = open(self.reasons_path, "ab")  # noqa: SIM115 - closed by close()
+        self._lines: BinaryIO | None = None
+        self._reasons: BinaryIO | None = None
         self.count = 0
 
     def add(self, rejected: Rejected) -> None:
+        """Append the line (a newline added when it had none) and its reason; the files are created on first use."""
+        if self._lines is None or self._reasons is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lines = open(self.path, "ab")  # noqa: SIM115 - closed by close()
+            self._reasons = open(self.reasons_path, "ab")  # noqa: SIM115 - closed by close()
         raw = rejected.raw if rejected.raw.endswith(b"\n") else rejected.raw + b"\n"
         self._lines.write(raw)
         self._reasons.write(orjson.dumps({
@@ -169,12 +197,14 @@ class Quarantine:
         self.count += 1
 
     def flush(self) -> None:
-        self._lines.flush()
-        self._reasons.flush()
+        for stream in (self._lines, self._reasons):
+            if stream is not None:
+                stream.flush()
 
     def close(self) -> None:
-        self._lines.close()
-        self._reasons.close()
+        for stream in (self._lines, self._reasons):
+            if stream is not None:
+                stream.close()
 
     def __enter__(self) -> Quarantine:
         return self

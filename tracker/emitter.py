@@ -10,6 +10,7 @@ readers can detect gaps and duplicates.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import secrets
 import socket
@@ -32,9 +33,18 @@ LOG_ENV_VAR: Final = "TRACKER_LOG"
 DEFAULT_LOG_PATH: Final = "events.jsonl"
 
 _REQUIRED: Final = {
-    event_type: tuple(name for name, spec in specs.items() if spec.required)
+    event_type: frozenset(name for name, spec in specs.items() if spec.required)
     for event_type, specs in EVENT_TYPES.items()
 }
+_N_REQUIRED: Final = {event_type: len(names) for event_type, names in _REQUIRED.items()}
+_FAST_SPECS: Final = {
+    event_type: {name: (spec.kind, spec.max_len, spec.required) for name, spec in specs.items()}
+    for event_type, specs in EVENT_TYPES.items()
+}
+_UNKNOWN: Final = ("", 0, False)
+_INF: Final = math.inf
+_time_ns = time.time_ns
+_os_write = os.write
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _APPEND_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 _dumps = orjson.dumps
@@ -57,24 +67,6 @@ class EventLog:
             raise EmitError(exc.errno, f"cannot open event log {str(self.path)!r}: {exc.strerror}") from exc
         self._new_identity()
         _logs.add(self)
-        self._end_fragment()
-
-    def _end_fragment(self) -> None:
-        """End a line left unterminated by a writer that died mid-line, so ours is not glued to it.
-
-        Every complete write ends with a newline, so a last byte that is not one
-        can only be such a fragment; readers then reject it alone as invalid JSON.
-        """
-        try:
-            with open(self.path, "rb") as existing:
-                if existing.seek(0, os.SEEK_END) == 0:
-                    return
-                existing.seek(-1, os.SEEK_END)
-                if existing.read(1) == b"\n":
-                    return
-        except OSError as exc:
-            raise EmitError(exc.errno, f"cannot read the end of event log {str(self.path)!r}: {exc.strerror}") from exc
-        self._write(b"\n")
 
     def _new_identity(self) -> None:
         token = secrets.token_hex(8)
@@ -93,7 +85,7 @@ class EventLog:
         :class:`EventValidationError` (a ``ValueError``) before anything is
         written, and :class:`EmitError` when the line could not be appended.
         """
-        specs = EVENT_TYPES.get(event_type)
+        specs = _FAST_SPECS.get(event_type)
         if specs is None:
             raise EventValidationError(
                 f"type: must be one of {', '.join(EVENT_TYPES)}, got {event_type!r}",
@@ -106,26 +98,42 @@ class EventLog:
             )
         record: dict[str, Any] = {
             "v": CURRENT_VERSION,
-            "ts": time.time_ns() // 1000 if ts is None else to_ts(ts),
-            "event_id": "",
+            "ts": _time_ns() // 1000 if ts is None else to_ts(ts),
+            "event_id": None,  # set once the event is valid, with seq
             "writer": self.writer,
-            "seq": 0,
+            "seq": None,
             "session_id": session_id,
             "type": event_type,
         }
+        required = 0
         for name, value in fields.items():
-            if value is not None:
-                spec = specs.get(name)
-                record[name] = check_field(event_type, name, value) if spec is None else spec.check(name, value)
-        for name in _REQUIRED[event_type]:
-            if name not in record:
-                raise EventValidationError(
-                    f"{name}: is required for {event_type!r} events", field=name, value=None
-                )
+            if value is None:
+                continue
+            # The common cases inline (a function call per field costs more than the checks);
+            # anything else, including every error, goes through the field's own check.
+            kind, max_len, is_required = specs.get(name, _UNKNOWN)
+            required += is_required
+            if kind == "str":
+                if type(value) is str and 0 < len(value) <= max_len:
+                    record[name] = value
+                    continue
+            elif kind == "number" and type(value) is float and 0.0 <= value < _INF:
+                record[name] = value
+                continue
+            record[name] = check_field(event_type, name, value)
+        if required != _N_REQUIRED[event_type]:
+            missing = min(n for n in _REQUIRED[event_type] if n not in record)
+            raise EventValidationError(f"{missing}: is required for {event_type!r} events", field=missing)
         seq = next(self._seq)
-        record["seq"] = seq
         record["event_id"] = f"{self._prefix}-{seq}"
-        self._write(_dumps(record, option=_APPEND_NEWLINE))
+        record["seq"] = seq
+        line = _dumps(record, option=_APPEND_NEWLINE)
+        try:
+            written = _os_write(self._fd, line)
+        except OSError as exc:
+            raise EmitError(exc.errno, f"cannot append event to {str(self.path)!r}: {exc.strerror}") from exc
+        if written != len(line):
+            self._short_write(written, len(line))
         return record
 
     def _write(self, line: bytes) -> None:
@@ -134,17 +142,19 @@ class EventLog:
         except OSError as exc:
             raise EmitError(exc.errno, f"cannot append event to {str(self.path)!r}: {exc.strerror}") from exc
         if written != len(line):
-            # Terminate the fragment so the next writer's line is not glued to it;
-            # readers quarantine the fragment as invalid JSON.
-            try:
-                os.write(self._fd, b"\n")
-                ended = "the fragment was ended with a newline"
-            except OSError as exc:
-                ended = f"the fragment could not be ended with a newline ({exc.strerror})"
-            raise EmitError(
-                None,
-                f"short write to {str(self.path)!r}: {written} of {len(line)} bytes appended (disk full?); {ended}",
-            )
+            self._short_write(written, len(line))
+
+    def _short_write(self, written: int, size: int) -> None:
+        # Terminate the fragment so the next writer's line is not glued to it;
+        # readers quarantine the fragment as invalid JSON.
+        try:
+            os.write(self._fd, b"\n")
+            ended = "the fragment was ended with a newline"
+        except OSError as exc:
+            ended = f"the fragment could not be ended with a newline ({exc.strerror})"
+        raise EmitError(
+            None, f"short write to {str(self.path)!r}: {written} of {size} bytes appended (disk full?); {ended}"
+        )
 
     def close(self) -> None:
         """Close the file; a later :meth:`emit` raises :class:`EmitError`."""

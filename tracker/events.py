@@ -99,6 +99,7 @@ class FieldSpec:
     check: Checker
     kind: str  # "str", "int", "number" or "int_list"
     required: bool
+    max_len: int = 0  # for "str": the longest value allowed
 
 
 _SESSION_ID = _string(256)
@@ -108,27 +109,27 @@ _WRITER = _string(256)
 #: The type-specific fields of every event type, in the order they are written.
 EVENT_TYPES: Final[Mapping[str, Mapping[str, FieldSpec]]] = {
     "session_registered": {
-        "username": FieldSpec(_string(256), "str", True),
+        "username": FieldSpec(_string(256), "str", True, 256),
         "course_numbers": FieldSpec(_int_list, "int_list", True),
     },
     "question_asked": {
-        "question_text": FieldSpec(_string(1000), "str", False),
-        "question_id": FieldSpec(_string(128), "str", False),
+        "question_text": FieldSpec(_string(1000), "str", False, 1000),
+        "question_id": FieldSpec(_string(128), "str", False, 128),
     },
     "question_answered": {
         "response_time_ms": FieldSpec(_duration, "number", True),
-        "question_id": FieldSpec(_string(128), "str", False),
+        "question_id": FieldSpec(_string(128), "str", False, 128),
         "time_to_first_token_ms": FieldSpec(_duration, "number", False),
         "input_tokens": FieldSpec(_count, "int", False),
         "output_tokens": FieldSpec(_count, "int", False),
     },
     "cycle_completed": {},
     "error": {
-        "error": FieldSpec(_string(2000), "str", True),
-        "kind": FieldSpec(_string(128), "str", False),
+        "error": FieldSpec(_string(2000), "str", True, 2000),
+        "kind": FieldSpec(_string(128), "str", False, 128),
     },
     "session_unregistered": {
-        "reason": FieldSpec(_string(256), "str", True),
+        "reason": FieldSpec(_string(256), "str", True, 256),
     },
 }
 
