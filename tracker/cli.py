@@ -16,6 +16,8 @@ from .emitter import LOG_ENV_VAR, EventLog
 from .errors import TrackerError
 from .events import EVENT_TYPES, format_ts, to_ts
 from .fold import SessionState, anomalies, fold_all
+from .replay import replay
+from .report import DEFAULT_INTERVAL_S, Reports
 from .version import VERSION
 
 __all__ = ("main",)
@@ -151,6 +153,57 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if decoder.rejected else EXIT_OK
 
 
+def _fmt(value: object) -> str:
+    return "-" if value is None else f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def _run_summary(reports: Reports) -> list[str]:
+    """The whole-run figures of the totals table, for people."""
+    t = reports.totals.row(0, named=True)
+    if t["run_start"] is None:
+        return ["whole run: no events"]
+    start = format_ts(t["run_start"])
+    end = format_ts(t["run_end"])
+    rt = ", ".join(f"{name} {_fmt(t[f'response_time_ms_{name}'])}" for name in ("mean", "p50", "p95", "p99", "max"))
+    return [
+        f"whole run: {start} to {end}, {reports.summary.height} windows of {reports.interval_s} s",
+        f"  sessions {t['sessions']} (at most {t['max_active_sessions']} active), "
+        f"questions {t['questions_asked']}, answers {t['questions_answered']} ({t['answers_per_s']:.3f}/s), "
+        f"cycles {t['cycles_completed']}, errors {t['errors']}",
+        f"  response time ms: {rt}",
+    ]
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    try:
+        result = replay(args.logs, args.out, interval_s=args.interval, quarantine_path=args.quarantine)
+    except OSError as exc:
+        name = f" {str(exc.filename)!r}" if exc.filename else ""
+        raise _UsageError(f"cannot read{name}: {exc.strerror or exc}") from exc
+    decoder = result.decoder
+    print(f"read {len(result.logs)} log{'s' if len(result.logs) != 1 else ''}: {decoder.events} events, "
+          f"{decoder.rejected.total()} rejected, {decoder.duplicates} duplicates")
+    if result.quarantine.count:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(decoder.rejected.items()))
+        print(f"  rejected lines ({reasons}) in {result.quarantine.path}")
+    print(f"wrote {len(result.written)} files to {args.out}: the summary, totals, errors and "
+          f"{len(result.written) - 3} per-window session reports")
+    if result.removed:
+        print(f"  removed {len(result.removed)} session reports of an earlier run")
+    print("\n".join(_run_summary(result.reports)))
+    return EXIT_REJECTED if decoder.rejected else EXIT_OK
+
+
+def _interval(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole seconds, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -191,6 +244,20 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--max-line-bytes", type=int, default=1 << 20, metavar="N",
                           help="reject longer lines (default: 1 MiB)")
     validate.set_defaults(run=_cmd_validate)
+
+    replay_ = commands.add_parser(
+        "replay", help="regenerate the reports from logs",
+        description="Regenerate the windowed CSV reports from finished logs, merged by event time. "
+                    "Exit status 1 when any line is rejected (the rejected lines are quarantined).",
+        epilog="example: tracker replay 'run/*.jsonl' --out reports --interval 60",
+    )
+    replay_.add_argument("logs", metavar="LOG", nargs="+", help="log files or quoted glob patterns")
+    replay_.add_argument("--out", required=True, type=Path, help="folder for the reports")
+    replay_.add_argument("--interval", type=_interval, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
+                         help=f"window length (default: {DEFAULT_INTERVAL_S})")
+    replay_.add_argument("--quarantine", type=Path, metavar="FILE",
+                         help="where rejected lines go (default: OUT/quarantine.jsonl)")
+    replay_.set_defaults(run=_cmd_replay)
 
     demo = commands.add_parser(
         "demo", help="run a simulated stress test",

@@ -1,0 +1,249 @@
+"""The independent reference for the report tests.
+
+A plain-Python (stdlib only) computation of the windowed stress-test reports,
+written for clarity rather than speed: the report tests compare the production
+(polars) reports with :func:`reference_reports` cell by cell. It shares nothing
+with the production code except the event dataclasses of ``tracker.events``.
+
+Windows are tumbling, aligned to the Unix epoch and left-closed: an event at
+``ts`` (epoch microseconds) lies in window ``k = ts // I`` spanning
+``[k * I, (k + 1) * I)``, with ``I = interval_s * 1_000_000``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from tracker.events import ErrorReported, Event, QuestionAnswered, SessionRegistered, SessionUnregistered
+
+__all__ = ("reference_reports",)
+
+Row = dict[str, object]
+
+#: The event types counted in the report, by report column.
+COUNTED_TYPES: dict[str, str] = {
+    "sessions_registered": "session_registered",
+    "sessions_unregistered": "session_unregistered",
+    "questions_asked": "question_asked",
+    "questions_answered": "question_answered",
+    "cycles_completed": "cycle_completed",
+    "errors": "error",
+}
+
+#: The event types counted per session, by report column.
+SESSION_COUNTED_TYPES: dict[str, str] = {
+    "questions_asked": "question_asked",
+    "questions_answered": "question_answered",
+    "cycles_completed": "cycle_completed",
+    "errors": "error",
+}
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+MICROS_PER_SECOND = 1_000_000
+SECONDS_PER_DAY = 86_400
+DAYS_PER_400_YEARS = 146_097  # the Gregorian calendar repeats every 400 years
+
+
+def format_utc(ts: int) -> str:
+    """``2026-11-24T22:20:00Z`` for epoch microseconds (sub-second part dropped).
+
+    Also formats instants past year 9999 (a last window may end there), which
+    :mod:`datetime` cannot represent, by shifting whole 400-year cycles.
+    """
+    seconds = ts // MICROS_PER_SECOND
+    days, second_of_day = divmod(seconds, SECONDS_PER_DAY)
+    cycles = 0
+    while days >= DAYS_PER_400_YEARS * 20:  # keep well inside datetime's range
+        days -= DAYS_PER_400_YEARS
+        cycles += 1
+    day = date(1970, 1, 1) + timedelta(days=days)
+    hour, rest = divmod(second_of_day, 3600)
+    minute, second = divmod(rest, 60)
+    return f"{day.year + 400 * cycles:04d}-{day.month:02d}-{day.day:02d}T{hour:02d}:{minute:02d}:{second:02d}Z"
+
+
+def neutralise(text: str) -> str:
+    """Prefix a quote to text a spreadsheet would read as a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def neutralise_optional(text: str | None) -> str | None:
+    return None if text is None else neutralise(text)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Exact percentile with linear interpolation (numpy's default method)."""
+    if not values:
+        return None
+    x = sorted(values)
+    h = (len(x) - 1) * q
+    lower = math.floor(h)
+    if lower >= len(x) - 1:
+        return x[-1]
+    return x[lower] + (h - lower) * (x[lower + 1] - x[lower])
+
+
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def maximum(values: list[float]) -> float | None:
+    return max(values) if values else None
+
+
+def response_time_stats(answers: list[float]) -> Row:
+    """The response_time_ms_* columns of the summary and totals rows."""
+    return {
+        "response_time_ms_mean": mean(answers),
+        "response_time_ms_p50": percentile(answers, 0.50),
+        "response_time_ms_p90": percentile(answers, 0.90),
+        "response_time_ms_p95": percentile(answers, 0.95),
+        "response_time_ms_p99": percentile(answers, 0.99),
+        "response_time_ms_max": maximum(answers),
+    }
+
+
+def response_times(events: list[Event]) -> list[float]:
+    return [e.response_time_ms for e in events if isinstance(e, QuestionAnswered)]
+
+
+def count_type(events: list[Event], event_type: str) -> int:
+    return sum(1 for e in events if e.type == event_type)
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: str
+    start: int
+    end: int | None  # None: never unregistered
+    registration: SessionRegistered | None  # the first one
+    events: list[Event]  # canonical order
+
+    def alive_in(self, ws: int, we: int) -> bool:
+        return self.start < we and (self.end is None or self.end >= ws)
+
+    def alive_at_end(self, we: int) -> bool:
+        return self.start < we and (self.end is None or self.end >= we)
+
+
+def build_sessions(events: list[Event]) -> dict[str, Session]:
+    """Every session, by session_id, from events in canonical order."""
+    by_id: dict[str, list[Event]] = {}
+    for event in events:
+        by_id.setdefault(event.session_id, []).append(event)
+    sessions: dict[str, Session] = {}
+    for session_id, own in by_id.items():
+        registrations = [e for e in own if isinstance(e, SessionRegistered)]
+        unregistrations = [e for e in own if isinstance(e, SessionUnregistered)]
+        registration = registrations[0] if registrations else None
+        sessions[session_id] = Session(
+            session_id=session_id,
+            start=registration.ts if registration is not None else own[0].ts,
+            end=unregistrations[0].ts if unregistrations else None,
+            registration=registration,
+            events=own,
+        )
+    return sessions
+
+
+def empty_totals() -> Row:
+    row: Row = {"run_start": None, "run_end": None, "sessions": 0, "max_active_sessions": 0}
+    row.update(dict.fromkeys(COUNTED_TYPES, 0))
+    row.update(response_time_stats([]))
+    row["answers_per_s"] = None
+    return row
+
+
+def reference_reports(events: list[Event], interval_s: int) -> dict[str, list[Row]]:
+    """The summary, totals, sessions and errors reports of ``events`` in windows of ``interval_s`` seconds."""
+    if not events:
+        return {"summary": [], "totals": [empty_totals()], "sessions": [], "errors": []}
+
+    ordered = sorted(events, key=lambda e: (e.ts, e.writer, e.seq))
+    interval = interval_s * MICROS_PER_SECOND
+    first_k = min(e.ts for e in ordered) // interval
+    last_k = max(e.ts for e in ordered) // interval
+    windows = range(first_k, last_k + 1)
+    sessions = build_sessions(ordered)
+
+    summary: list[Row] = []
+    session_rows: list[Row] = []
+    error_rows: list[Row] = []
+    active_counts: list[int] = []
+    for k in windows:
+        ws, we = k * interval, (k + 1) * interval
+        window_start, window_end = format_utc(ws), format_utc(we)
+        in_window = [e for e in ordered if ws <= e.ts < we]
+
+        # summary
+        active = sum(1 for s in sessions.values() if s.alive_in(ws, we))
+        active_counts.append(active)
+        row: Row = {
+            "window_start": window_start,
+            "window_end": window_end,
+            "active_sessions": active,
+            "active_at_end": sum(1 for s in sessions.values() if s.alive_at_end(we)),
+        }
+        for column, event_type in COUNTED_TYPES.items():
+            row[column] = count_type(in_window, event_type)
+        row.update(response_time_stats(response_times(in_window)))
+        row["answers_per_s"] = count_type(in_window, "question_answered") / interval_s
+        summary.append(row)
+
+        # sessions
+        for session_id in sorted(sessions):
+            session = sessions[session_id]
+            if not session.alive_in(ws, we):
+                continue
+            own_in_window = [e for e in session.events if ws <= e.ts < we]
+            own_so_far = [e for e in session.events if e.ts < we]
+            registration = session.registration
+            courses = ";".join(str(n) for n in registration.course_numbers) if registration is not None else ""
+            answers = response_times(own_in_window)
+            srow: Row = {
+                "window_start": window_start,
+                "window_end": window_end,
+                "session_id": neutralise(session_id),
+                "username": neutralise(registration.username) if registration is not None else None,
+                "course_numbers": neutralise(courses) if courses else None,
+                "status": "ended" if session.end is not None and session.end < we else "active",
+            }
+            for column, event_type in SESSION_COUNTED_TYPES.items():
+                srow[column] = count_type(own_in_window, event_type)
+            srow["response_time_ms_mean"] = mean(answers)
+            srow["response_time_ms_p95"] = percentile(answers, 0.95)
+            srow["response_time_ms_max"] = maximum(answers)
+            for column, event_type in SESSION_COUNTED_TYPES.items():
+                srow[column + "_total"] = count_type(own_so_far, event_type)
+            session_rows.append(srow)
+
+        # errors
+        error_counts: dict[tuple[str | None, str], int] = {}
+        for event in in_window:
+            if isinstance(event, ErrorReported):
+                key = (event.kind, event.error)
+                error_counts[key] = error_counts.get(key, 0) + 1
+        for (kind, message), count in sorted(error_counts.items(), key=lambda item: (item[0][0] or "", item[0][1])):
+            error_rows.append({
+                "window_start": window_start,
+                "window_end": window_end,
+                "kind": neutralise_optional(kind),
+                "message": neutralise(message),
+                "count": count,
+            })
+
+    totals: Row = {
+        "run_start": format_utc(first_k * interval),
+        "run_end": format_utc((last_k + 1) * interval),
+        "sessions": len(sessions),
+        "max_active_sessions": max(active_counts),
+    }
+    for column, event_type in COUNTED_TYPES.items():
+        totals[column] = count_type(ordered, event_type)
+    totals.update(response_time_stats(response_times(ordered)))
+    totals["answers_per_s"] = count_type(ordered, "question_answered") / (len(windows) * interval_s)
+
+    return {"summary": summary, "totals": [totals], "sessions": session_rows, "errors": error_rows}

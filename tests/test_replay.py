@@ -1,0 +1,182 @@
+"""Tests for tracker.replay and ``tracker replay``: golden reports, merging, and the split property."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from glob import glob
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.test_report import LOGS, assert_matches_reference, random_events
+from tracker.cli import main
+from tracker.decoder import Rejected, decode_file
+from tracker.events import Event
+from tracker.replay import expand_logs, replay
+
+ROOT = Path(__file__).parent.parent
+CASES = sorted(glob(str(ROOT / "fixtures" / "replay" / "*") + os.sep))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _write_log(path: Path, events: list[Event]) -> None:
+    path.write_bytes(b"".join(orjson.dumps(e.to_record()) + b"\n" for e in events))
+
+
+class TestGolden:
+    @pytest.mark.parametrize("case", CASES, ids=lambda p: Path(p).name)
+    def test_replay_reproduces_the_golden_files(
+        self, case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """tracker replay on the fixture's logs writes exactly its expected files, byte for byte."""
+        folder = Path(case)
+        monkeypatch.chdir(ROOT)  # the quarantine's reasons name the logs as given
+        logs = sorted(str(p.relative_to(ROOT)) for p in folder.glob("*.jsonl"))
+        args = (folder / "args").read_text().split()
+        status = main("replay", *logs, "--out", str(tmp_path), *args)
+        expected = _files(folder / "expected")
+        assert status == (1 if "quarantine.jsonl" in expected else 0)
+        assert _files(tmp_path) == expected
+        assert "wrote" in capsys.readouterr().out
+
+    @pytest.mark.parametrize("case", CASES, ids=lambda p: Path(p).name)
+    def test_golden_files_match_the_reference(self, case: str) -> None:
+        """Each golden file agrees cell by cell with the independent computation over the fixture's events."""
+        folder = Path(case)
+        events: list[Event] = []
+        seen: set[str] = set()
+        for log in sorted(folder.glob("*.jsonl")):
+            for item in decode_file(log):
+                if not isinstance(item, Rejected) and item.event_id not in seen:
+                    seen.add(item.event_id)
+                    events.append(item)
+        interval = int((folder / "args").read_text().split()[1])
+        assert_matches_reference(folder / "expected", events, interval)
+
+    def test_every_case_is_documented(self) -> None:
+        """Each fixture case says in its README what it covers."""
+        assert CASES
+        for case in CASES:
+            assert (Path(case) / "README.md").read_text().strip()
+
+
+class TestSplitProperty:
+    @settings(max_examples=40, deadline=None)
+    @given(LOGS, st.integers(1, 4), st.sampled_from([1, 60, 300]), st.randoms(use_true_random=False))
+    def test_split_logs_give_the_same_reports(
+        self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, str, int, float, str | None]],
+        parts: int, interval: int, rnd: random.Random,
+    ) -> None:
+        """Splitting a log into several shuffled files (with a duplicate) gives the same bytes as the single file."""
+        events = random_events(steps)
+        base = tmp_path_factory.mktemp("split")
+        _write_log(base / "all.jsonl", events)
+        buckets: list[list[Event]] = [[] for _ in range(parts)]
+        for e in events:
+            buckets[rnd.randrange(parts)].append(e)
+        buckets[rnd.randrange(parts)].append(rnd.choice(events))  # the same event twice
+        for n, bucket in enumerate(buckets):
+            rnd.shuffle(bucket)
+            _write_log(base / f"part{n}.jsonl", bucket)
+        one = replay([base / "all.jsonl"], base / "one", interval_s=interval)
+        many = replay(sorted(base.glob("part*.jsonl")), base / "many", interval_s=interval)
+        assert _files(base / "one") == _files(base / "many")
+        assert many.decoder.duplicates == 1
+        assert one.decoder.events == many.decoder.events == len(events)
+
+
+class TestReplay:
+    def test_matches_reference_on_a_generated_run(self, tmp_path: Path) -> None:
+        """A larger generated run (many sessions, windows, errors) agrees with the reference."""
+        rnd = random.Random(5)
+        kinds = ["question_asked", "question_answered", "cycle_completed", "error", "session_registered",
+                 "session_unregistered"]
+        steps = [(f"s{rnd.randrange(40)}", rnd.choices(kinds, [5, 5, 4, 1, 1, 1])[0], rnd.randrange(3600 * 10**6),
+                  round(rnd.lognormvariate(6.5, 0.5), 3), rnd.choice([None, "timeout"])) for _ in range(3000)]
+        events = random_events(steps)
+        _write_log(tmp_path / "log.jsonl", events)
+        replay([tmp_path / "log.jsonl"], tmp_path / "out", interval_s=300)
+        assert_matches_reference(tmp_path / "out", events, 300)
+
+    def test_removes_session_files_of_an_earlier_run(self, tmp_path: Path) -> None:
+        """Per-window files of an earlier run that this run does not write are removed; others are kept."""
+        events = random_events([("s1", "cycle_completed", 0, 0.0, None)])
+        _write_log(tmp_path / "log.jsonl", events)
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "session_tracking_report_20000101_000000.csv").write_text("old")
+        (out / "notes.txt").write_text("mine")
+        result = replay([tmp_path / "log.jsonl"], out, interval_s=60)
+        assert [p.name for p in result.removed] == ["session_tracking_report_20000101_000000.csv"]
+        assert (out / "notes.txt").read_text() == "mine"
+
+    def test_glob_patterns(self, tmp_path: Path) -> None:
+        """Glob patterns expand to sorted files; a pattern matching nothing is an error naming it."""
+        for name in ("b.jsonl", "a.jsonl"):
+            (tmp_path / name).write_bytes(b"")
+        assert expand_logs([str(tmp_path / "*.jsonl")]) == [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+        with pytest.raises(FileNotFoundError, match=r"no log matches this pattern: '.*\*\.log'"):
+            expand_logs([str(tmp_path / "*.log")])
+
+
+class TestReplayCommand:
+    def test_output_and_exit_status(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """replay prints what it read, where the reports went and the whole run; 0 without rejected lines."""
+        events = random_events([("s1", "session_registered", 0, 0.0, None), ("s1", "question_answered", 10**6,
+                                 250.0, None), ("s1", "question_answered", 61 * 10**6, 750.0, None)])
+        _write_log(tmp_path / "log.jsonl", events)
+        out = tmp_path / "out"
+        assert main("replay", str(tmp_path / "log.jsonl"), "--out", str(out), "--interval", "60") == 0
+        assert capsys.readouterr().out == (
+            "read 1 log: 3 events, 0 rejected, 0 duplicates\n"
+            f"wrote 5 files to {out}: the summary, totals, errors and 2 per-window session reports\n"
+            "whole run: 2026-11-24T22:00:00Z to 2026-11-24T22:02:00Z, 2 windows of 60 s\n"
+            "  sessions 1 (at most 1 active), questions 0, answers 2 (0.017/s), cycles 0, errors 0\n"
+            "  response time ms: mean 500.0, p50 500.0, p95 725.0, p99 745.0, max 750.0\n"
+        )
+
+    def test_rejected_lines_exit_1_and_are_quarantined(self, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+        """Rejected lines are counted by reason, quarantined where --quarantine says, and give exit status 1."""
+        shutil.copy(ROOT / "fixtures" / "rejects" / "not_object.jsonl", tmp_path / "log.jsonl")
+        quarantine = tmp_path / "bad.jsonl"
+        assert main("replay", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "out"),
+                    "--quarantine", str(quarantine)) == 1
+        out = capsys.readouterr().out
+        assert out.startswith("read 1 log: 4 events, 1 rejected, 0 duplicates\n"
+                              f"  rejected lines (not_object 1) in {quarantine}\n")
+        assert quarantine.read_bytes() == b"[1, 2, 3]\n"
+
+    @pytest.mark.parametrize(("args", "message"), [
+        (["--interval", "0"], "argument --interval: must be >= 1, got '0'"),
+        (["--interval", "1.5"], "argument --interval: expected whole seconds, got '1.5'"),
+    ])
+    def test_bad_interval(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                          message: str) -> None:
+        """A bad --interval is a usage error (exit 2) quoting the value."""
+        with pytest.raises(SystemExit) as info:
+            main("replay", "x.jsonl", "--out", str(tmp_path), *args)
+        assert info.value.code == 2
+        assert message in capsys.readouterr().err
+
+    def test_missing_log(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A missing log is an error with exit status 2 naming it, and nothing is written."""
+        assert main("replay", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "out")) == 2
+        assert capsys.readouterr().err == (
+            f"tracker replay: error: cannot read '{tmp_path / 'nope.jsonl'}': No such file or directory\n")
+        assert not (tmp_path / "out").exists()
+
+    def test_no_events_still_writes_reports(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """An empty log gives header-only reports and says so."""
+        (tmp_path / "log.jsonl").write_bytes(b"")
+        assert main("replay", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "out")) == 0
+        assert capsys.readouterr().out.endswith("whole run: no events\n")
+        assert (tmp_path / "out" / "session_tracking_summary.csv").read_bytes().count(b"\n") == 1

@@ -1,0 +1,103 @@
+"""Regenerate the reports from finished logs: decode, quarantine, aggregate, write.
+
+Several logs (or globs) are read as one, merged by event time; an event
+present in more than one is counted once. Rejected lines go to a quarantine
+file and are counted; none stops the replay.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from .decoder import Decoder, Quarantine, Rejected
+from .events import Event
+from .report import DEFAULT_INTERVAL_S, SESSIONS_FILE_PREFIX, Reports, build_reports, events_frame, write_reports
+
+__all__ = ("QUARANTINE_FILE", "ReplayResult", "expand_logs", "read_events", "replay")
+
+QUARANTINE_FILE: Final = "quarantine.jsonl"
+_CHUNK: Final = 250_000
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """What a replay read and wrote."""
+
+    logs: tuple[Path, ...]
+    reports: Reports
+    written: tuple[Path, ...]
+    removed: tuple[Path, ...]
+    decoder: Decoder
+    quarantine: Quarantine
+
+
+def expand_logs(patterns: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Paths and glob patterns to a sorted list of files; a pattern that matches nothing is an error."""
+    found: list[Path] = []
+    for pattern in patterns:
+        text = os.fspath(pattern)
+        if glob.has_magic(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise FileNotFoundError(errno.ENOENT, "no log matches this pattern", text)
+            found.extend(Path(m) for m in matches)
+        else:
+            found.append(Path(text))
+    return found
+
+
+def _frames(paths: Sequence[Path], decoder: Decoder, quarantine: Quarantine) -> Iterable[pl.DataFrame]:
+    chunk: list[Event] = []
+    for path in paths:
+        with open(path, "rb") as stream:
+            for item in decoder.decode_stream(stream, source=str(path)):
+                if isinstance(item, Rejected):
+                    quarantine.add(item)
+                    continue
+                chunk.append(item)
+                if len(chunk) >= _CHUNK:
+                    yield events_frame(chunk)
+                    chunk = []
+    yield events_frame(chunk)
+
+
+def read_events(paths: Sequence[Path], decoder: Decoder, quarantine: Quarantine) -> pl.DataFrame:
+    """Every valid, distinct event of the logs as one frame (rejected lines go to ``quarantine``)."""
+    return pl.concat(list(_frames(paths, decoder, quarantine)), rechunk=True)
+
+
+def replay(
+    logs: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    interval_s: int = DEFAULT_INTERVAL_S,
+    quarantine_path: str | os.PathLike[str] | None = None,
+) -> ReplayResult:
+    """Write the reports of ``logs`` into ``out_dir`` and return what was read and written.
+
+    Per-window session files left in ``out_dir`` by an earlier run that this
+    one does not write are removed, so the folder holds one run's reports.
+    """
+    paths = tuple(expand_logs(logs))
+    out = Path(out_dir)
+    decoder = Decoder()
+    quarantine = Quarantine(quarantine_path if quarantine_path is not None else out / QUARANTINE_FILE)
+    try:
+        frame = read_events(paths, decoder, quarantine)
+    finally:
+        quarantine.close()
+    reports = build_reports(frame, interval_s)
+    written = write_reports(reports, out)
+    keep = {p.name for p in written}
+    removed = tuple(sorted(p for p in out.glob(f"{SESSIONS_FILE_PREFIX}*.csv") if p.name not in keep))
+    for path in removed:
+        path.unlink()
+    return ReplayResult(paths, reports, tuple(written), removed, decoder, quarantine)
