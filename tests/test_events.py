@@ -61,7 +61,7 @@ class TestEventFromRecord:
             ({"response_time_ms": True}, "response_time_ms", "schema"),
             ({"response_time_ms": "12"}, "response_time_ms", "schema"),
             ({"input_tokens": 1.5}, "input_tokens", "schema"),
-            ({"question_id": None}, "question_id", "schema"),
+            ({"question_id": ""}, "question_id", "schema"),
         ],
     )
     def test_refuses_bad_values(self, change: dict[str, Any], field: str, reason: str) -> None:

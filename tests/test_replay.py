@@ -89,8 +89,8 @@ class TestSplitProperty:
         one = replay([base / "all.jsonl"], base / "one", interval_s=interval)
         many = replay(sorted(base.glob("part*.jsonl")), base / "many", interval_s=interval)
         assert _files(base / "one") == _files(base / "many")
-        assert many.decoder.duplicates == 1
-        assert one.decoder.events == many.decoder.events == len(events)
+        assert many.read.duplicates == 1
+        assert one.read.events == many.read.events == len(events)
 
 
 class TestReplay:

@@ -180,18 +180,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     except OSError as exc:
         name = f" {str(exc.filename)!r}" if exc.filename else ""
         raise _UsageError(f"cannot read{name}: {exc.strerror or exc}") from exc
-    decoder = result.decoder
-    print(f"read {len(result.logs)} log{'s' if len(result.logs) != 1 else ''}: {decoder.events} events, "
-          f"{decoder.rejected.total()} rejected, {decoder.duplicates} duplicates")
+    read, rejected = result.read, result.rejected
+    print(f"read {len(result.logs)} log{'s' if len(result.logs) != 1 else ''}: {read.events} events, "
+          f"{rejected.total()} rejected, {read.duplicates} duplicates")
     if result.quarantine.count:
-        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(decoder.rejected.items()))
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
         print(f"  rejected lines ({reasons}) in {result.quarantine.path}")
     print(f"wrote {len(result.written)} files to {args.out}: the summary, totals, errors and "
           f"{len(result.written) - 3} per-window session reports")
     if result.removed:
         print(f"  removed {len(result.removed)} session reports of an earlier run")
     print("\n".join(_run_summary(result.reports)))
-    return EXIT_REJECTED if decoder.rejected else EXIT_OK
+    return EXIT_REJECTED if rejected else EXIT_OK
 
 
 def _interval(text: str) -> int:

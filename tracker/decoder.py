@@ -68,11 +68,13 @@ class Decoder:
     """Decodes lines into events, with counts of what it saw.
 
     One decoder can read several files: ``event_id`` duplicates are detected
-    across all of them. ``max_line_bytes`` bounds a line's length.
+    across all of them (unless ``dedupe`` is false, for callers that remove
+    duplicates themselves). ``max_line_bytes`` bounds a line's length.
     """
 
-    def __init__(self, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+    def __init__(self, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, dedupe: bool = True) -> None:
         self.max_line_bytes = max_line_bytes
+        self.dedupe = dedupe
         self.by_type: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.duplicates = 0
@@ -103,10 +105,11 @@ class Decoder:
             event = event_from_record(record)
         except EventValidationError as exc:
             return self._reject(source, line_no, offset, exc.reason, str(exc), raw)
-        if event.event_id in self._seen:
-            self.duplicates += 1
-            return None
-        self._seen.add(event.event_id)
+        if self.dedupe:
+            if event.event_id in self._seen:
+                self.duplicates += 1
+                return None
+            self._seen.add(event.event_id)
         self.by_type[event.TYPE] += 1
         seen = self._writers.get(event.writer)
         if seen is None:
@@ -133,8 +136,10 @@ class Decoder:
         if cut < 0:
             return [item]
         glued = self.decode_line(raw[cut:], source=source, line_no=line_no, offset=offset + cut)
-        if type(glued) is Rejected:
+        if type(glued) is Rejected:  # not an event either: the line stays one rejection
             self.rejected[glued.reason] -= 1
+            if not self.rejected[glued.reason]:
+                del self.rejected[glued.reason]
             return [item]
         fragment = Rejected(source, line_no, offset, "invalid_json",
                             f"fragment of an unfinished line, followed on the same line by an event at byte "
@@ -152,9 +157,13 @@ class Decoder:
             if raw.endswith(b"\n"):
                 yield from self.decode(raw, source=source, line_no=line_no, offset=offset)
             else:
-                yield self._reject(source, line_no, offset, "unterminated",
-                                   "the last line has no newline (a writer stopped mid-line?)", raw)
+                yield self.unterminated(raw, source=source, line_no=line_no, offset=offset)
             offset += len(raw)
+
+    def unterminated(self, raw: bytes, *, source: str = "", line_no: int = 0, offset: int = 0) -> Rejected:
+        """Reject the last line of a finished log, which has no newline."""
+        return self._reject(source, line_no, offset, "unterminated",
+                            "the last line has no newline (a writer stopped mid-line?)", raw)
 
     def gaps(self) -> dict[str, int]:
         """Sequence numbers missing per writer (1 up to its highest seq read), for writers with any missing."""

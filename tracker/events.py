@@ -5,7 +5,8 @@ its Python reading. Every event carries a schema version ``v``. A record of an
 older version is upcast step by step (``UPCASTERS``) to the current one before
 it becomes an event; a record of a newer version is refused, never guessed at.
 Unknown fields are ignored (a newer writer may add optional fields without
-bumping ``v``); an unknown ``type`` is refused.
+bumping ``v``); an optional field that is ``null`` is absent; an unknown
+``type`` is refused.
 """
 
 from __future__ import annotations
@@ -277,11 +278,12 @@ def event_from_record(record: object) -> Event:
         "session_id": _SESSION_ID("session_id", record.get("session_id")),
     }
     for name, spec in EVENT_TYPES[cls.TYPE].items():
-        if name in record:
-            value = spec.check(name, record[name])  # null is refused, as by the schema
+        value = record.get(name)  # null is the same as absent
+        if value is not None:
+            value = spec.check(name, value)
             kwargs[name] = tuple(value) if isinstance(value, list) else value
         elif spec.required:
-            raise _bad(name, None, f"is required for {cls.TYPE!r} events")
+            raise _bad(name, value, f"is required for {cls.TYPE!r} events")
     return cls(**kwargs)
 
 

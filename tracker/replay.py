@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +18,13 @@ from typing import Final
 
 import polars as pl
 
-from .decoder import Decoder, Quarantine, Rejected
-from .events import Event
+from .batch import read_blocks
+from .decoder import Decoder, Quarantine
 from .report import DEFAULT_INTERVAL_S, SESSIONS_FILE_PREFIX, Reports, build_reports, events_frame, write_reports
 
-__all__ = ("QUARANTINE_FILE", "ReplayResult", "expand_logs", "read_events", "replay")
+__all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "expand_logs", "read_events", "replay")
 
 QUARANTINE_FILE: Final = "quarantine.jsonl"
-_CHUNK: Final = 250_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,8 @@ class ReplayResult:
     reports: Reports
     written: tuple[Path, ...]
     removed: tuple[Path, ...]
-    decoder: Decoder
+    read: ReadStats
+    rejected: Counter[str]
     quarantine: Quarantine
 
 
@@ -54,24 +55,34 @@ def expand_logs(patterns: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return found
 
 
-def _frames(paths: Sequence[Path], decoder: Decoder, quarantine: Quarantine) -> Iterable[pl.DataFrame]:
-    chunk: list[Event] = []
+@dataclass(slots=True)
+class ReadStats:
+    """Counts of a read: distinct events by type, duplicates removed."""
+
+    by_type: dict[str, int]
+    duplicates: int
+
+    @property
+    def events(self) -> int:
+        return sum(self.by_type.values())
+
+
+def read_events(paths: Sequence[Path], decoder: Decoder, quarantine: Quarantine) -> tuple[pl.DataFrame, ReadStats]:
+    """Every valid event of the logs, in read order, the first of each ``event_id`` only.
+
+    Rejected lines go to ``quarantine`` (and are counted by ``decoder``).
+    """
+    frames = []
     for path in paths:
         with open(path, "rb") as stream:
-            for item in decoder.decode_stream(stream, source=str(path)):
-                if isinstance(item, Rejected):
-                    quarantine.add(item)
-                    continue
-                chunk.append(item)
-                if len(chunk) >= _CHUNK:
-                    yield events_frame(chunk)
-                    chunk = []
-    yield events_frame(chunk)
-
-
-def read_events(paths: Sequence[Path], decoder: Decoder, quarantine: Quarantine) -> pl.DataFrame:
-    """Every valid, distinct event of the logs as one frame (rejected lines go to ``quarantine``)."""
-    return pl.concat(list(_frames(paths, decoder, quarantine)), rechunk=True)
+            for block in read_blocks(stream, decoder, source=str(path)):
+                for rejected in block.rejected:
+                    quarantine.add(rejected)
+                frames.append(block.frame)
+    frame = pl.concat(frames, rechunk=True) if frames else events_frame([])
+    distinct = frame.filter(pl.col("event_id").is_first_distinct())
+    by_type = dict(distinct.group_by("type").len().sort("type").iter_rows())
+    return distinct, ReadStats(by_type, frame.height - distinct.height)
 
 
 def replay(
@@ -88,10 +99,10 @@ def replay(
     """
     paths = tuple(expand_logs(logs))
     out = Path(out_dir)
-    decoder = Decoder()
+    decoder = Decoder(dedupe=False)
     quarantine = Quarantine(quarantine_path if quarantine_path is not None else out / QUARANTINE_FILE)
     try:
-        frame = read_events(paths, decoder, quarantine)
+        frame, stats = read_events(paths, decoder, quarantine)
     finally:
         quarantine.close()
     reports = build_reports(frame, interval_s)
@@ -100,4 +111,4 @@ def replay(
     removed = tuple(sorted(p for p in out.glob(f"{SESSIONS_FILE_PREFIX}*.csv") if p.name not in keep))
     for path in removed:
         path.unlink()
-    return ReplayResult(paths, reports, tuple(written), removed, decoder, quarantine)
+    return ReplayResult(paths, reports, tuple(written), removed, stats, decoder.rejected, quarantine)

@@ -48,8 +48,7 @@ FLOAT_PRECISION: Final = 3
 #: The columns the aggregation reads: one row per (valid, deduplicated) event.
 EVENT_SCHEMA: Final = pl.Schema([
     ("ts", pl.Int64),
-    ("writer", pl.String),
-    ("seq", pl.Int64),
+    ("event_id", pl.String),
     ("session_id", pl.String),
     ("type", pl.String),
     ("username", pl.String),
@@ -87,13 +86,12 @@ class Reports:
 def events_frame(events: Iterable[Event]) -> pl.DataFrame:
     """The aggregation's input frame from decoded events."""
     columns: dict[str, list[object]] = {name: [] for name in EVENT_SCHEMA}
-    ts, writer, seq, session_id, kind_of = (columns[n] for n in ("ts", "writer", "seq", "session_id", "type"))
+    ts, event_id, session_id, kind_of = (columns[n] for n in ("ts", "event_id", "session_id", "type"))
     username, courses, rt, error, kind = (
         columns[n] for n in ("username", "course_numbers", "response_time_ms", "error", "kind"))
     for event in events:
         ts.append(event.ts)
-        writer.append(event.writer)
-        seq.append(event.seq)
+        event_id.append(event.event_id)
         session_id.append(event.session_id)
         kind_of.append(event.TYPE)
         username.append(event.username if isinstance(event, SessionRegistered) else None)
@@ -141,9 +139,10 @@ def build_reports(events: pl.DataFrame, interval_s: int = DEFAULT_INTERVAL_S) ->
     if type(interval_s) is not int or interval_s < 1:
         raise ValueError(f"interval_s: must be a whole number of seconds >= 1, got {interval_s!r}")
     every = interval_s * _SECOND
-    # One canonical row order, so that every group sees its values in the same order
-    # however the events were read: float sums come out the same to the bit.
-    ev = events.select(EVENT_SCHEMA.names()).sort("ts", "writer", "seq").with_columns(k=pl.col("ts") // every)
+    # One canonical row order (event time, then the unique event_id), so that every group
+    # sees its values in the same order however the events were read: float sums come
+    # out the same to the bit, and "first" means the same row.
+    ev = events.select(EVENT_SCHEMA.names()).sort("ts", "event_id").with_columns(k=pl.col("ts") // every)
     if ev.is_empty():
         return _empty(interval_s)
     k_min, k_max = ev["k"].min(), ev["k"].max()
@@ -240,7 +239,7 @@ def build_reports(events: pl.DataFrame, interval_s: int = DEFAULT_INTERVAL_S) ->
 
 def _empty(interval_s: int) -> Reports:
     """Reports of no events: the tables' columns, no rows, and a totals row of zeros and blanks."""
-    one = {**dict.fromkeys(EVENT_SCHEMA.names()), "ts": 0, "writer": "", "seq": 1, "session_id": "",
+    one = {**dict.fromkeys(EVENT_SCHEMA.names()), "ts": 0, "event_id": "", "session_id": "",
            "type": "cycle_completed"}
     shape = build_reports(pl.DataFrame([one], schema=EVENT_SCHEMA), interval_s)
     totals = {name: 0 if dtype == pl.Int64 and not name.startswith("run_") else None

@@ -1,0 +1,107 @@
+"""Tests for tracker.batch: the polars path gives exactly the decoder's events and rejections."""
+
+from __future__ import annotations
+
+import io
+import random
+from collections import Counter
+
+import orjson
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import record
+from tracker.batch import decode_block, read_blocks
+from tracker.decoder import Decoder, Rejected
+from tracker.events import Event
+from tracker.report import events_frame
+
+GOOD = [
+    record(1, "s1", "session_registered", username="ann", course_numbers=[1, 2]),
+    record(1, "s1", "question_asked", question_text="why?", question_id="q1"),
+    record(1, "s1", "question_answered", response_time_ms=12.5, input_tokens=3, time_to_first_token_ms=1.0),
+    record(1, "s1", "cycle_completed"),
+    record(1, "s1", "error", error="boom", kind="timeout"),
+    record(1, "s1", "session_unregistered", reason="done"),
+]
+# Values that polars reads without complaint but that are not valid, or that it reads differently.
+FAULTS = [
+    ("session_id", 12), ("session_id", 1.5), ("session_id", True), ("session_id", [1]), ("session_id", {"a": 1}),
+    ("event_id", 7), ("username", 5), ("error", False), ("kind", 3), ("question_id", None), ("kind", None),
+    ("response_time_ms", -1), ("response_time_ms", 7), ("input_tokens", -2), ("v", 2), ("v", 0), ("seq", 0),
+    ("ts", -1), ("type", "mystery"), ("session_id", ""), ("reason", None), ("course_numbers", None),
+    ("writer", "w" * 300), ("question_text", "q" * 1001), ("session_id", "12"), ("session_id", "-3"),
+    ("session_id", "{x"), ("extra", 1),
+]
+RAW_FAULTS = [b"\n", b"   \n", b"not json\n", b"[1]\n", b"\xff\n", b'{"v":1}\x00\n', b'{"v":1,"ts":3.5}\n']
+
+
+def _line_variants(rnd: random.Random, n: int) -> list[bytes]:
+    lines = []
+    for seq in range(1, n + 1):
+        rec = {**rnd.choice(GOOD), "seq": seq, "event_id": f"t-{rnd.randrange(n + 5)}", "ts": 10**15 + seq}
+        roll = rnd.random()
+        if roll < 0.25:
+            key, value = rnd.choice(FAULTS)
+            rec[key] = value
+        if roll > 0.93:
+            lines.append(rnd.choice(RAW_FAULTS))
+            continue
+        line = orjson.dumps(rec) + b"\n"
+        if rnd.random() < 0.02:
+            line = b'{"v":1,"ts":' + line  # glued to a fragment
+        if rnd.random() < 0.01:
+            line = orjson.dumps({**rec, "pad": "x" * 5000}) + b"\n"
+        lines.append(line)
+    return lines
+
+
+def _by_decoder(data: bytes, max_line_bytes: int) -> tuple[list[Event], list[Rejected]]:
+    decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
+    events: list[Event] = []
+    rejected: list[Rejected] = []
+    for item in decoder.decode_stream(io.BytesIO(data).readlines()):
+        (rejected if isinstance(item, Rejected) else events).append(item)  # type: ignore[arg-type]
+    return events, rejected
+
+
+class TestAgreesWithDecoder:
+    @settings(max_examples=60, deadline=None)
+    @given(st.integers(0, 2**32), st.integers(1, 120), st.sampled_from([64, 300, 4096, 1 << 20]), st.booleans())
+    def test_same_events_and_rejections(self, seed: int, n: int, block_bytes: int, unterminated: bool) -> None:
+        """For faulty logs cut into any block size, events (in order) and rejections equal the decoder's."""
+        rnd = random.Random(seed)
+        data = b"".join(_line_variants(rnd, n)) + (b'{"v":1,"ts":' if unterminated else b"")
+        events, rejected = _by_decoder(data, 4096)
+        decoder = Decoder(max_line_bytes=4096, dedupe=False)
+        blocks = list(read_blocks(io.BytesIO(data), decoder, block_bytes=block_bytes))
+        frame = pl.concat([b.frame for b in blocks])
+        assert frame.to_dicts() == events_frame(events).to_dicts()
+        assert [r for b in blocks for r in b.rejected] == rejected
+        assert decoder.rejected == Counter(r.reason for r in rejected)
+
+
+class TestDecodeBlock:
+    def test_clean_block_needs_no_decoder(self) -> None:
+        """A clean block is read by polars alone: the decoder decides no line."""
+        data = b"".join(orjson.dumps({**rec, "seq": i, "event_id": f"e{i}"}) + b"\n" for i, rec in enumerate(GOOD, 1))
+        decoder = Decoder()
+        block = decode_block(data, decoder)
+        assert (block.frame.height, block.rejected, decoder.events) == (len(GOOD), [], 0)
+
+    def test_line_numbers_and_offsets_of_rejections(self) -> None:
+        """Rejections found in a block carry the line number and offset within the whole log."""
+        good = orjson.dumps(GOOD[3]) + b"\n"
+        block = decode_block(good + b"oops\n", Decoder(), source="log", first_line=10, first_offset=1000)
+        (bad,) = block.rejected
+        assert (bad.source, bad.line_no, bad.offset, bad.raw) == ("log", 11, 1000 + len(good), b"oops\n")
+
+    @pytest.mark.parametrize("value", [12, 2.5, True, [1], {"a": 1}])
+    def test_non_string_text_is_refused(self, value: object) -> None:
+        """A JSON number, boolean, list or object where text belongs is refused, though polars would read it."""
+        data = orjson.dumps({**GOOD[3], "session_id": value}) + b"\n"
+        block = decode_block(data, Decoder())
+        assert block.frame.height == 0
+        assert [r.reason for r in block.rejected] == ["schema"]

@@ -1,0 +1,186 @@
+"""Decode a block of complete log lines into the report's event frame, with polars.
+
+This is the fast way through a log; the per-line :class:`~tracker.decoder.Decoder`
+stays the judge. polars parses the block and checks every row against the
+schema; any row it doubts (a failed check, or a text value that polars may
+have made from a JSON number, boolean, list or object), and any block it
+cannot parse whole (bad JSON, invalid UTF-8, a blank line, a line over the
+length limit), is decided by the decoder, line by line. So the events and
+rejections are the decoder's, however the log is cut into blocks.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, Final
+
+import polars as pl
+
+from .decoder import Decoder, Rejected
+from .events import CURRENT_VERSION, EVENT_TYPES, MAX_TS, Event
+from .report import EVENT_SCHEMA, events_frame
+
+__all__ = ("BLOCK_BYTES", "Block", "decode_block", "read_blocks")
+
+#: Bytes read at a time: big enough for polars to be fast, small enough to bound memory.
+BLOCK_BYTES: Final = 64 << 20
+
+_POLARS_TYPES: Final[dict[str, pl.DataType]] = {
+    "str": pl.String(), "int": pl.Int64(), "number": pl.Float64(), "int_list": pl.List(pl.Int64())}
+_ENVELOPE: Final[dict[str, pl.DataType]] = {
+    "v": pl.Int64(), "ts": pl.Int64(), "event_id": pl.String(), "writer": pl.String(), "seq": pl.Int64(),
+    "session_id": pl.String(), "type": pl.String()}
+_FIELDS: Final[dict[str, pl.DataType]] = {
+    name: _POLARS_TYPES[spec.kind] for specs in EVENT_TYPES.values() for name, spec in specs.items()}
+_READ_SCHEMA: Final = pl.Schema({**_ENVELOPE, **_FIELDS})
+#: What polars writes for a non-string JSON value read into a text column.
+_MAYBE_COERCED: Final = r"^(-?[0-9][0-9.eE+-]*|true|false|\[.*|\{.*)$"
+
+
+@dataclass(slots=True)
+class Block:
+    """The outcome of one block: its valid events as a frame, and its rejected lines in order."""
+
+    frame: pl.DataFrame
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def _text_ok(name: str, max_len: int) -> pl.Expr:
+    col = pl.col(name)
+    return col.is_not_null() & col.str.len_chars().is_between(1, max_len) & ~col.str.contains(_MAYBE_COERCED)
+
+
+def _field_ok(name: str, kind: str, max_len: int, required: bool) -> pl.Expr:
+    col = pl.col(name)
+    if kind == "str":
+        ok = _text_ok(name, max_len)
+    elif kind == "number":
+        ok = col.is_finite() & (col >= 0.0)
+    elif kind == "int":
+        ok = col >= 0
+    else:  # int_list
+        ok = col.list.len() <= 1000
+    return ok if required else (col.is_null() | ok)
+
+
+def _row_ok() -> pl.Expr:
+    """True when the row is certainly valid under the schema (see ``event_from_record``)."""
+    envelope = (
+        (pl.col("v") == CURRENT_VERSION)
+        & pl.col("ts").is_between(0, MAX_TS, closed="left")
+        & (pl.col("seq") >= 1)
+        & _text_ok("event_id", 128)
+        & _text_ok("writer", 256)
+        & _text_ok("session_id", 256)
+    )
+    by_type = pl.lit(False)
+    for event_type, specs in EVENT_TYPES.items():
+        checks = [_field_ok(name, spec.kind, spec.max_len, spec.required) for name, spec in specs.items()]
+        ok = pl.all_horizontal(checks) if checks else pl.lit(True)
+        by_type = pl.when(pl.col("type") == event_type).then(ok).otherwise(by_type)
+    return (envelope & by_type).fill_null(False)
+
+
+_ROW_OK: Final = _row_ok()
+_OWNERS: Final = {name: [t for t, specs in EVENT_TYPES.items() if name in specs] for name in _FIELDS}
+
+
+def _frame_column(name: str, dtype: pl.DataType) -> pl.Expr:
+    """A column of the report frame: a type's field only where the row is of that type (elsewhere it is extra)."""
+    if name not in _OWNERS:
+        return pl.col(name).cast(dtype)
+    return pl.when(pl.col("type").is_in(_OWNERS[name])).then(pl.col(name)).cast(dtype).alias(name)
+
+
+_TO_FRAME: Final = [_frame_column(name, dtype) for name, dtype in EVENT_SCHEMA.items()]
+
+
+def _split_lines(data: bytes, first_offset: int) -> list[tuple[bytes, int]]:
+    lines = []
+    offset = first_offset
+    for raw in data.splitlines(keepends=True):
+        lines.append((raw, offset))
+        offset += len(raw)
+    return lines
+
+
+def _by_decoder(data: bytes, decoder: Decoder, source: str, first_line: int, first_offset: int,
+                only: list[int] | None = None) -> tuple[list[tuple[int, Event]], list[Rejected]]:
+    """Decide lines with the decoder: all, or the 0-based line indexes in ``only``; events come with their index."""
+    events: list[tuple[int, Event]] = []
+    rejected: list[Rejected] = []
+    lines = _split_lines(data, first_offset)
+    for index in range(len(lines)) if only is None else only:
+        raw, offset = lines[index]
+        for item in decoder.decode(raw, source=source, line_no=first_line + index, offset=offset):
+            if type(item) is Rejected:
+                rejected.append(item)
+            else:
+                events.append((index, item))  # type: ignore[arg-type]
+    return events, rejected
+
+
+def _has_long_line(data: bytes, limit: int) -> bool:
+    """True when some line may exceed ``limit`` bytes: some aligned half-limit block has no newline."""
+    step = max(1, limit // 2)
+    return any(data.find(b"\n", start, start + step) < 0 for start in range(0, len(data) - step + 1, step))
+
+
+def decode_block(data: bytes, decoder: Decoder, *, source: str = "", first_line: int = 1,
+                 first_offset: int = 0) -> Block:
+    """Decode ``data``, complete lines each ending in a newline, into events and rejections.
+
+    Duplicates are not removed here (the caller does, over all blocks, keeping
+    the first); ``decoder`` counts rejections by reason but is not asked about
+    the rows polars accepts, so its event counts cover only the lines it decided.
+    """
+    lines = data.count(b"\n")
+    frame: pl.DataFrame | None = None
+    if lines and not _has_long_line(data, decoder.max_line_bytes):
+        try:
+            frame = pl.read_ndjson(io.BytesIO(data), schema=_READ_SCHEMA)
+        except pl.exceptions.PolarsError:
+            frame = None
+        if frame is not None and frame.height != lines:  # polars skips blank lines
+            frame = None
+    if frame is None:
+        events, rejected = _by_decoder(data, decoder, source, first_line, first_offset)
+        return Block(events_frame(e for _, e in events), rejected)
+    ok = frame.select(_ROW_OK).to_series()
+    good = frame.filter(ok).select(_TO_FRAME)
+    if ok.all():
+        return Block(good)
+    decided, rejected = _by_decoder(data, decoder, source, first_line, first_offset, (~ok).arg_true().to_list())
+    if not decided:
+        return Block(good, rejected)
+    # The block's rows in line order: those polars accepted and those the decoder did.
+    combined = pl.concat([
+        good.with_columns(line=ok.arg_true().cast(pl.Int64)),
+        events_frame(e for _, e in decided).with_columns(line=pl.Series([i for i, _ in decided], dtype=pl.Int64)),
+    ]).sort("line", maintain_order=True).drop("line")
+    return Block(combined, rejected)
+
+
+def read_blocks(stream: BinaryIO, decoder: Decoder, *, source: str = "",
+                block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
+    """Decode a finished log block by block; an unterminated last line is rejected."""
+    line_no, offset, carry = 1, 0, b""
+    while True:
+        chunk = stream.read(block_bytes)
+        if not chunk:
+            break
+        data = carry + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            carry = data
+            continue
+        carry = data[cut:]
+        block = data[:cut]
+        yield decode_block(block, decoder, source=source, first_line=line_no, first_offset=offset)
+        line_no += block.count(b"\n")
+        offset += cut
+    if carry:
+        rejected = decoder.unterminated(carry, source=source, line_no=line_no, offset=offset)
+        yield Block(events_frame([]), [rejected])
