@@ -262,11 +262,12 @@ def _csv_bytes(frame: pl.DataFrame) -> bytes:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary name and rename, so a reader sees the old file or the new one, never half.
+
+    No fsync: the files are derived and can be regenerated from the log after a crash.
+    """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as stream:
-        stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
+    temporary.write_bytes(data)
     os.replace(temporary, path)
 
 
