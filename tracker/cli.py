@@ -107,7 +107,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     _print_counts("writers with missing sequence numbers:", decoder.gaps())
     if quarantine is not None and quarantine.count:
         print(f"{quarantine.count} rejected lines written to {quarantine.path} (reasons in {quarantine.reasons_path})")
-    return EXIT_REJECTED if decoder.rejected else EXIT_OK
+    return EXIT_REJECTED if decoder.rejected.total() else EXIT_OK
 
 
 def _session_table(sessions: dict[str, SessionState]) -> list[str]:
@@ -149,8 +149,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
           f"{decoder.rejected.total()} rejected")
     found = {name: count for name, count in anomalies(sessions).items() if count}
     _print_counts("anomalies:", found)
-    print(f"check the log with: tracker validate {log_path}")
-    return EXIT_REJECTED if decoder.rejected else EXIT_OK
+    result = replay([log_path], out / "reports", interval_s=args.interval)
+    print(f"reports ({result.reports.summary.height} windows of {args.interval} s) in {out / 'reports'}")
+    print("\n".join(_run_summary(result.reports)))
+    print(f"check the log with:  tracker validate {log_path}")
+    print(f"replay it with:      tracker replay {log_path} --out OTHER_DIR --interval {args.interval}")
+    return EXIT_REJECTED if decoder.rejected.total() else EXIT_OK
 
 
 def _fmt(value: object) -> str:
@@ -267,6 +271,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=_positive, default=10.0, help="seconds to run (default: 10)")
     demo.add_argument("--out", default="tracker-demo", help="output folder (default: ./tracker-demo)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    demo.add_argument("--interval", type=_interval, default=2, metavar="SECONDS",
+                      help="report window (default: 2, so a short demo has several)")
     demo.set_defaults(run=_cmd_demo)
     return parser
 
