@@ -46,6 +46,9 @@ class Block:
     frame: pl.DataFrame
     rejected: list[Rejected] = field(default_factory=list)
 
+    def frame_and_rejected(self) -> tuple[pl.DataFrame, list[Rejected]]:
+        return self.frame, self.rejected
+
 
 def _text_ok(name: str, max_len: int) -> pl.Expr:
     col = pl.col(name)

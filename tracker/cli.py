@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import shutil
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .decoder import Decoder, Quarantine, Rejected
+from .console import LiveView
+from .decoder import Decoder, Quarantine, Rejected, decode_file
 from .demo import DemoConfig, run_sessions
 from .emitter import LOG_ENV_VAR, EventLog
 from .errors import TrackerError
 from .events import EVENT_TYPES, format_ts, to_ts
 from .fold import SessionState, anomalies, fold_all
+from .live import DEFAULT_GRACE_S
 from .replay import replay
-from .report import DEFAULT_INTERVAL_S, Reports
+from .report import DEFAULT_INTERVAL_S, Reports, build_reports
+from .tail import Tail
 from .version import VERSION
 
 __all__ = ("main",)
@@ -125,36 +132,52 @@ def _session_table(sessions: dict[str, SessionState]) -> list[str]:
     return lines
 
 
+def _quiet_watchfiles() -> None:
+    """Tail warnings go to stderr as ``tracker tail: warning: ...``; watchfiles' own notices are left out."""
+    logging.getLogger("watchfiles").setLevel(logging.ERROR)
+    logger = logging.getLogger("tracker")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("tracker: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    log_path = out / "events.jsonl"
-    if log_path.exists():
-        log_path.unlink()
+    log_path, reports = out / "events.jsonl", out / "reports"
+    log_path.unlink(missing_ok=True)
+    if reports.is_dir():  # a fresh run: the demo's own report folder starts empty
+        shutil.rmtree(reports)
     config = DemoConfig(sessions=args.sessions, duration=args.duration, seed=args.seed)
-    print(f"simulating {config.sessions} chatbot sessions for {config.duration:g} s, writing {log_path}")
-    with EventLog(log_path) as log:
-        asyncio.run(run_sessions(log, config))
-    decoder = Decoder()
-    events = []
-    with open(log_path, "rb") as stream:
-        for item in decoder.decode_stream(stream, source=str(log_path)):
-            if isinstance(item, Rejected):
-                print(f"  {item.describe()}")
-            else:
-                events.append(item)
-    sessions = fold_all(events)
+    print(f"simulating {config.sessions} chatbot sessions for {config.duration:g} s, writing {log_path}; "
+          f"tracker tail follows it into {reports} ({args.interval} s windows)")
+    _quiet_watchfiles()
+    tail = Tail([log_path], reports, interval_s=args.interval, grace_s=min(1.0, args.interval / 2))
+    view = LiveView(f"tracker demo: {config.sessions} sessions -> {reports}")
+    stop = threading.Event()
+    follower = threading.Thread(target=tail.run, args=(stop,), kwargs={"on_tick": view.update}, daemon=True)
+    follower.start()
+    try:
+        with EventLog(log_path) as log:
+            asyncio.run(run_sessions(log, config))
+    finally:
+        stop.set()
+        follower.join()
+        tail.close()
+    view.update(tail, force=True)
+    sessions = fold_all(event for event in decode_file(log_path) if not isinstance(event, Rejected))
     print("\n".join(_session_table(sessions)))
-    first, last = min(e.ts for e in events), max(e.ts for e in events)
-    print(f"{len(events)} events from {format_ts(first)} to {format_ts(last)}, "
-          f"{decoder.rejected.total()} rejected")
     found = {name: count for name, count in anomalies(sessions).items() if count}
     _print_counts("anomalies:", found)
-    result = replay([log_path], out / "reports", interval_s=args.interval)
-    print(f"reports ({result.reports.summary.height} windows of {args.interval} s) in {out / 'reports'}")
-    print("\n".join(_run_summary(result.reports)))
+    print(f"{tail.stats.events} events, {tail.decoder.rejected.total()} rejected lines, "
+          f"{tail.reporter.late} late; reports ({tail.reporter.windows_written} windows) in {reports}")
+    print("\n".join(_run_summary(build_reports(tail.reporter.events(), args.interval))))
     print(f"check the log with:  tracker validate {log_path}")
     print(f"replay it with:      tracker replay {log_path} --out OTHER_DIR --interval {args.interval}")
-    return EXIT_REJECTED if decoder.rejected.total() else EXIT_OK
+    print("                     (gives the same files as the live tail wrote)")
+    return EXIT_REJECTED if tail.decoder.rejected.total() else EXIT_OK
 
 
 def _fmt(value: object) -> str:
@@ -198,6 +221,33 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
+def _cmd_tail(args: argparse.Namespace) -> int:
+    _quiet_watchfiles()
+    tail = Tail(args.logs, args.out, interval_s=args.interval, grace_s=args.grace,
+                checkpoint_dir=args.checkpoint_dir, quarantine_path=args.quarantine)
+    names = ", ".join(str(p) for p in args.logs)
+    view = LiveView(f"tracker tail {names} -> {args.out}") if not args.quiet else None
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        tail.run(stop, on_tick=view.update if view is not None else None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        tail.close()
+    if view is not None:
+        view.update(tail, force=True)
+    stats = tail.stats
+    print(f"stopped: {stats.events} events, {tail.decoder.rejected.total()} rejected lines, "
+          f"{tail.reporter.late} late events, {stats.rotations} rotations, {stats.truncations} truncations")
+    if tail.quarantine.count:
+        print(f"  rejected lines in {tail.quarantine.path}")
+    print(f"reports in {args.out} (every window written; replay gives the same files)")
+    print("\n".join(_run_summary(build_reports(tail.reporter.events(), args.interval))))
+    return EXIT_REJECTED if tail.decoder.rejected.total() else EXIT_OK
+
+
 def _interval(text: str) -> int:
     try:
         value = int(text)
@@ -205,6 +255,16 @@ def _interval(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected whole seconds, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
     return value
 
 
@@ -263,16 +323,36 @@ def _parser() -> argparse.ArgumentParser:
                          help="where rejected lines go (default: OUT/quarantine.jsonl)")
     replay_.set_defaults(run=_cmd_replay)
 
+    tail_ = commands.add_parser(
+        "tail", help="follow live logs and write reports as windows close",
+        description="Follow live logs (files, or folders of *.jsonl) and write the reports as windows close, "
+                    "with a live view. Survives rotation, truncation and restarts (a checkpoint in "
+                    "OUT/.tracker-checkpoint). Ctrl-C (or SIGTERM) stops: every window is written, the "
+                    "checkpoint saved and a summary printed.",
+        epilog="example: tracker tail run/events.jsonl --out reports --interval 60",
+    )
+    tail_.add_argument("logs", metavar="LOG_OR_DIR", nargs="+", type=Path)
+    tail_.add_argument("--out", required=True, type=Path, help="folder for the reports")
+    tail_.add_argument("--interval", type=_interval, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
+                       help=f"window length (default: {DEFAULT_INTERVAL_S})")
+    tail_.add_argument("--grace", type=_non_negative, default=DEFAULT_GRACE_S, metavar="SECONDS",
+                       help=f"how long after a window's end late events are awaited (default: {DEFAULT_GRACE_S})")
+    tail_.add_argument("--checkpoint-dir", type=Path, metavar="DIR", help="default: OUT/.tracker-checkpoint")
+    tail_.add_argument("--quarantine", type=Path, metavar="FILE", help="default: OUT/quarantine.jsonl")
+    tail_.add_argument("--quiet", action="store_true", help="no live view")
+    tail_.set_defaults(run=_cmd_tail)
+
     demo = commands.add_parser(
         "demo", help="run a simulated stress test",
-        description="Simulate concurrent chatbot sessions writing a log, then show what each session did.",
+        description="Simulate concurrent chatbot sessions writing a log while tracker tail follows it live "
+                    "and writes the reports; then show what each session did.",
     )
     demo.add_argument("--sessions", type=int, default=20, help="concurrent sessions (default: 20)")
-    demo.add_argument("--duration", type=_positive, default=10.0, help="seconds to run (default: 10)")
+    demo.add_argument("--duration", type=_positive, default=30.0, help="seconds to run (default: 30)")
     demo.add_argument("--out", default="tracker-demo", help="output folder (default: ./tracker-demo)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
-    demo.add_argument("--interval", type=_interval, default=2, metavar="SECONDS",
-                      help="report window (default: 2, so a short demo has several)")
+    demo.add_argument("--interval", type=_interval, default=5, metavar="SECONDS",
+                      help="report window (default: 5, so the demo writes several)")
     demo.set_defaults(run=_cmd_demo)
     return parser
 

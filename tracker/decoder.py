@@ -160,6 +160,11 @@ class Decoder:
                 yield self.unterminated(raw, source=source, line_no=line_no, offset=offset)
             offset += len(raw)
 
+    def too_long(self, raw: bytes, *, source: str = "", line_no: int = 0, offset: int = 0) -> Rejected:
+        """Reject a line found longer than the limit before its end was read (``raw`` is its start)."""
+        return self._reject(source, line_no, offset, "too_long",
+                            f"line is longer than the limit of {self.max_line_bytes} bytes", raw)
+
     def unterminated(self, raw: bytes, *, source: str = "", line_no: int = 0, offset: int = 0) -> Rejected:
         """Reject the last line of a finished log, which has no newline."""
         return self._reject(source, line_no, offset, "unterminated",

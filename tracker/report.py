@@ -34,7 +34,9 @@ __all__ = (
     "Reports",
     "build_reports",
     "events_frame",
+    "render_reports",
     "session_file_name",
+    "write_atomically",
     "write_reports",
 )
 
@@ -261,7 +263,7 @@ def _csv_bytes(frame: pl.DataFrame) -> bytes:
     return frame.write_csv(float_precision=FLOAT_PRECISION, line_terminator="\n").encode()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Write to a temporary name and rename, so a reader sees the old file or the new one, never half.
 
     No fsync: the files are derived and can be regenerated from the log after a crash.
@@ -271,27 +273,33 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def write_reports(reports: Reports, out_dir: str | os.PathLike[str], *,
-                  windows: Iterable[int] | None = None) -> list[Path]:
-    """Write the report files into ``out_dir`` (each atomically) and return their paths.
+def render_reports(reports: Reports, *, closed_until: int | None = None) -> dict[str, bytes]:
+    """Every report file's name and bytes.
 
-    The summary, totals and errors files are always written; the per-window
-    session files only for the window starts in ``windows`` (all by default).
+    With ``closed_until`` (epoch microseconds, a window boundary), only the
+    windows that end by then are included (summary and errors rows, per-window
+    files); the totals always cover every event.
     """
+    summary, errors = reports.summary, reports.errors
+    if closed_until is not None:
+        summary = summary.filter(pl.col("window_end") <= closed_until)
+        errors = errors.filter(pl.col("window_end") <= closed_until)
+    files = {SUMMARY_FILE: _csv_bytes(summary), TOTALS_FILE: _csv_bytes(reports.totals),
+             ERRORS_FILE: _csv_bytes(errors)}
+    by_window = reports.sessions.partition_by("window_end", as_dict=True, maintain_order=True)
+    header = reports.sessions.clear()
+    for end in summary["window_end"].to_list():
+        files[session_file_name(end)] = _csv_bytes(by_window.get((end,), header))
+    return files
+
+
+def write_reports(reports: Reports, out_dir: str | os.PathLike[str], *,
+                  closed_until: int | None = None) -> list[Path]:
+    """Write the report files (see :func:`render_reports`) into ``out_dir``, each atomically; return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, frame in ((SUMMARY_FILE, reports.summary), (TOTALS_FILE, reports.totals),
-                        (ERRORS_FILE, reports.errors)):
-        _write_atomically(out / name, _csv_bytes(frame))
+    for name, data in render_reports(reports, closed_until=closed_until).items():
+        write_atomically(out / name, data)
         written.append(out / name)
-    every = reports.interval_s * _SECOND
-    starts = reports.summary["window_start"].to_list() if windows is None else sorted(set(windows))
-    by_window = reports.sessions.partition_by("window_start", as_dict=True, maintain_order=True)
-    header = reports.sessions.clear()
-    for start in starts:
-        rows = by_window.get((start,), header)
-        path = out / session_file_name(start + every)
-        _write_atomically(path, _csv_bytes(rows))
-        written.append(path)
     return written
