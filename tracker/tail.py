@@ -372,6 +372,10 @@ class Tail:
         self.poll()
         self.reporter.flush(final=True)
         self.checkpoint()
+        self.release()
+
+    def release(self) -> None:
+        """Close the open files and the quarantine without writing anything (as a crash would leave it)."""
         self.quarantine.close()
         for f in self._files.values():
             os.close(f.fd)

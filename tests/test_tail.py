@@ -1,0 +1,394 @@
+"""Tests for tracker.tail: following real files through partial lines, rotation, truncation and restarts."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import T0, record
+from tracker.replay import replay
+from tracker.tail import CHECKPOINT_DIR, CHECKPOINT_FILE, Tail
+
+S = 1_000_000
+TIMEOUT = 20.0
+
+
+@pytest.fixture(autouse=True)
+def _release_tails(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every Tail a test makes has its files closed at the end, as if its process ended."""
+    made: list[Tail] = []
+    original = Tail.__init__
+
+    def tracking_init(self: Tail, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(Tail, "__init__", tracking_init)
+    yield
+    for tail in made:
+        tail.release()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """Wait until ``condition()`` holds, polling; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(0.005)
+
+
+def line(seq: int, second: float = 0.0, session: str = "s1", writer: str = "w:1:t") -> bytes:
+    """One valid question_answered line at T0 + second."""
+    rec = record(seq, session, "question_answered", T0 + int(second * S), writer, response_time_ms=float(seq))
+    return orjson.dumps(rec) + b"\n"
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as stream:
+        stream.write(data)
+
+
+def csv_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.csv"))}
+
+
+def assert_same_as_replay(logs: list[Path], out: Path, tmp: Path, interval_s: int) -> None:
+    """The tail's files equal what replay writes for the same logs."""
+    replay(logs, tmp / "replayed", interval_s=interval_s)
+    assert csv_files(out) == csv_files(tmp / "replayed")
+
+
+class TestReading:
+    def test_partial_line_is_held_back(self, tmp_path: Path) -> None:
+        """Half a line is not read (nor rejected) until its newline arrives."""
+        log = tmp_path / "events.jsonl"
+        whole = line(1)
+        log.write_bytes(whole[:30])
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        assert tail.poll() == 0
+        append(log, whole[30:])
+        assert tail.poll() == 1
+        assert tail.decoder.rejected.total() == 0
+
+    def test_missing_file_is_waited_for(self, tmp_path: Path) -> None:
+        """A log that does not exist yet is read once it appears."""
+        log = tmp_path / "later" / "events.jsonl"
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        assert tail.poll() == 0
+        log.parent.mkdir()
+        log.write_bytes(line(1))
+        assert tail.poll() == 1
+
+    def test_small_file_is_read(self, tmp_path: Path) -> None:
+        """A file far below the fingerprint size is read all the same."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1))
+        assert log.stat().st_size < 1024
+        assert Tail([log], tmp_path / "out", interval_s=60).poll() == 1
+
+    def test_new_files_in_a_watched_folder(self, tmp_path: Path) -> None:
+        """Given a folder, every *.jsonl in it is followed, including files created later."""
+        (tmp_path / "logs").mkdir()
+        (tmp_path / "logs" / "a.jsonl").write_bytes(line(1, writer="w:1:a"))
+        tail = Tail([tmp_path / "logs"], tmp_path / "out", interval_s=60)
+        assert tail.poll() == 1
+        (tmp_path / "logs" / "b.jsonl").write_bytes(line(1, writer="w:1:b"))
+        (tmp_path / "logs" / "notes.txt").write_bytes(b"not a log\n")
+        assert tail.poll() == 1
+        assert tail.decoder.rejected.total() == 0
+
+    def test_bad_lines_are_quarantined_and_do_not_stop_the_tail(self, tmp_path: Path) -> None:
+        """Rejected lines go to the quarantine with their reason; following goes on."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1) + b"garbage\n" + line(2))
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        assert tail.poll() == 2
+        tail.close()
+        assert (tmp_path / "out" / "quarantine.jsonl").read_bytes() == b"garbage\n"
+        reasons = (tmp_path / "out" / "quarantine.jsonl.reasons.jsonl").read_bytes()
+        assert orjson.loads(reasons)["reason"] == "invalid_json"
+
+    def test_endless_line_is_rejected_and_skipped(self, tmp_path: Path) -> None:
+        """A line longer than the limit is rejected before its end and skipped, and the offset moves on."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"x" * 5000)
+        tail = Tail([log], tmp_path / "out", interval_s=60, max_line_bytes=1000)
+        tail.poll()
+        assert tail.decoder.rejected["too_long"] == 1
+        append(log, b"y" * 3000 + b"\n" + line(1))
+        assert tail.poll() == 1
+        tail.checkpoint()
+        saved = orjson.loads((tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE).read_bytes())
+        assert saved["files"][0]["offset"] == log.stat().st_size
+
+
+class TestRotation:
+    def test_rename_rotation_drains_the_old_file_first(self, tmp_path: Path) -> None:
+        """After a rename, lines still appended to the old file are read, then the new file from its start."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1))
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        assert tail.poll() == 1
+        with open(log, "ab") as old_writer:
+            log.rename(tmp_path / "events.jsonl.1")
+            old_writer.write(line(2))  # the writer still holds the old file
+        log.write_bytes(line(3))
+        assert tail.poll() == 2
+        assert tail.stats.rotations == 1
+        tail.close()
+        assert_same_as_replay([tmp_path / "events.jsonl.1", log], tmp_path / "out", tmp_path, 60)
+
+    def test_copytruncate(self, tmp_path: Path) -> None:
+        """A file truncated in place (copytruncate) is read again from its start, with a warning."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1) + line(2))
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        assert tail.poll() == 2
+        shutil.copy(log, tmp_path / "events.jsonl.1")
+        with open(log, "r+b") as stream:
+            stream.truncate(0)
+        append(log, line(3))
+        assert tail.poll() == 1
+        assert tail.stats.truncations == 1
+        assert any("truncated" in w for w in tail.warnings)
+
+    def test_truncated_and_regrown_past_the_offset(self, tmp_path: Path) -> None:
+        """Truncation is seen by the first bytes even when the file grew back beyond the old offset."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1))
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        assert tail.poll() == 1
+        with open(log, "r+b") as stream:
+            stream.truncate(0)
+        append(log, line(5, session="other") + line(6, session="other") + line(7, session="other"))
+        assert tail.poll() == 3
+        assert tail.stats.truncations == 1
+
+    def test_delete_and_recreate(self, tmp_path: Path) -> None:
+        """A deleted log is let go; a new file at the same path is read from its start."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1))
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        assert tail.poll() == 1
+        log.unlink()
+        assert tail.poll() == 0
+        log.write_bytes(line(2) + line(3))
+        assert tail.poll() == 2
+
+    def test_unterminated_line_of_a_rotated_file_is_rejected(self, tmp_path: Path) -> None:
+        """When a rotated file ends mid-line, that fragment is rejected as unterminated, not lost in silence."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1) + line(2)[:20])
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        tail.poll()
+        log.rename(tmp_path / "old.jsonl.1")
+        log.write_bytes(line(3))
+        assert tail.poll() == 1
+        assert tail.decoder.rejected["unterminated"] == 1
+
+
+class TestLateEvents:
+    def test_late_event_rewrites_its_window(self, tmp_path: Path) -> None:
+        """An event for a window already written is counted late, and that window's file is rewritten."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1, 10) + line(2, 130))
+        tail = Tail([log], tmp_path / "out", interval_s=60, grace_s=0)
+        tail.step(now=0)
+        first = (tmp_path / "out" / "session_tracking_report_20261124_220100.csv").read_bytes()
+        append(log, line(3, 20))
+        assert tail.step(now=0)
+        assert tail.reporter.late == 1
+        second = (tmp_path / "out" / "session_tracking_report_20261124_220100.csv").read_bytes()
+        assert second != first
+        assert second.count(b"\n") == first.count(b"\n")  # same session, one more answer
+        tail.close()
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
+
+class TestCheckpoints:
+    def test_restart_resumes_without_loss_or_double_count(self, tmp_path: Path) -> None:
+        """A new tail on the same checkpoint goes on from the saved offsets: reports equal replay's."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i * 7) for i in range(1, 40)))
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.step(now=0)
+        first.checkpoint()  # and then it dies: no close
+        append(log, b"".join(line(i, i * 7) for i in range(40, 80)))
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        assert second.warnings == []
+        assert second.poll() == 40
+        second.close()
+        assert second.stats.events == 79
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
+    @pytest.mark.parametrize("damage", [b"{not json", b'{"version": 99}', b""])
+    def test_corrupt_checkpoint_means_full_reread(self, tmp_path: Path, damage: bytes) -> None:
+        """An unusable checkpoint gives a warning and a full re-read, not a crash; reports stay right."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i * 7) for i in range(1, 30)))
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.step(now=0)
+        first.checkpoint()
+        (tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE).write_bytes(damage)
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        assert any("unusable" in w for w in second.warnings)
+        assert second.poll() == 29
+        second.close()
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
+    def test_missing_segment_means_full_reread(self, tmp_path: Path) -> None:
+        """A checkpoint whose event segment is gone is unusable: warning and full re-read."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1))
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.step(now=0)
+        first.checkpoint()
+        for segment in (tmp_path / "out" / CHECKPOINT_DIR).glob("*.parquet"):
+            segment.unlink()
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        assert second.warnings
+        assert second.poll() == 1
+
+    def test_replaced_file_with_stale_checkpoint_is_reread(self, tmp_path: Path) -> None:
+        """A checkpoint whose file identity matches but whose first bytes differ is not trusted."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1) + line(2))
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.step(now=0)
+        first.checkpoint()
+        with open(log, "r+b") as stream:  # same inode, new content
+            stream.truncate(0)
+            stream.write(line(9, session="new") + line(10, session="new") + line(11, session="new"))
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        assert second.poll() == 3
+        assert any("changed since the checkpoint" in w for w in second.warnings)
+
+    def test_file_rotated_while_down_is_finished(self, tmp_path: Path) -> None:
+        """Lines appended to a file that was rotated away while the tail was down are still read."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1))
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.step(now=0)
+        first.checkpoint()
+        append(log, line(2))
+        log.rename(tmp_path / "events.jsonl.1")
+        log.write_bytes(line(3))
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        assert second.poll() == 2
+        second.close()
+        assert_same_as_replay([tmp_path / "events.jsonl.1", log], tmp_path / "out", tmp_path, 60)
+
+
+class TestWatching:
+    def test_bursts_and_trickles_with_watchfiles(self, tmp_path: Path) -> None:
+        """With real watchfiles, a burst and then single lines are each read soon after they are written."""
+        log = tmp_path / "events.jsonl"
+        tail = Tail([log], tmp_path / "out", interval_s=1, grace_s=0)
+        stop = threading.Event()
+        runner = threading.Thread(target=tail.run, args=(stop,))
+        runner.start()
+        try:
+            append(log, b"".join(line(i, i / 100) for i in range(1, 501)))
+            wait_for(lambda: tail.stats.events == 500)
+            for i in range(501, 531):
+                append(log, line(i, i / 100)[:25])
+                append(log, line(i, i / 100)[25:])
+                wait_for(lambda i=i: tail.stats.events == i)  # type: ignore[misc]
+        finally:
+            stop.set()
+            runner.join()
+        tail.close()
+        assert tail.decoder.rejected.total() == 0
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 1)
+
+
+_WRITER = """
+import sys, time
+from tracker.emitter import EventLog
+log = EventLog(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    log.emit("question_answered", f"s{i % 5}", response_time_ms=float(i), ts=1795557600000000 + i * 50000)
+"""
+
+
+class TestKillAndRestart:
+    def test_kill_9_and_restart(self, tmp_path: Path) -> None:
+        """tracker tail killed with SIGKILL and started again ends with replay's files: nothing lost or doubled."""
+        log = tmp_path / "events.jsonl"
+        out = tmp_path / "out"
+        command = [sys.executable, "-m", "tracker", "tail", str(log), "--out", str(out), "--interval", "1",
+                   "--grace", "0", "--quiet"]
+        subprocess.run([sys.executable, "-c", _WRITER, str(log), "3000"], check=True)
+        first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        checkpoint = out / CHECKPOINT_DIR / CHECKPOINT_FILE
+        wait_for(lambda: checkpoint.exists() and orjson.loads(checkpoint.read_bytes() or b"{}").get("events", 0) > 0)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        subprocess.run([sys.executable, "-c", _WRITER.replace("range(", "range(3000, "), str(log), "6000"],
+                       check=True)
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: checkpoint.exists() and orjson.loads(checkpoint.read_bytes() or b"{}").get("events") == 6000)
+        second.send_signal(signal.SIGINT)
+        stdout, stderr = second.communicate(timeout=TIMEOUT)
+        assert second.returncode == 0, stderr
+        assert stdout.startswith("stopped: 6000 events, 0 rejected lines")
+        assert_same_as_replay([log], out, tmp_path, 1)
+
+
+class TestLiveEqualsReplay:
+    @settings(max_examples=25, deadline=None)
+    @given(st.integers(0, 2**32))
+    def test_random_streams_with_faults(self, tmp_path_factory: pytest.TempPathFactory, seed: int) -> None:
+        """Random appends (partial lines, bad lines, late and duplicate events), polled at random: the files
+        on disk always equal replay's for the closed windows, and replay's entirely after close."""
+        rnd = random.Random(seed)
+        tmp = tmp_path_factory.mktemp("live")
+        log = tmp / "events.jsonl"
+        log.write_bytes(b"")
+        tail = Tail([log], tmp / "out", interval_s=10, grace_s=rnd.choice([0, 3]))
+        written = b""
+        for step in range(rnd.randint(1, 30)):
+            lines = []
+            for n in range(rnd.randint(0, 20)):
+                seq = step * 100 + n + 1
+                roll = rnd.random()
+                if roll < 0.05:
+                    lines.append(b"bad line\n")
+                elif roll < 0.1 and written:
+                    lines.append(rnd.choice(written.splitlines(keepends=True)))  # a duplicate (or bad) line
+                else:
+                    second = step * 4 + rnd.uniform(-15, 5)  # some events late
+                    lines.append(line(seq, max(0.0, second), session=f"s{rnd.randrange(4)}"))
+            data = b"".join(lines)
+            cut = rnd.randrange(len(data) + 1)
+            append(log, data[:cut])
+            written += data[:cut]
+            tail.step(now=(T0 / S) + rnd.uniform(0, 200))
+            append(log, data[cut:])
+            written += data[cut:]
+            complete = written[: written.rfind(b"\n") + 1]
+            (tmp / "prefix.jsonl").write_bytes(complete)
+            tail.step(now=(T0 / S) + rnd.uniform(0, 200))
+            replay([tmp / "prefix.jsonl"], tmp / "prefix", interval_s=10)
+            expected = csv_files(tmp / "prefix")
+            for name, data_on_disk in csv_files(tmp / "out").items():
+                if name.startswith("session_tracking_report_"):
+                    assert data_on_disk == expected[name], name
+        tail.close()
+        replay([log], tmp / "final", interval_s=10)
+        assert csv_files(tmp / "out") == csv_files(tmp / "final")
