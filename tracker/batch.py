@@ -12,8 +12,10 @@ rejections are the decoder's, however the log is cut into blocks.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO, Final
 
 import polars as pl
@@ -22,7 +24,7 @@ from .decoder import Decoder, Rejected
 from .events import CURRENT_VERSION, EVENT_TYPES, MAX_TS, Event
 from .report import EVENT_SCHEMA, events_frame
 
-__all__ = ("BLOCK_BYTES", "Block", "decode_block", "read_blocks")
+__all__ = ("BLOCK_BYTES", "Block", "decode_block", "read_blocks", "read_file")
 
 #: Bytes read at a time: big enough for polars to be fast, small enough to bound memory.
 BLOCK_BYTES: Final = 64 << 20
@@ -187,3 +189,68 @@ def read_blocks(stream: BinaryIO, decoder: Decoder, *, source: str = "",
     if carry:
         rejected = decoder.unterminated(carry, source=source, line_no=line_no, offset=offset)
         yield Block(events_frame([]), [rejected])
+
+
+def _clean_shape(path: str | os.PathLike[str], limit: int) -> tuple[bool, int]:
+    """Whether the whole file can go to polars at once (no blank or over-long line, last line ended), and
+    its line count. One pass over the bytes, at memory speed."""
+    lines, last, blank = 0, b"\n", False
+    with open(path, "rb") as stream:
+        while chunk := stream.read(BLOCK_BYTES):
+            lines += chunk.count(b"\n")
+            blank = blank or b"\n\n" in chunk or (last == b"\n" and chunk[:1] == b"\n")
+            if _has_long_line(chunk, limit) or blank:
+                return False, lines
+            last = chunk[-1:]
+    return last == b"\n", lines
+
+
+def read_file(path: str | os.PathLike[str], decoder: Decoder, *, source: str = "") -> Iterator[Block]:
+    """Decode a finished log: all at once with polars' own file reader when its shape allows (the fast
+    way: parallel, and only the report's columns are kept), else block by block (:func:`read_blocks`)."""
+    clean, lines = _clean_shape(path, decoder.max_line_bytes)
+    if clean and lines:
+        try:
+            frame = (
+                pl.scan_ndjson(Path(path), schema=_READ_SCHEMA, row_index_name="_line")
+                .select(pl.col("_line"), _ROW_OK.alias("_ok"), *_TO_FRAME)
+                .collect(engine="streaming")
+            )
+        except pl.exceptions.PolarsError:
+            frame = None
+        if frame is not None and frame.height == lines:
+            ok = frame["_ok"]
+            good = frame.filter(ok).drop("_line", "_ok")
+            if ok.all():
+                yield Block(good)
+                return
+            doubted = frame.filter(~ok)["_line"].to_list()
+            yield _redecide(path, decoder, source, good, ok, doubted)
+            return
+    with open(path, "rb") as stream:
+        yield from read_blocks(stream, decoder, source=source)
+
+
+def _redecide(path: str | os.PathLike[str], decoder: Decoder, source: str, good: pl.DataFrame,
+              ok: pl.Series, doubted: list[int]) -> Block:
+    """Let the decoder decide the doubted lines (0-based indexes) of a file that polars read whole."""
+    wanted = set(doubted)
+    decided: list[tuple[int, Event]] = []
+    rejected: list[Rejected] = []
+    offset = 0
+    with open(path, "rb") as stream:
+        for index, raw in enumerate(stream):
+            if index in wanted:
+                for item in decoder.decode(raw, source=source, line_no=index + 1, offset=offset):
+                    if type(item) is Rejected:
+                        rejected.append(item)
+                    else:
+                        decided.append((index, item))  # type: ignore[arg-type]
+            offset += len(raw)
+    if not decided:
+        return Block(good, rejected)
+    combined = pl.concat([
+        good.with_columns(line=ok.arg_true().cast(pl.Int64)),
+        events_frame(e for _, e in decided).with_columns(line=pl.Series([i for i, _ in decided], dtype=pl.Int64)),
+    ]).sort("line", maintain_order=True).drop("line")
+    return Block(combined, rejected)

@@ -6,7 +6,7 @@ idle. Each flush aggregates every event read so far with the same code as
 replay (:func:`~tracker.report.build_reports`) and writes each file whose
 bytes changed, so the files on disk are always what ``tracker replay``
 writes for the events read so far, for the windows closed so far (and, after
-:meth:`LiveReporter.close`, for all windows).
+``flush(final=True)``, for all windows).
 """
 
 from __future__ import annotations
@@ -135,5 +135,6 @@ class LiveReporter:
             1 for name in files if name.startswith("session_tracking_report_"))
         self._pending = 0
         if final and self.max_ts is not None:
-            self.closed_until = self._boundary(self.max_ts + self.grace_us) + self._every
+            every_window = self._boundary(self.max_ts + self.grace_us) + self._every
+            self.closed_until = max(every_window, self.closed_until if self.closed_until is not None else every_window)
         return FlushResult(reports, tuple(written), closed)

@@ -18,7 +18,7 @@ from typing import Final
 
 import polars as pl
 
-from .batch import read_blocks
+from .batch import read_file
 from .decoder import Decoder, Quarantine
 from .report import DEFAULT_INTERVAL_S, SESSIONS_FILE_PREFIX, Reports, build_reports, events_frame, write_reports
 
@@ -74,11 +74,10 @@ def read_events(paths: Sequence[Path], decoder: Decoder, quarantine: Quarantine)
     """
     frames = []
     for path in paths:
-        with open(path, "rb") as stream:
-            for block in read_blocks(stream, decoder, source=str(path)):
-                for rejected in block.rejected:
-                    quarantine.add(rejected)
-                frames.append(block.frame)
+        for block in read_file(path, decoder, source=str(path)):
+            for rejected in block.rejected:
+                quarantine.add(rejected)
+            frames.append(block.frame)
     frame = pl.concat(frames, rechunk=True) if frames else events_frame([])
     distinct = frame.filter(pl.col("event_id").is_first_distinct())
     by_type = dict(distinct.group_by("type").len().sort("type").iter_rows())
