@@ -1,0 +1,437 @@
+"""The original ``SessionTracker`` API, on top of the event log.
+
+Every call appends its event to an :class:`~tracker.emitter.EventLog` (so the
+run can be replayed), folds it into per-session state with
+:func:`~tracker.fold.fold`, and feeds it to a
+:class:`~tracker.live.LiveReporter`, which writes the CSV reports. The
+facade computes nothing itself: the summary is read off the folded
+:class:`~tracker.fold.SessionState` values, the CSV files are the ones
+``tracker replay`` writes for the same log.
+
+```python
+tracker = get_tracker()
+tracker.start_tracking()                     # a periodic report every 300 s
+tracker.register_session("session_1", "user@example.com", [1, 2])
+tracker.update_session_activity("session_1", "question_answered", response_time_ms=2000)
+await tracker.stop_tracking()                # the final report, every window written
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from .emitter import EventLog
+from .events import EVENT_TYPES, Event, event_from_record, format_ts
+from .fold import SessionState, fold
+from .live import LiveReporter
+
+__all__ = (
+    "ACTIVITY_TYPES",
+    "DEFAULT_OUT_DIR",
+    "DEFAULT_REPORT_INTERVAL",
+    "SessionTracker",
+    "TrackerConfig",
+    "get_tracker",
+    "initialize_tracker",
+    "read_config",
+)
+
+#: The activity types :meth:`SessionTracker.update_session_activity` accepts (each is an event type).
+ACTIVITY_TYPES: Final = ("question_asked", "question_answered", "cycle_completed", "error")
+DEFAULT_REPORT_INTERVAL: Final = 300
+DEFAULT_OUT_DIR: Final = "session_tracking_reports"
+
+_logger = logging.getLogger("tracker")
+_QUESTION_TEXT_MAX: Final = EVENT_TYPES["question_asked"]["question_text"].max_len
+_ERROR_MAX: Final = EVENT_TYPES["error"]["error"].max_len
+_NO_MESSAGE: Final = "(no message)"
+_RUNNER_NAME: Final = "session-tracker-reports"
+_SECOND: Final = 1_000_000
+
+
+def _check_interval(name: str, value: object) -> int:
+    if type(value) is not int or value < 1:
+        raise ValueError(f"{name}: must be a whole number of seconds >= 1, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerConfig:
+    """The tracker settings read from a ``STRESS_TEST_CONFIG``-like mapping."""
+
+    enabled: bool = True
+    report_interval: int = DEFAULT_REPORT_INTERVAL
+
+
+def read_config(config: Mapping[str, object] | None) -> TrackerConfig:
+    """``enable_session_tracking`` (default True) and ``tracking_report_interval`` (default 300) of ``config``.
+
+    Other keys are ignored. Raises ``ValueError`` quoting a value that is not
+    a bool, or not a whole number of seconds >= 1.
+    """
+    if config is None:
+        return TrackerConfig()
+    enabled = config.get("enable_session_tracking", True)
+    if type(enabled) is not bool:
+        raise ValueError(f"enable_session_tracking: must be True or False, got {enabled!r}")
+    interval = _check_interval("tracking_report_interval", config.get("tracking_report_interval",
+                                                                      DEFAULT_REPORT_INTERVAL))
+    return TrackerConfig(enabled, interval)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _activity_fields(activity_type: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The event fields of one ``update_session_activity`` call, in the original's keyword names."""
+    if activity_type not in ACTIVITY_TYPES:
+        raise ValueError(f"activity_type: must be one of {', '.join(ACTIVITY_TYPES)}, got {activity_type!r}")
+    fields = dict(kwargs)
+    if activity_type == "question_asked":
+        text = fields.get("question_text")
+        if isinstance(text, str):
+            fields["question_text"] = text[:_QUESTION_TEXT_MAX] or None
+    elif activity_type == "question_answered":
+        fields.pop("question_text", None)  # the original helper passes it; the event has no such field
+    elif activity_type == "error":
+        message, error = fields.pop("error_message", None), fields.pop("error", None)
+        if message is not None and error is not None:
+            raise ValueError(f"error: give error_message or error, not both (got {message!r} and {error!r})")
+        message = message if message is not None else error
+        text = "" if message is None else message if isinstance(message, str) else str(message)
+        fields["error"] = text[:_ERROR_MAX] or _NO_MESSAGE
+    return fields
+
+
+def _summary(states: Iterable[SessionState], now_us: int) -> dict[str, Any]:
+    """The original's summary dict, from folded session states."""
+    states = list(states)
+    active = [s for s in states if s.status == "active"]
+    answered = sum(s.questions_answered for s in states)
+    response_total = sum(s.response_time_total_ms for s in states)
+    return {
+        "timestamp": format_ts(now_us),
+        "total_active_sessions": len(active),
+        "total_inactive_sessions": len(states) - len(active),
+        "total_sessions_tracked": len(states),
+        "total_questions_asked": sum(s.questions_asked for s in states),
+        "total_questions_answered": answered,
+        "total_cycles_completed": sum(s.cycles_completed for s in states),
+        "total_errors": sum(s.errors for s in states),
+        "average_response_time_ms": round(response_total / answered, 2) if answered else 0.0,
+        "sessions_by_user": dict(Counter(s.username for s in states)),
+        "active_session_details": [
+            {
+                "session_id": s.session_id,
+                "username": s.username,
+                "questions_asked": s.questions_asked,
+                "questions_answered": s.questions_answered,
+                "cycles_completed": s.cycles_completed,
+                "errors": s.errors,
+                "duration_seconds": round((now_us - s.started_at) / _SECOND, 2) if s.started_at is not None else 0.0,
+                "courses_active": len(s.course_numbers),
+            }
+            for s in active
+        ],
+    }
+
+
+def _report_text(report: Mapping[str, Any]) -> str:
+    """The original's periodic report, as one multi-line log message."""
+    rule = "=" * 80
+    uptime = report["uptime_seconds"]
+    lines = [
+        "", rule, f"PERIODIC SESSION TRACKING REPORT - {report['report_time']}", rule,
+        f"Uptime: {uptime:.2f} seconds ({uptime / 60:.2f} minutes)",
+        f"Total Active Sessions: {report['total_active_sessions']}",
+        f"Total Inactive Sessions: {report['total_inactive_sessions']}",
+        f"Total Sessions Tracked: {report['total_sessions_tracked']}",
+        "", "Activity Metrics:",
+        f"  Total Questions Asked: {report['total_questions_asked']}",
+        f"  Total Questions Answered: {report['total_questions_answered']}",
+        f"  Total Q&A Cycles Completed: {report['total_cycles_completed']}",
+        f"  Total Errors: {report['total_errors']}",
+        f"  Average Response Time: {report['average_response_time_ms']:.2f}ms",
+        "", "Sessions by User:",
+    ]
+    lines += (f"  {'(unregistered)' if user is None else user}: {count} session(s)"
+              for user, count in report["sessions_by_user"].items())
+    if report["active_session_details"]:
+        lines += ["", "Active Session Details:"]
+        for s in report["active_session_details"]:
+            lines += [
+                f"  Session: {s['session_id']}",
+                f"    User: {s['username']}",
+                f"    Questions: {s['questions_asked']} asked, {s['questions_answered']} answered",
+                f"    Cycles: {s['cycles_completed']}, Errors: {s['errors']}",
+                f"    Duration: {s['duration_seconds']:.2f}s, Courses: {s['courses_active']}",
+            ]
+    else:
+        lines += ["", "No active sessions"]
+    lines += [rule, ""]
+    return "\n".join(lines)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and, when it runs on this loop, wait until it has finished."""
+    if task.done():
+        return
+    loop = task.get_loop()
+    if loop is asyncio.get_running_loop():
+        task.cancel()
+        await asyncio.wait([task])
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(task.cancel)
+
+
+class SessionTracker:
+    """Tracks concurrent chatbot sessions: the original API, every call an event in the log.
+
+    ``log`` defaults to ``EventLog()`` ($TRACKER_LOG, else ./events.jsonl),
+    opened on first use; ``out_dir`` (default ``session_tracking_reports``)
+    receives the CSV reports, in windows of ``report_interval`` seconds. With
+    ``enabled=False`` every method does nothing and nothing is written.
+    Methods may be called from any thread.
+    """
+
+    def __init__(self, report_interval: int = DEFAULT_REPORT_INTERVAL, *, log: EventLog | None = None,
+                 out_dir: str | os.PathLike[str] | None = None, enabled: bool = True) -> None:
+        self.report_interval = _check_interval("report_interval", report_interval)
+        self.enabled = enabled
+        self.periodic_reports: list[dict[str, Any]] = []
+        self.is_tracking = False
+        self.start_time: float | None = None  # epoch seconds, set by start_tracking
+        self._log = log
+        self._owns_log = log is None
+        self._live = LiveReporter(out_dir if out_dir is not None else DEFAULT_OUT_DIR,
+                                  interval_s=report_interval, grace_s=0)
+        self._sessions: dict[str, SessionState] = {}
+        self._unreported: list[Event] = []  # emitted, not yet given to the reporter
+        self._state_lock = threading.Lock()  # the log, _sessions, _unreported
+        self._report_lock = threading.Lock()  # the reporter; taken before _state_lock, never after
+        self._control_lock = threading.Lock()  # starting and stopping the periodic reports
+        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def out_dir(self) -> Path:
+        """Where the CSV reports are written."""
+        return self._live.out_dir
+
+    @property
+    def sessions(self) -> dict[str, SessionState]:
+        """A snapshot of every session's folded state, by session id."""
+        with self._state_lock:
+            return dict(self._sessions)
+
+    # -- events ---------------------------------------------------------------
+
+    def _emit(self, event_type: str, session_id: str, **fields: Any) -> SessionState:
+        """Append one event to the log, fold it in, queue it for the reporter; the session's new state."""
+        with self._state_lock:
+            if self._log is None:
+                self._log = EventLog()
+            event = event_from_record(self._log.emit(event_type, session_id, **fields))
+            state = self._sessions[session_id] = fold(self._sessions.get(session_id), event)
+            self._unreported.append(event)
+        return state
+
+    def register_session(self, session_id: str, username: str, course_numbers: Sequence[int] | None = None) -> None:
+        """Register a new active session."""
+        if not self.enabled:
+            return
+        self._emit("session_registered", session_id, username=username, course_numbers=list(course_numbers or ()))
+        _logger.info("[TRACKER] Registered session: %s (User: %s)", session_id, username)
+
+    def update_session_activity(self, session_id: str, activity_type: str, **kwargs: Any) -> None:
+        """Record one activity of a session (one of :data:`ACTIVITY_TYPES`).
+
+        Keywords are the event's fields; for ``error`` the message is
+        ``error_message`` or ``error``. Raises ``ValueError`` (nothing
+        written) for another activity type or an unknown or invalid keyword.
+        Activity of a session never registered is recorded, and counted as
+        an anomaly by the fold.
+        """
+        if not self.enabled:
+            return
+        self._emit(activity_type, session_id, **_activity_fields(activity_type, kwargs))
+
+    def unregister_session(self, session_id: str, reason: str = "completed") -> None:
+        """Mark a session as ended."""
+        if not self.enabled:
+            return
+        state = self._emit("session_unregistered", session_id, reason=reason)
+        started, ended = state.started_at, state.ended_at
+        duration = (ended - started) / _SECOND if started is not None and ended is not None else 0.0
+        _logger.info("[TRACKER] Unregistered session: %s (Reason: %s, Duration: %.2fs)", session_id, reason, duration)
+
+    # -- summaries ------------------------------------------------------------
+
+    def get_active_session_count(self) -> int:
+        """How many sessions are active (not unregistered)."""
+        if not self.enabled:
+            return 0
+        with self._state_lock:
+            return sum(1 for s in self._sessions.values() if s.status == "active")
+
+    def _summary_at(self, now_us: int) -> dict[str, Any]:
+        if not self.enabled:
+            return _summary((), now_us)
+        with self._state_lock:
+            states = list(self._sessions.values())
+        return _summary(states, now_us)
+
+    def get_session_summary(self) -> dict[str, Any]:
+        """Totals over every session tracked, and the details of the active ones."""
+        return self._summary_at(_now_us())
+
+    def generate_periodic_report(self) -> dict[str, Any]:
+        """The summary with ``report_time`` and ``uptime_seconds``, appended to :attr:`periodic_reports`."""
+        now_us = _now_us()
+        uptime = round(now_us / _SECOND - self.start_time, 2) if self.start_time is not None else 0.0
+        report = {"report_time": format_ts(now_us - now_us % _SECOND), "uptime_seconds": uptime,
+                  **self._summary_at(now_us)}
+        if self.enabled:
+            self.periodic_reports.append(report)
+        return report
+
+    def log_periodic_report(self, report: Mapping[str, Any]) -> None:
+        """Log ``report`` and write the CSV reports of the windows closed by now."""
+        if not self.enabled:
+            return
+        _logger.info("%s", _report_text(report))
+        self._write_reports(final=False)
+
+    def _write_reports(self, *, final: bool) -> None:
+        with self._report_lock:
+            now_us = _now_us()  # before taking the events: any event emitted later is at or after it
+            with self._state_lock:
+                events, self._unreported = self._unreported, []
+            self._live.add_events(events)
+            if not final:
+                self._live.advance(now_us=now_us, idle=True)
+            result = self._live.flush(final=final)
+        _logger.info("[TRACKER] Reports written to: %s (%d files updated)", self._live.out_dir.resolve(),
+                     len(result.written))
+
+    # -- periodic reports -----------------------------------------------------
+
+    def _periodic_report(self) -> None:
+        try:
+            self.log_periodic_report(self.generate_periodic_report())
+        except Exception:
+            _logger.exception("[TRACKER] Periodic report failed")
+
+    async def _report_task(self) -> None:
+        while True:
+            await asyncio.sleep(self.report_interval)
+            await asyncio.to_thread(self._periodic_report)  # polars must not stall the sessions' loop
+
+    def _report_thread(self, stop: threading.Event) -> None:
+        while not stop.wait(self.report_interval):
+            self._periodic_report()
+
+    def _runner_alive(self) -> bool:
+        return ((self._task is not None and not self._task.done())
+                or (self._thread is not None and self._thread.is_alive()))
+
+    def start_tracking(self) -> None:
+        """Start a report every ``report_interval`` seconds: an asyncio task when a loop runs here, else a thread."""
+        if not self.enabled:
+            return
+        with self._control_lock:
+            if self.is_tracking and self._runner_alive():
+                return
+            self.is_tracking = True
+            self.start_time = time.time()
+            try:
+                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                self._task = loop.create_task(self._report_task(), name=_RUNNER_NAME)
+            else:
+                self._stop = threading.Event()
+                self._thread = threading.Thread(target=self._report_thread, args=(self._stop,),
+                                                name=_RUNNER_NAME, daemon=True)
+                self._thread.start()
+        _logger.info("[TRACKER] Session tracking started (reports every %ss)", self.report_interval)
+
+    def _final_report(self) -> None:
+        report = self.generate_periodic_report()
+        _logger.info("%s", _report_text(report))
+        self._write_reports(final=True)
+
+    async def stop_tracking(self) -> None:
+        """Stop the periodic reports, then log the final report and write every window's CSV report."""
+        if not self.enabled:
+            return
+        with self._control_lock:
+            if not self.is_tracking:
+                return
+            self.is_tracking = False
+            task, self._task = self._task, None
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        if task is not None:
+            await _cancel(task)
+        if thread is not None:
+            await asyncio.to_thread(thread.join)
+        await asyncio.to_thread(self._final_report)
+        _logger.info("[TRACKER] Session tracking stopped")
+
+    def close(self) -> None:
+        """Close the log if this tracker opened it (a later event opens it again); a log passed in stays open."""
+        with self._state_lock:
+            if self._owns_log and self._log is not None:
+                self._log.close()
+                self._log = None
+
+
+_tracker: SessionTracker | None = None
+_tracker_lock = threading.Lock()
+
+
+def _replace(tracker: SessionTracker) -> SessionTracker:
+    """Make ``tracker`` the process-wide one; the replaced tracker's own log is closed. Call with the lock held."""
+    global _tracker
+    old, _tracker = _tracker, tracker
+    if old is not None:
+        old.close()
+    return tracker
+
+
+def get_tracker(config: Mapping[str, object] | None = None) -> SessionTracker:
+    """The process-wide tracker, created on first call from ``config`` (see :func:`read_config`).
+
+    When ``config`` asks for another interval (or enabled setting) than the
+    current tracker has and that tracker is not tracking, it is replaced.
+    """
+    settings = read_config(config) if config is not None else None
+    with _tracker_lock:
+        current = _tracker
+        if current is None:
+            settings = settings or TrackerConfig()
+        elif settings is None or current.is_tracking or (
+                settings.report_interval == current.report_interval and settings.enabled == current.enabled):
+            return current
+        return _replace(SessionTracker(settings.report_interval, enabled=settings.enabled))
+
+
+def initialize_tracker(report_interval: int = DEFAULT_REPORT_INTERVAL) -> SessionTracker:
+    """Replace the process-wide tracker with a new one (whether or not the old one is tracking)."""
+    tracker = SessionTracker(report_interval)
+    with _tracker_lock:
+        return _replace(tracker)
