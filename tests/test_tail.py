@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import T0, record
+from tracker import tail as tail_module
 from tracker.replay import replay
 from tracker.tail import CHECKPOINT_DIR, CHECKPOINT_FILE, Tail
 
@@ -291,6 +292,33 @@ class TestCheckpoints:
         assert second.poll() == 2
         second.close()
         assert_same_as_replay([tmp_path / "events.jsonl.1", log], tmp_path / "out", tmp_path, 60)
+
+
+    def test_segments_are_compacted(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Past the segment limit, the checkpoint keeps one segment of every event, and a restart still agrees."""
+        monkeypatch.setattr(tail_module, "_MAX_SEGMENTS", 3)
+        log = tmp_path / "events.jsonl"
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        for i in range(1, 8):
+            append(log, line(i, i))
+            tail.poll()
+            tail.checkpoint()
+        segments = sorted(p.name for p in (tmp_path / "out" / CHECKPOINT_DIR).glob("*.parquet"))
+        assert len(segments) < 4
+        again = Tail([log], tmp_path / "out", interval_s=60)
+        assert (again.warnings, again.poll(), again.reporter.events().height) == ([], 0, 7)
+
+    def test_checkpoints_are_spaced(self, tmp_path: Path) -> None:
+        """Between window flushes, a checkpoint is written at most every checkpoint_every_s seconds."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1))
+        tail = Tail([log], tmp_path / "out", interval_s=3600, grace_s=3600, checkpoint_every_s=3600)
+        tail.step(now=0)
+        assert not (tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE).exists()
+        tail.checkpoint_every_s = 0
+        append(log, line(2))
+        tail.step(now=0)
+        assert (tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE).exists()
 
 
 class TestWatching:

@@ -62,6 +62,7 @@ class LiveReporter:
         self._pending = 0  # events added since the last flush
         self._on_disk: dict[str, bytes] = {}
         self.max_ts: int | None = None
+        self.min_ts: int | None = None
         self.closed_until: int | None = None  # windows ending at or before this are closed
         self.late = 0  # events read for a window already closed
         self.windows_written = 0
@@ -81,9 +82,11 @@ class LiveReporter:
         self._pending += frame.height
         late = 0 if self.closed_until is None else int((frame["ts"] < self.closed_until).sum())
         self.late += late
-        top = frame["ts"].max()
+        top, bottom = frame["ts"].max(), frame["ts"].min()
         assert isinstance(top, int)
+        assert isinstance(bottom, int)
         self.max_ts = top if self.max_ts is None else max(self.max_ts, top)
+        self.min_ts = bottom if self.min_ts is None else min(self.min_ts, bottom)
         return late
 
     def events(self) -> pl.DataFrame:
@@ -100,7 +103,10 @@ class LiveReporter:
         return (moment - self.grace_us) // self._every * self._every
 
     def advance(self, *, now_us: int | None = None, idle: bool = False) -> bool:
-        """Close windows by the newest event time and, when idle, by the wall clock; True when any closed."""
+        """Close windows by the newest event time and, when idle, by the wall clock.
+
+        True when a window holding events (at or after the first event's) was closed by this call.
+        """
         candidates = []
         if self.max_ts is not None:
             candidates.append(self._boundary(self.max_ts))
@@ -111,8 +117,11 @@ class LiveReporter:
         boundary = max(candidates)
         if self.closed_until is not None and boundary <= self.closed_until:
             return False
+        before = self.closed_until
         self.closed_until = boundary
-        return True
+        assert self.min_ts is not None
+        first_end = self.min_ts // self._every * self._every + self._every
+        return boundary >= first_end and (before is None or before < boundary)
 
     @property
     def dirty(self) -> bool:
