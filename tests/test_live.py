@@ -17,7 +17,7 @@ from tests.helpers import T0, event
 from tests.test_report import LOGS, random_events
 from tracker.events import Event
 from tracker.live import LiveReporter
-from tracker.replay import replay
+from tracker.replayer import replay
 from tracker.report import ERRORS_FILE, SESSIONS_FILE_PREFIX, SUMMARY_FILE, TOTALS_FILE, session_file_name
 
 S = 1_000_000

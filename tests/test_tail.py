@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import T0, record
 from tracker import tail as tail_module
-from tracker.replay import replay
+from tracker.replayer import replay
 from tracker.tail import CHECKPOINT_DIR, CHECKPOINT_FILE, Tail
 
 S = 1_000_000

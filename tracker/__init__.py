@@ -1,14 +1,50 @@
 """tracker: what every session of a chatbot stress test did, from an append-only event log.
 
-Data flow, one module a step: ``emitter`` (write events) -> the log ->
-``decoder`` (read lines back, quarantine bad ones) -> ``fold`` (per-session
-state) -> reports. ``events`` defines the events, ``errors`` the exceptions.
+Data flow, one module a step: ``emitter`` appends events to a log; ``decoder`` (line by line)
+and ``batch`` (blocks, with polars) read it back, quarantining bad lines; ``tail`` follows live
+logs; ``fold`` gives per-session state; ``report`` aggregates windows and writes the CSV files,
+for ``live`` (while the test runs) and ``replayer`` (afterwards) alike. ``events`` defines the
+events, ``errors`` the exceptions; ``session_tracker`` and ``integration_helper`` are the
+original API on top; ``console`` is the live view, ``demo`` a simulated test, ``cli`` the command.
 """
 
-from .decoder import DEFAULT_MAX_LINE_BYTES, REASONS, Decoder, Quarantine, Rejected, decode_file
-from .demo import DemoConfig, run_sessions, simulate_session
-from .emitter import DEFAULT_LOG_PATH, LOG_ENV_VAR, EventLog, default_log, emit
-from .errors import CheckpointError, EmitError, EventValidationError, TrackerError
+from .batch import (
+    BLOCK_BYTES,
+    Block,
+    decode_block,
+    read_blocks,
+    read_file,
+)
+from .console import (
+    LiveView,
+    snapshot,
+)
+from .decoder import (
+    DEFAULT_MAX_LINE_BYTES,
+    REASONS,
+    Decoder,
+    Quarantine,
+    Rejected,
+    decode_file,
+)
+from .demo import (
+    DemoConfig,
+    run_sessions,
+    simulate_session,
+)
+from .emitter import (
+    DEFAULT_LOG_PATH,
+    LOG_ENV_VAR,
+    EventLog,
+    default_log,
+    emit,
+)
+from .errors import (
+    CheckpointError,
+    EmitError,
+    EventValidationError,
+    TrackerError,
+)
 from .events import (
     CURRENT_VERSION,
     EVENT_TYPES,
@@ -27,22 +63,103 @@ from .events import (
     format_ts,
     to_ts,
 )
-from .fold import ANOMALIES, SessionState, anomalies, event_order, fold, fold_all
-from .version import VERSION
+from .fold import (
+    ANOMALIES,
+    SessionState,
+    anomalies,
+    event_order,
+    fold,
+    fold_all,
+)
+from .integration_helper import (
+    STRESS_TEST_CONFIG,
+    configure,
+    register_session,
+    start_tracking,
+    stop_tracking,
+    track_cycle_completed,
+    track_question_answered,
+    track_question_asked,
+    track_session_error,
+    unregister_session,
+)
+from .live import (
+    DEFAULT_GRACE_S,
+    FlushResult,
+    LiveReporter,
+)
+from .replayer import (
+    QUARANTINE_FILE,
+    ReadStats,
+    ReplayResult,
+    expand_logs,
+    read_events,
+    replay,
+)
+from .report import (
+    DEFAULT_INTERVAL_S,
+    ERRORS_FILE,
+    EVENT_SCHEMA,
+    SESSIONS_FILE_PREFIX,
+    SUMMARY_FILE,
+    TOTALS_FILE,
+    Reports,
+    build_reports,
+    events_frame,
+    render_reports,
+    session_file_name,
+    write_atomically,
+    write_reports,
+)
+from .session_tracker import (
+    ACTIVITY_TYPES,
+    DEFAULT_OUT_DIR,
+    DEFAULT_REPORT_INTERVAL,
+    SessionTracker,
+    TrackerConfig,
+    get_tracker,
+    initialize_tracker,
+    read_config,
+)
+from .tail import (
+    CHECKPOINT_DIR,
+    FINGERPRINT_BYTES,
+    Tail,
+    TailStats,
+)
+from .version import (
+    VERSION,
+)
 
 __version__ = VERSION
 
 __all__ = (
+    "ACTIVITY_TYPES",
     "ANOMALIES",
+    "BLOCK_BYTES",
+    "CHECKPOINT_DIR",
     "CURRENT_VERSION",
+    "DEFAULT_GRACE_S",
+    "DEFAULT_INTERVAL_S",
     "DEFAULT_LOG_PATH",
     "DEFAULT_MAX_LINE_BYTES",
+    "DEFAULT_OUT_DIR",
+    "DEFAULT_REPORT_INTERVAL",
+    "ERRORS_FILE",
+    "EVENT_SCHEMA",
     "EVENT_TYPES",
+    "FINGERPRINT_BYTES",
     "LOG_ENV_VAR",
     "MAX_TS",
+    "QUARANTINE_FILE",
     "REASONS",
+    "SESSIONS_FILE_PREFIX",
+    "STRESS_TEST_CONFIG",
+    "SUMMARY_FILE",
+    "TOTALS_FILE",
     "UPCASTERS",
     "VERSION",
+    "Block",
     "CheckpointError",
     "CycleCompleted",
     "Decoder",
@@ -53,25 +170,60 @@ __all__ = (
     "EventLog",
     "EventValidationError",
     "FieldSpec",
+    "FlushResult",
+    "LiveReporter",
+    "LiveView",
     "Quarantine",
     "QuestionAnswered",
     "QuestionAsked",
+    "ReadStats",
     "Rejected",
+    "ReplayResult",
+    "Reports",
     "SessionRegistered",
     "SessionState",
+    "SessionTracker",
     "SessionUnregistered",
+    "Tail",
+    "TailStats",
+    "TrackerConfig",
     "TrackerError",
     "anomalies",
+    "build_reports",
     "check_field",
+    "configure",
+    "decode_block",
     "decode_file",
     "default_log",
     "emit",
     "event_from_record",
     "event_order",
+    "events_frame",
+    "expand_logs",
     "fold",
     "fold_all",
     "format_ts",
+    "get_tracker",
+    "initialize_tracker",
+    "read_blocks",
+    "read_config",
+    "read_events",
+    "read_file",
+    "register_session",
+    "render_reports",
+    "replay",
     "run_sessions",
+    "session_file_name",
     "simulate_session",
+    "snapshot",
+    "start_tracking",
+    "stop_tracking",
     "to_ts",
+    "track_cycle_completed",
+    "track_question_answered",
+    "track_question_asked",
+    "track_session_error",
+    "unregister_session",
+    "write_atomically",
+    "write_reports",
 )

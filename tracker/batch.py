@@ -220,10 +220,10 @@ def read_file(path: str | os.PathLike[str], decoder: Decoder, *, source: str = "
             frame = None
         if frame is not None and frame.height == lines:
             ok = frame["_ok"]
-            good = frame.filter(ok).drop("_line", "_ok")
-            if ok.all():
-                yield Block(good)
+            if ok.all():  # the common case: no copy
+                yield Block(frame.drop("_line", "_ok"))
                 return
+            good = frame.filter(ok).drop("_line", "_ok")
             doubted = frame.filter(~ok)["_line"].to_list()
             yield _redecide(path, decoder, source, good, ok, doubted)
             return

@@ -22,7 +22,7 @@ from .errors import TrackerError
 from .events import EVENT_TYPES, format_ts, to_ts
 from .fold import SessionState, anomalies, fold_all
 from .live import DEFAULT_GRACE_S
-from .replay import replay
+from .replayer import replay
 from .report import DEFAULT_INTERVAL_S, Reports, build_reports
 from .tail import Tail
 from .version import VERSION

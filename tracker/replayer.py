@@ -78,8 +78,9 @@ def read_events(paths: Sequence[Path], decoder: Decoder, quarantine: Quarantine)
             for rejected in block.rejected:
                 quarantine.add(rejected)
             frames.append(block.frame)
-    frame = pl.concat(frames, rechunk=True) if frames else events_frame([])
-    distinct = frame.filter(pl.col("event_id").is_first_distinct())
+    frame = pl.concat(frames, rechunk=len(frames) > 1) if frames else events_frame([])
+    has_duplicates = frame["event_id"].n_unique() < frame.height
+    distinct = frame.filter(pl.col("event_id").is_first_distinct()) if has_duplicates else frame
     by_type = dict(distinct.group_by("type").len().sort("type").iter_rows())
     return distinct, ReadStats(by_type, frame.height - distinct.height)
 

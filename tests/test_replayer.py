@@ -17,7 +17,7 @@ from tests.test_report import LOGS, assert_matches_reference, random_events
 from tracker.cli import main
 from tracker.decoder import Rejected, decode_file
 from tracker.events import Event
-from tracker.replay import expand_logs, replay
+from tracker.replayer import expand_logs, replay
 
 ROOT = Path(__file__).parent.parent
 CASES = sorted(glob(str(ROOT / "fixtures" / "replay" / "*") + os.sep))
