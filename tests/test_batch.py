@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import random
 from collections import Counter
 
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import record
-from tracker.batch import decode_block, read_blocks
+from tracker.batch import decode_block, read_blocks, read_file
 from tracker.decoder import Decoder, Rejected
 from tracker.events import Event
 from tracker.report import events_frame
@@ -33,9 +34,11 @@ FAULTS = [
     ("response_time_ms", -1), ("response_time_ms", 7), ("input_tokens", -2), ("v", 2), ("v", 0), ("seq", 0),
     ("ts", -1), ("type", "mystery"), ("session_id", ""), ("reason", None), ("course_numbers", None),
     ("writer", "w" * 300), ("question_text", "q" * 1001), ("session_id", "12"), ("session_id", "-3"),
-    ("session_id", "{x"), ("extra", 1),
+    ("session_id", "{x"), ("extra", 1), ("course_numbers", [1, None]), ("username", "a\ud800b"),
+    ("username", "a\x00b"), ("error", "carriage\rreturn"),
 ]
-RAW_FAULTS = [b"\n", b"   \n", b"not json\n", b"[1]\n", b"\xff\n", b'{"v":1}\x00\n', b'{"v":1,"ts":3.5}\n']
+RAW_FAULTS = [b"\n", b"   \n", b"not json\n", b"[1]\n", b"\xff\n", b'{"v":1}\x00\n', b'{"v":1,"ts":3.5}\n',
+              b'{"v":1,\r"ts":3}\n', b"lone\rcarriage return\n"]
 
 
 def _line_variants(rnd: random.Random, n: int) -> list[bytes]:
@@ -49,11 +52,13 @@ def _line_variants(rnd: random.Random, n: int) -> list[bytes]:
         if roll > 0.93:
             lines.append(rnd.choice(RAW_FAULTS))
             continue
-        line = orjson.dumps(rec) + b"\n"
+        line = json.dumps(rec, separators=(",", ":")).encode() + b"\n"  # escapes lone surrogates, as JSON may
+        if rnd.random() < 0.03:
+            line = line.replace(b",", b",\r", 1)  # a bare CR is JSON whitespace, not a line end
         if rnd.random() < 0.02:
             line = b'{"v":1,"ts":' + line  # glued to a fragment
         if rnd.random() < 0.01:
-            line = orjson.dumps({**rec, "pad": "x" * 5000}) + b"\n"
+            line = json.dumps({**rec, "pad": "x" * 5000}, separators=(",", ":")).encode() + b"\n"
         lines.append(line)
     return lines
 
@@ -81,6 +86,21 @@ class TestAgreesWithDecoder:
         assert frame.to_dicts() == events_frame(events).to_dicts()
         assert [r for b in blocks for r in b.rejected] == rejected
         assert decoder.rejected == Counter(r.reason for r in rejected)
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.integers(0, 2**32), st.integers(1, 120))
+    def test_whole_file_reader_agrees(self, tmp_path_factory: pytest.TempPathFactory, seed: int, n: int) -> None:
+        """read_file (polars' file reader when the file's shape allows) gives the decoder's events and rejections."""
+        rnd = random.Random(seed)
+        lines = [x for x in _line_variants(rnd, n) if x.strip() and len(x) < 4096]  # a shape read whole
+        path = tmp_path_factory.mktemp("whole") / "log.jsonl"
+        path.write_bytes(b"".join(lines))
+        events, rejected = _by_decoder(path.read_bytes(), 4096)
+        decoder = Decoder(max_line_bytes=4096, dedupe=False)
+        blocks = list(read_file(path, decoder, source=""))
+        frames = [b.frame for b in blocks] or [events_frame([])]
+        assert pl.concat(frames).to_dicts() == events_frame(events).to_dicts()
+        assert [r for b in blocks for r in b.rejected] == rejected
 
 
 class TestDecodeBlock:

@@ -116,6 +116,8 @@ class TestInvalidEvents:
             ("session_registered", "s1", {"username": "a", "course_numbers": [1, "x"]}, "course_numbers: .*'x'"),
             ("question_answered", "s1", {"response_time_ms": 1, "input_tokens": True}, "input_tokens: .* True"),
             ("question_asked", "s1", {"question_text": "x" * 1001}, "question_text: must be at most 1000"),
+            ("error", "s1", {"error": "bad \ud800 text"}, "error: must be valid Unicode text"),
+            ("cycle_completed", "s\udfff", {}, "session_id: must be non-empty UTF-8 text"),
         ],
     )
     def test_raises_value_error_and_writes_nothing(

@@ -174,6 +174,26 @@ class TestReplayCommand:
             f"tracker replay: error: cannot read '{tmp_path / 'nope.jsonl'}': No such file or directory\n")
         assert not (tmp_path / "out").exists()
 
+    def test_replaying_twice_gives_the_same_quarantine(self, tmp_path: Path) -> None:
+        """A second replay into the same folder replaces the quarantine instead of appending to it."""
+        shutil.copy(ROOT / "fixtures" / "rejects" / "not_object.jsonl", tmp_path / "log.jsonl")
+        for _ in range(2):
+            replay([tmp_path / "log.jsonl"], tmp_path / "out", interval_s=60)
+        assert (tmp_path / "out" / "quarantine.jsonl").read_bytes() == b"[1, 2, 3]\n"
+
+    def test_too_many_windows_is_a_clear_error(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A ts written in seconds among microsecond ones spans millions of windows: exit 2 saying so."""
+        events = random_events([("s1", "cycle_completed", 0, 0.0, None)])
+        _write_log(tmp_path / "log.jsonl", events)
+        with open(tmp_path / "log.jsonl", "ab") as stream:
+            stream.write(orjson.dumps({**events[0].to_record(), "event_id": "x-1", "ts": 1_795_557_600}) + b"\n")
+        assert main("replay", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "out")) == 2
+        err = capsys.readouterr().err
+        every = 300 * 10**6
+        windows = events[0].ts // every - 1_795_557_600 // every + 1
+        assert err.startswith(f"tracker replay: error: the events span {windows:,} windows of 300 s")
+        assert "seconds or milliseconds instead of microseconds" in err
+
     def test_no_events_still_writes_reports(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """An empty log gives header-only reports and says so."""
         (tmp_path / "log.jsonl").write_bytes(b"")

@@ -559,6 +559,14 @@ class TestGetTracker:
         assert get_tracker() is second
         assert initialize_tracker(5).report_interval == 5
 
+    def test_replaced_tracker_stops_reporting(self) -> None:
+        """A tracker replaced by initialize_tracker stops its report runner: one runner writes the folder."""
+        first = get_tracker({"tracking_report_interval": 60})
+        first.start_tracking()
+        assert len(runner_threads()) == 1
+        initialize_tracker(60)
+        assert (first.is_tracking, runner_threads()) == (False, [])
+
     @pytest.mark.parametrize("interval", ["300", 0, -5, 2.5, True, None])
     def test_bad_interval_raises(self, interval: object) -> None:
         """A tracking_report_interval that is not a whole number of seconds >= 1 is a ValueError quoting it."""

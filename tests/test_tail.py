@@ -199,7 +199,32 @@ class TestRotation:
         log.rename(tmp_path / "old.jsonl.1")
         log.write_bytes(line(3))
         assert tail.poll() == 1
+        assert tail.decoder.rejected["unterminated"] == 0  # its writer may still finish the line
+        tail.close()
         assert tail.decoder.rejected["unterminated"] == 1
+
+    def test_writes_to_the_old_file_after_rotation_are_read(self, tmp_path: Path) -> None:
+        """A writer still holding the renamed file keeps appending there: those events are read too."""
+        log = tmp_path / "events.jsonl"
+        old_writer = open(log, "ab")  # noqa: SIM115 - held open across the rotation on purpose
+        old_writer.write(line(1))
+        old_writer.flush()
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        assert tail.poll() == 1
+        log.rename(tmp_path / "events.jsonl.1")
+        log.write_bytes(line(2))
+        assert tail.poll() == 1
+        old_writer.write(line(3))  # after the tail saw the rotation
+        old_writer.close()
+        assert tail.poll() == 1
+        tail.checkpoint()
+        old_writer2 = open(tmp_path / "events.jsonl.1", "ab")  # noqa: SIM115
+        old_writer2.write(line(4))
+        old_writer2.close()
+        again = Tail([log], tmp_path / "out", interval_s=60)  # restarted: the retired file is found again
+        assert again.poll() == 1
+        again.close()
+        assert_same_as_replay([tmp_path / "events.jsonl.1", log], tmp_path / "out", tmp_path, 60)
 
 
 class TestLateEvents:
@@ -250,6 +275,32 @@ class TestCheckpoints:
         assert second.poll() == 29
         second.close()
         assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
+    @pytest.mark.parametrize("damage", [b"[]", b'{"version": 1, "interval_s": 60, "segments": [], "files": '
+                                        b'[{"path": "x", "dev": 1, "ino": 2, "offset": 0, "line_no": 0, '
+                                        b'"head": "zz"}]}'])
+    def test_damaged_checkpoint_shapes(self, tmp_path: Path, damage: bytes) -> None:
+        """A checkpoint of the wrong shape or with a damaged file entry is unusable, not a crash."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1))
+        (tmp_path / "out" / CHECKPOINT_DIR).mkdir(parents=True)
+        (tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE).write_bytes(damage)
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        assert any("unusable" in w for w in tail.warnings)
+        assert tail.poll() == 1
+
+    def test_unusable_checkpoint_removes_only_its_own_files(self, tmp_path: Path) -> None:
+        """A checkpoint folder shared with other files: only checkpoint files are removed, never a log."""
+        log = tmp_path / "run" / "events.jsonl"
+        log.parent.mkdir()
+        log.write_bytes(line(1))
+        first = Tail([log], tmp_path / "out", interval_s=60, checkpoint_dir=log.parent)
+        first.step(now=0)
+        first.checkpoint()
+        second = Tail([log], tmp_path / "out", interval_s=30, checkpoint_dir=log.parent)  # another interval
+        assert any("unusable" in w for w in second.warnings)
+        assert log.read_bytes() == line(1)
+        assert not list(log.parent.glob("segment-*"))
 
     def test_missing_segment_means_full_reread(self, tmp_path: Path) -> None:
         """A checkpoint whose event segment is gone is unusable: warning and full re-read."""
@@ -410,12 +461,19 @@ class TestLiveEqualsReplay:
             written += data[cut:]
             complete = written[: written.rfind(b"\n") + 1]
             (tmp / "prefix.jsonl").write_bytes(complete)
-            tail.step(now=(T0 / S) + rnd.uniform(0, 200))
+            flushed = tail.step(now=(T0 / S) + rnd.uniform(0, 200))
             replay([tmp / "prefix.jsonl"], tmp / "prefix", interval_s=10)
             expected = csv_files(tmp / "prefix")
-            for name, data_on_disk in csv_files(tmp / "out").items():
-                if name.startswith("session_tracking_report_"):
-                    assert data_on_disk == expected[name], name
+            on_disk = csv_files(tmp / "out")
+            windows = [name for name in on_disk if name.startswith("session_tracking_report_")]
+            for name in windows:
+                assert on_disk[name] == expected[name], name
+            if "session_tracking_summary.csv" in on_disk:  # the closed windows' rows: a prefix of replay's
+                rows = on_disk["session_tracking_summary.csv"].splitlines()
+                assert rows == expected["session_tracking_summary.csv"].splitlines()[: len(rows)]
+                assert len(rows) - 1 == len(windows)
+                if flushed:  # totals cover everything read, as of the last write
+                    assert on_disk["session_tracking_totals.csv"] == expected["session_tracking_totals.csv"]
         tail.close()
         replay([log], tmp / "final", interval_s=10)
         assert csv_files(tmp / "out") == csv_files(tmp / "final")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ _ENVELOPE: Final[dict[str, pl.DataType]] = {
 _FIELDS: Final[dict[str, pl.DataType]] = {
     name: _POLARS_TYPES[spec.kind] for specs in EVENT_TYPES.values() for name, spec in specs.items()}
 _READ_SCHEMA: Final = pl.Schema({**_ENVELOPE, **_FIELDS})
+#: A JSON escape of a UTF-16 surrogate: orjson refuses a lone one anywhere in a line, polars reads it
+#: (even in keys it skips), so lines holding one are always decided by the decoder.
+_SURROGATE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
 #: What polars writes for a non-string JSON value read into a text column.
 _MAYBE_COERCED: Final = r"^(-?[0-9][0-9.eE+-]*|true|false|\[.*|\{.*)$"
 
@@ -54,7 +58,9 @@ class Block:
 
 def _text_ok(name: str, max_len: int) -> pl.Expr:
     col = pl.col(name)
-    return col.is_not_null() & col.str.len_chars().is_between(1, max_len) & ~col.str.contains(_MAYBE_COERCED)
+    # A NUL may stand for an escaped lone surrogate (\ud800), which polars reads and the decoder refuses.
+    return (col.is_not_null() & col.str.len_chars().is_between(1, max_len) & ~col.str.contains(_MAYBE_COERCED)
+            & ~col.str.contains("\x00", literal=True))
 
 
 def _field_ok(name: str, kind: str, max_len: int, required: bool) -> pl.Expr:
@@ -65,8 +71,8 @@ def _field_ok(name: str, kind: str, max_len: int, required: bool) -> pl.Expr:
         ok = col.is_finite() & (col >= 0.0)
     elif kind == "int":
         ok = col >= 0
-    else:  # int_list
-        ok = col.list.len() <= 1000
+    else:  # int_list: polars reads [1, null] as a list with a null item; the decoder refuses it
+        ok = (col.list.len() <= 1000) & ~col.list.eval(pl.element().is_null()).list.any()
     return ok if required else (col.is_null() | ok)
 
 
@@ -105,7 +111,8 @@ _TO_FRAME: Final = [_frame_column(name, dtype) for name, dtype in EVENT_SCHEMA.i
 def _split_lines(data: bytes, first_offset: int) -> list[tuple[bytes, int]]:
     lines = []
     offset = first_offset
-    for raw in data.splitlines(keepends=True):
+    for piece in data.split(b"\n")[:-1]:  # only \n ends a line (splitlines would split on \r too)
+        raw = piece + b"\n"
         lines.append((raw, offset))
         offset += len(raw)
     return lines
@@ -154,6 +161,9 @@ def decode_block(data: bytes, decoder: Decoder, *, source: str = "", first_line:
         events, rejected = _by_decoder(data, decoder, source, first_line, first_offset)
         return Block(events_frame(e for _, e in events), rejected)
     ok = frame.select(_ROW_OK).to_series()
+    surrogates = [data.count(b"\n", 0, m.start()) for m in _SURROGATE.finditer(data)]
+    if surrogates:
+        ok = ok.scatter(surrogates, False)
     good = frame.filter(ok).select(_TO_FRAME)
     if ok.all():
         return Block(good)
@@ -192,16 +202,17 @@ def read_blocks(stream: BinaryIO, decoder: Decoder, *, source: str = "",
 
 
 def _clean_shape(path: str | os.PathLike[str], limit: int) -> tuple[bool, int]:
-    """Whether the whole file can go to polars at once (no blank or over-long line, last line ended), and
-    its line count. One pass over the bytes, at memory speed."""
-    lines, last, blank = 0, b"\n", False
+    """Whether the whole file can go to polars at once (no blank or over-long line, no surrogate escape,
+    last line ended), and its line count. One pass over the bytes, at memory speed."""
+    lines, last, blank, tail = 0, b"\n", False, b""
     with open(path, "rb") as stream:
         while chunk := stream.read(BLOCK_BYTES):
             lines += chunk.count(b"\n")
             blank = blank or b"\n\n" in chunk or (last == b"\n" and chunk[:1] == b"\n")
-            if _has_long_line(chunk, limit) or blank:
+            if _has_long_line(chunk, limit) or blank or _SURROGATE.search(tail + chunk[:8]) or \
+                    _SURROGATE.search(chunk):
                 return False, lines
-            last = chunk[-1:]
+            last, tail = chunk[-1:], chunk[-8:]
     return last == b"\n", lines
 
 

@@ -210,6 +210,14 @@ class Quarantine:
         }, option=orjson.OPT_APPEND_NEWLINE))
         self.count += 1
 
+    def reset(self) -> None:
+        """Empty the quarantine (remove its files), for a read that starts again from the beginning."""
+        self.close()
+        self._lines = self._reasons = None
+        self.count = 0
+        self.path.unlink(missing_ok=True)
+        self.reasons_path.unlink(missing_ok=True)
+
     def flush(self) -> None:
         for stream in (self._lines, self._reasons):
             if stream is not None:

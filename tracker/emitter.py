@@ -44,6 +44,17 @@ _FAST_SPECS: Final = {
 _UNKNOWN: Final = ("", 0, False)
 _INF: Final = math.inf
 _time_ns = time.time_ns
+
+
+def _encodable(text: str) -> bool:
+    """False for text with a lone surrogate, which has no UTF-8 form."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 _os_write = os.write
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _APPEND_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
@@ -91,9 +102,10 @@ class EventLog:
                 f"type: must be one of {', '.join(EVENT_TYPES)}, got {event_type!r}",
                 field="type", value=event_type, reason="unknown_type",
             )
-        if type(session_id) is not str or not 0 < len(session_id) <= 256:
+        if type(session_id) is not str or not 0 < len(session_id) <= 256 or not (
+                session_id.isascii() or _encodable(session_id)):
             raise EventValidationError(
-                f"session_id: must be a non-empty string of at most 256 characters, got {session_id!r}",
+                f"session_id: must be non-empty UTF-8 text of at most 256 characters, got {session_id!r}",
                 field="session_id", value=session_id,
             )
         record: dict[str, Any] = {
@@ -114,7 +126,7 @@ class EventLog:
             kind, max_len, is_required = specs.get(name, _UNKNOWN)
             required += is_required
             if kind == "str":
-                if type(value) is str and 0 < len(value) <= max_len:
+                if type(value) is str and 0 < len(value) <= max_len and value.isascii():
                     record[name] = value
                     continue
             elif kind == "number" and type(value) is float and 0.0 <= value < _INF:

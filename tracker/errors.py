@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = (
     "CheckpointError",
+    "ReportError",
     "EmitError",
     "EventValidationError",
     "TrackerError",
@@ -53,3 +54,7 @@ class EmitError(TrackerError, OSError):
 
 class CheckpointError(TrackerError):
     """Raised when a tail checkpoint cannot be written."""
+
+
+class ReportError(TrackerError):
+    """Raised when events cannot be reported as asked: e.g. they span more windows than a report can hold."""

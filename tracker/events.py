@@ -61,6 +61,11 @@ def _string(max_len: int) -> Checker:
             raise _bad(field, value, "must not be empty")
         if len(value) > max_len:
             raise _bad(field, value[:40] + "...", f"must be at most {max_len} characters, has {len(value)}")
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise _bad(field, value, "must be valid Unicode text (it has a lone surrogate)") from None
         return value
 
     return check

@@ -101,6 +101,7 @@ def replay(
     out = Path(out_dir)
     decoder = Decoder(dedupe=False)
     quarantine = Quarantine(quarantine_path if quarantine_path is not None else out / QUARANTINE_FILE)
+    quarantine.reset()  # this replay's rejected lines only: the same logs give the same files
     try:
         frame, stats = read_events(paths, decoder, quarantine)
     finally:

@@ -17,6 +17,7 @@ from typing import Final
 
 import polars as pl
 
+from .errors import ReportError
 from .events import (
     EVENT_TYPES,
     ErrorReported,
@@ -29,6 +30,7 @@ __all__ = (
     "DEFAULT_INTERVAL_S",
     "ERRORS_FILE",
     "EVENT_SCHEMA",
+    "MAX_WINDOWS",
     "SESSIONS_FILE_PREFIX",
     "SUMMARY_FILE",
     "TOTALS_FILE",
@@ -47,6 +49,8 @@ TOTALS_FILE: Final = "session_tracking_totals.csv"
 ERRORS_FILE: Final = "session_tracking_errors.csv"
 SESSIONS_FILE_PREFIX: Final = "session_tracking_report_"
 FLOAT_PRECISION: Final = 3
+#: The most windows one report may span (each gets a file).
+MAX_WINDOWS: Final = 100_000
 
 #: The columns the aggregation reads: one row per (valid, deduplicated) event. The type is an enum and
 #: the session id categorical: a byte or four a row instead of a string (categoricals sort by their text).
@@ -122,6 +126,10 @@ def _counts(names: Iterable[str]) -> list[pl.Expr]:
     return [(pl.col("type") == _COUNTED[name]).sum().cast(pl.Int64).alias(name) for name in names]
 
 
+def _iso_text(ts: int) -> str:
+    return datetime.fromtimestamp(ts // _SECOND, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _iso(column: str) -> pl.Expr:
     return pl.from_epoch(pl.col(column), time_unit="us").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -152,6 +160,12 @@ def build_reports(events: pl.DataFrame, interval_s: int = DEFAULT_INTERVAL_S) ->
     k_min, k_max = ev["k"].min(), ev["k"].max()
     assert isinstance(k_min, int)
     assert isinstance(k_max, int)
+    if k_max - k_min + 1 > MAX_WINDOWS:
+        raise ReportError(
+            f"the events span {k_max - k_min + 1:,} windows of {interval_s} s (from {_iso_text(k_min * every)} to "
+            f"{_iso_text((k_max + 1) * every)}), more than {MAX_WINDOWS:,}: is some writer's ts in seconds or "
+            "milliseconds instead of microseconds? (tracker validate lists every event; use a longer --interval "
+            "if the span is real)")
     windows = pl.DataFrame({"k": pl.int_range(k_min, k_max + 1, eager=True)})
     answers = pl.col("response_time_ms").filter(pl.col("type") == "question_answered")
 

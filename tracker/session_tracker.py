@@ -392,6 +392,18 @@ class SessionTracker:
         await asyncio.to_thread(self._final_report)
         _logger.info("[TRACKER] Session tracking stopped")
 
+    def halt(self) -> None:
+        """Stop the periodic reports at once, without a final report (for a tracker being replaced)."""
+        with self._control_lock:
+            self.is_tracking = False
+            task, self._task = self._task, None
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        if task is not None and not task.done():
+            task.get_loop().call_soon_threadsafe(task.cancel)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
     def close(self) -> None:
         """Close the log if this tracker opened it (a later event opens it again); a log passed in stays open."""
         with self._state_lock:
@@ -405,10 +417,14 @@ _tracker_lock = threading.Lock()
 
 
 def _replace(tracker: SessionTracker) -> SessionTracker:
-    """Make ``tracker`` the process-wide one; the replaced tracker's own log is closed. Call with the lock held."""
+    """Make ``tracker`` the process-wide one; the replaced one's reports stop and its own log is closed.
+
+    Call with the lock held.
+    """
     global _tracker
     old, _tracker = _tracker, tracker
     if old is not None:
+        old.halt()  # two report runners must not write one folder
         old.close()
     return tracker
 

@@ -33,6 +33,7 @@ import watchfiles
 
 from .batch import decode_block
 from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine, Rejected
+from .errors import ReportError
 from .live import DEFAULT_GRACE_S, LiveReporter
 from .report import DEFAULT_INTERVAL_S, EVENT_SCHEMA, write_atomically
 
@@ -45,6 +46,8 @@ FINGERPRINT_BYTES: Final = 1024
 _READ_BYTES: Final = 16 << 20
 _RECENT_FRAMES: Final = 512
 _MAX_SEGMENTS: Final = 64
+#: A rotated-away file is read until it has not grown for this long (writers holding it open may append).
+_RETIRE_AFTER_S: Final = 60.0
 _log = logging.getLogger("tracker.tail")
 
 
@@ -61,6 +64,7 @@ class _Followed:
     head: bytes = b""  # the first bytes of the file, up to FINGERPRINT_BYTES: its fingerprint
     partial: bytearray = field(default_factory=bytearray)
     skipping: bool = False  # inside a line already rejected as too long
+    retired_at: float = 0.0  # when it was rotated away, or last grew after that
 
 
 @dataclass(slots=True)
@@ -98,7 +102,9 @@ class Tail:
         self.decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
         self.stats = TailStats(rejected=self.decoder.rejected)
         self._files: dict[Path, _Followed] = {}
-        self._resume: dict[Path, dict[str, Any]] = {}
+        self._retired: list[_Followed] = []  # rotated away: still drained, as writers may append for a while
+        self._unreadable: set[Path] = set()
+        self._resume: list[dict[str, Any]] = []  # file entries of the checkpoint, not yet reopened
         self._segments: list[str] = []
         self._unsaved: list[pl.DataFrame] = []
         self._late_unflushed = 0
@@ -138,10 +144,18 @@ class Tail:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            if path not in self._unreadable:
+                self._unreadable.add(path)
+                self._warn(f"{path}: cannot be read ({exc.strerror}); trying again on every change")
+            return None
+        self._unreadable.discard(path)
         opened = os.fstat(fd)
         followed = _Followed(path, fd, opened.st_dev, opened.st_ino)
-        saved = self._resume.pop(path, None)
-        if saved is not None and (saved["dev"], saved["ino"]) == (opened.st_dev, opened.st_ino):
+        saved = next((e for e in self._resume if e["path"] == path
+                      and (e["dev"], e["ino"]) == (opened.st_dev, opened.st_ino)), None)
+        if saved is not None:
+            self._resume.remove(saved)
             head = os.pread(fd, len(bytes.fromhex(saved["head"])), 0)
             if head.hex() == saved["head"] and opened.st_size >= saved["offset"]:
                 followed.offset, followed.line_no, followed.head = saved["offset"], saved["line_no"], head
@@ -156,15 +170,17 @@ class Tail:
         return bool(f.head) and os.pread(f.fd, len(f.head), 0) != f.head
 
     def _drain_moved(self) -> None:
-        """After a restart, finish files rotated away while the tail was down: found by inode beside their path."""
-        for path, saved in list(self._resume.items()):
+        """After a restart, find files rotated away (while the tail was down, or before it died) by their inode
+        beside their old path, and drain them from the saved offset."""
+        for saved in list(self._resume):
+            path = saved["path"]
             try:
                 st = os.stat(path)
                 if (st.st_dev, st.st_ino) == (saved["dev"], saved["ino"]):
-                    continue
+                    continue  # still at its path: _open resumes it
             except FileNotFoundError:
                 pass
-            self._resume.pop(path)
+            self._resume.remove(saved)
             for candidate in sorted(path.parent.iterdir()) if path.parent.is_dir() else []:
                 try:
                     cst = candidate.stat()
@@ -172,10 +188,8 @@ class Tail:
                     continue
                 if (cst.st_dev, cst.st_ino) == (saved["dev"], saved["ino"]) and candidate.is_file():
                     fd = os.open(candidate, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-                    moved = _Followed(candidate, fd, cst.st_dev, cst.st_ino, saved["offset"], saved["line_no"],
-                                      bytes.fromhex(saved["head"]))
-                    self._read(moved, final=True)
-                    os.close(fd)
+                    self._retire(_Followed(path, fd, cst.st_dev, cst.st_ino, saved["offset"], saved["line_no"],
+                                           bytes.fromhex(saved["head"])))
                     self.stats.rotations += 1
                     break
 
@@ -191,9 +205,9 @@ class Tail:
                 st = None
             f = self._files.get(path)
             if f is not None and (st is None or (st.st_dev, st.st_ino) != (f.dev, f.ino)):
-                self._read(f, final=True)  # rotated or deleted: drain the old file first
-                os.close(f.fd)
+                self._read(f)  # rotated or deleted: drain the old file first, and keep draining it
                 del self._files[path]
+                self._retire(f)
                 self.stats.rotations += 1
                 f = None
             elif f is not None and st is not None and self._changed_in_place(f, st):
@@ -209,15 +223,30 @@ class Tail:
                 self._files[path] = f
             if f is not None:
                 self._read(f)
-        # Files that left a folder target (rotated away) are drained and closed.
+        # Files that left a folder target (rotated away) are retired too.
         current = set(self.paths())
         for path in [p for p in self._files if p not in current]:
-            gone = self._files.pop(path)
-            self._read(gone, final=True)
-            os.close(gone.fd)
+            self._retire(self._files.pop(path))
+        self._drain_retired()
         if self.stats.events > before:
             self.stats.last_read = time.time()
         return self.stats.events - before
+
+    def _retire(self, f: _Followed) -> None:
+        f.retired_at = time.monotonic()
+        self._retired.append(f)
+
+    def _drain_retired(self, *, finish: bool = False) -> None:
+        """Read what writers still append to rotated-away files; let one go after it stayed quiet for a while."""
+        for f in list(self._retired):
+            size = f.offset + len(f.partial)
+            self._read(f)
+            if f.offset + len(f.partial) != size:
+                f.retired_at = time.monotonic()
+            if finish or time.monotonic() - f.retired_at >= _RETIRE_AFTER_S:
+                self._read(f, final=True)
+                os.close(f.fd)
+                self._retired.remove(f)
 
     def _read(self, f: _Followed, *, final: bool = False) -> None:
         limit = self.decoder.max_line_bytes
@@ -285,7 +314,11 @@ class Tail:
         now_us = int((time.time() if now is None else now) * 1_000_000)
         closed = self.reporter.advance(now_us=now_us, idle=new == 0)
         if closed or self._late_unflushed:
-            self.reporter.flush()
+            try:
+                self.reporter.flush()
+            except ReportError as exc:  # keep following and checkpointing; say why the files are not updated
+                if str(exc) not in self.warnings:
+                    self._warn(f"reports not written: {exc}")
             self._late_unflushed = 0
             self.checkpoint()
             return True
@@ -319,7 +352,7 @@ class Tail:
             "files": [
                 {"path": str(f.path), "dev": f.dev, "ino": f.ino, "offset": f.offset, "line_no": f.line_no,
                  "head": f.head.hex()}
-                for f in self._files.values()
+                for f in [*self._files.values(), *self._retired]
             ],
         }
         write_atomically(self.checkpoint_dir / CHECKPOINT_FILE, orjson.dumps(state, option=orjson.OPT_INDENT_2))
@@ -341,11 +374,16 @@ class Tail:
             for frame in frames:
                 if frame.schema != EVENT_SCHEMA:
                     raise ValueError("a segment has other columns than this tracker writes")
-            resume = {Path(f["path"]): {k: f[k] for k in ("dev", "ino", "offset", "line_no", "head")}
-                      for f in state["files"]}
-        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
+            resume = [{"path": Path(f["path"]), **{k: f[k] for k in ("dev", "ino", "offset", "line_no", "head")}}
+                      for f in state["files"]]
+            for saved in resume:
+                bytes.fromhex(saved["head"])  # raises ValueError when damaged
+                if not all(type(saved[k]) is int and saved[k] >= 0 for k in ("dev", "ino", "offset", "line_no")):
+                    raise ValueError(f"a file entry is damaged: {saved!r}")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError) as exc:
             self._warn(f"checkpoint {path} is unusable ({exc}); reading every log from the start")
             self._clear_checkpoint()
+            self.quarantine.reset()  # it is filled again by the re-read
             return
         for frame in frames:
             self.reporter.add_frame(frame)
@@ -359,9 +397,11 @@ class Tail:
         self._resume = resume
 
     def _clear_checkpoint(self) -> None:
-        for stale in self.checkpoint_dir.glob("*"):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+        """Remove this tail's own checkpoint files (only those: the folder may hold anything else)."""
+        for pattern in (CHECKPOINT_FILE, "segment-*.parquet", ".segment-*.parquet.tmp"):
+            for stale in self.checkpoint_dir.glob(pattern):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
 
     # -- running --------------------------------------------------------------
 
@@ -388,6 +428,7 @@ class Tail:
     def close(self) -> None:
         """Read what is left, write every window (open ones too), checkpoint, and close the files."""
         self.poll()
+        self._drain_retired(finish=True)
         self.reporter.flush(final=True)
         self.checkpoint()
         self.release()
@@ -395,6 +436,7 @@ class Tail:
     def release(self) -> None:
         """Close the open files and the quarantine without writing anything (as a crash would leave it)."""
         self.quarantine.close()
-        for f in self._files.values():
+        for f in [*self._files.values(), *self._retired]:
             os.close(f.fd)
         self._files.clear()
+        self._retired.clear()
