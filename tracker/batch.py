@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -108,30 +108,43 @@ def _frame_column(name: str, dtype: pl.DataType) -> pl.Expr:
 _TO_FRAME: Final = [_frame_column(name, dtype) for name, dtype in EVENT_SCHEMA.items()]
 
 
-def _split_lines(data: bytes, first_offset: int) -> list[tuple[bytes, int]]:
-    lines = []
+def _lines_of(data: bytes, first_offset: int, only: Iterable[int] | None = None) -> Iterator[tuple[int, bytes, int]]:
+    """(0-based index, raw line, byte offset) of the lines of ``data``, or of those in ``only``.
+
+    Only ``\n`` ends a line: ``bytes.splitlines`` would split on a bare CR too, which is JSON whitespace.
+    """
+    wanted = None if only is None else set(only)
     offset = first_offset
-    for piece in data.split(b"\n")[:-1]:  # only \n ends a line (splitlines would split on \r too)
+    for index, piece in enumerate(data.split(b"\n")[:-1]):
         raw = piece + b"\n"
-        lines.append((raw, offset))
+        if wanted is None or index in wanted:
+            yield index, raw, offset
         offset += len(raw)
-    return lines
 
 
-def _by_decoder(data: bytes, decoder: Decoder, source: str, first_line: int, first_offset: int,
-                only: list[int] | None = None) -> tuple[list[tuple[int, Event]], list[Rejected]]:
-    """Decide lines with the decoder: all, or the 0-based line indexes in ``only``; events come with their index."""
+def _decide(lines: Iterable[tuple[int, bytes, int]], decoder: Decoder, source: str,
+            first_line: int) -> tuple[list[tuple[int, Event]], list[Rejected]]:
+    """Let the decoder decide these lines; its events come with their line index."""
     events: list[tuple[int, Event]] = []
     rejected: list[Rejected] = []
-    lines = _split_lines(data, first_offset)
-    for index in range(len(lines)) if only is None else only:
-        raw, offset = lines[index]
+    for index, raw, offset in lines:
         for item in decoder.decode(raw, source=source, line_no=first_line + index, offset=offset):
             if type(item) is Rejected:
                 rejected.append(item)
             else:
                 events.append((index, item))  # type: ignore[arg-type]
     return events, rejected
+
+
+def _merged(good: pl.DataFrame, ok: pl.Series, decided: list[tuple[int, Event]], rejected: list[Rejected]) -> Block:
+    """The rows polars accepted (``good``, at the lines where ``ok``) and the decoder's events, in line order."""
+    if not decided:
+        return Block(good, rejected)
+    combined = pl.concat([
+        good.with_columns(line=ok.arg_true().cast(pl.Int64)),
+        events_frame(e for _, e in decided).with_columns(line=pl.Series([i for i, _ in decided], dtype=pl.Int64)),
+    ]).sort("line", maintain_order=True).drop("line")
+    return Block(combined, rejected)
 
 
 def _has_long_line(data: bytes, limit: int) -> bool:
@@ -158,7 +171,7 @@ def decode_block(data: bytes, decoder: Decoder, *, source: str = "", first_line:
         if frame is not None and frame.height != lines:  # polars skips blank lines
             frame = None
     if frame is None:
-        events, rejected = _by_decoder(data, decoder, source, first_line, first_offset)
+        events, rejected = _decide(_lines_of(data, first_offset), decoder, source, first_line)
         return Block(events_frame(e for _, e in events), rejected)
     ok = frame.select(_ROW_OK).to_series()
     surrogates = [data.count(b"\n", 0, m.start()) for m in _SURROGATE.finditer(data)]
@@ -167,15 +180,8 @@ def decode_block(data: bytes, decoder: Decoder, *, source: str = "", first_line:
     good = frame.filter(ok).select(_TO_FRAME)
     if ok.all():
         return Block(good)
-    decided, rejected = _by_decoder(data, decoder, source, first_line, first_offset, (~ok).arg_true().to_list())
-    if not decided:
-        return Block(good, rejected)
-    # The block's rows in line order: those polars accepted and those the decoder did.
-    combined = pl.concat([
-        good.with_columns(line=ok.arg_true().cast(pl.Int64)),
-        events_frame(e for _, e in decided).with_columns(line=pl.Series([i for i, _ in decided], dtype=pl.Int64)),
-    ]).sort("line", maintain_order=True).drop("line")
-    return Block(combined, rejected)
+    doubted = (~ok).arg_true().to_list()
+    return _merged(good, ok, *_decide(_lines_of(data, first_offset, doubted), decoder, source, first_line))
 
 
 def read_blocks(stream: BinaryIO, decoder: Decoder, *, source: str = "",
@@ -246,22 +252,13 @@ def _redecide(path: str | os.PathLike[str], decoder: Decoder, source: str, good:
               ok: pl.Series, doubted: list[int]) -> Block:
     """Let the decoder decide the doubted lines (0-based indexes) of a file that polars read whole."""
     wanted = set(doubted)
-    decided: list[tuple[int, Event]] = []
-    rejected: list[Rejected] = []
-    offset = 0
-    with open(path, "rb") as stream:
-        for index, raw in enumerate(stream):
-            if index in wanted:
-                for item in decoder.decode(raw, source=source, line_no=index + 1, offset=offset):
-                    if type(item) is Rejected:
-                        rejected.append(item)
-                    else:
-                        decided.append((index, item))  # type: ignore[arg-type]
-            offset += len(raw)
-    if not decided:
-        return Block(good, rejected)
-    combined = pl.concat([
-        good.with_columns(line=ok.arg_true().cast(pl.Int64)),
-        events_frame(e for _, e in decided).with_columns(line=pl.Series([i for i, _ in decided], dtype=pl.Int64)),
-    ]).sort("line", maintain_order=True).drop("line")
-    return Block(combined, rejected)
+
+    def lines() -> Iterator[tuple[int, bytes, int]]:
+        offset = 0
+        with open(path, "rb") as stream:
+            for index, raw in enumerate(stream):
+                if index in wanted:
+                    yield index, raw, offset
+                offset += len(raw)
+
+    return _merged(good, ok, *_decide(lines(), decoder, source, 1))

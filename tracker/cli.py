@@ -248,34 +248,28 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if tail.decoder.rejected.total() else EXIT_OK
 
 
-def _interval(text: str) -> int:
+def _number(text: str, cast: type[int] | type[float], minimum: float, *, strict: bool) -> float:
+    """An argparse value: ``text`` as ``cast``, above ``minimum`` (or equal to it unless ``strict``)."""
     try:
-        value = int(text)
+        value = cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected whole seconds, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+        expected = "whole seconds" if cast is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not (value > minimum if strict else value >= minimum):
+        raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text!r}")
     return value
+
+
+def _interval(text: str) -> int:
+    return int(_number(text, int, 1, strict=False))
 
 
 def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
+    return _number(text, float, 0, strict=False)
 
 
 def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
+    return _number(text, float, 0, strict=True)
 
 
 def _parser() -> argparse.ArgumentParser:
