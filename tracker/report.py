@@ -53,17 +53,18 @@ FLOAT_PRECISION: Final = 3
 MAX_WINDOWS: Final = 100_000
 
 #: The columns the aggregation reads: one row per (valid, deduplicated) event. The type is an enum and
-#: the session id categorical: a byte or four a row instead of a string (categoricals sort by their text).
+#: the text columns categorical: a byte or four a row instead of a string view of 16 bytes and more
+#: (categoricals sort by their text; they are cast back to text for the files).
 EVENT_SCHEMA: Final = pl.Schema([
     ("ts", pl.Int64),
     ("event_id", pl.String),
     ("session_id", pl.Categorical()),
     ("type", pl.Enum(list(EVENT_TYPES))),
-    ("username", pl.String),
+    ("username", pl.Categorical()),
     ("course_numbers", pl.List(pl.Int64)),
     ("response_time_ms", pl.Float64),
-    ("error", pl.String),
-    ("kind", pl.String),
+    ("error", pl.Categorical()),
+    ("kind", pl.Categorical()),
 ])
 
 _STATS: Final = ("mean", "p50", "p90", "p95", "p99", "max")
@@ -237,6 +238,7 @@ def build_reports(events: pl.DataFrame, interval_s: int = DEFAULT_INTERVAL_S) ->
 
     errors = (
         ev.filter(pl.col("type") == "error")
+        .with_columns(pl.col("kind", "error").cast(pl.String))
         .group_by("k", "kind", message="error")
         .agg(count=pl.len().cast(pl.Int64))
         .sort("k", pl.col("kind").fill_null(""), "message")
@@ -248,7 +250,7 @@ def build_reports(events: pl.DataFrame, interval_s: int = DEFAULT_INTERVAL_S) ->
         summary=summary.select(*bounds, pl.exclude("k")),
         totals=totals,
         sessions=grid.select(
-            *bounds, pl.col("session_id").cast(pl.String), "username", "course_numbers", "status", *_SESSION_COUNTED,
+            *bounds, pl.col("session_id", "username").cast(pl.String), "course_numbers", "status", *_SESSION_COUNTED,
             *(f"response_time_ms_{s}" for s in ("mean", "p95", "max")), *(f"{c}_total" for c in _SESSION_COUNTED),
         ),
         errors=errors.select(*bounds, "kind", "message", "count"),
