@@ -119,7 +119,7 @@ class TestGeneral:
             main("--version")
         assert (info.value.code, capsys.readouterr().out) == (0, f"tracker {VERSION}\n")
 
-    @pytest.mark.parametrize("command", [[], ["emit"], ["validate"], ["demo"]])
+    @pytest.mark.parametrize("command", [[], ["emit"], ["validate"], ["replay"], ["tail"], ["demo"]])
     def test_help(self, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
         """Every command has --help, which exits 0 and shows its usage."""
         with pytest.raises(SystemExit) as info:
