@@ -41,12 +41,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 import structlog
+from bench_common import positive, version
 
 from tracker.emitter import EventLog
 
@@ -228,24 +228,10 @@ def _run_once(variant: Variant, directory: Path, label: str, n: int) -> int:
     return elapsed
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _positive(text: str) -> int:
-    value = int(text.replace("_", ""))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--events", type=_positive, default=200_000, metavar="N", help="events per run (200_000)")
-    parser.add_argument("--repeat", type=_positive, default=5, metavar="R", help="rounds of every variant (5)")
+    parser.add_argument("--events", type=positive, default=200_000, metavar="N", help="events per run (200_000)")
+    parser.add_argument("--repeat", type=positive, default=5, metavar="R", help="rounds of every variant (5)")
     parser.add_argument(
         "--warmup", type=int, default=10_000, metavar="N", help="untimed warm-up events per variant (10_000)"
     )
@@ -278,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(
         f"Python {platform.python_version()} ({platform.python_implementation()}), orjson {orjson.__version__}, "
-        f"structlog {_version('structlog')}, python-json-logger {_version('python-json-logger')}; "
+        f"structlog {version('structlog')}, python-json-logger {version('python-json-logger')}; "
         f"N = {n:,} events per run, {rounds} rounds, {platform.system()} {platform.machine()}"
     )
 

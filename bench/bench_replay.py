@@ -60,9 +60,10 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Final
+
+from bench_common import positive, version
 
 GNU_TIME: Final = "/usr/bin/time"
 SCRIPT: Final = Path(__file__).resolve()
@@ -261,20 +262,6 @@ def run_measured(command: list[str], work: Path, label: str, *, discard_stdout: 
     return Run(elapsed if wrapped[0] == GNU_TIME else float(seconds), int(rss), stdout)
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _positive(text: str) -> int:
-    value = int(text.replace("_", ""))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def _count_lines(path: Path) -> int:
     with open(path, "rb") as f:
         return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
@@ -347,10 +334,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("log", type=Path, help="the JSON-lines log to replay")
     parser.add_argument("--make", action="store_true", help="generate the log with bench/make_log.py when missing")
-    parser.add_argument("--events", type=_positive, default=10_000_000, metavar="N",
+    parser.add_argument("--events", type=positive, default=10_000_000, metavar="N",
                         help="events of a generated log (10_000_000)")
-    parser.add_argument("--repeat", type=_positive, default=3, metavar="R", help="rounds of every variant (3)")
-    parser.add_argument("--interval", type=_positive, default=300, metavar="SECONDS", help="window length (300)")
+    parser.add_argument("--repeat", type=positive, default=3, metavar="R", help="rounds of every variant (3)")
+    parser.add_argument("--interval", type=positive, default=300, metavar="SECONDS", help="window length (300)")
     parser.add_argument("--work", type=Path, default=None,
                         help="parent of the temporary output folder (system default)")
     parser.add_argument("--keep", action="store_true", help="keep the output folder (its path is printed)")
@@ -414,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         cpus = os.cpu_count()
         affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
         print(
-            f"Python {platform.python_version()}, polars {_version('polars')}, duckdb {_version('duckdb')}; "
+            f"Python {platform.python_version()}, polars {version('polars')}, duckdb {version('duckdb')}; "
             f"{events:,} events, {size / 1e6:,.0f} MB log, interval {interval_s} s, {rounds} rounds; "
             f"{cpus} CPUs ({affinity} usable), {platform.system()} {platform.machine()}"
         )
