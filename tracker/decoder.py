@@ -1,7 +1,7 @@
 """Read log lines back into events; every line that is not one is rejected with its reason.
 
 Nothing is skipped in silence: each line of a log is either an event, a
-duplicate of an event already read (same ``event_id``, counted once), or a
+duplicate of an event already read (same ``event_id`` and ``ts``, counted once), or a
 :class:`Rejected` with its line number, byte offset, reason and the raw bytes,
 which a :class:`Quarantine` keeps verbatim.
 """
@@ -67,9 +67,10 @@ class Rejected:
 class Decoder:
     """Decodes lines into events, with counts of what it saw.
 
-    One decoder can read several files: ``event_id`` duplicates are detected
-    across all of them (unless ``dedupe`` is false, for callers that remove
-    duplicates themselves). ``max_line_bytes`` bounds a line's length.
+    One decoder can read several files: duplicates (the same ``event_id`` at
+    the same ``ts``: one line read twice) are detected across all of them
+    (unless ``dedupe`` is false, for callers that remove duplicates
+    themselves). ``max_line_bytes`` bounds a line's length.
     """
 
     def __init__(self, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, dedupe: bool = True) -> None:
@@ -78,7 +79,7 @@ class Decoder:
         self.by_type: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.duplicates = 0
-        self._seen: set[str] = set()
+        self._seen: set[tuple[str, int]] = set()
         self._writers: dict[str, list[int]] = {}  # writer -> [events, highest seq]
 
     @property
@@ -106,10 +107,11 @@ class Decoder:
         except EventValidationError as exc:
             return self._reject(source, line_no, offset, exc.reason, str(exc), raw)
         if self.dedupe:
-            if event.event_id in self._seen:
+            key = (event.event_id, event.ts)
+            if key in self._seen:
                 self.duplicates += 1
                 return None
-            self._seen.add(event.event_id)
+            self._seen.add(key)
         self.by_type[event.TYPE] += 1
         seen = self._writers.get(event.writer)
         if seen is None:

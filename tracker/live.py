@@ -25,6 +25,7 @@ from .report import (
     EVENT_SCHEMA,
     Reports,
     build_reports,
+    distinct,
     events_frame,
     render_reports,
     write_atomically,
@@ -90,11 +91,11 @@ class LiveReporter:
         return late
 
     def events(self) -> pl.DataFrame:
-        """Every distinct event added so far (the first of each ``event_id``), in the order added."""
+        """Every distinct event added so far (see :func:`~tracker.report.distinct`), in the order added."""
         if len(self._frames) > 1:
             self._frames = [pl.concat(self._frames, rechunk=True)]
         frame = self._frames[0] if self._frames else events_frame([])
-        return frame.filter(pl.col("event_id").is_first_distinct())
+        return distinct(frame)
 
     # -- closing windows ----------------------------------------------------
 

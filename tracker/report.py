@@ -2,8 +2,11 @@
 
 Windows are tumbling, aligned to the Unix epoch and left-closed: an event at
 ``ts`` is in window ``k = ts // interval``, spanning ``[k * interval,
-(k + 1) * interval)``. :func:`build_reports` is the only code that computes
-report numbers; :func:`write_reports` is the only code that writes them.
+(k + 1) * interval)``. :class:`ReportBuilder` is the only code that computes
+report numbers, one window at a time (so a replay holds one window's events,
+not the log); :func:`build_reports` runs it over events held in memory (the
+live reporter). :func:`_csv_bytes` is the only code that turns a table into
+file bytes.
 """
 
 from __future__ import annotations
@@ -34,12 +37,20 @@ __all__ = (
     "SESSIONS_FILE_PREFIX",
     "SUMMARY_FILE",
     "TOTALS_FILE",
+    "WINDOW_COLUMNS",
+    "ReportBuilder",
     "Reports",
+    "WindowReport",
     "build_reports",
+    "distinct",
     "events_frame",
     "render_reports",
+    "run_files",
+    "session_file",
     "session_file_name",
+    "session_rows",
     "write_atomically",
+    "window_span",
     "write_reports",
 )
 
@@ -67,6 +78,9 @@ EVENT_SCHEMA: Final = pl.Schema([
     ("kind", pl.Categorical()),
 ])
 
+#: The columns a window's aggregation reads (the sessions' names and courses come from their rows).
+WINDOW_COLUMNS: Final = ("ts", "event_id", "session_id", "type", "response_time_ms", "error", "kind")
+
 _STATS: Final = ("mean", "p50", "p90", "p95", "p99", "max")
 _COUNTED: Final = {
     "sessions_registered": "session_registered",
@@ -83,11 +97,22 @@ _SECOND: Final = 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class Reports:
-    """The report tables: ``sessions`` holds every window's per-session rows."""
+    """The report tables: ``sessions`` holds every window's per-session rows (None when they went
+    straight to their files, as in a streamed replay)."""
 
     interval_s: int
     summary: pl.DataFrame
     totals: pl.DataFrame
+    sessions: pl.DataFrame | None
+    errors: pl.DataFrame
+
+
+@dataclass(frozen=True, slots=True)
+class WindowReport:
+    """One window's rows: its summary row, its per-session rows and its error rows."""
+
+    window_end: int
+    summary: pl.DataFrame
     sessions: pl.DataFrame
     errors: pl.DataFrame
 
@@ -109,6 +134,33 @@ def events_frame(events: Iterable[Event]) -> pl.DataFrame:
         error.append(event.error if isinstance(event, ErrorReported) else None)
         kind.append(event.kind if isinstance(event, ErrorReported) else None)
     return pl.DataFrame(columns, schema=EVENT_SCHEMA)
+
+
+def distinct(events: pl.DataFrame) -> pl.DataFrame:
+    """The first of each event (the same ``event_id`` at the same ``ts``) in the frame's order.
+
+    A line read twice (a retried write, a log copied into two files) is the
+    same event; since both copies share their time, they share their window,
+    so removing duplicates window by window removes them all.
+    """
+    if events.height < 2:
+        return events
+    return events.filter(pl.struct("event_id", "ts").is_first_distinct())
+
+
+def session_rows(events: pl.DataFrame) -> pl.DataFrame:
+    """The few rows of ``events`` that decide its sessions: each session's earliest event, first
+    registration and first unregistration (earliest by ``(ts, event_id)``, then in the frame's order).
+
+    The rows of several frames, concatenated in read order, decide their sessions as all their
+    events would: so the sessions of a log too big for memory are found block by block.
+    """
+    ordered = events.select(EVENT_SCHEMA.names()).sort("ts", "event_id", maintain_order=True)
+    return pl.concat([
+        ordered.unique("session_id", keep="first", maintain_order=True),
+        *(ordered.filter(pl.col("type") == t).unique("session_id", keep="first", maintain_order=True)
+          for t in ("session_registered", "session_unregistered")),
+    ])
 
 
 def _stats(values: pl.Expr, prefix: str, which: Iterable[str] = _STATS) -> list[pl.Expr]:
@@ -135,10 +187,6 @@ def _iso(column: str) -> pl.Expr:
     return pl.from_epoch(pl.col(column), time_unit="us").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _window_bounds(every: int) -> list[pl.Expr]:
-    return [(pl.col("k") * every).alias("window_start"), ((pl.col("k") + 1) * every).alias("window_end")]
-
-
 def _neutralise(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
     """Prefix ``'`` to text a spreadsheet would run as a formula."""
     return frame.with_columns(
@@ -147,113 +195,181 @@ def _neutralise(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
     )
 
 
-def build_reports(events: pl.DataFrame, interval_s: int = DEFAULT_INTERVAL_S) -> Reports:
-    """Aggregate events (columns of :data:`EVENT_SCHEMA`, valid and deduplicated) into the report tables."""
+def _check_interval(interval_s: int) -> None:
     if type(interval_s) is not int or interval_s < 1:
         raise ValueError(f"interval_s: must be a whole number of seconds >= 1, got {interval_s!r}")
+
+
+def window_span(ts_min: int, ts_max: int, interval_s: int) -> tuple[int, int]:
+    """The first and last window index of events from ``ts_min`` to ``ts_max``; too many is an error."""
+    _check_interval(interval_s)
     every = interval_s * _SECOND
-    # One canonical row order (event time, then the unique event_id), so that every group
-    # sees its values in the same order however the events were read: float sums come
-    # out the same to the bit, and "first" means the same row.
-    ev = events.select(EVENT_SCHEMA.names()).sort("ts", "event_id").with_columns(k=pl.col("ts") // every)
-    if ev.is_empty():
-        return _empty(interval_s)
-    k_min, k_max = ev["k"].min(), ev["k"].max()
-    assert isinstance(k_min, int)
-    assert isinstance(k_max, int)
+    k_min, k_max = ts_min // every, ts_max // every
     if k_max - k_min + 1 > MAX_WINDOWS:
         raise ReportError(
             f"the events span {k_max - k_min + 1:,} windows of {interval_s} s (from {_iso_text(k_min * every)} to "
             f"{_iso_text((k_max + 1) * every)}), more than {MAX_WINDOWS:,}: is some writer's ts in seconds or "
             "milliseconds instead of microseconds? (tracker validate lists every event; use a longer --interval "
             "if the span is real)")
-    windows = pl.DataFrame({"k": pl.int_range(k_min, k_max + 1, eager=True)})
-    answers = pl.col("response_time_ms").filter(pl.col("type") == "question_answered")
+    return k_min, k_max
 
-    is_reg, is_unreg = pl.col("type") == "session_registered", pl.col("type") == "session_unregistered"
-    sessions = (
-        ev.group_by("session_id")
-        .agg(
-            first_ts=pl.col("ts").min(),
-            reg_ts=pl.col("ts").filter(is_reg).min(),
-            end_ts=pl.col("ts").filter(is_unreg).min(),
-            username=pl.col("username").filter(is_reg).first(),
-            course_numbers=pl.col("course_numbers").filter(is_reg).first(),
+
+class ReportBuilder:
+    """Builds the reports one window at a time, in time order: the only code that computes report numbers.
+
+    It needs the sessions first (:func:`session_rows` of all events, in read
+    order) and then each window's events, valid and distinct, in any order;
+    it carries each session's running totals from window to window. So a
+    caller holds one window's events at a time, never the whole log.
+    """
+
+    def __init__(self, session_rows: pl.DataFrame, k_min: int, k_max: int, interval_s: int) -> None:
+        _check_interval(interval_s)
+        if k_max < k_min or k_max - k_min + 1 > MAX_WINDOWS:
+            raise ValueError(f"windows: need k_min <= k_max within {MAX_WINDOWS:,} windows, got {k_min}, {k_max}")
+        self.interval_s = interval_s
+        self._every = every = interval_s * _SECOND
+        self.k_min, self.k_max, self._next = k_min, k_max, k_min
+        is_reg, is_unreg = pl.col("type") == "session_registered", pl.col("type") == "session_unregistered"
+        sessions = (
+            session_rows.sort("ts", "event_id", maintain_order=True)
+            .group_by("session_id")
+            .agg(
+                first_ts=pl.col("ts").min(),
+                reg_ts=pl.col("ts").filter(is_reg).min(),
+                end_ts=pl.col("ts").filter(is_unreg).min(),
+                username=pl.col("username").filter(is_reg).first(),
+                course_numbers=pl.col("course_numbers").filter(is_reg).first(),
+            )
+            .with_columns(
+                pl.col("session_id", "username").cast(pl.String),
+                first_k=pl.col("first_ts") // every,
+                ks=pl.coalesce("reg_ts", "first_ts") // every,
+                ke=pl.col("end_ts") // every,
+                course_numbers=pl.when(pl.col("course_numbers").list.len() > 0)
+                .then(pl.col("course_numbers").cast(pl.List(pl.String)).list.join(";")),
+            )
+            .sort("session_id")
         )
-        .with_columns(ks=pl.coalesce("reg_ts", "first_ts") // every, ke=pl.col("end_ts") // every)
-    )
-    # Alive in window k: ks <= k <= ke. Alive at its end: ks <= k <= ke - 1 (ke null: forever).
-    alive = sessions.filter(pl.col("ke").is_null() | (pl.col("ke") >= pl.col("ks")))
-    at_end = sessions.filter(pl.col("ke").is_null() | (pl.col("ke") > pl.col("ks")))
+        self._sessions = sessions.with_columns(pl.lit(0, pl.Int64).alias(f"{c}_total") for c in _SESSION_COUNTED)
+        self._active = self._active_counts(sessions)
+        self._answers: list[pl.Series] = []
+        self._counted = dict.fromkeys(_COUNTED, 0)
 
-    def running(starts: pl.DataFrame, stop: pl.Expr) -> pl.Series:
-        plus = starts.group_by(k="ks").agg(plus=pl.len())
-        minus = starts.filter(pl.col("ke").is_not_null()).group_by(k=stop).agg(minus=pl.len())
-        steps = windows.join(plus, on="k", how="left").join(minus, on="k", how="left").sort("k")
-        return (steps["plus"].fill_null(0).cast(pl.Int64) - steps["minus"].fill_null(0).cast(pl.Int64)).cum_sum()
+    def _active_counts(self, sessions: pl.DataFrame) -> pl.DataFrame:
+        """``active_sessions`` and ``active_at_end`` of every window, from the sessions' start and end windows."""
+        windows = pl.DataFrame({"k": pl.int_range(self.k_min, self.k_max + 1, eager=True)})
+        # Alive in window k: ks <= k <= ke. Alive at its end: ks <= k <= ke - 1 (ke null: forever).
+        alive = sessions.filter(pl.col("ke").is_null() | (pl.col("ke") >= pl.col("ks")))
+        at_end = sessions.filter(pl.col("ke").is_null() | (pl.col("ke") > pl.col("ks")))
 
-    summary = (
-        windows.with_columns(
-            active_sessions=running(alive, pl.col("ke") + 1),
-            active_at_end=running(at_end, pl.col("ke")),
+        def running(starts: pl.DataFrame, stop: pl.Expr) -> pl.Series:
+            plus = starts.group_by(k="ks").agg(plus=pl.len())
+            minus = starts.filter(pl.col("ke").is_not_null()).group_by(k=stop).agg(minus=pl.len())
+            steps = windows.join(plus, on="k", how="left").join(minus, on="k", how="left").sort("k")
+            return (steps["plus"].fill_null(0).cast(pl.Int64) - steps["minus"].fill_null(0).cast(pl.Int64)).cum_sum()
+
+        return windows.with_columns(active_sessions=running(alive, pl.col("ke") + 1),
+                                    active_at_end=running(at_end, pl.col("ke")))
+
+    def window(self, k: int, events: pl.DataFrame) -> WindowReport:
+        """The rows of window ``k`` (the next one) from its events (columns of :data:`WINDOW_COLUMNS`)."""
+        if k != self._next or k > self.k_max:
+            raise ValueError(f"window: expected window {self._next} (of {self.k_min}..{self.k_max}), got {k}")
+        self._next += 1
+        start, end = k * self._every, (k + 1) * self._every
+        # One canonical row order (event time, then the unique event_id), so that every statistic
+        # sees its values in the same order however the events were read: float sums come out
+        # the same to the bit.
+        ev = events.select(WINDOW_COLUMNS).sort("ts", "event_id")
+        is_answer = pl.col("type") == "question_answered"
+        answers = ev.filter(is_answer)["response_time_ms"]
+        self._answers.append(answers)
+        bounds = [pl.lit(start, pl.Int64).alias("window_start"), pl.lit(end, pl.Int64).alias("window_end")]
+
+        local = ev.select(*_counts(_COUNTED), *_stats(pl.col("response_time_ms").filter(is_answer),
+                                                       "response_time_ms"))
+        for name in _COUNTED:
+            self._counted[name] += local[name].item()
+        summary = pl.concat([
+            pl.select(*bounds),
+            self._active.slice(k - self.k_min, 1).drop("k"),
+            local,
+        ], how="horizontal").with_columns(answers_per_s=pl.col("questions_answered") / self.interval_s)
+
+        per_session = ev.group_by("session_id").agg(
+            *_counts(_SESSION_COUNTED),
+            *_stats(pl.col("response_time_ms").filter(is_answer), "response_time_ms", ("mean", "p95", "max")),
+        ).with_columns(pl.col("session_id").cast(pl.String))
+        # A session's totals run over its windows from its first event to its end (or the last
+        # window), so they include activity from before its start; its rows are its alive windows.
+        in_run = (pl.col("first_k") <= k) & (pl.col("ke").is_null() | (pl.col("ke") >= k))
+        joined = (
+            self._sessions.join(per_session, on="session_id", how="left", maintain_order="left")
+            .with_columns(pl.col(list(_SESSION_COUNTED)).fill_null(0))
+            .with_columns(pl.when(in_run).then(pl.col(f"{c}_total") + pl.col(c)).otherwise(pl.col(f"{c}_total"))
+                          for c in _SESSION_COUNTED)
         )
-        .join(ev.group_by("k").agg(*_counts(_COUNTED), *_stats(answers, "response_time_ms")), on="k", how="left")
-        .with_columns(pl.col(list(_COUNTED)).fill_null(0))
-        .with_columns(answers_per_s=pl.col("questions_answered") / interval_s)
-        .sort("k")
-    )
-
-    n_windows = k_max - k_min + 1
-    totals = ev.select(
-        pl.lit(k_min * every, pl.Int64).alias("run_start"),
-        pl.lit((k_max + 1) * every, pl.Int64).alias("run_end"),
-        pl.col("session_id").n_unique().cast(pl.Int64).alias("sessions"),
-        pl.lit(summary["active_sessions"].max(), pl.Int64).alias("max_active_sessions"),
-        *_counts(_COUNTED),
-        *_stats(answers, "response_time_ms"),
-    ).with_columns(answers_per_s=pl.col("questions_answered") / (n_windows * interval_s))
-
-    per_session = ev.group_by("session_id", "k").agg(
-        *_counts(_SESSION_COUNTED), *_stats(answers, "response_time_ms", ("mean", "p95", "max")))
-    # Each session's windows from its first event to its end (or the last window), so the
-    # running totals include activity from before its start; then only the alive windows.
-    grid = (
-        sessions.with_columns(k=pl.int_ranges(pl.col("first_ts") // every,
-                                              pl.min_horizontal(pl.col("ke").fill_null(k_max), k_max) + 1))
-        .explode("k")
-        .drop_nulls("k")
-        .join(per_session, on=["session_id", "k"], how="left")
-        .with_columns(pl.col(list(_SESSION_COUNTED)).fill_null(0))
-        .sort("session_id", "k")
-        .with_columns(pl.col(c).cum_sum().over("session_id").alias(f"{c}_total") for c in _SESSION_COUNTED)
-        .filter(pl.col("k") >= pl.col("ks"))
-        .with_columns(
-            status=pl.when(pl.col("end_ts").is_not_null() & (pl.col("end_ts") < (pl.col("k") + 1) * every))
-            .then(pl.lit("ended")).otherwise(pl.lit("active")),
-            course_numbers=pl.when(pl.col("course_numbers").list.len() > 0)
-            .then(pl.col("course_numbers").cast(pl.List(pl.String)).list.join(";")),
+        self._sessions = joined.select(self._sessions.columns)
+        sessions = joined.filter(in_run & (pl.col("ks") <= k)).select(
+            *bounds, "session_id", "username", "course_numbers",
+            pl.when(pl.col("end_ts").is_not_null() & (pl.col("end_ts") < end))
+            .then(pl.lit("ended")).otherwise(pl.lit("active")).alias("status"),
+            *_SESSION_COUNTED,
+            *(f"response_time_ms_{s}" for s in ("mean", "p95", "max")),
+            *(f"{c}_total" for c in _SESSION_COUNTED),
         )
-        .sort("k", "session_id")
-    )
 
-    errors = (
-        ev.filter(pl.col("type") == "error")
-        .with_columns(pl.col("kind", "error").cast(pl.String))
-        .group_by("k", "kind", message="error")
-        .agg(count=pl.len().cast(pl.Int64))
-        .sort("k", pl.col("kind").fill_null(""), "message")
-    )
+        errors = (
+            ev.filter(pl.col("type") == "error")
+            .with_columns(pl.col("kind", "error").cast(pl.String))
+            .group_by("kind", message="error")
+            .agg(count=pl.len().cast(pl.Int64))
+            .sort(pl.col("kind").fill_null(""), "message")
+            .select(*bounds, "kind", "message", "count")
+        )
+        return WindowReport(end, summary, sessions, errors)
 
-    bounds = _window_bounds(every)
+    def totals(self) -> pl.DataFrame:
+        """The whole run's row, once every window was built."""
+        if self._next <= self.k_max:
+            raise ValueError(f"totals: windows {self._next}..{self.k_max} are not built yet")
+        answers = pl.concat(self._answers, rechunk=True) if self._answers else pl.Series([], dtype=pl.Float64)
+        n_windows = self.k_max - self.k_min + 1
+        return pl.DataFrame({"response_time_ms": answers}).select(
+            pl.lit(self.k_min * self._every, pl.Int64).alias("run_start"),
+            pl.lit((self.k_max + 1) * self._every, pl.Int64).alias("run_end"),
+            pl.lit(self._sessions.height, pl.Int64).alias("sessions"),
+            pl.lit(self._active["active_sessions"].max(), pl.Int64).alias("max_active_sessions"),
+            *(pl.lit(self._counted[name], pl.Int64).alias(name) for name in _COUNTED),
+            *_stats(pl.col("response_time_ms"), "response_time_ms"),
+        ).with_columns(answers_per_s=pl.col("questions_answered") / (n_windows * self.interval_s))
+
+
+def build_reports(events: pl.DataFrame, interval_s: int = DEFAULT_INTERVAL_S) -> Reports:
+    """Aggregate events (columns of :data:`EVENT_SCHEMA`, valid and distinct) into the report tables.
+
+    The events are held at once; :class:`ReportBuilder` is the same aggregation a window at a time.
+    """
+    _check_interval(interval_s)
+    ev = events.select(EVENT_SCHEMA.names())
+    if ev.is_empty():
+        return _empty(interval_s)
+    ts_min, ts_max = ev["ts"].min(), ev["ts"].max()
+    assert isinstance(ts_min, int)
+    assert isinstance(ts_max, int)
+    k_min, k_max = window_span(ts_min, ts_max, interval_s)
+    builder = ReportBuilder(session_rows(ev), k_min, k_max, interval_s)
+    by_window = ev.with_columns(k=pl.col("ts") // (interval_s * _SECOND)).partition_by(
+        "k", as_dict=True, include_key=False)
+    none = ev.clear()
+    windows = [builder.window(k, by_window.get((k,), none)) for k in range(k_min, k_max + 1)]
     return Reports(
         interval_s=interval_s,
-        summary=summary.select(*bounds, pl.exclude("k")),
-        totals=totals,
-        sessions=grid.select(
-            *bounds, pl.col("session_id", "username").cast(pl.String), "course_numbers", "status", *_SESSION_COUNTED,
-            *(f"response_time_ms_{s}" for s in ("mean", "p95", "max")), *(f"{c}_total" for c in _SESSION_COUNTED),
-        ),
-        errors=errors.select(*bounds, "kind", "message", "count"),
+        summary=pl.concat([w.summary for w in windows]),
+        totals=builder.totals(),
+        sessions=pl.concat([w.sessions for w in windows]),
+        errors=pl.concat([w.errors for w in windows]),
     )
 
 
@@ -262,6 +378,7 @@ def _empty(interval_s: int) -> Reports:
     one = {**dict.fromkeys(EVENT_SCHEMA.names()), "ts": 0, "event_id": "", "session_id": "",
            "type": "cycle_completed"}
     shape = build_reports(pl.DataFrame([one], schema=EVENT_SCHEMA), interval_s)
+    assert shape.sessions is not None
     totals = {name: 0 if dtype == pl.Int64 and not name.startswith("run_") else None
               for name, dtype in shape.totals.schema.items()}
     return Reports(interval_s, shape.summary.clear(), pl.DataFrame([totals], schema=shape.totals.schema),
@@ -291,6 +408,16 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+def session_file(window: WindowReport) -> tuple[str, bytes]:
+    """A window's per-session file: its name and bytes."""
+    return session_file_name(window.window_end), _csv_bytes(window.sessions)
+
+
+def run_files(summary: pl.DataFrame, totals: pl.DataFrame, errors: pl.DataFrame) -> dict[str, bytes]:
+    """The whole run's files (summary, totals, errors): names and bytes."""
+    return {SUMMARY_FILE: _csv_bytes(summary), TOTALS_FILE: _csv_bytes(totals), ERRORS_FILE: _csv_bytes(errors)}
+
+
 def render_reports(reports: Reports, *, closed_until: int | None = None) -> dict[str, bytes]:
     """Every report file's name and bytes.
 
@@ -298,12 +425,13 @@ def render_reports(reports: Reports, *, closed_until: int | None = None) -> dict
     windows that end by then are included (summary and errors rows, per-window
     files); the totals always cover every event.
     """
+    if reports.sessions is None:
+        raise ValueError("render_reports: these reports' session rows were not kept (they went to their files)")
     summary, errors = reports.summary, reports.errors
     if closed_until is not None:
         summary = summary.filter(pl.col("window_end") <= closed_until)
         errors = errors.filter(pl.col("window_end") <= closed_until)
-    files = {SUMMARY_FILE: _csv_bytes(summary), TOTALS_FILE: _csv_bytes(reports.totals),
-             ERRORS_FILE: _csv_bytes(errors)}
+    files = run_files(summary, reports.totals, errors)
     by_window = reports.sessions.partition_by("window_end", as_dict=True, maintain_order=True)
     header = reports.sessions.clear()
     for end in summary["window_end"].to_list():
