@@ -3,14 +3,14 @@
 Measures, side by side in one run, on the same JSON-lines log (``bench/make_log.py``):
 
 * ``tracker replay``: this project's command, ``python -m tracker replay LOG --out DIR
-  --interval 300``: polars reads the log (whole, or in 64 MiB blocks when its shape needs it),
-  every row is validated against the event schema (doubtful rows go to the per-line decoder),
-  events are de-duplicated by
-  ``event_id``, and the summary, totals, errors and one per-window session report are written
+  --interval 300``: polars reads the log in 64 MiB blocks, every row is validated against the
+  event schema (doubtful rows go to the per-line decoder), the events wait by window in memory
+  (256 MiB) or a spool folder, then each window is de-duplicated by ``(event_id, ts)`` and
+  aggregated, and the summary, totals, errors and one per-window session report are written
   as CSV;
 * ``DuckDB SQL``: the same aggregation in DuckDB (in memory, default threads):
   ``read_ndjson`` with explicit ``columns={...}`` types (all keys of the schema), duplicates
-  removed with ``QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ts) = 1`` into a
+  removed with ``QUALIFY row_number() OVER (PARTITION BY event_id, ts) = 1`` into a
   temporary table, then two ``COPY ... TO`` CSV files: the per-window summary (window ``k =
   ts // interval``, every window from the first to the last, counts of each event type,
   mean, ``quantile_cont`` 0.5/0.9/0.95/0.99 and max of ``response_time_ms`` over
@@ -125,7 +125,7 @@ def duckdb_queries(log: Path, out: Path, interval_s: int) -> list[str]:
         CREATE TEMP TABLE ev AS
         SELECT ts // {every} AS k, session_id, type, {rt}
         FROM read_ndjson({_sql_text(str(log))}, format = 'newline_delimited', columns = {{{columns}}})
-        QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ts) = 1
+        QUALIFY row_number() OVER (PARTITION BY event_id, ts) = 1
     """
     counts = ",\n".join(f"count(*) FILTER (WHERE type = '{t}') AS {name}" for name, t in COUNTS.items())
     quantiles = ", ".join(str(q) for q in QUANTILES.values())

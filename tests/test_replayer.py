@@ -7,6 +7,7 @@ import random
 import shutil
 from glob import glob
 from pathlib import Path
+from unittest.mock import patch
 
 import orjson
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_report import LOGS, assert_matches_reference, random_events
+from tracker import spool
 from tracker.cli import main
 from tracker.decoder import Rejected, decode_file
 from tracker.events import Event
@@ -48,15 +50,30 @@ class TestGolden:
         assert "wrote" in capsys.readouterr().out
 
     @pytest.mark.parametrize("case", CASES, ids=lambda p: Path(p).name)
+    def test_spilling_every_event_gives_the_same_files(
+        self, case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """With --memory 0 every block goes to disk and back: the files are still the golden ones, no spool left."""
+        folder = Path(case)
+        monkeypatch.chdir(ROOT)
+        logs = sorted(str(p.relative_to(ROOT)) for p in folder.glob("*.jsonl"))
+        args = (folder / "args").read_text().split()
+        main("replay", *logs, "--out", str(tmp_path / "out"), *args, "--memory", "0",
+             "--spool-dir", str(tmp_path / "spool"))
+        assert _files(tmp_path / "out") == _files(folder / "expected")
+        assert list((tmp_path / "spool").iterdir()) == []
+        assert "wrote" in capsys.readouterr().out
+
+    @pytest.mark.parametrize("case", CASES, ids=lambda p: Path(p).name)
     def test_golden_files_match_the_reference(self, case: str) -> None:
         """Each golden file agrees cell by cell with the independent computation over the fixture's events."""
         folder = Path(case)
         events: list[Event] = []
-        seen: set[str] = set()
+        seen: set[tuple[str, int]] = set()
         for log in sorted(folder.glob("*.jsonl")):
             for item in decode_file(log):
-                if not isinstance(item, Rejected) and item.event_id not in seen:
-                    seen.add(item.event_id)
+                if not isinstance(item, Rejected) and (item.event_id, item.ts) not in seen:
+                    seen.add((item.event_id, item.ts))
                     events.append(item)
         interval = int((folder / "args").read_text().split()[1])
         assert_matches_reference(folder / "expected", events, interval)
@@ -75,7 +92,8 @@ class TestSplitProperty:
         self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, str, int, float, str | None]],
         parts: int, interval: int, rnd: random.Random,
     ) -> None:
-        """Splitting a log into several shuffled files (with a duplicate) gives the same bytes as the single file."""
+        """Splitting a log into shuffled files (with a duplicate), read in any block size and spilled to disk
+        or not, gives the same bytes as the single file."""
         events = random_events(steps)
         base = tmp_path_factory.mktemp("split")
         _write_log(base / "all.jsonl", events)
@@ -87,7 +105,9 @@ class TestSplitProperty:
             rnd.shuffle(bucket)
             _write_log(base / f"part{n}.jsonl", bucket)
         one = replay([base / "all.jsonl"], base / "one", interval_s=interval)
-        many = replay(sorted(base.glob("part*.jsonl")), base / "many", interval_s=interval)
+        with patch.object(spool, "_REDUCE_ROWS", 0):  # sessions found block by block, reduced at every block
+            many = replay(sorted(base.glob("part*.jsonl")), base / "many", interval_s=interval,
+                          memory_bytes=rnd.choice([0, 2000, 1 << 30]), block_bytes=rnd.choice([200, 1000, 1 << 20]))
         assert _files(base / "one") == _files(base / "many")
         assert many.read.duplicates == 1
         assert one.read.events == many.read.events == len(events)

@@ -3,7 +3,8 @@
 Data flow, one module a step: ``emitter`` appends events to a log; ``decoder`` (line by line)
 and ``batch`` (blocks, with polars) read it back, quarantining bad lines; ``tail`` follows live
 logs; ``fold`` gives per-session state; ``report`` aggregates windows and writes the CSV files,
-for ``live`` (while the test runs) and ``replayer`` (afterwards) alike. ``events`` defines the
+for ``live`` (while the test runs) and ``replayer`` (afterwards, through ``spool``, which keeps
+events by window between its two passes) alike. ``events`` defines the
 events, ``errors`` the exceptions; ``session_tracker`` and ``integration_helper`` are the
 original API on top; ``console`` is the live view, ``demo`` a simulated test, ``cli`` the command.
 """
@@ -103,11 +104,19 @@ from .report import (
     SESSIONS_FILE_PREFIX,
     SUMMARY_FILE,
     TOTALS_FILE,
+    WINDOW_COLUMNS,
+    ReportBuilder,
     Reports,
+    WindowReport,
     build_reports,
+    distinct,
     events_frame,
     render_reports,
+    run_files,
+    session_file,
     session_file_name,
+    session_rows,
+    window_span,
     write_atomically,
     write_reports,
 )
@@ -120,6 +129,11 @@ from .session_tracker import (
     get_tracker,
     initialize_tracker,
     read_config,
+)
+from .spool import (
+    DEFAULT_MEMORY_BYTES,
+    SPOOL_PREFIX,
+    Spool,
 )
 from .tail import (
     CHECKPOINT_DIR,
@@ -143,6 +157,7 @@ __all__ = (
     "DEFAULT_INTERVAL_S",
     "DEFAULT_LOG_PATH",
     "DEFAULT_MAX_LINE_BYTES",
+    "DEFAULT_MEMORY_BYTES",
     "DEFAULT_OUT_DIR",
     "DEFAULT_REPORT_INTERVAL",
     "ERRORS_FILE",
@@ -154,11 +169,13 @@ __all__ = (
     "QUARANTINE_FILE",
     "REASONS",
     "SESSIONS_FILE_PREFIX",
+    "SPOOL_PREFIX",
     "STRESS_TEST_CONFIG",
     "SUMMARY_FILE",
     "TOTALS_FILE",
     "UPCASTERS",
     "VERSION",
+    "WINDOW_COLUMNS",
     "Block",
     "CheckpointError",
     "CycleCompleted",
@@ -179,15 +196,18 @@ __all__ = (
     "ReadStats",
     "Rejected",
     "ReplayResult",
+    "ReportBuilder",
     "Reports",
     "SessionRegistered",
     "SessionState",
     "SessionTracker",
     "SessionUnregistered",
+    "Spool",
     "Tail",
     "TailStats",
     "TrackerConfig",
     "TrackerError",
+    "WindowReport",
     "anomalies",
     "build_reports",
     "check_field",
@@ -195,6 +215,7 @@ __all__ = (
     "decode_block",
     "decode_file",
     "default_log",
+    "distinct",
     "emit",
     "event_from_record",
     "event_order",
@@ -212,8 +233,11 @@ __all__ = (
     "register_session",
     "render_reports",
     "replay",
+    "run_files",
     "run_sessions",
+    "session_file",
     "session_file_name",
+    "session_rows",
     "simulate_session",
     "snapshot",
     "start_tracking",
@@ -224,6 +248,7 @@ __all__ = (
     "track_question_asked",
     "track_session_error",
     "unregister_session",
+    "window_span",
     "write_atomically",
     "write_reports",
 )

@@ -16,7 +16,6 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO, Final
 
 import polars as pl
@@ -207,58 +206,13 @@ def read_blocks(stream: BinaryIO, decoder: Decoder, *, source: str = "",
         yield Block(events_frame([]), [rejected])
 
 
-def _clean_shape(path: str | os.PathLike[str], limit: int) -> tuple[bool, int]:
-    """Whether the whole file can go to polars at once (no blank or over-long line, no surrogate escape,
-    last line ended), and its line count. One pass over the bytes, at memory speed."""
-    lines, last, blank, tail = 0, b"\n", False, b""
+def read_file(path: str | os.PathLike[str], decoder: Decoder, *, source: str = "",
+              block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
+    """Decode a finished log file block by block (see :func:`read_blocks`).
+
+    Reading blocks with ``read`` rather than letting polars map the whole
+    file keeps memory to a block: mapped pages of a big log count as the
+    process's memory too.
+    """
     with open(path, "rb") as stream:
-        while chunk := stream.read(BLOCK_BYTES):
-            lines += chunk.count(b"\n")
-            blank = blank or b"\n\n" in chunk or (last == b"\n" and chunk[:1] == b"\n")
-            if _has_long_line(chunk, limit) or blank or _SURROGATE.search(tail + chunk[:8]) or \
-                    _SURROGATE.search(chunk):
-                return False, lines
-            last, tail = chunk[-1:], chunk[-8:]
-    return last == b"\n", lines
-
-
-def read_file(path: str | os.PathLike[str], decoder: Decoder, *, source: str = "") -> Iterator[Block]:
-    """Decode a finished log: all at once with polars' own file reader when its shape allows (the fast
-    way: parallel, and only the report's columns are kept), else block by block (:func:`read_blocks`)."""
-    clean, lines = _clean_shape(path, decoder.max_line_bytes)
-    if clean and lines:
-        try:
-            frame = (
-                pl.scan_ndjson(Path(path), schema=_READ_SCHEMA, row_index_name="_line")
-                .select(pl.col("_line"), _ROW_OK.alias("_ok"), *_TO_FRAME)
-                .collect(engine="streaming")
-            )
-        except pl.exceptions.PolarsError:
-            frame = None
-        if frame is not None and frame.height == lines:
-            ok = frame["_ok"]
-            if ok.all():  # the common case: no copy
-                yield Block(frame.drop("_line", "_ok"))
-                return
-            good = frame.filter(ok).drop("_line", "_ok")
-            doubted = frame.filter(~ok)["_line"].to_list()
-            yield _redecide(path, decoder, source, good, ok, doubted)
-            return
-    with open(path, "rb") as stream:
-        yield from read_blocks(stream, decoder, source=source)
-
-
-def _redecide(path: str | os.PathLike[str], decoder: Decoder, source: str, good: pl.DataFrame,
-              ok: pl.Series, doubted: list[int]) -> Block:
-    """Let the decoder decide the doubted lines (0-based indexes) of a file that polars read whole."""
-    wanted = set(doubted)
-
-    def lines() -> Iterator[tuple[int, bytes, int]]:
-        offset = 0
-        with open(path, "rb") as stream:
-            for index, raw in enumerate(stream):
-                if index in wanted:
-                    yield index, raw, offset
-                offset += len(raw)
-
-    return _merged(good, ok, *_decide(lines(), decoder, source, 1))
+        yield from read_blocks(stream, decoder, source=source, block_bytes=block_bytes)

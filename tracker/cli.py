@@ -24,6 +24,7 @@ from .fold import SessionState, anomalies, fold_all
 from .live import DEFAULT_GRACE_S
 from .replayer import replay
 from .report import DEFAULT_INTERVAL_S, Reports, build_reports
+from .spool import DEFAULT_MEMORY_BYTES
 from .tail import Tail
 from .version import VERSION
 
@@ -203,7 +204,8 @@ def _run_summary(reports: Reports) -> list[str]:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     try:
-        result = replay(args.logs, args.out, interval_s=args.interval, quarantine_path=args.quarantine)
+        result = replay(args.logs, args.out, interval_s=args.interval, quarantine_path=args.quarantine,
+                        memory_bytes=int(args.memory * 2**20), spool_dir=args.spool_dir)
     except OSError as exc:
         name = f" {str(exc.filename)!r}" if exc.filename else ""
         raise _UsageError(f"cannot read{name}: {exc.strerror or exc}") from exc
@@ -315,6 +317,11 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"window length (default: {DEFAULT_INTERVAL_S})")
     replay_.add_argument("--quarantine", type=Path, metavar="FILE",
                          help="where rejected lines go (default: OUT/quarantine.jsonl)")
+    replay_.add_argument("--memory", type=_non_negative, default=DEFAULT_MEMORY_BYTES / 2**20, metavar="MIB",
+                         help="events held in memory before the rest wait on disk "
+                              f"(default: {DEFAULT_MEMORY_BYTES >> 20})")
+    replay_.add_argument("--spool-dir", type=Path, metavar="DIR",
+                         help="where events beyond --memory wait, in a temporary folder (default: OUT)")
     replay_.set_defaults(run=_cmd_replay)
 
     tail_ = commands.add_parser(
