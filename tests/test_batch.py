@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import record
-from tracker.batch import decode_block, read_blocks, read_file
+from tracker.batch import decode_block, read_blocks, read_file, split_blocks
 from tracker.decoder import Decoder, Rejected
 from tracker.events import Event
 from tracker.report import events_frame
@@ -101,6 +101,21 @@ class TestAgreesWithDecoder:
         frames = [b.frame for b in blocks] or [events_frame([])]
         assert pl.concat(frames).to_dicts() == events_frame(events).to_dicts()
         assert [r for b in blocks for r in b.rejected] == rejected
+
+
+class TestSplitBlocks:
+    @settings(max_examples=60, deadline=None)
+    @given(st.binary(max_size=2000).map(lambda b: b.replace(b"x", b"\n")), st.integers(1, 300))
+    def test_spans_cover_the_log_exactly(self, data: bytes, block_bytes: int) -> None:
+        """Spans join back into the log; each starts at its offset and line, and ends at a newline but the last."""
+        spans = list(split_blocks(io.BytesIO(data), block_bytes))
+        assert b"".join(s.data for s in spans) == data
+        for span in spans:
+            assert data[span.offset:span.offset + len(span.data)] == span.data
+            assert span.first_line == data.count(b"\n", 0, span.offset) + 1
+            assert span.lines == span.data.count(b"\n")
+            assert span.ended == span.data.endswith(b"\n")
+        assert all(s.ended for s in spans[:-1])
 
 
 class TestDecodeBlock:

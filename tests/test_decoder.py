@@ -48,6 +48,16 @@ class TestDecoder:
         assert len(items) == 1
         assert (decoder.events, decoder.duplicates, decoder.rejected.total()) == (1, 2, 0)
 
+    def test_same_event_id_at_another_time_is_another_event(self) -> None:
+        """An event_id reused with a different ts is not a line read twice: both events are kept."""
+        first, second = record(1, "s1", "cycle_completed"), record(1, "s1", "cycle_completed")
+        second["ts"] += 1
+        decoder = Decoder()
+        items = list(decoder.decode_stream([_line(first), _line(second)]))
+        assert [(e.event_id, e.ts) for e in items] == [(first["event_id"], first["ts"]),  # type: ignore[union-attr]
+                                                        (second["event_id"], second["ts"])]
+        assert decoder.duplicates == 0
+
     def test_duplicates_detected_across_files(self, tmp_path: Path) -> None:
         """One decoder reading two files counts an event present in both once."""
         line = _line(record(1, "s1", "cycle_completed"))

@@ -107,7 +107,7 @@ class TestSplitProperty:
         one = replay([base / "all.jsonl"], base / "one", interval_s=interval)
         with patch.object(spool, "_REDUCE_ROWS", 0):  # sessions found block by block, reduced at every block
             many = replay(sorted(base.glob("part*.jsonl")), base / "many", interval_s=interval,
-                          memory_bytes=rnd.choice([0, 2000, 1 << 30]), block_bytes=rnd.choice([200, 1000, 1 << 20]))
+                          memory_bytes=rnd.choice([0, 2000, 1 << 30]), block_bytes=rnd.choice([2000, 1 << 20]))
         assert _files(base / "one") == _files(base / "many")
         assert many.read.duplicates == 1
         assert one.read.events == many.read.events == len(events)

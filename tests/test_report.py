@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,12 @@ from tracker.report import (
     ERRORS_FILE,
     SUMMARY_FILE,
     TOTALS_FILE,
+    ReportBuilder,
     build_reports,
+    distinct,
     events_frame,
     session_file_name,
+    session_rows,
     write_reports,
 )
 
@@ -117,6 +121,55 @@ class TestAgainstReference:
         write_reports(build_reports(events_frame([]), 60), tmp_path)
         assert_matches_reference(tmp_path, [], 60)
         assert (tmp_path / SUMMARY_FILE).read_bytes().count(b"\n") == 1
+
+
+class TestDistinct:
+    def test_keeps_the_first_copy_of_each_line(self) -> None:
+        """distinct keeps the first of rows with the same event_id and ts, in frame order, and nothing else."""
+        a = event(1, "s1", "session_registered", T0, username="first", course_numbers=[1])
+        b = event(1, "s1", "session_registered", T0, username="second", course_numbers=[1])
+        c = event(1, "s1", "session_registered", T0 + 1, username="later", course_numbers=[1])
+        kept = distinct(events_frame([a, b, c, a]))
+        assert kept["username"].cast(pl.String).to_list() == ["first", "later"]
+
+
+class TestReportBuilder:
+    @settings(max_examples=60, deadline=None)
+    @given(LOGS, INTERVALS, st.randoms(use_true_random=False))
+    def test_any_grouping_of_windows_gives_the_same_rows(
+        self, steps: list[tuple[str, str, int, float, str | None]], interval_s: int, rnd: random.Random,
+    ) -> None:
+        """Windows built in runs of any length give the same rows, and the same totals, as all at once."""
+        frame = events_frame(random_events(steps))
+        every = interval_s * S
+        k_min, k_max = int(frame["ts"].min()) // every, int(frame["ts"].max()) // every  # type: ignore[arg-type]
+        whole = build_reports(frame, interval_s)
+        builder = ReportBuilder(session_rows(frame), k_min, k_max, interval_s)
+        parts = []
+        k = k_min
+        while k <= k_max:
+            last = min(k_max, k + rnd.randrange(3))
+            parts.append(builder.windows(last, frame.filter(pl.col("ts").is_between(k * every, (last + 1) * every,
+                                                                                     closed="left"))))
+            k = last + 1
+        assert whole.sessions is not None
+        assert pl.concat([p.summary for p in parts]).equals(whole.summary)
+        assert pl.concat([p.sessions for p in parts]).equals(whole.sessions)
+        assert pl.concat([p.errors for p in parts]).equals(whole.errors)
+        assert builder.totals().equals(whole.totals)
+
+    def test_windows_must_come_in_order(self) -> None:
+        """Asking for a window already built, or past the last, is an error naming the expected range."""
+        frame = events_frame(random_events([("s1", "cycle_completed", 0, 0.0, None)]))
+        k = int(frame["ts"][0]) // (60 * S)
+        builder = ReportBuilder(session_rows(frame), k, k + 1, 60)
+        with pytest.raises(ValueError, match=rf"expected a last window in {k}\.\.{k + 1}, got {k + 2}"):
+            builder.windows(k + 2, frame)
+        builder.windows(k, frame)
+        with pytest.raises(ValueError, match=rf"in {k + 1}\.\.{k + 1}, got {k}"):
+            builder.windows(k, frame)
+        with pytest.raises(ValueError, match="are not built yet"):
+            builder.totals()
 
 
 class TestReportRules:

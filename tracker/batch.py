@@ -24,10 +24,10 @@ from .decoder import Decoder, Rejected
 from .events import CURRENT_VERSION, EVENT_TYPES, MAX_TS, Event
 from .report import EVENT_SCHEMA, events_frame
 
-__all__ = ("BLOCK_BYTES", "Block", "decode_block", "read_blocks", "read_file")
+__all__ = ("BLOCK_BYTES", "Block", "Span", "decode_block", "decode_span", "read_blocks", "read_file", "split_blocks")
 
 #: Bytes read at a time: big enough for polars to be fast, small enough to bound memory.
-BLOCK_BYTES: Final = 64 << 20
+BLOCK_BYTES: Final = 16 << 20
 
 _POLARS_TYPES: Final[dict[str, pl.DataType]] = {
     "str": pl.String(), "int": pl.Int64(), "number": pl.Float64(), "int_list": pl.List(pl.Int64())}
@@ -56,9 +56,12 @@ class Block:
 
 
 def _text_ok(name: str, max_len: int) -> pl.Expr:
-    col = pl.col(name)
+    """True when the text is certainly valid: doubtful text goes to the decoder, so these checks may be
+    stricter than the schema but never looser (bytes bound characters from above: a long text of
+    many-byte characters is doubted, then decided)."""
     # A NUL may stand for an escaped lone surrogate (\ud800), which polars reads and the decoder refuses.
-    return (col.is_not_null() & col.str.len_chars().is_between(1, max_len) & ~col.str.contains(_MAYBE_COERCED)
+    col = pl.col(name)
+    return (col.is_not_null() & col.str.len_bytes().is_between(1, max_len) & ~col.str.contains(_MAYBE_COERCED)
             & ~col.str.contains("\x00", literal=True))
 
 
@@ -153,14 +156,16 @@ def _has_long_line(data: bytes, limit: int) -> bool:
 
 
 def decode_block(data: bytes, decoder: Decoder, *, source: str = "", first_line: int = 1,
-                 first_offset: int = 0) -> Block:
+                 first_offset: int = 0, lines: int | None = None) -> Block:
     """Decode ``data``, complete lines each ending in a newline, into events and rejections.
 
     Duplicates are not removed here (the caller does, over all blocks, keeping
     the first); ``decoder`` counts rejections by reason but is not asked about
     the rows polars accepts, so its event counts cover only the lines it decided.
+    ``lines``, when given, is the caller's count of newlines in ``data``.
     """
-    lines = data.count(b"\n")
+    if lines is None:
+        lines = data.count(b"\n")
     frame: pl.DataFrame | None = None
     if lines and not _has_long_line(data, decoder.max_line_bytes):
         try:
@@ -173,7 +178,7 @@ def decode_block(data: bytes, decoder: Decoder, *, source: str = "", first_line:
         events, rejected = _decide(_lines_of(data, first_offset), decoder, source, first_line)
         return Block(events_frame(e for _, e in events), rejected)
     ok = frame.select(_ROW_OK).to_series()
-    surrogates = [data.count(b"\n", 0, m.start()) for m in _SURROGATE.finditer(data)]
+    surrogates = [data.count(b"\n", 0, m.start()) for m in _SURROGATE.finditer(data)] if b"\\u" in data else []
     if surrogates:
         ok = ok.scatter(surrogates, False)
     good = frame.filter(ok).select(_TO_FRAME)
@@ -183,27 +188,54 @@ def decode_block(data: bytes, decoder: Decoder, *, source: str = "", first_line:
     return _merged(good, ok, *_decide(_lines_of(data, first_offset, doubted), decoder, source, first_line))
 
 
-def read_blocks(stream: BinaryIO, decoder: Decoder, *, source: str = "",
-                block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
-    """Decode a finished log block by block; an unterminated last line is rejected."""
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A stretch of a log cut at a newline: ``data`` is complete lines, or an unterminated last line
+    (``ended`` false); ``first_line`` (1-based) and ``offset`` say where it starts."""
+
+    data: bytes
+    first_line: int
+    offset: int
+    lines: int
+    ended: bool = True
+
+
+def split_blocks(stream: BinaryIO, block_bytes: int = BLOCK_BYTES) -> Iterator[Span]:
+    """Cut a finished log into spans of about ``block_bytes`` ending at a newline (a longer line is one span)."""
     line_no, offset, carry = 1, 0, b""
     while True:
         chunk = stream.read(block_bytes)
         if not chunk:
             break
-        data = carry + chunk
+        data = carry + chunk if carry else chunk
         cut = data.rfind(b"\n") + 1
         if cut == 0:
             carry = data
             continue
         carry = data[cut:]
-        block = data[:cut]
-        yield decode_block(block, decoder, source=source, first_line=line_no, first_offset=offset)
-        line_no += block.count(b"\n")
+        block = data[:cut] if cut < len(data) else data
+        lines = block.count(b"\n")
+        yield Span(block, line_no, offset, lines)
+        line_no += lines
         offset += cut
     if carry:
-        rejected = decoder.unterminated(carry, source=source, line_no=line_no, offset=offset)
-        yield Block(events_frame([]), [rejected])
+        yield Span(carry, line_no, offset, 0, ended=False)
+
+
+def decode_span(span: Span, decoder: Decoder, *, source: str = "") -> Block:
+    """Decode one span (see :func:`decode_block`); an unterminated line is rejected."""
+    if not span.ended:
+        return Block(events_frame([]), [decoder.unterminated(span.data, source=source, line_no=span.first_line,
+                                                             offset=span.offset)])
+    return decode_block(span.data, decoder, source=source, first_line=span.first_line, first_offset=span.offset,
+                        lines=span.lines)
+
+
+def read_blocks(stream: BinaryIO, decoder: Decoder, *, source: str = "",
+                block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
+    """Decode a finished log block by block; an unterminated last line is rejected."""
+    for span in split_blocks(stream, block_bytes):
+        yield decode_span(span, decoder, source=source)
 
 
 def read_file(path: str | os.PathLike[str], decoder: Decoder, *, source: str = "",

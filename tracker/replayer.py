@@ -16,16 +16,17 @@ from __future__ import annotations
 import errno
 import glob
 import os
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
-from .batch import BLOCK_BYTES, read_file
-from .decoder import Decoder, Quarantine
+from .batch import BLOCK_BYTES, Block, decode_span, split_blocks
+from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine
 from .events import EVENT_TYPES
 from .report import (
     DEFAULT_INTERVAL_S,
@@ -36,15 +37,21 @@ from .report import (
     distinct,
     events_frame,
     run_files,
-    session_file,
+    session_files,
     window_span,
     write_atomically,
 )
 from .spool import DEFAULT_MEMORY_BYTES, Spool
 
-__all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "expand_logs", "read_events", "replay")
+__all__ = (
+    "GROUP_ROWS", "GROUP_WINDOWS", "QUARANTINE_FILE", "ReadStats", "ReplayResult", "expand_logs", "read_events",
+    "replay",
+)
 
 QUARANTINE_FILE: Final = "quarantine.jsonl"
+#: The second pass aggregates consecutive windows together up to this many events or windows.
+GROUP_ROWS: Final = 1_000_000
+GROUP_WINDOWS: Final = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,19 +94,48 @@ class ReadStats:
         return sum(self.by_type.values())
 
 
-def read_events(paths: Sequence[Path], decoder: Decoder, quarantine: Quarantine, spool: Spool, *,
-                block_bytes: int = BLOCK_BYTES) -> None:
-    """Add every valid event of the logs to ``spool``, in read order; rejected lines go to ``quarantine``
-    (and are counted by ``decoder``)."""
-    for path in paths:
-        for block in read_file(path, decoder, source=str(path), block_bytes=block_bytes):
-            for rejected in block.rejected:
-                quarantine.add(rejected)
-            spool.add(block.frame)
+def _decoded(paths: Sequence[Path], block_bytes: int, max_line_bytes: int, workers: int) -> Iterator[Block]:
+    """The logs' blocks, decoded in order by ``workers`` threads, a few blocks ahead of the caller.
+
+    polars and file reads release the GIL, so parsing blocks and the caller's
+    work overlap on several cores. Each block has its own decoder (they are
+    not shared between threads); the caller counts rejections from the blocks.
+    """
+    with ThreadPoolExecutor(workers, thread_name_prefix="tracker-decode") as pool:
+        pending: deque[Future[Block]] = deque()
+        try:
+            for path in paths:
+                with open(path, "rb") as stream:
+                    for span in split_blocks(stream, block_bytes):
+                        decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
+                        pending.append(pool.submit(decode_span, span, decoder, source=str(path)))
+                        while len(pending) > workers:
+                            yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def read_events(paths: Sequence[Path], quarantine: Quarantine, spool: Spool, *, block_bytes: int = BLOCK_BYTES,
+                max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, workers: int = 2) -> Counter[str]:
+    """Add every valid event of the logs to ``spool``, in read order; rejected lines go to ``quarantine``.
+
+    Returns the rejected lines' count by reason.
+    """
+    rejected: Counter[str] = Counter()
+    for block in _decoded(paths, block_bytes, max_line_bytes, workers):
+        for line in block.rejected:
+            quarantine.add(line)
+            rejected[line.reason] += 1
+        spool.add(block.frame)
+    return rejected
 
 
 def _aggregate(spool: Spool, out: Path, interval_s: int) -> tuple[Reports, list[Path], ReadStats]:
-    """Aggregate the spool's events window by window, writing each window's session file as it is built."""
+    """Aggregate the spool's events a run of windows at a time (up to :data:`GROUP_ROWS` events or
+    :data:`GROUP_WINDOWS` windows), writing the windows' session files as they are built."""
     if spool.ts_min is None or spool.ts_max is None:
         reports = build_reports(events_frame([]), interval_s)
         return reports, [], ReadStats({}, 0)
@@ -108,17 +144,27 @@ def _aggregate(spool: Spool, out: Path, interval_s: int) -> tuple[Reports, list[
     by_type: Counter[str] = Counter()
     summaries, errors, written = [], [], []
     duplicates = 0
+    held: list[pl.DataFrame] = []
+    rows, k_first = 0, k_min
     for k in range(k_min, k_max + 1):
         read = spool.take(k)
-        events = distinct(read)
-        duplicates += read.height - events.height
+        if read.height:
+            held.append(read)
+            rows += read.height
+        if rows < GROUP_ROWS and k - k_first + 1 < GROUP_WINDOWS and k < k_max:
+            continue
+        # Both copies of a line share their window, so duplicates are all within one run.
+        raw = pl.concat(held) if len(held) > 1 else held[0] if held else spool.take(k_first)
+        events = distinct(raw)
+        duplicates += raw.height - events.height
         by_type.update(dict(events.group_by("type").len().iter_rows()))
-        window = builder.window(k, events)
-        name, data = session_file(window)
-        write_atomically(out / name, data)
-        written.append(out / name)
-        summaries.append(window.summary)
-        errors.append(window.errors)
+        report = builder.windows(k, events)
+        for name, data in session_files(report).items():
+            write_atomically(out / name, data)
+            written.append(out / name)
+        summaries.append(report.summary)
+        errors.append(report.errors)
+        held, rows, k_first = [], 0, k + 1
     reports = Reports(interval_s, pl.concat(summaries), builder.totals(), None, pl.concat(errors))
     return reports, written, ReadStats({t: by_type[t] for t in EVENT_TYPES if by_type[t]}, duplicates)
 
@@ -143,12 +189,11 @@ def replay(
     """
     paths = tuple(expand_logs(logs))
     out = Path(out_dir)
-    decoder = Decoder(dedupe=False)
     quarantine = Quarantine(quarantine_path if quarantine_path is not None else out / QUARANTINE_FILE)
     quarantine.reset()  # this replay's rejected lines only: the same logs give the same files
     with Spool(interval_s, spool_dir if spool_dir is not None else out, memory_bytes=memory_bytes) as spool:
         try:
-            read_events(paths, decoder, quarantine, spool, block_bytes=block_bytes)
+            rejected = read_events(paths, quarantine, spool, block_bytes=block_bytes)
         finally:
             quarantine.close()
         out.mkdir(parents=True, exist_ok=True)
@@ -160,4 +205,4 @@ def replay(
     removed = tuple(sorted(p for p in out.glob(f"{SESSIONS_FILE_PREFIX}*.csv") if p.name not in keep))
     for path in removed:
         path.unlink()
-    return ReplayResult(paths, reports, tuple(written), removed, stats, decoder.rejected, quarantine)
+    return ReplayResult(paths, reports, tuple(written), removed, stats, rejected, quarantine)

@@ -46,7 +46,7 @@ __all__ = (
     "events_frame",
     "render_reports",
     "run_files",
-    "session_file",
+    "session_files",
     "session_file_name",
     "session_rows",
     "write_atomically",
@@ -109,9 +109,8 @@ class Reports:
 
 @dataclass(frozen=True, slots=True)
 class WindowReport:
-    """One window's rows: its summary row, its per-session rows and its error rows."""
+    """Consecutive windows' rows: a summary row each, their per-session rows and their error rows."""
 
-    window_end: int
     summary: pl.DataFrame
     sessions: pl.DataFrame
     errors: pl.DataFrame
@@ -218,9 +217,11 @@ class ReportBuilder:
     """Builds the reports one window at a time, in time order: the only code that computes report numbers.
 
     It needs the sessions first (:func:`session_rows` of all events, in read
-    order) and then each window's events, valid and distinct, in any order;
-    it carries each session's running totals from window to window. So a
-    caller holds one window's events at a time, never the whole log.
+    order) and then the windows' events, valid and distinct, in any order, a
+    run of consecutive windows at a time (:meth:`windows`); it carries each
+    session's running totals from run to run. So a caller holds a few
+    windows' events at a time, never the whole log; each window's rows are
+    the same however the windows are grouped.
     """
 
     def __init__(self, session_rows: pl.DataFrame, k_min: int, k_max: int, interval_s: int) -> None:
@@ -272,63 +273,78 @@ class ReportBuilder:
         return windows.with_columns(active_sessions=running(alive, pl.col("ke") + 1),
                                     active_at_end=running(at_end, pl.col("ke")))
 
-    def window(self, k: int, events: pl.DataFrame) -> WindowReport:
-        """The rows of window ``k`` (the next one) from its events (columns of :data:`WINDOW_COLUMNS`)."""
-        if k != self._next or k > self.k_max:
-            raise ValueError(f"window: expected window {self._next} (of {self.k_min}..{self.k_max}), got {k}")
-        self._next += 1
-        start, end = k * self._every, (k + 1) * self._every
+    def windows(self, k_last: int, events: pl.DataFrame) -> WindowReport:
+        """The rows of the next windows, up to ``k_last``, from their events (columns of :data:`WINDOW_COLUMNS`)."""
+        k_first = self._next
+        if not k_first <= k_last <= self.k_max:
+            raise ValueError(f"windows: expected a last window in {k_first}..{self.k_max}, got {k_last}")
+        self._next = k_last + 1
+        every = self._every
         # One canonical row order (event time, then the unique event_id), so that every statistic
         # sees its values in the same order however the events were read: float sums come out
         # the same to the bit.
-        ev = events.select(WINDOW_COLUMNS).sort("ts", "event_id")
+        ev = events.select(WINDOW_COLUMNS).sort("ts", "event_id").with_columns(k=pl.col("ts") // every)
         is_answer = pl.col("type") == "question_answered"
-        answers = ev.filter(is_answer)["response_time_ms"]
-        self._answers.append(answers)
-        bounds = [pl.lit(start, pl.Int64).alias("window_start"), pl.lit(end, pl.Int64).alias("window_end")]
+        answers = pl.col("response_time_ms").filter(is_answer)
+        self._answers.append(ev.filter(is_answer)["response_time_ms"])
+        bounds = [(pl.col("k") * every).alias("window_start"), ((pl.col("k") + 1) * every).alias("window_end")]
 
-        local = ev.select(*_counts(_COUNTED), *_stats(pl.col("response_time_ms").filter(is_answer),
-                                                       "response_time_ms"))
+        summary = (
+            self._active.slice(k_first - self.k_min, k_last - k_first + 1)
+            .join(ev.group_by("k").agg(*_counts(_COUNTED), *_stats(answers, "response_time_ms")), on="k", how="left")
+            .with_columns(pl.col(list(_COUNTED)).fill_null(0))
+            .with_columns(answers_per_s=pl.col("questions_answered") / self.interval_s)
+            .sort("k")
+        )
         for name in _COUNTED:
-            self._counted[name] += local[name].item()
-        summary = pl.concat([
-            pl.select(*bounds),
-            self._active.slice(k - self.k_min, 1).drop("k"),
-            local,
-        ], how="horizontal").with_columns(answers_per_s=pl.col("questions_answered") / self.interval_s)
+            self._counted[name] += int(summary[name].sum())
 
-        per_session = ev.group_by("session_id").agg(
-            *_counts(_SESSION_COUNTED),
-            *_stats(pl.col("response_time_ms").filter(is_answer), "response_time_ms", ("mean", "p95", "max")),
+        per_session = ev.group_by("session_id", "k").agg(
+            *_counts(_SESSION_COUNTED), *_stats(answers, "response_time_ms", ("mean", "p95", "max")),
         ).with_columns(pl.col("session_id").cast(pl.String))
         # A session's totals run over its windows from its first event to its end (or the last
         # window), so they include activity from before its start; its rows are its alive windows.
-        in_run = (pl.col("first_k") <= k) & (pl.col("ke").is_null() | (pl.col("ke") >= k))
-        joined = (
-            self._sessions.join(per_session, on="session_id", how="left", maintain_order="left")
+        grid = (
+            self._sessions.with_columns(k=pl.int_ranges(
+                pl.max_horizontal("first_k", pl.lit(k_first)),
+                pl.min_horizontal(pl.col("ke").fill_null(k_last), pl.lit(k_last)) + 1))
+            .explode("k")
+            .drop_nulls("k")
+            .join(per_session, on=["session_id", "k"], how="left")
             .with_columns(pl.col(list(_SESSION_COUNTED)).fill_null(0))
-            .with_columns(pl.when(in_run).then(pl.col(f"{c}_total") + pl.col(c)).otherwise(pl.col(f"{c}_total"))
+            .sort("session_id", "k")
+            .with_columns((pl.col(f"{c}_total") + pl.col(c).cum_sum().over("session_id")).alias(f"{c}_total")
                           for c in _SESSION_COUNTED)
         )
-        self._sessions = joined.select(self._sessions.columns)
-        sessions = joined.filter(in_run & (pl.col("ks") <= k)).select(
-            *bounds, "session_id", "username", "course_numbers",
-            pl.when(pl.col("end_ts").is_not_null() & (pl.col("end_ts") < end))
-            .then(pl.lit("ended")).otherwise(pl.lit("active")).alias("status"),
-            *_SESSION_COUNTED,
-            *(f"response_time_ms_{s}" for s in ("mean", "p95", "max")),
-            *(f"{c}_total" for c in _SESSION_COUNTED),
+        totals = [f"{c}_total" for c in _SESSION_COUNTED]
+        carried = grid.group_by("session_id").agg(pl.col(totals).last())
+        self._sessions = (
+            self._sessions.join(carried, on="session_id", how="left", suffix="_new", maintain_order="left")
+            .with_columns(pl.coalesce(f"{t}_new", t).alias(t) for t in totals)
+            .select(self._sessions.columns)
+        )
+        sessions = (
+            grid.filter(pl.col("k") >= pl.col("ks"))
+            .sort("k", "session_id")
+            .select(
+                *bounds, "session_id", "username", "course_numbers",
+                pl.when(pl.col("end_ts").is_not_null() & (pl.col("end_ts") < (pl.col("k") + 1) * every))
+                .then(pl.lit("ended")).otherwise(pl.lit("active")).alias("status"),
+                *_SESSION_COUNTED,
+                *(f"response_time_ms_{s}" for s in ("mean", "p95", "max")),
+                *totals,
+            )
         )
 
         errors = (
             ev.filter(pl.col("type") == "error")
             .with_columns(pl.col("kind", "error").cast(pl.String))
-            .group_by("kind", message="error")
+            .group_by("k", "kind", message="error")
             .agg(count=pl.len().cast(pl.Int64))
-            .sort(pl.col("kind").fill_null(""), "message")
+            .sort("k", pl.col("kind").fill_null(""), "message")
             .select(*bounds, "kind", "message", "count")
         )
-        return WindowReport(end, summary, sessions, errors)
+        return WindowReport(summary.select(*bounds, pl.exclude("k")), sessions, errors)
 
     def totals(self) -> pl.DataFrame:
         """The whole run's row, once every window was built."""
@@ -349,7 +365,7 @@ class ReportBuilder:
 def build_reports(events: pl.DataFrame, interval_s: int = DEFAULT_INTERVAL_S) -> Reports:
     """Aggregate events (columns of :data:`EVENT_SCHEMA`, valid and distinct) into the report tables.
 
-    The events are held at once; :class:`ReportBuilder` is the same aggregation a window at a time.
+    The events are held at once; :class:`ReportBuilder` is the same aggregation, a run of windows at a time.
     """
     _check_interval(interval_s)
     ev = events.select(EVENT_SCHEMA.names())
@@ -360,17 +376,8 @@ def build_reports(events: pl.DataFrame, interval_s: int = DEFAULT_INTERVAL_S) ->
     assert isinstance(ts_max, int)
     k_min, k_max = window_span(ts_min, ts_max, interval_s)
     builder = ReportBuilder(session_rows(ev), k_min, k_max, interval_s)
-    by_window = ev.with_columns(k=pl.col("ts") // (interval_s * _SECOND)).partition_by(
-        "k", as_dict=True, include_key=False)
-    none = ev.clear()
-    windows = [builder.window(k, by_window.get((k,), none)) for k in range(k_min, k_max + 1)]
-    return Reports(
-        interval_s=interval_s,
-        summary=pl.concat([w.summary for w in windows]),
-        totals=builder.totals(),
-        sessions=pl.concat([w.sessions for w in windows]),
-        errors=pl.concat([w.errors for w in windows]),
-    )
+    report = builder.windows(k_max, ev)
+    return Reports(interval_s, report.summary, builder.totals(), report.sessions, report.errors)
 
 
 def _empty(interval_s: int) -> Reports:
@@ -408,9 +415,12 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def session_file(window: WindowReport) -> tuple[str, bytes]:
-    """A window's per-session file: its name and bytes."""
-    return session_file_name(window.window_end), _csv_bytes(window.sessions)
+def session_files(report: WindowReport) -> dict[str, bytes]:
+    """The per-session file of each window in ``report``: names and bytes."""
+    by_window = report.sessions.partition_by("window_end", as_dict=True, maintain_order=True)
+    header = report.sessions.clear()
+    return {session_file_name(end): _csv_bytes(by_window.get((end,), header))
+            for end in report.summary["window_end"].to_list()}
 
 
 def run_files(summary: pl.DataFrame, totals: pl.DataFrame, errors: pl.DataFrame) -> dict[str, bytes]:
@@ -432,10 +442,9 @@ def render_reports(reports: Reports, *, closed_until: int | None = None) -> dict
         summary = summary.filter(pl.col("window_end") <= closed_until)
         errors = errors.filter(pl.col("window_end") <= closed_until)
     files = run_files(summary, reports.totals, errors)
-    by_window = reports.sessions.partition_by("window_end", as_dict=True, maintain_order=True)
-    header = reports.sessions.clear()
-    for end in summary["window_end"].to_list():
-        files[session_file_name(end)] = _csv_bytes(by_window.get((end,), header))
+    sessions = reports.sessions.filter(pl.col("window_end") <= closed_until) if closed_until is not None else \
+        reports.sessions
+    files.update(session_files(WindowReport(summary, sessions, errors)))
     return files
 
 
