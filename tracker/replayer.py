@@ -50,7 +50,7 @@ __all__ = (
 
 QUARANTINE_FILE: Final = "quarantine.jsonl"
 #: The second pass aggregates consecutive windows together up to this many events or windows.
-GROUP_ROWS: Final = 1_000_000
+GROUP_ROWS: Final = 250_000
 GROUP_WINDOWS: Final = 512
 
 

@@ -25,7 +25,7 @@ from .report import EVENT_SCHEMA, WINDOW_COLUMNS, session_rows
 __all__ = ("DEFAULT_MEMORY_BYTES", "SPOOL_PREFIX", "Spool")
 
 #: Events held in memory (estimated frame bytes) before they are written to the spool folder.
-DEFAULT_MEMORY_BYTES: Final = 256 << 20
+DEFAULT_MEMORY_BYTES: Final = 128 << 20
 #: The name prefix of the temporary folder a spool creates (and removes) for the events it writes out.
 SPOOL_PREFIX: Final = ".tracker-spool-"
 _WINDOW_SCHEMA: Final = pl.Schema({name: EVENT_SCHEMA[name] for name in WINDOW_COLUMNS})
