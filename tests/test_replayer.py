@@ -138,6 +138,15 @@ class TestReplay:
         assert [p.name for p in result.removed] == ["session_tracking_report_20000101_000000.csv"]
         assert (out / "notes.txt").read_text() == "mine"
 
+    def test_spool_is_removed_when_a_replay_fails(self, tmp_path: Path) -> None:
+        """A log missing after another was read and spilled raises, naming it, and leaves no spool folder."""
+        _write_log(tmp_path / "log.jsonl", random_events([("s1", "cycle_completed", 0, 0.0, None)]))
+        (tmp_path / "spool").mkdir()
+        with pytest.raises(FileNotFoundError, match=r"missing\.jsonl"):
+            replay([tmp_path / "log.jsonl", tmp_path / "missing.jsonl"], tmp_path / "out", memory_bytes=0,
+                   spool_dir=tmp_path / "spool")
+        assert list((tmp_path / "spool").iterdir()) == []
+
     def test_glob_patterns(self, tmp_path: Path) -> None:
         """Glob patterns expand to sorted files; a pattern matching nothing is an error naming it."""
         for name in ("b.jsonl", "a.jsonl"):
@@ -178,10 +187,12 @@ class TestReplayCommand:
     @pytest.mark.parametrize(("args", "message"), [
         (["--interval", "0"], "argument --interval: must be >= 1, got '0'"),
         (["--interval", "1.5"], "argument --interval: expected whole seconds, got '1.5'"),
+        (["--memory", "-1"], "argument --memory: must be >= 0, got '-1'"),
+        (["--memory", "lots"], "argument --memory: expected a number, got 'lots'"),
     ])
-    def test_bad_interval(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
-                          message: str) -> None:
-        """A bad --interval is a usage error (exit 2) quoting the value."""
+    def test_bad_number(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                        message: str) -> None:
+        """A bad --interval or --memory is a usage error (exit 2) quoting the value."""
         with pytest.raises(SystemExit) as info:
             main("replay", "x.jsonl", "--out", str(tmp_path), *args)
         assert info.value.code == 2
