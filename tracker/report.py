@@ -198,6 +198,12 @@ def _neutralise(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
     )
 
 
+def _per_second(counts: pl.Series, seconds: int) -> pl.Series:
+    """``counts / seconds``, correctly rounded: polars divides a column by a number through its
+    reciprocal on longer frames, so a window's rate would depend on how many windows were built with it."""
+    return pl.Series([count / seconds for count in counts.to_list()], dtype=pl.Float64)
+
+
 def _check_interval(interval_s: int) -> None:
     if type(interval_s) is not int or interval_s < 1:
         raise ValueError(f"interval_s: must be a whole number of seconds >= 1, got {interval_s!r}")
@@ -297,9 +303,9 @@ class ReportBuilder:
             self._active.slice(k_first - self.k_min, k_last - k_first + 1)
             .join(ev.group_by("k").agg(*_counts(_COUNTED), *_stats(answers, "response_time_ms")), on="k", how="left")
             .with_columns(pl.col(list(_COUNTED)).fill_null(0))
-            .with_columns(answers_per_s=pl.col("questions_answered") / self.interval_s)
             .sort("k")
         )
+        summary = summary.with_columns(answers_per_s=_per_second(summary["questions_answered"], self.interval_s))
         for name in _COUNTED:
             self._counted[name] += int(summary[name].sum())
 
@@ -363,7 +369,8 @@ class ReportBuilder:
             pl.lit(self._active["active_sessions"].max(), pl.Int64).alias("max_active_sessions"),
             *(pl.lit(self._counted[name], pl.Int64).alias(name) for name in _COUNTED),
             *_stats(pl.col("response_time_ms"), "response_time_ms"),
-        ).with_columns(answers_per_s=pl.col("questions_answered") / (n_windows * self.interval_s))
+        ).with_columns(answers_per_s=_per_second(pl.Series([self._counted["questions_answered"]]),
+                                                 n_windows * self.interval_s))
 
 
 def build_reports(events: pl.DataFrame, interval_s: int = DEFAULT_INTERVAL_S) -> Reports:
