@@ -118,6 +118,24 @@ class TestSplitBlocks:
         assert all(s.ended for s in spans[:-1])
 
 
+    def test_over_long_line_is_cut_short_and_skipped(self) -> None:
+        """A line over the limit becomes one too_long span of its first bytes; the rest is skipped, even unended."""
+        data = b"a\n" + b"\0" * 5000 + b"\nb\n" + b"\0" * 5000
+        spans = list(split_blocks(io.BytesIO(data), 300, 1000))
+        long = [s for s in spans if s.too_long]
+        assert [(s.data, s.first_line, s.offset) for s in long] == [(b"\0" * 1000, 2, 2), (b"\0" * 1000, 4, 5005)]
+        assert [(s.data, s.first_line) for s in spans if not s.too_long] == [(b"a\n", 1), (b"b\n", 3)]
+
+    @pytest.mark.parametrize(("block", "limit", "message"), [
+        (0, 10, "block_bytes: must be a whole number >= 1, got 0"),
+        (10, -1, "max_line_bytes: must be a whole number >= 1, got -1"),
+    ])
+    def test_bad_sizes(self, block: int, limit: int, message: str) -> None:
+        """A block size or line limit below 1 is refused, quoting it (it would read nothing, or everything)."""
+        with pytest.raises(ValueError, match=message):
+            next(split_blocks(io.BytesIO(b"x\n"), block, limit))
+
+
 class TestDecodeBlock:
     def test_clean_block_needs_no_decoder(self) -> None:
         """A clean block is read by polars alone: the decoder decides no line."""

@@ -58,6 +58,14 @@ class TestDecoder:
                                                         (second["event_id"], second["ts"])]
         assert decoder.duplicates == 0
 
+    def test_same_event_id_and_ts_with_other_content_is_another_event(self) -> None:
+        """A line reusing an event_id and ts for other content is not a line read twice: both are kept."""
+        first, second = record(1, "s1", "cycle_completed"), record(1, "s2", "cycle_completed")
+        decoder = Decoder()
+        items = list(decoder.decode_stream([_line(first), _line(second), _line(first)]))
+        assert [e.session_id for e in items] == ["s1", "s2"]  # type: ignore[union-attr]
+        assert decoder.duplicates == 1
+
     def test_duplicates_detected_across_files(self, tmp_path: Path) -> None:
         """One decoder reading two files counts an event present in both once."""
         line = _line(record(1, "s1", "cycle_completed"))

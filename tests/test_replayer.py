@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
+import subprocess
+import sys
 from glob import glob
 from pathlib import Path
 from unittest.mock import patch
@@ -14,11 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import T0, event
 from tests.test_report import LOGS, assert_matches_reference, random_events
 from tracker import spool
 from tracker.cli import main
 from tracker.decoder import Rejected, decode_file
-from tracker.events import Event
+from tracker.events import Event, SessionUnregistered
+from tracker.live import LiveReporter
 from tracker.replayer import expand_logs, replay
 
 ROOT = Path(__file__).parent.parent
@@ -147,6 +152,31 @@ class TestReplay:
                    spool_dir=tmp_path / "spool")
         assert list((tmp_path / "spool").iterdir()) == []
 
+    @pytest.mark.parametrize("memory", [0, 1 << 30])
+    def test_reused_event_id_counts_like_live(self, tmp_path: Path, memory: int) -> None:
+        """A line reusing another's event_id and ts for another session is an event of its own, as live counts it."""
+        first = event(1, "A", "session_registered", T0, username="alice", course_numbers=[1])
+        asked = event(2, "A", "question_asked", T0 + 10)
+        reused = SessionUnregistered(event_id=asked.event_id, ts=asked.ts, writer=asked.writer, seq=asked.seq,
+                                     session_id="B", reason="x")
+        events = [first, asked, reused, asked, event(3, "A", "cycle_completed", T0 + 20)]
+        (tmp_path / "a.jsonl").write_bytes(b"".join(orjson.dumps(e.to_record()) + b"\n" for e in events[:3]))
+        (tmp_path / "b.jsonl").write_bytes(b"".join(orjson.dumps(e.to_record()) + b"\n" for e in events[3:]))
+        result = replay([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], tmp_path / "out", interval_s=60,
+                        memory_bytes=memory)
+        live = LiveReporter(tmp_path / "live", interval_s=60)
+        live.add_events(events)
+        live.flush(final=True)
+        assert result.read.duplicates == 1
+        assert result.reports.totals["sessions"].item() == 2
+        assert _files(tmp_path / "out") == _files(tmp_path / "live")
+
+    def test_block_size_must_be_positive(self, tmp_path: Path) -> None:
+        """A block size below 1 (which would read nothing) is refused before anything is read or written."""
+        with pytest.raises(ValueError, match="block_bytes: must be a whole number >= 1, got 0"):
+            replay([tmp_path / "log.jsonl"], tmp_path / "out", block_bytes=0)
+        assert not (tmp_path / "out").exists()
+
     def test_glob_patterns(self, tmp_path: Path) -> None:
         """Glob patterns expand to sorted files; a pattern matching nothing is an error naming it."""
         for name in ("b.jsonl", "a.jsonl"):
@@ -202,8 +232,23 @@ class TestReplayCommand:
         """A missing log is an error with exit status 2 naming it, and nothing is written."""
         assert main("replay", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "out")) == 2
         assert capsys.readouterr().err == (
-            f"tracker replay: error: cannot read '{tmp_path / 'nope.jsonl'}': No such file or directory\n")
+            f"tracker replay: error: cannot use '{tmp_path / 'nope.jsonl'}': No such file or directory\n")
         assert not (tmp_path / "out").exists()
+
+    @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
+    def test_sigterm_stops_with_status_130_and_cleans_up(self, tmp_path: Path) -> None:
+        """SIGTERM during a replay (here: waiting on a log that is a pipe) exits 130 and leaves no spool folder."""
+        log, spool = tmp_path / "log.jsonl", tmp_path / "spool"
+        os.mkfifo(log)
+        spool.mkdir()
+        proc = subprocess.Popen([sys.executable, "-m", "tracker", "replay", str(log), "--out", str(tmp_path / "out"),
+                                 "--spool-dir", str(spool)], stderr=subprocess.PIPE, text=True)
+        with open(log, "wb"):  # returns once the replay has opened the log, its handler installed
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        assert err == "tracker replay: stopped before the end; the reports in the folder are incomplete\n"
+        assert list(spool.iterdir()) == []
 
     def test_replaying_twice_gives_the_same_quarantine(self, tmp_path: Path) -> None:
         """A second replay into the same folder replaces the quarantine instead of appending to it."""

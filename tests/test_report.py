@@ -125,12 +125,12 @@ class TestAgainstReference:
 
 class TestDistinct:
     def test_keeps_the_first_copy_of_each_line(self) -> None:
-        """distinct keeps the first of rows with the same event_id and ts, in frame order, and nothing else."""
+        """distinct keeps the first of equal rows; the same event_id at another ts, or with other content, stays."""
         a = event(1, "s1", "session_registered", T0, username="first", course_numbers=[1])
-        b = event(1, "s1", "session_registered", T0, username="second", course_numbers=[1])
-        c = event(1, "s1", "session_registered", T0 + 1, username="later", course_numbers=[1])
-        kept = distinct(events_frame([a, b, c, a]))
-        assert kept["username"].cast(pl.String).to_list() == ["first", "later"]
+        other = event(1, "s1", "session_registered", T0, username="other", course_numbers=[1])
+        later = event(1, "s1", "session_registered", T0 + 1, username="later", course_numbers=[1])
+        kept = distinct(events_frame([a, a, other, later, a, other]))
+        assert kept["username"].cast(pl.String).to_list() == ["first", "other", "later"]
 
 
 class TestReportBuilder:
@@ -157,6 +157,27 @@ class TestReportBuilder:
         assert pl.concat([p.sessions for p in parts]).equals(whole.sessions)
         assert pl.concat([p.errors for p in parts]).equals(whole.errors)
         assert builder.totals().equals(whole.totals)
+
+    @settings(max_examples=40, deadline=None)
+    @given(LOGS, INTERVALS)
+    def test_rows_in_counts_the_windows_session_rows(
+        self, steps: list[tuple[str, str, int, float, str | None]], interval_s: int,
+    ) -> None:
+        """rows_in(k) is the number of sessions from their first event's window to their end, counted directly."""
+        events = random_events(steps)
+        frame = events_frame(events)
+        every = interval_s * S
+        k_min, k_max = int(frame["ts"].min()) // every, int(frame["ts"].max()) // every  # type: ignore[arg-type]
+        builder = ReportBuilder(session_rows(frame), k_min, k_max, interval_s)
+        first: dict[str, int] = {}
+        end: dict[str, int] = {}
+        for e in events:
+            first[e.session_id] = min(first.get(e.session_id, e.ts), e.ts)
+            if e.TYPE == "session_unregistered":
+                end[e.session_id] = min(end.get(e.session_id, e.ts), e.ts)
+        for k in range(k_min, k_max + 1):
+            expected = sum(1 for s, t in first.items() if t // every <= k and (s not in end or k <= end[s] // every))
+            assert builder.rows_in(k) == expected
 
     def test_windows_must_come_in_order(self) -> None:
         """Asking for a window already built, or past the last, is an error naming the expected range."""

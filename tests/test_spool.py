@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.helpers import T0, event
 from tests.test_report import LOGS, random_events
 from tracker import spool as spool_module
-from tracker.report import WINDOW_COLUMNS, ReportBuilder, events_frame, session_rows
+from tracker.report import EVENT_SCHEMA, WINDOW_COLUMNS, ReportBuilder, events_frame, session_rows
 from tracker.spool import SPOOL_PREFIX, Spool
 
 S = 1_000_000
@@ -37,7 +37,7 @@ def _sessions_of(rows: pl.DataFrame, k_min: int, k_max: int) -> list[dict[str, A
 
 class TestSpool:
     def test_windows_come_back_in_the_order_added(self, tmp_path: Path) -> None:
-        """Each window's events come back in read order, from disk and memory alike, with the window's columns."""
+        """Each window's events come back in read order, from disk and memory alike, with every event column."""
         first = _frame((1, "s1", "question_asked", 0), (2, "s1", "question_asked", 70), (3, "s2", "cycle_completed", 5))
         second = _frame((4, "s2", "question_asked", 1), (5, "s3", "question_asked", 61))
         with Spool(60, tmp_path, memory_bytes=0) as spool:
@@ -46,7 +46,7 @@ class TestSpool:
                 spool.add(second)  # stays in memory
             k0 = (T0 // S) // 60
             window0, window1 = spool.take(k0), spool.take(k0 + 1)
-        assert window0.columns == list(WINDOW_COLUMNS)
+        assert window0.columns == EVENT_SCHEMA.names()
         assert window0["event_id"].to_list() == ["t-1", "t-3", "t-4"]
         assert window1["event_id"].to_list() == ["t-2", "t-5"]
         assert spool.spills == 1
@@ -64,6 +64,13 @@ class TestSpool:
             assert len(list(spool.folder.iterdir())) == 1
             assert spool.spilled_bytes > 0
         assert list(tmp_path.iterdir()) == []
+
+    def test_error_text_counts_against_the_budget(self, tmp_path: Path) -> None:
+        """Long distinct error messages fill the memory budget (they are text, not categoricals) and spill."""
+        errors = [event(n, "s1", "error", T0 + n, error=f"{n} " + "x" * 1000) for n in range(1, 101)]
+        with Spool(60, tmp_path, memory_bytes=50_000) as spool:
+            spool.add(events_frame(errors))
+            assert spool.spills == 1
 
     def test_taken_windows_leave_disk_and_memory(self, tmp_path: Path) -> None:
         """A window taken is no longer held: its file is deleted and taking it again gives no events."""

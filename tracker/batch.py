@@ -20,7 +20,7 @@ from typing import BinaryIO, Final
 
 import polars as pl
 
-from .decoder import Decoder, Rejected
+from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Rejected
 from .events import CURRENT_VERSION, EVENT_TYPES, MAX_TS, Event
 from .report import EVENT_SCHEMA, events_frame
 
@@ -190,27 +190,46 @@ def decode_block(data: bytes, decoder: Decoder, *, source: str = "", first_line:
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """A stretch of a log cut at a newline: ``data`` is complete lines, or an unterminated last line
-    (``ended`` false); ``first_line`` (1-based) and ``offset`` say where it starts."""
+    """A stretch of a log cut at a newline: ``data`` is complete lines; or the first bytes of a line over
+    the length limit (``too_long``); or an unterminated last line (``ended`` false). ``first_line``
+    (1-based) and ``offset`` say where it starts."""
 
     data: bytes
     first_line: int
     offset: int
     lines: int
     ended: bool = True
+    too_long: bool = False
 
 
-def split_blocks(stream: BinaryIO, block_bytes: int = BLOCK_BYTES) -> Iterator[Span]:
-    """Cut a finished log into spans of about ``block_bytes`` ending at a newline (a longer line is one span)."""
-    line_no, offset, carry = 1, 0, b""
-    while True:
-        chunk = stream.read(block_bytes)
-        if not chunk:
-            break
+def split_blocks(stream: BinaryIO, block_bytes: int = BLOCK_BYTES,
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[Span]:
+    """Cut a finished log into spans of about ``block_bytes`` ending at a newline.
+
+    A line found longer than ``max_line_bytes`` before its end is a
+    ``too_long`` span of its first bytes, and the rest of it is skipped
+    unread into memory: so a zero-filled tail after a crash costs no memory.
+    """
+    if type(block_bytes) is not int or block_bytes < 1:
+        raise ValueError(f"block_bytes: must be a whole number >= 1, got {block_bytes!r}")
+    if type(max_line_bytes) is not int or max_line_bytes < 1:
+        raise ValueError(f"max_line_bytes: must be a whole number >= 1, got {max_line_bytes!r}")
+    line_no, offset, carry, skipping = 1, 0, b"", False
+    while chunk := stream.read(block_bytes):
+        if skipping:  # inside an over-long line, already rejected
+            end = chunk.find(b"\n")
+            if end < 0:
+                offset += len(chunk)
+                continue
+            offset, line_no, skipping = offset + end + 1, line_no + 1, False
+            chunk = chunk[end + 1:]
         data = carry + chunk if carry else chunk
         cut = data.rfind(b"\n") + 1
         if cut == 0:
             carry = data
+            if len(data) > max_line_bytes:
+                yield Span(data[:max_line_bytes], line_no, offset, 0, ended=False, too_long=True)
+                offset, carry, skipping = offset + len(data), b"", True
             continue
         carry = data[cut:]
         block = data[:cut] if cut < len(data) else data
@@ -223,7 +242,10 @@ def split_blocks(stream: BinaryIO, block_bytes: int = BLOCK_BYTES) -> Iterator[S
 
 
 def decode_span(span: Span, decoder: Decoder, *, source: str = "") -> Block:
-    """Decode one span (see :func:`decode_block`); an unterminated line is rejected."""
+    """Decode one span (see :func:`decode_block`); an over-long or unterminated line is rejected."""
+    if span.too_long:
+        return Block(events_frame([]), [decoder.too_long(span.data, source=source, line_no=span.first_line,
+                                                         offset=span.offset)])
     if not span.ended:
         return Block(events_frame([]), [decoder.unterminated(span.data, source=source, line_no=span.first_line,
                                                              offset=span.offset)])
@@ -234,7 +256,7 @@ def decode_span(span: Span, decoder: Decoder, *, source: str = "") -> Block:
 def read_blocks(stream: BinaryIO, decoder: Decoder, *, source: str = "",
                 block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
     """Decode a finished log block by block; an unterminated last line is rejected."""
-    for span in split_blocks(stream, block_bytes):
+    for span in split_blocks(stream, block_bytes, decoder.max_line_bytes):
         yield decode_span(span, decoder, source=source)
 
 

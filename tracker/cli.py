@@ -33,6 +33,7 @@ __all__ = ("main",)
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
+EXIT_STOPPED = 130  # stopped by SIGINT or SIGTERM before the end
 
 
 class _UsageError(Exception):
@@ -202,13 +203,29 @@ def _run_summary(reports: Reports) -> list[str]:
     ]
 
 
+class _Terminated(Exception):
+    """SIGTERM, raised where the program is, so that clean-up (the replay's spool folder) runs."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         result = replay(args.logs, args.out, interval_s=args.interval, quarantine_path=args.quarantine,
                         memory_bytes=int(args.memory * 2**20), spool_dir=args.spool_dir)
     except OSError as exc:
         name = f" {str(exc.filename)!r}" if exc.filename else ""
-        raise _UsageError(f"cannot read{name}: {exc.strerror or exc}") from exc
+        raise _UsageError(f"cannot use{name}: {exc.strerror or exc}") from exc
+    except (_Terminated, KeyboardInterrupt):
+        print("tracker replay: stopped before the end; the reports in the folder are incomplete", file=sys.stderr)
+        return EXIT_STOPPED
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     read, rejected = result.read, result.rejected
     print(f"read {len(result.logs)} log{'s' if len(result.logs) != 1 else ''}: {read.events} events, "
           f"{rejected.total()} rejected, {read.duplicates} duplicates")

@@ -1,7 +1,8 @@
 """Read log lines back into events; every line that is not one is rejected with its reason.
 
 Nothing is skipped in silence: each line of a log is either an event, a
-duplicate of an event already read (same ``event_id`` and ``ts``, counted once), or a
+duplicate of an event already read (same ``event_id``, ``ts`` and report
+fields: one line read twice, counted once), or a
 :class:`Rejected` with its line number, byte offset, reason and the raw bytes,
 which a :class:`Quarantine` keeps verbatim.
 """
@@ -64,11 +65,18 @@ class Rejected:
         return f"{self.source}:{self.line_no} (byte {self.offset}): {self.reason}: {self.detail}"
 
 
+def _report_key(event: Event) -> tuple[object, ...]:
+    """What makes two events one (see :func:`tracker.report.distinct`): the report's columns."""
+    return (event.event_id, event.ts, event.session_id, event.TYPE, getattr(event, "username", None),
+            getattr(event, "course_numbers", None), getattr(event, "response_time_ms", None),
+            getattr(event, "error", None), getattr(event, "kind", None))
+
+
 class Decoder:
     """Decodes lines into events, with counts of what it saw.
 
-    One decoder can read several files: duplicates (the same ``event_id`` at
-    the same ``ts``: one line read twice) are detected across all of them
+    One decoder can read several files: duplicates (one line read twice: the
+    same ``event_id``, ``ts`` and report fields) are detected across all of them
     (unless ``dedupe`` is false, for callers that remove duplicates
     themselves). ``max_line_bytes`` bounds a line's length.
     """
@@ -79,7 +87,7 @@ class Decoder:
         self.by_type: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.duplicates = 0
-        self._seen: set[tuple[str, int]] = set()
+        self._seen: set[tuple[object, ...]] = set()
         self._writers: dict[str, list[int]] = {}  # writer -> [events, highest seq]
 
     @property
@@ -91,8 +99,7 @@ class Decoder:
     ) -> Event | Rejected | None:
         """One complete line (its newline included or not) as an event, a rejection, or ``None`` for a duplicate."""
         if len(raw) > self.max_line_bytes:
-            return self._reject(source, line_no, offset, "too_long",
-                                f"line is {len(raw)} bytes, the limit is {self.max_line_bytes}", raw)
+            return self.too_long(raw[:self.max_line_bytes], source=source, line_no=line_no, offset=offset)
         try:
             record = _loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -107,7 +114,7 @@ class Decoder:
         except EventValidationError as exc:
             return self._reject(source, line_no, offset, exc.reason, str(exc), raw)
         if self.dedupe:
-            key = (event.event_id, event.ts)
+            key = _report_key(event)
             if key in self._seen:
                 self.duplicates += 1
                 return None
@@ -163,7 +170,8 @@ class Decoder:
             offset += len(raw)
 
     def too_long(self, raw: bytes, *, source: str = "", line_no: int = 0, offset: int = 0) -> Rejected:
-        """Reject a line found longer than the limit before its end was read (``raw`` is its start)."""
+        """Reject a line longer than the limit; ``raw`` is its first ``max_line_bytes`` bytes, all that is kept
+        (however much of the line was read before its length was known)."""
         return self._reject(source, line_no, offset, "too_long",
                             f"line is longer than the limit of {self.max_line_bytes} bytes", raw)
 

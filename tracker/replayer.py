@@ -49,7 +49,8 @@ __all__ = (
 )
 
 QUARANTINE_FILE: Final = "quarantine.jsonl"
-#: The second pass aggregates consecutive windows together up to this many events or windows.
+#: The second pass aggregates consecutive windows together up to this many rows (events, and the
+#: per-session rows of their windows) or windows.
 GROUP_ROWS: Final = 250_000
 GROUP_WINDOWS: Final = 512
 
@@ -106,7 +107,7 @@ def _decoded(paths: Sequence[Path], block_bytes: int, max_line_bytes: int, worke
         try:
             for path in paths:
                 with open(path, "rb") as stream:
-                    for span in split_blocks(stream, block_bytes):
+                    for span in split_blocks(stream, block_bytes, max_line_bytes):
                         decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
                         pending.append(pool.submit(decode_span, span, decoder, source=str(path)))
                         while len(pending) > workers:
@@ -134,8 +135,8 @@ def read_events(paths: Sequence[Path], quarantine: Quarantine, spool: Spool, *, 
 
 
 def _aggregate(spool: Spool, out: Path, interval_s: int) -> tuple[Reports, list[Path], ReadStats]:
-    """Aggregate the spool's events a run of windows at a time (up to :data:`GROUP_ROWS` events or
-    :data:`GROUP_WINDOWS` windows), writing the windows' session files as they are built."""
+    """Aggregate the spool's events a run of windows at a time (up to :data:`GROUP_ROWS` events and
+    session rows, or :data:`GROUP_WINDOWS` windows), writing the windows' session files as they are built."""
     if spool.ts_min is None or spool.ts_max is None:
         reports = build_reports(events_frame([]), interval_s)
         return reports, [], ReadStats({}, 0)
@@ -150,7 +151,7 @@ def _aggregate(spool: Spool, out: Path, interval_s: int) -> tuple[Reports, list[
         read = spool.take(k)
         if read.height:
             held.append(read)
-            rows += read.height
+        rows += read.height + builder.rows_in(k)  # events, and the session rows they are aggregated into
         if rows < GROUP_ROWS and k - k_first + 1 < GROUP_WINDOWS and k < k_max:
             continue
         # Both copies of a line share their window, so duplicates are all within one run.
@@ -187,6 +188,8 @@ def replay(
     Per-window session files left in ``out_dir`` by an earlier run that this
     one does not write are removed, so the folder holds one run's reports.
     """
+    if type(block_bytes) is not int or block_bytes < 1:
+        raise ValueError(f"block_bytes: must be a whole number >= 1, got {block_bytes!r}")
     paths = tuple(expand_logs(logs))
     out = Path(out_dir)
     quarantine = Quarantine(quarantine_path if quarantine_path is not None else out / QUARANTINE_FILE)

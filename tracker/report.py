@@ -64,8 +64,10 @@ FLOAT_PRECISION: Final = 3
 MAX_WINDOWS: Final = 100_000
 
 #: The columns the aggregation reads: one row per (valid, deduplicated) event. The type is an enum and
-#: the text columns categorical: a byte or four a row instead of a string view of 16 bytes and more
-#: (categoricals sort by their text; they are cast back to text for the files).
+#: the session ids and usernames categorical: a byte or four a row instead of a string view of 16 bytes
+#: and more (categoricals sort by their text; they are cast back to text for the files). Error messages
+#: and kinds stay text: polars keeps every categorical's text for the life of the process, and free
+#: text (a message with a request id in it) would grow without bound and hide from memory budgets.
 EVENT_SCHEMA: Final = pl.Schema([
     ("ts", pl.Int64),
     ("event_id", pl.String),
@@ -74,8 +76,8 @@ EVENT_SCHEMA: Final = pl.Schema([
     ("username", pl.Categorical()),
     ("course_numbers", pl.List(pl.Int64)),
     ("response_time_ms", pl.Float64),
-    ("error", pl.Categorical()),
-    ("kind", pl.Categorical()),
+    ("error", pl.String),
+    ("kind", pl.String),
 ])
 
 #: The columns a window's aggregation reads (the sessions' names and courses come from their rows).
@@ -136,19 +138,21 @@ def events_frame(events: Iterable[Event]) -> pl.DataFrame:
 
 
 def distinct(events: pl.DataFrame) -> pl.DataFrame:
-    """The first of each event (the same ``event_id`` at the same ``ts``) in the frame's order.
+    """The first of each event in the frame's order: rows equal in every column of
+    :data:`EVENT_SCHEMA` (``event_id`` and ``ts`` included) are one line read twice.
 
-    A line read twice (a retried write, a log copied into two files) is the
-    same event; since both copies share their time, they share their window,
-    so removing duplicates window by window removes them all.
+    Both copies share their time, so they share their window: removing
+    duplicates window by window removes them all. Two rows with the same
+    ``event_id`` and ``ts`` but other content (a writer reusing an id) are
+    both kept, so whichever copy is read first, every reader counts the same.
     """
     if events.height < 2:
         return events
-    # Equal keys have equal hashes, so all-distinct hashes prove there is no duplicate (the common
-    # case, checked at a third of the cost of the exact filter).
+    # Equal rows have equal (event_id, ts) hashes, so all-distinct hashes prove there is no duplicate
+    # (the common case, checked at a third of the cost of the exact filter).
     if events.select((pl.col("event_id").hash() ^ pl.col("ts").hash(seed=1)).n_unique()).item() == events.height:
         return events
-    return events.filter(pl.struct("event_id", "ts").is_first_distinct())
+    return events.filter(pl.struct(EVENT_SCHEMA.names()).is_first_distinct())
 
 
 def session_rows(events: pl.DataFrame) -> pl.DataFrame:
@@ -268,20 +272,29 @@ class ReportBuilder:
         self._counted = dict.fromkeys(_COUNTED, 0)
 
     def _active_counts(self, sessions: pl.DataFrame) -> pl.DataFrame:
-        """``active_sessions`` and ``active_at_end`` of every window, from the sessions' start and end windows."""
+        """``active_sessions`` and ``active_at_end`` of every window, from the sessions' start and end windows,
+        and ``in_run``: the sessions with a row in the window's running totals (first event to end)."""
         windows = pl.DataFrame({"k": pl.int_range(self.k_min, self.k_max + 1, eager=True)})
         # Alive in window k: ks <= k <= ke. Alive at its end: ks <= k <= ke - 1 (ke null: forever).
         alive = sessions.filter(pl.col("ke").is_null() | (pl.col("ke") >= pl.col("ks")))
         at_end = sessions.filter(pl.col("ke").is_null() | (pl.col("ke") > pl.col("ks")))
+        in_run = sessions.filter(pl.col("ke").is_null() | (pl.col("ke") >= pl.col("first_k")))
 
-        def running(starts: pl.DataFrame, stop: pl.Expr) -> pl.Series:
-            plus = starts.group_by(k="ks").agg(plus=pl.len())
+        def running(starts: pl.DataFrame, start: str, stop: pl.Expr) -> pl.Series:
+            plus = starts.group_by(k=start).agg(plus=pl.len())
             minus = starts.filter(pl.col("ke").is_not_null()).group_by(k=stop).agg(minus=pl.len())
             steps = windows.join(plus, on="k", how="left").join(minus, on="k", how="left").sort("k")
             return (steps["plus"].fill_null(0).cast(pl.Int64) - steps["minus"].fill_null(0).cast(pl.Int64)).cum_sum()
 
-        return windows.with_columns(active_sessions=running(alive, pl.col("ke") + 1),
-                                    active_at_end=running(at_end, pl.col("ke")))
+        return windows.with_columns(active_sessions=running(alive, "ks", pl.col("ke") + 1),
+                                    active_at_end=running(at_end, "ks", pl.col("ke")),
+                                    in_run=running(in_run, "first_k", pl.col("ke") + 1))
+
+    def rows_in(self, k: int) -> int:
+        """How many per-session rows window ``k`` makes while it is built (its sessions' running totals)."""
+        value = self._active["in_run"][k - self.k_min]
+        assert isinstance(value, int)
+        return value
 
     def windows(self, k_last: int, events: pl.DataFrame) -> WindowReport:
         """The rows of the next windows, up to ``k_last``, from their events (columns of :data:`WINDOW_COLUMNS`)."""
@@ -300,7 +313,7 @@ class ReportBuilder:
         bounds = [(pl.col("k") * every).alias("window_start"), ((pl.col("k") + 1) * every).alias("window_end")]
 
         summary = (
-            self._active.slice(k_first - self.k_min, k_last - k_first + 1)
+            self._active.slice(k_first - self.k_min, k_last - k_first + 1).drop("in_run")
             .join(ev.group_by("k").agg(*_counts(_COUNTED), *_stats(answers, "response_time_ms")), on="k", how="left")
             .with_columns(pl.col(list(_COUNTED)).fill_null(0))
             .sort("k")
@@ -348,7 +361,6 @@ class ReportBuilder:
 
         errors = (
             ev.filter(pl.col("type") == "error")
-            .with_columns(pl.col("kind", "error").cast(pl.String))
             .group_by("k", "kind", message="error")
             .agg(count=pl.len().cast(pl.Int64))
             .sort("k", pl.col("kind").fill_null(""), "message")

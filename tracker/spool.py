@@ -4,9 +4,9 @@ Pass 1 of a replay adds each decoded block (:meth:`Spool.add`); pass 2 takes
 the windows back one at a time, in time order (:meth:`Spool.take`). So a log
 bigger than memory replays with about one window's events in memory, plus the
 budget. Each window's events come back in the order they were added (the
-first copy of a duplicate is the first read), with only the columns a
-window's aggregation reads (:data:`~tracker.report.WINDOW_COLUMNS`); the
-sessions' names and courses are kept in :meth:`Spool.session_rows`.
+first copy of a duplicate is the first read), with the columns of
+:data:`~tracker.report.EVENT_SCHEMA`; the rows that decide the sessions are
+kept aside as they come (:meth:`Spool.session_rows`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Final
 
 import polars as pl
 
-from .report import EVENT_SCHEMA, WINDOW_COLUMNS, session_rows
+from .report import EVENT_SCHEMA, session_rows
 
 __all__ = ("DEFAULT_MEMORY_BYTES", "SPOOL_PREFIX", "Spool")
 
@@ -28,7 +28,6 @@ __all__ = ("DEFAULT_MEMORY_BYTES", "SPOOL_PREFIX", "Spool")
 DEFAULT_MEMORY_BYTES: Final = 128 << 20
 #: The name prefix of the temporary folder a spool creates (and removes) for the events it writes out.
 SPOOL_PREFIX: Final = ".tracker-spool-"
-_WINDOW_SCHEMA: Final = pl.Schema({name: EVENT_SCHEMA[name] for name in WINDOW_COLUMNS})
 _SECOND: Final = 1_000_000
 #: Session rows gathered before they are reduced to a few per session again (and at least 4x the last reduction).
 _REDUCE_ROWS: Final = 100_000
@@ -91,7 +90,7 @@ class Spool:
         self._rows_height += rows.height
         if self._rows_height > max(_REDUCE_ROWS, 4 * self._rows_reduced):
             self._reduce_rows()
-        parts = (frame.select(WINDOW_COLUMNS).with_columns(k=pl.col("ts") // self._every)
+        parts = (frame.select(EVENT_SCHEMA.names()).with_columns(k=pl.col("ts") // self._every)
                  .partition_by("k", as_dict=True, include_key=False))
         for (k,), part in parts.items():
             assert isinstance(k, int)
@@ -135,7 +134,7 @@ class Spool:
             path.unlink()
         self._held -= sum(int(frame.estimated_size()) for frame in frames[len(paths):])
         if not frames:
-            return pl.DataFrame(schema=_WINDOW_SCHEMA)
+            return pl.DataFrame(schema=EVENT_SCHEMA)
         return pl.concat(frames) if len(frames) > 1 else frames[0]
 
     def close(self) -> None:
