@@ -155,7 +155,7 @@ def _aggregate(spool: Spool, out: Path, interval_s: int) -> tuple[Reports, list[
         if rows < GROUP_ROWS and k - k_first + 1 < GROUP_WINDOWS and k < k_max:
             continue
         # Both copies of a line share their window, so duplicates are all within one run.
-        raw = pl.concat(held) if len(held) > 1 else held[0] if held else spool.take(k_first)
+        raw = pl.concat(held) if len(held) > 1 else held[0] if held else events_frame([])
         events = distinct(raw)
         duplicates += raw.height - events.height
         by_type.update(dict(events.group_by("type").len().iter_rows()))
