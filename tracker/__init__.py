@@ -75,6 +75,7 @@ from .fold import (
     fold,
     fold_all,
 )
+from .follow import FINGERPRINT_BYTES, Follower
 from .integration_helper import (
     STRESS_TEST_CONFIG,
     configure,
@@ -142,7 +143,6 @@ from .spool import (
 )
 from .tail import (
     CHECKPOINT_DIR,
-    FINGERPRINT_BYTES,
     Tail,
     TailStats,
 )

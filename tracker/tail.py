@@ -25,46 +25,26 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import orjson
 import polars as pl
 import watchfiles
 
-from .batch import decode_block
 from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine, Rejected
 from .errors import ReportError
+from .follow import Follower, FollowStats, check_positions
 from .live import DEFAULT_GRACE_S, LiveReporter
 from .report import DEFAULT_INTERVAL_S, EVENT_SCHEMA, write_atomically
 
-__all__ = ("CHECKPOINT_DIR", "FINGERPRINT_BYTES", "Tail", "TailStats")
+__all__ = ("CHECKPOINT_DIR", "Tail", "TailStats")
 
 CHECKPOINT_DIR: Final = ".tracker-checkpoint"
 CHECKPOINT_FILE: Final = "checkpoint.json"
 CHECKPOINT_VERSION: Final = 1
-FINGERPRINT_BYTES: Final = 1024
-_READ_BYTES: Final = 16 << 20
 _RECENT_FRAMES: Final = 512
 _MAX_SEGMENTS: Final = 64
-#: A rotated-away file is read until it has not grown for this long (writers holding it open may append).
-_RETIRE_AFTER_S: Final = 60.0
 _log = logging.getLogger("tracker.tail")
-
-
-@dataclass(slots=True)
-class _Followed:
-    """One open file: its identity, how far its complete lines were read, and the partial line after that."""
-
-    path: Path
-    fd: int
-    dev: int
-    ino: int
-    offset: int = 0
-    line_no: int = 0
-    head: bytes = b""  # the first bytes of the file, up to FINGERPRINT_BYTES: its fingerprint
-    partial: bytearray = field(default_factory=bytearray)
-    skipping: bool = False  # inside a line already rejected as too long
-    retired_at: float = 0.0  # when it was rotated away, or last grew after that
 
 
 @dataclass(slots=True)
@@ -73,9 +53,19 @@ class TailStats:
 
     events: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
-    rotations: int = 0
-    truncations: int = 0
-    last_read: float = 0.0  # wall time of the last read that found new lines
+    follow: FollowStats = field(default_factory=FollowStats)
+
+    @property
+    def rotations(self) -> int:
+        return self.follow.rotations
+
+    @property
+    def truncations(self) -> int:
+        return self.follow.truncations
+
+    @property
+    def last_read(self) -> float:
+        return self.follow.last_read
 
 
 class Tail:
@@ -93,18 +83,14 @@ class Tail:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         checkpoint_every_s: float = 5.0,
     ) -> None:
-        self.targets = [Path(t) for t in targets]
         self.out_dir = Path(out_dir)
         self.reporter = LiveReporter(out_dir, interval_s=interval_s, grace_s=grace_s)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else self.out_dir / CHECKPOINT_DIR
         self.quarantine = Quarantine(quarantine_path if quarantine_path is not None
                                      else self.out_dir / "quarantine.jsonl")
         self.decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
-        self.stats = TailStats(rejected=self.decoder.rejected)
-        self._files: dict[Path, _Followed] = {}
-        self._retired: list[_Followed] = []  # rotated away: still drained, as writers may append for a while
-        self._unreadable: set[Path] = set()
-        self._resume: list[dict[str, Any]] = []  # file entries of the checkpoint, not yet reopened
+        self.follower = Follower(targets, self.decoder, self._take, warn=self._warn)
+        self.stats = TailStats(rejected=self.decoder.rejected, follow=self.follower.stats)
         self._segments: list[str] = []
         self._unsaved: list[pl.DataFrame] = []
         self._late_unflushed = 0
@@ -120,174 +106,16 @@ class Tail:
     # -- files --------------------------------------------------------------
 
     def paths(self) -> list[Path]:
-        """The files followed now: file targets, and the ``*.jsonl`` files of folder targets."""
-        found: list[Path] = []
-        for target in self.targets:
-            if target.is_dir():
-                found.extend(sorted(p for p in target.glob("*.jsonl") if p.is_file()))
-            else:
-                found.append(target)
-        return found
-
-    def watch_dirs(self) -> list[Path]:
-        """The folders to watch: a folder target itself, a file target's parent (created if missing)."""
-        dirs = []
-        for target in self.targets:
-            folder = target if target.is_dir() else target.parent
-            folder.mkdir(parents=True, exist_ok=True)
-            if folder not in dirs:
-                dirs.append(folder)
-        return dirs
-
-    def _open(self, path: Path, st: os.stat_result) -> _Followed | None:
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            if path not in self._unreadable:
-                self._unreadable.add(path)
-                self._warn(f"{path}: cannot be read ({exc.strerror}); trying again on every change")
-            return None
-        self._unreadable.discard(path)
-        opened = os.fstat(fd)
-        followed = _Followed(path, fd, opened.st_dev, opened.st_ino)
-        saved = next((e for e in self._resume if e["path"] == path
-                      and (e["dev"], e["ino"]) == (opened.st_dev, opened.st_ino)), None)
-        if saved is not None:
-            self._resume.remove(saved)
-            head = os.pread(fd, len(bytes.fromhex(saved["head"])), 0)
-            if head.hex() == saved["head"] and opened.st_size >= saved["offset"]:
-                followed.offset, followed.line_no, followed.head = saved["offset"], saved["line_no"], head
-            else:
-                self._warn(f"{path}: changed since the checkpoint (truncated or replaced); reading it from the start")
-        return followed
-
-    def _changed_in_place(self, f: _Followed, st: os.stat_result) -> bool:
-        """True when the file was truncated: it is shorter than what was read, or its first bytes differ."""
-        if st.st_size < f.offset + len(f.partial):
-            return True
-        return bool(f.head) and os.pread(f.fd, len(f.head), 0) != f.head
-
-    def _drain_moved(self) -> None:
-        """After a restart, find files rotated away (while the tail was down, or before it died) by their inode
-        beside their old path, and drain them from the saved offset."""
-        for saved in list(self._resume):
-            path = saved["path"]
-            try:
-                st = os.stat(path)
-                if (st.st_dev, st.st_ino) == (saved["dev"], saved["ino"]):
-                    continue  # still at its path: _open resumes it
-            except FileNotFoundError:
-                pass
-            self._resume.remove(saved)
-            for candidate in sorted(path.parent.iterdir()) if path.parent.is_dir() else []:
-                try:
-                    cst = candidate.stat()
-                except OSError:
-                    continue
-                if (cst.st_dev, cst.st_ino) == (saved["dev"], saved["ino"]) and candidate.is_file():
-                    fd = os.open(candidate, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-                    self._retire(_Followed(path, fd, cst.st_dev, cst.st_ino, saved["offset"], saved["line_no"],
-                                           bytes.fromhex(saved["head"])))
-                    self.stats.rotations += 1
-                    break
+        """The files followed now (see :meth:`Follower.paths`)."""
+        return self.follower.paths()
 
     def poll(self) -> int:
         """Read every followed file to its end; return the number of new events."""
         before = self.stats.events
-        if self._resume:
-            self._drain_moved()
-        for path in self.paths():
-            try:
-                st: os.stat_result | None = os.stat(path)
-            except FileNotFoundError:
-                st = None
-            f = self._files.get(path)
-            if f is not None and (st is None or (st.st_dev, st.st_ino) != (f.dev, f.ino)):
-                self._read(f)  # rotated or deleted: drain the old file first, and keep draining it
-                del self._files[path]
-                self._retire(f)
-                self.stats.rotations += 1
-                f = None
-            elif f is not None and st is not None and self._changed_in_place(f, st):
-                self._warn(f"{path}: truncated (was read to byte {f.offset}, now {st.st_size} bytes); "
-                           "reading it again from the start")
-                self.stats.truncations += 1
-                f.offset, f.line_no, f.head, f.skipping = 0, 0, b"", False
-                f.partial.clear()
-            if f is None and st is not None:
-                f = self._open(path, st)
-                if f is None:
-                    continue
-                self._files[path] = f
-            if f is not None:
-                self._read(f)
-        # Files that left a folder target (rotated away) are retired too.
-        current = set(self.paths())
-        for path in [p for p in self._files if p not in current]:
-            self._retire(self._files.pop(path))
-        self._drain_retired()
-        if self.stats.events > before:
-            self.stats.last_read = time.time()
+        self.follower.poll()
         return self.stats.events - before
 
-    def _retire(self, f: _Followed) -> None:
-        f.retired_at = time.monotonic()
-        self._retired.append(f)
-
-    def _drain_retired(self, *, finish: bool = False) -> None:
-        """Read what writers still append to rotated-away files; let one go after it stayed quiet for a while."""
-        for f in list(self._retired):
-            size = f.offset + len(f.partial)
-            self._read(f)
-            if f.offset + len(f.partial) != size:
-                f.retired_at = time.monotonic()
-            if finish or time.monotonic() - f.retired_at >= _RETIRE_AFTER_S:
-                self._read(f, final=True)
-                os.close(f.fd)
-                self._retired.remove(f)
-
-    def _read(self, f: _Followed, *, final: bool = False) -> None:
-        limit = self.decoder.max_line_bytes
-        while True:
-            data = os.pread(f.fd, _READ_BYTES, f.offset + len(f.partial))
-            if not data:
-                break
-            if len(f.head) < FINGERPRINT_BYTES and f.offset + len(f.partial) < FINGERPRINT_BYTES:
-                f.head = os.pread(f.fd, FINGERPRINT_BYTES, 0)
-            if f.skipping:
-                end = data.find(b"\n")
-                if end < 0:
-                    f.offset += len(data)
-                    continue
-                f.offset += end + 1
-                f.line_no += 1
-                f.skipping = False
-                data = data[end + 1:]
-            f.partial += data
-            cut = f.partial.rfind(b"\n") + 1
-            if cut:
-                block = bytes(f.partial[:cut])
-                del f.partial[:cut]
-                self._take(decode_block(block, self.decoder, source=str(f.path), first_line=f.line_no + 1,
-                                        first_offset=f.offset).frame_and_rejected())
-                f.offset += cut
-                f.line_no += block.count(b"\n")
-            if len(f.partial) > limit:  # a line longer than the limit: reject it, skip to its end
-                self._take((None, [self.decoder.too_long(bytes(f.partial[:limit]), source=str(f.path),
-                                                         line_no=f.line_no + 1, offset=f.offset)]))
-                f.offset += len(f.partial)
-                f.partial.clear()
-                f.skipping = True
-        if final and f.partial:
-            self._take((None, [self.decoder.unterminated(bytes(f.partial), source=str(f.path),
-                                                         line_no=f.line_no + 1, offset=f.offset)]))
-            f.offset += len(f.partial)
-            f.partial.clear()
-
-    def _take(self, result: tuple[pl.DataFrame | None, Iterable[Rejected]]) -> None:
-        frame, rejected = result
+    def _take(self, frame: pl.DataFrame | None, rejected: Iterable[Rejected]) -> None:
         for item in rejected:
             self.quarantine.add(item)
         if frame is not None and not frame.is_empty():
@@ -349,11 +177,7 @@ class Tail:
             "late": self.reporter.late,
             "events": self.stats.events,
             "rejected": dict(self.decoder.rejected),
-            "files": [
-                {"path": str(f.path), "dev": f.dev, "ino": f.ino, "offset": f.offset, "line_no": f.line_no,
-                 "head": f.head.hex()}
-                for f in [*self._files.values(), *self._retired]
-            ],
+            "files": self.follower.positions(),
         }
         write_atomically(self.checkpoint_dir / CHECKPOINT_FILE, orjson.dumps(state, option=orjson.OPT_INDENT_2))
         for name in old_segments:  # only once the checkpoint no longer names them
@@ -374,12 +198,7 @@ class Tail:
             for frame in frames:
                 if frame.schema != EVENT_SCHEMA:
                     raise ValueError("a segment has other columns than this tracker writes")
-            resume = [{"path": Path(f["path"]), **{k: f[k] for k in ("dev", "ino", "offset", "line_no", "head")}}
-                      for f in state["files"]]
-            for saved in resume:
-                bytes.fromhex(saved["head"])  # raises ValueError when damaged
-                if not all(type(saved[k]) is int and saved[k] >= 0 for k in ("dev", "ino", "offset", "line_no")):
-                    raise ValueError(f"a file entry is damaged: {saved!r}")
+            resume = check_positions(state["files"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError) as exc:
             self._warn(f"checkpoint {path} is unusable ({exc}); reading every log from the start")
             self._clear_checkpoint()
@@ -394,7 +213,7 @@ class Tail:
         self.decoder.rejected.update(state["rejected"])
         self._segments = list(state["segments"])
         self._generation = max((int(n.split("-")[1].split(".")[0]) for n in self._segments), default=0)
-        self._resume = resume
+        self.follower.resume(resume)
 
     def _clear_checkpoint(self) -> None:
         """Remove this tail's own checkpoint files (only those: the folder may hold anything else)."""
@@ -416,7 +235,7 @@ class Tail:
         if on_tick is not None:
             on_tick(self)
         for _changes in watchfiles.watch(
-            *self.watch_dirs(), watch_filter=None, debounce=debounce_ms, step=step_ms, stop_event=stop,
+            *self.follower.watch_dirs(), watch_filter=None, debounce=debounce_ms, step=step_ms, stop_event=stop,
             rust_timeout=tick_ms, yield_on_timeout=True, raise_interrupt=False, recursive=False,
         ):
             self.step()
@@ -427,8 +246,7 @@ class Tail:
 
     def close(self) -> None:
         """Read what is left, write every window (open ones too), checkpoint, and close the files."""
-        self.poll()
-        self._drain_retired(finish=True)
+        self.follower.finish()
         self.reporter.flush(final=True)
         self.checkpoint()
         self.release()
@@ -436,7 +254,4 @@ class Tail:
     def release(self) -> None:
         """Close the open files and the quarantine without writing anything (as a crash would leave it)."""
         self.quarantine.close()
-        for f in [*self._files.values(), *self._retired]:
-            os.close(f.fd)
-        self._files.clear()
-        self._retired.clear()
+        self.follower.release()
