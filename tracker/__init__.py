@@ -75,7 +75,7 @@ from .fold import (
     fold,
     fold_all,
 )
-from .follow import FINGERPRINT_BYTES, Follower
+from .follow import FINGERPRINT_BYTES
 from .integration_helper import (
     STRESS_TEST_CONFIG,
     configure,
