@@ -32,12 +32,11 @@ class _TimedTail(Tail):
 
     arrivals: list[tuple[int, int]]
 
-    def _take(self, result: tuple[pl.DataFrame | None, Iterable[Rejected]]) -> None:
+    def _take(self, frame: pl.DataFrame | None, rejected: Iterable[Rejected]) -> None:
         now = time.time_ns() // 1000
-        frame = result[0]
         if frame is not None:
             self.arrivals.extend((ts, now) for ts in frame["ts"].to_list())
-        super()._take(result)
+        super()._take(frame, rejected)
 
 
 def _run(folder: Path, events: int, gap_s: float, follow: Callable[[Tail, threading.Event], None]) -> list[float]:
