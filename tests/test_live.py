@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import T0, event
-from tests.test_report import LOGS, random_events
+from tests.test_engine import LOGS, random_events
 from tracker.events import Event
 from tracker.live import LiveReporter
+from tracker.output import ERRORS_FILE, SESSIONS_FILE_PREFIX, SUMMARY_FILE, TOTALS_FILE, session_file_name
 from tracker.replayer import replay
-from tracker.report import ERRORS_FILE, SESSIONS_FILE_PREFIX, SUMMARY_FILE, TOTALS_FILE, session_file_name
 
 S = 1_000_000
 MS = 1_000
@@ -242,10 +242,10 @@ class TestFlush:
         live = LiveReporter(tmp_path / "live", interval_s=60, grace_s=5)
         live.add_events(events)
         live.add_events(events[2:5])
-        result = live.flush(final=True)
-        assert result.reports.summary["questions_answered"].sum() == 4
-        assert result.reports.totals["errors"].to_list() == [3]
-        assert live.events().height == len(events)
+        live.flush(final=True)
+        assert live.engine.summary()["questions_answered"].sum() == 4
+        assert live.engine.totals()["errors"].to_list() == [3]
+        assert (live.engine.counts.total(), live.engine.duplicates) == (len(events), 3)
         assert disk_files(tmp_path / "live") == replay_files(tmp_path, events, 60)
 
     def test_no_temporary_files_left(self, tmp_path: Path) -> None:

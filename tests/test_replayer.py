@@ -10,7 +10,6 @@ import subprocess
 import sys
 from glob import glob
 from pathlib import Path
-from unittest.mock import patch
 
 import orjson
 import pytest
@@ -18,8 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import T0, event
-from tests.test_report import LOGS, assert_matches_reference, random_events
-from tracker import spool
+from tests.test_engine import LOGS, assert_matches_reference, random_events
 from tracker.cli import main
 from tracker.decoder import Rejected, decode_file
 from tracker.events import Event, SessionUnregistered
@@ -110,9 +108,8 @@ class TestSplitProperty:
             rnd.shuffle(bucket)
             _write_log(base / f"part{n}.jsonl", bucket)
         one = replay([base / "all.jsonl"], base / "one", interval_s=interval)
-        with patch.object(spool, "_REDUCE_ROWS", 0):  # sessions found block by block, reduced at every block
-            many = replay(sorted(base.glob("part*.jsonl")), base / "many", interval_s=interval,
-                          memory_bytes=rnd.choice([0, 2000, 1 << 30]), block_bytes=rnd.choice([2000, 1 << 20]))
+        many = replay(sorted(base.glob("part*.jsonl")), base / "many", interval_s=interval,
+                      memory_bytes=rnd.choice([0, 2000, 1 << 30]), block_bytes=rnd.choice([2000, 1 << 20]))
         assert _files(base / "one") == _files(base / "many")
         assert many.read.duplicates == 1
         assert one.read.events == many.read.events == len(events)
@@ -168,7 +165,7 @@ class TestReplay:
         live.add_events(events)
         live.flush(final=True)
         assert result.read.duplicates == 1
-        assert result.reports.totals["sessions"].item() == 2
+        assert result.tables.totals["sessions"].item() == 2
         assert _files(tmp_path / "out") == _files(tmp_path / "live")
 
     def test_block_size_must_be_positive(self, tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ from tracker import session_tracker
 from tracker.decoder import Rejected, decode_file
 from tracker.emitter import EventLog
 from tracker.events import Event
+from tracker.output import ERRORS_FILE, SESSIONS_FILE_PREFIX, SUMMARY_FILE, TOTALS_FILE
 from tracker.replayer import replay
-from tracker.report import ERRORS_FILE, SESSIONS_FILE_PREFIX, SUMMARY_FILE, TOTALS_FILE
 from tracker.session_tracker import (
     ACTIVITY_TYPES,
     SessionTracker,

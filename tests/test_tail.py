@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import T0, record
-from tracker import tail as tail_module
 from tracker.replayer import replay
-from tracker.tail import CHECKPOINT_DIR, CHECKPOINT_FILE, Tail
+from tracker.store import WindowStore
+from tracker.tail import CHECKPOINT_DIR, CHECKPOINT_FILE, WINDOWS_DIR, Tail
 
 S = 1_000_000
 TIMEOUT = 20.0
@@ -302,18 +303,60 @@ class TestCheckpoints:
         assert log.read_bytes() == line(1)
         assert not list(log.parent.glob("segment-*"))
 
-    def test_missing_segment_means_full_reread(self, tmp_path: Path) -> None:
-        """A checkpoint whose event segment is gone is unusable: warning and full re-read."""
+    def test_missing_window_file_means_full_reread(self, tmp_path: Path) -> None:
+        """A checkpoint whose window file is gone is unusable: warning and full re-read."""
         log = tmp_path / "events.jsonl"
         log.write_bytes(line(1))
         first = Tail([log], tmp_path / "out", interval_s=60)
         first.step(now=0)
         first.checkpoint()
-        for segment in (tmp_path / "out" / CHECKPOINT_DIR).glob("*.parquet"):
-            segment.unlink()
+        files = list((tmp_path / "out" / CHECKPOINT_DIR / WINDOWS_DIR).glob("*.parquet"))
+        assert files
+        for path in files:
+            path.unlink()
         second = Tail([log], tmp_path / "out", interval_s=60)
-        assert second.warnings
+        assert any("window file" in w and "missing" in w for w in second.warnings)
         assert second.poll() == 1
+
+    def test_state_of_another_run_is_not_merged(self, tmp_path: Path) -> None:
+        """A checkpoint made for another log is not used: a warning, a full re-read, no foreign events."""
+        other, log = tmp_path / "other.jsonl", tmp_path / "events.jsonl"
+        other.write_bytes(b"".join(line(i, i, session="old") for i in range(1, 41)))
+        log.write_bytes(b"".join(line(i, i) for i in range(1, 31)))
+        first = Tail([other], tmp_path / "out", interval_s=60)
+        first.close()
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        assert any("other logs" in w for w in second.warnings)
+        assert second.poll() == 30
+        second.close()
+        assert second.reporter.engine.counts.total() == 30
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
+    @pytest.mark.parametrize("damage", [
+        {"engine": {"interval_s": 60, "ts_min": "x"}},
+        {"engine": {"interval_s": 60, "ts_min": None, "ts_max": None, "counts": {}, "duplicates": 0,
+                    "sessions": [["s", "not a time", None, None, [], None]]}},
+        {"windows": {"12": {"files": ["../../etc/passwd"], "rows": 1}}},
+        {"windows": []},
+        {"late": "many"},
+        {"files": [{"path": 5}]},
+    ])
+    def test_damaged_state_of_the_right_shape_is_unusable(self, tmp_path: Path, damage: dict[str, Any]) -> None:
+        """Fields of the wrong type or value anywhere in the state: a warning and a full re-read, never a crash."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i) for i in range(1, 11)))
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.close()
+        path = tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE
+        state = orjson.loads(path.read_bytes())
+        for key, value in damage.items():
+            state[key] = {**state[key], **value} if isinstance(value, dict) and key == "engine" else value
+        path.write_bytes(orjson.dumps(state))
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        assert any("unusable" in w for w in second.warnings)
+        assert second.poll() == 10
+        second.close()
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
 
     def test_replaced_file_with_stale_checkpoint_is_reread(self, tmp_path: Path) -> None:
         """A checkpoint whose file identity matches but whose first bytes differ is not trusted."""
@@ -345,19 +388,33 @@ class TestCheckpoints:
         assert_same_as_replay([tmp_path / "events.jsonl.1", log], tmp_path / "out", tmp_path, 60)
 
 
-    def test_segments_are_compacted(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Past the segment limit, the checkpoint keeps one segment of every event, and a restart still agrees."""
-        monkeypatch.setattr(tail_module, "_MAX_SEGMENTS", 3)
+    def test_checkpoints_name_window_files_and_compact_them(self, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+        """Each checkpoint adds only new rows; past the file limit a window is compacted; a restart still agrees."""
+        monkeypatch.setattr(WindowStore, "MAX_FILES", 3)
         log = tmp_path / "events.jsonl"
         tail = Tail([log], tmp_path / "out", interval_s=60)
+        folder = tmp_path / "out" / CHECKPOINT_DIR / WINDOWS_DIR
         for i in range(1, 8):
             append(log, line(i, i))
             tail.poll()
             tail.checkpoint()
-        segments = sorted(p.name for p in (tmp_path / "out" / CHECKPOINT_DIR).glob("*.parquet"))
-        assert len(segments) < 4
+            assert len(list(folder.glob("*.parquet"))) <= 3
         again = Tail([log], tmp_path / "out", interval_s=60)
-        assert (again.warnings, again.poll(), again.reporter.events().height) == ([], 0, 7)
+        assert (again.warnings, again.poll(), again.reporter.engine.counts.total()) == ([], 0, 7)
+        again.close()
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
+    def test_checkpoint_holds_no_copy_of_the_log(self, tmp_path: Path) -> None:
+        """The checkpoint keeps the engine's compact rows, not the events: no event_id, writer or text in it."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i) for i in range(1, 50)))
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        tail.close()
+        folder = tmp_path / "out" / CHECKPOINT_DIR
+        columns = {c for p in (folder / WINDOWS_DIR).glob("*.parquet") for c in pl.read_parquet_schema(p)}
+        assert columns == {"key", "session_id", "type", "response_time_ms", "error", "kind"}
+        assert b"w:1:t" not in (folder / CHECKPOINT_FILE).read_bytes()
 
     def test_checkpoints_are_spaced(self, tmp_path: Path) -> None:
         """Between window flushes, a checkpoint is written at most every checkpoint_every_s seconds."""

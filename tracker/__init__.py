@@ -1,264 +1,71 @@
 """tracker: what every session of a chatbot stress test did, from an append-only event log.
 
-Data flow, one module a step: ``emitter`` appends events to a log; ``decoder`` (line by line)
-and ``batch`` (blocks, with polars) read it back, quarantining bad lines; ``tail`` follows live
-logs; ``fold`` gives per-session state; ``report`` aggregates windows and writes the CSV files,
-for ``live`` (while the test runs) and ``replayer`` (afterwards, through ``spool``, which keeps
-events by window between its two passes) alike. ``events`` defines the
-events, ``errors`` the exceptions; ``session_tracker`` and ``integration_helper`` are the
-original API on top; ``console`` is the live view, ``demo`` a simulated test, ``cli`` the command.
+The data flow, one module a step: ``emitter`` appends events to a log;
+``decoder`` (line by line) and ``batch`` (blocks, with polars) read it back,
+quarantining bad lines; ``follow`` follows live files; ``engine`` folds events
+into windows and sessions (``sessions`` holds the session rules, ``store``
+keeps windows in memory or on disk); ``output`` writes the CSV files. ``live``
+closes windows while a test runs, ``tail`` (``tracker tail``) and ``replayer``
+(``tracker replay``) drive the same engine. ``session_tracker`` and
+``integration_helper`` are the original API on top.
+
+The public API is small and loaded on first use: ``from tracker import emit``
+loads neither polars nor watchfiles.
 """
 
-from .batch import (
-    BLOCK_BYTES,
-    Block,
-    Span,
-    decode_block,
-    decode_span,
-    read_blocks,
-    read_file,
-    split_blocks,
-)
-from .console import (
-    LiveView,
-    snapshot,
-)
-from .decoder import (
-    DEFAULT_MAX_LINE_BYTES,
-    REASONS,
-    Decoder,
-    Quarantine,
-    Rejected,
-    decode_file,
-)
-from .demo import (
-    DemoConfig,
-    run_sessions,
-    simulate_session,
-)
-from .emitter import (
-    DEFAULT_LOG_PATH,
-    LOG_ENV_VAR,
-    EventLog,
-    default_log,
-    emit,
-)
-from .errors import (
-    CheckpointError,
-    EmitError,
-    EventValidationError,
-    TrackerError,
-)
-from .events import (
-    CURRENT_VERSION,
-    EVENT_TYPES,
-    MAX_TS,
-    UPCASTERS,
-    CycleCompleted,
-    ErrorReported,
-    Event,
-    FieldSpec,
-    QuestionAnswered,
-    QuestionAsked,
-    SessionRegistered,
-    SessionUnregistered,
-    check_field,
-    event_from_record,
-    format_ts,
-    to_ts,
-)
-from .fold import (
-    ANOMALIES,
-    SessionState,
-    anomalies,
-    event_order,
-    fold,
-    fold_all,
-)
-from .follow import FINGERPRINT_BYTES
-from .integration_helper import (
-    STRESS_TEST_CONFIG,
-    configure,
-    register_session,
-    start_tracking,
-    stop_tracking,
-    track_cycle_completed,
-    track_question_answered,
-    track_question_asked,
-    track_session_error,
-    unregister_session,
-)
-from .live import (
-    DEFAULT_GRACE_S,
-    FlushResult,
-    LiveReporter,
-)
-from .replayer import (
-    GROUP_ROWS,
-    GROUP_WINDOWS,
-    QUARANTINE_FILE,
-    ReadStats,
-    ReplayResult,
-    expand_logs,
-    read_events,
-    replay,
-)
-from .report import (
-    DEFAULT_INTERVAL_S,
-    ERRORS_FILE,
-    EVENT_SCHEMA,
-    SESSIONS_FILE_PREFIX,
-    SUMMARY_FILE,
-    TOTALS_FILE,
-    WINDOW_COLUMNS,
-    ReportBuilder,
-    Reports,
-    WindowReport,
-    build_reports,
-    distinct,
-    events_frame,
-    render_reports,
-    run_files,
-    session_file_name,
-    session_files,
-    session_rows,
-    window_span,
-    write_atomically,
-    write_reports,
-)
-from .session_tracker import (
-    ACTIVITY_TYPES,
-    DEFAULT_OUT_DIR,
-    DEFAULT_REPORT_INTERVAL,
-    SessionTracker,
-    TrackerConfig,
-    get_tracker,
-    initialize_tracker,
-    read_config,
-)
-from .spool import (
-    DEFAULT_MEMORY_BYTES,
-    SPOOL_PREFIX,
-    Spool,
-)
-from .tail import (
-    CHECKPOINT_DIR,
-    Tail,
-    TailStats,
-)
-from .version import (
-    VERSION,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .emitter import EventLog, emit
+from .errors import EmitError, EventValidationError, TrackerError
+from .version import VERSION
+
+if TYPE_CHECKING:
+    from .decoder import Decoder, Quarantine, Rejected, decode_file
+    from .engine import Engine
+    from .fold import SessionState, fold, fold_all
+    from .live import LiveReporter
+    from .replayer import replay
+    from .session_tracker import SessionTracker, get_tracker
+    from .tail import Tail
 
 __version__ = VERSION
 
 __all__ = (
-    "ACTIVITY_TYPES",
-    "ANOMALIES",
-    "BLOCK_BYTES",
-    "CHECKPOINT_DIR",
-    "CURRENT_VERSION",
-    "DEFAULT_GRACE_S",
-    "DEFAULT_INTERVAL_S",
-    "DEFAULT_LOG_PATH",
-    "DEFAULT_MAX_LINE_BYTES",
-    "DEFAULT_MEMORY_BYTES",
-    "DEFAULT_OUT_DIR",
-    "DEFAULT_REPORT_INTERVAL",
-    "ERRORS_FILE",
-    "EVENT_SCHEMA",
-    "EVENT_TYPES",
-    "FINGERPRINT_BYTES",
-    "GROUP_ROWS",
-    "GROUP_WINDOWS",
-    "LOG_ENV_VAR",
-    "MAX_TS",
-    "QUARANTINE_FILE",
-    "REASONS",
-    "SESSIONS_FILE_PREFIX",
-    "SPOOL_PREFIX",
-    "STRESS_TEST_CONFIG",
-    "SUMMARY_FILE",
-    "TOTALS_FILE",
-    "UPCASTERS",
     "VERSION",
-    "WINDOW_COLUMNS",
-    "Block",
-    "Span",
-    "CheckpointError",
-    "CycleCompleted",
-    "Decoder",
-    "DemoConfig",
     "EmitError",
-    "ErrorReported",
-    "Event",
+    "Engine",
     "EventLog",
     "EventValidationError",
-    "FieldSpec",
-    "FlushResult",
+    "Decoder",
     "LiveReporter",
-    "LiveView",
     "Quarantine",
-    "QuestionAnswered",
-    "QuestionAsked",
-    "ReadStats",
     "Rejected",
-    "ReplayResult",
-    "ReportBuilder",
-    "Reports",
-    "SessionRegistered",
     "SessionState",
     "SessionTracker",
-    "SessionUnregistered",
-    "Spool",
     "Tail",
-    "TailStats",
-    "TrackerConfig",
     "TrackerError",
-    "WindowReport",
-    "anomalies",
-    "build_reports",
-    "check_field",
-    "configure",
-    "decode_block",
-    "decode_span",
     "decode_file",
-    "default_log",
-    "distinct",
     "emit",
-    "event_from_record",
-    "event_order",
-    "events_frame",
-    "expand_logs",
     "fold",
     "fold_all",
-    "format_ts",
     "get_tracker",
-    "initialize_tracker",
-    "read_blocks",
-    "read_config",
-    "read_events",
-    "read_file",
-    "register_session",
-    "render_reports",
     "replay",
-    "run_files",
-    "run_sessions",
-    "session_files",
-    "session_file_name",
-    "session_rows",
-    "simulate_session",
-    "snapshot",
-    "split_blocks",
-    "start_tracking",
-    "stop_tracking",
-    "to_ts",
-    "track_cycle_completed",
-    "track_question_answered",
-    "track_question_asked",
-    "track_session_error",
-    "unregister_session",
-    "window_span",
-    "write_atomically",
-    "write_reports",
 )
+
+_LAZY = {
+    "Decoder": "decoder", "Quarantine": "decoder", "Rejected": "decoder", "decode_file": "decoder",
+    "Engine": "engine", "SessionState": "fold", "fold": "fold", "fold_all": "fold", "LiveReporter": "live",
+    "replay": "replayer", "SessionTracker": "session_tracker", "get_tracker": "session_tracker", "Tail": "tail",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tracker' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -18,13 +18,13 @@ from .console import LiveView
 from .decoder import Decoder, Quarantine, Rejected, decode_file
 from .demo import DemoConfig, run_sessions
 from .emitter import LOG_ENV_VAR, EventLog
+from .engine import DEFAULT_INTERVAL_S, Engine
 from .errors import TrackerError
 from .events import EVENT_TYPES, format_ts, to_ts
 from .fold import SessionState, anomalies, fold_all
 from .live import DEFAULT_GRACE_S
 from .replayer import replay
-from .report import DEFAULT_INTERVAL_S, Reports, build_reports
-from .spool import DEFAULT_MEMORY_BYTES
+from .store import DEFAULT_MEMORY_BYTES
 from .tail import Tail
 from .version import VERSION
 
@@ -175,7 +175,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _print_counts("anomalies:", found)
     print(f"{tail.stats.events} events, {tail.decoder.rejected.total()} rejected lines, "
           f"{tail.reporter.late} late; reports ({tail.reporter.windows_written} windows) in {reports}")
-    print("\n".join(_run_summary(build_reports(tail.reporter.events(), args.interval))))
+    print("\n".join(_run_summary(tail.reporter.engine)))
     print(f"check the log with:  tracker validate {log_path}")
     print(f"replay it with:      tracker replay {log_path} --out OTHER_DIR --interval {args.interval}")
     print("                     (gives the same files as the live tail wrote)")
@@ -186,16 +186,16 @@ def _fmt(value: object) -> str:
     return "-" if value is None else f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
-def _run_summary(reports: Reports) -> list[str]:
+def _run_summary(engine: Engine) -> list[str]:
     """The whole-run figures of the totals table, for people."""
-    t = reports.totals.row(0, named=True)
+    t = engine.totals().row(0, named=True)
     if t["run_start"] is None:
         return ["whole run: no events"]
     start = format_ts(t["run_start"])
     end = format_ts(t["run_end"])
     rt = ", ".join(f"{name} {_fmt(t[f'response_time_ms_{name}'])}" for name in ("mean", "p50", "p95", "p99", "max"))
     return [
-        f"whole run: {start} to {end}, {reports.summary.height} windows of {reports.interval_s} s",
+        f"whole run: {start} to {end}, {len(list(engine.windows()))} windows of {engine.interval_s} s",
         f"  sessions {t['sessions']} (at most {t['max_active_sessions']} active), "
         f"questions {t['questions_asked']}, answers {t['questions_answered']} ({t['answers_per_s']:.3f}/s), "
         f"cycles {t['cycles_completed']}, errors {t['errors']}",
@@ -236,7 +236,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
           f"{len(result.written) - 3} per-window session reports")
     if result.removed:
         print(f"  removed {len(result.removed)} session reports of an earlier run")
-    print("\n".join(_run_summary(result.reports)))
+    print("\n".join(_run_summary(result.engine)))
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
@@ -263,7 +263,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     if tail.quarantine.count:
         print(f"  rejected lines in {tail.quarantine.path}")
     print(f"reports in {args.out} (every window written; replay gives the same files)")
-    print("\n".join(_run_summary(build_reports(tail.reporter.events(), args.interval))))
+    print("\n".join(_run_summary(tail.reporter.engine)))
     return EXIT_REJECTED if tail.decoder.rejected.total() else EXIT_OK
 
 

@@ -21,9 +21,9 @@ _CLEAR: Final = "\x1b[H\x1b[J"
 
 def snapshot(tail: Tail, *, rolling_s: int = ROLLING_S) -> dict[str, object]:
     """The figures the view shows, from the tail's recent events (the last ``rolling_s`` seconds of event time)."""
-    recent = pl.concat(list(tail.recent)) if tail.recent else pl.DataFrame()
+    recent = pl.concat([frame for _, frame in tail.recent]) if tail.recent else pl.DataFrame()
     figures: dict[str, object] = {
-        "active": len(tail.started - tail.ended),
+        "active": tail.active_sessions(),
         "events": tail.stats.events,
         "rejected": tail.decoder.rejected.total(),
         "late": tail.reporter.late,

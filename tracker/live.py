@@ -1,101 +1,91 @@
-"""Reports while the test runs: windows are written once closed, and rewritten when late events change them.
+"""Reports while the test runs: which windows are closed, and writing them (and rewriting them for late events).
 
 A window ``[ws, we)`` is closed when an event at or after ``we + grace`` has
 been read, or when the wall clock passes ``we + grace`` while the log is
-idle. Each flush aggregates every event read so far with the same code as
-replay (:func:`~tracker.report.build_reports`) and writes each file whose
-bytes changed, so the files on disk are always what ``tracker replay``
-writes for the events read so far, for the windows closed so far (and, after
-``flush(final=True)``, for all windows).
+idle. Events go into the :class:`~tracker.engine.Engine` once; each flush
+writes, through the :class:`~tracker.output.ReportWriter`, only the closed
+windows that changed and the run's files. So the files on disk are always
+what ``tracker replay`` writes for the events read so far, for the windows
+closed so far (and, after ``flush(final=True)``, for all windows), and a
+flush costs the same at hour 6 as at minute 5.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
+from .engine import DEFAULT_INTERVAL_S, Engine, events_frame
 from .events import Event
-from .report import (
-    DEFAULT_INTERVAL_S,
-    EVENT_SCHEMA,
-    Reports,
-    build_reports,
-    distinct,
-    events_frame,
-    render_reports,
-    write_atomically,
-)
+from .output import ReportWriter
+from .store import WindowStore
 
 __all__ = ("DEFAULT_GRACE_S", "FlushResult", "LiveReporter")
 
 DEFAULT_GRACE_S: Final = 5
 _SECOND: Final = 1_000_000
+_MAX_GRACE_S: Final = 365 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
 class FlushResult:
     """What one flush wrote."""
 
-    reports: Reports
     written: tuple[Path, ...]
+    failed: tuple[Path, ...]
     closed_until: int | None
 
 
 class LiveReporter:
-    """Collects events and writes the closed windows' reports into ``out_dir``."""
+    """Folds events into an engine and writes the closed windows' reports into ``out_dir``."""
 
     def __init__(self, out_dir: str | os.PathLike[str], *, interval_s: int = DEFAULT_INTERVAL_S,
-                 grace_s: float = DEFAULT_GRACE_S) -> None:
+                 grace_s: float = DEFAULT_GRACE_S, store: WindowStore | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         if type(interval_s) is not int or interval_s < 1:
             raise ValueError(f"interval_s: must be a whole number of seconds >= 1, got {interval_s!r}")
         if not grace_s >= 0:
             raise ValueError(f"grace_s: must be >= 0, got {grace_s!r}")
+        if grace_s > _MAX_GRACE_S:
+            raise ValueError(f"grace_s: must be at most {_MAX_GRACE_S} (a year), got {grace_s!r}")
         self.out_dir = Path(out_dir)
         self.interval_s = interval_s
         self.grace_us = int(grace_s * _SECOND)
         self._every = interval_s * _SECOND
-        self._frames: list[pl.DataFrame] = []
+        self.engine = Engine(interval_s, store=store)
+        self.writer = ReportWriter(self.engine, out_dir, warn=warn)
         self._pending = 0  # events added since the last flush
-        self._on_disk: dict[str, bytes] = {}
-        self.max_ts: int | None = None
-        self.min_ts: int | None = None
         self.closed_until: int | None = None  # windows ending at or before this are closed
         self.late = 0  # events read for a window already closed
         self.windows_written = 0
 
+    @property
+    def max_ts(self) -> int | None:
+        return self.engine.ts_max
+
+    @property
+    def min_ts(self) -> int | None:
+        return self.engine.ts_min
+
     # -- input --------------------------------------------------------------
 
     def add_events(self, events: Iterable[Event]) -> int:
-        """Add decoded events; returns how many were late."""
+        """Add decoded events; returns how many new ones were late."""
         return self.add_frame(events_frame(events))
 
     def add_frame(self, frame: pl.DataFrame) -> int:
-        """Add events as a frame of :data:`~tracker.report.EVENT_SCHEMA`; returns how many were late."""
-        if frame.is_empty():
-            return 0
-        frame = frame.select(EVENT_SCHEMA.names())
-        self._frames.append(frame)
-        self._pending += frame.height
-        late = 0 if self.closed_until is None else int((frame["ts"] < self.closed_until).sum())
+        """Add events as a frame of :data:`~tracker.engine.EVENT_SCHEMA`; returns how many new ones were late
+        (a duplicate of an event already read is neither new nor late)."""
+        new = self.engine.add(frame)
+        self._pending += new.height
+        late = 0 if self.closed_until is None or new.is_empty() else int((new["ts"] < self.closed_until).sum())
         self.late += late
-        top, bottom = frame["ts"].max(), frame["ts"].min()
-        assert isinstance(top, int)
-        assert isinstance(bottom, int)
-        self.max_ts = top if self.max_ts is None else max(self.max_ts, top)
-        self.min_ts = bottom if self.min_ts is None else min(self.min_ts, bottom)
         return late
-
-    def events(self) -> pl.DataFrame:
-        """Every distinct event added so far (see :func:`~tracker.report.distinct`), in the order added."""
-        if len(self._frames) > 1:
-            self._frames = [pl.concat(self._frames, rechunk=True)]
-        frame = self._frames[0] if self._frames else events_frame([])
-        return distinct(frame)
 
     # -- closing windows ----------------------------------------------------
 
@@ -108,14 +98,11 @@ class LiveReporter:
 
         True when a window holding events (at or after the first event's) was closed by this call.
         """
-        candidates = []
-        if self.max_ts is not None:
-            candidates.append(self._boundary(self.max_ts))
-            if idle and now_us is not None:
-                candidates.append(self._boundary(now_us))
-        if not candidates:
+        if self.max_ts is None:
             return False
-        boundary = max(candidates)
+        boundary = self._boundary(self.max_ts)
+        if idle and now_us is not None:
+            boundary = max(boundary, self._boundary(now_us))
         if self.closed_until is not None and boundary <= self.closed_until:
             return False
         before = self.closed_until
@@ -130,21 +117,14 @@ class LiveReporter:
         return self._pending > 0
 
     def flush(self, *, final: bool = False) -> FlushResult:
-        """Aggregate everything read and write the files that changed; ``final`` closes every window."""
-        reports = build_reports(self.events(), self.interval_s)
-        closed = None if final else (self.closed_until if self.closed_until is not None else -1)
-        files = render_reports(reports, closed_until=closed)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, data in files.items():
-            if self._on_disk.get(name) != data:
-                write_atomically(self.out_dir / name, data)
-                self._on_disk[name] = data
-                written.append(self.out_dir / name)
-        self.windows_written = reports.summary.height if final else sum(
-            1 for name in files if name.startswith("session_tracking_report_"))
+        """Write the files that changed for the closed windows; ``final`` closes every window."""
+        k_last: int | None = None  # final: every window
+        if not final:
+            k_last = self.closed_until // self._every - 1 if self.closed_until is not None else -(2**62)
+        result = self.writer.flush(k_last)
+        self.windows_written = result.windows
         self._pending = 0
         if final and self.max_ts is not None:
-            every_window = self._boundary(self.max_ts + self.grace_us) + self._every
+            every_window = (self.max_ts // self._every + 1) * self._every
             self.closed_until = max(every_window, self.closed_until if self.closed_until is not None else every_window)
-        return FlushResult(reports, tuple(written), closed)
+        return FlushResult(result.written, result.failed, None if final else self.closed_until)

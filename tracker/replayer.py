@@ -1,14 +1,12 @@
-"""Regenerate the reports from finished logs: decode, quarantine, aggregate, write.
+"""Regenerate the reports from finished logs: decode, quarantine, fold into the engine, write.
 
-Several logs (or globs) are read as one, merged by event time; an event
-present in more than one is counted once. Rejected lines go to a quarantine
-file and are counted; none stops the replay.
-
-Two passes, so memory stays bounded however big the logs are: the first
-decodes the logs block by block into a :class:`~tracker.spool.Spool` (events
-by window, written to disk past a memory budget) and finds the sessions; the
-second takes the windows back in time order, removes duplicates, aggregates
-each with the :class:`~tracker.report.ReportBuilder` and writes its file.
+Several logs (or globs) are read as one; an event present in more than one is
+counted once. Rejected lines go to a quarantine file and are counted; none
+stops the replay. Replay is the live path run to the end: every block goes
+into the same :class:`~tracker.engine.Engine` as ``tracker tail``'s, then every
+window is derived and written by the same :class:`~tracker.output.ReportWriter`.
+Windows past the memory budget wait on disk, so memory stays bounded however
+big the logs are.
 """
 
 from __future__ import annotations
@@ -23,36 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import polars as pl
-
 from .batch import BLOCK_BYTES, Block, decode_span, split_blocks
 from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine
+from .engine import DEFAULT_INTERVAL_S, Engine, Tables
 from .events import EVENT_TYPES
-from .report import (
-    DEFAULT_INTERVAL_S,
-    SESSIONS_FILE_PREFIX,
-    ReportBuilder,
-    Reports,
-    build_reports,
-    distinct,
-    events_frame,
-    run_files,
-    session_files,
-    window_span,
-    write_atomically,
-)
-from .spool import DEFAULT_MEMORY_BYTES, Spool
+from .output import SESSIONS_FILE_PREFIX, ReportWriter
+from .store import DEFAULT_MEMORY_BYTES, WindowStore
 
-__all__ = (
-    "GROUP_ROWS", "GROUP_WINDOWS", "QUARANTINE_FILE", "ReadStats", "ReplayResult", "expand_logs", "read_events",
-    "replay",
-)
+__all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "expand_logs", "read_events", "replay")
 
 QUARANTINE_FILE: Final = "quarantine.jsonl"
-#: The second pass aggregates consecutive windows together up to this many rows (events, and the
-#: per-session rows of their windows) or windows.
-GROUP_ROWS: Final = 250_000
-GROUP_WINDOWS: Final = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +38,8 @@ class ReplayResult:
     """What a replay read and wrote."""
 
     logs: tuple[Path, ...]
-    reports: Reports
+    engine: Engine
+    tables: Tables
     written: tuple[Path, ...]
     removed: tuple[Path, ...]
     read: ReadStats
@@ -119,9 +98,9 @@ def _decoded(paths: Sequence[Path], block_bytes: int, max_line_bytes: int, worke
                 future.cancel()
 
 
-def read_events(paths: Sequence[Path], quarantine: Quarantine, spool: Spool, *, block_bytes: int = BLOCK_BYTES,
+def read_events(paths: Sequence[Path], quarantine: Quarantine, engine: Engine, *, block_bytes: int = BLOCK_BYTES,
                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, workers: int = 2) -> Counter[str]:
-    """Add every valid event of the logs to ``spool``, in read order; rejected lines go to ``quarantine``.
+    """Fold every valid event of the logs into ``engine``, in read order; rejected lines go to ``quarantine``.
 
     Returns the rejected lines' count by reason.
     """
@@ -130,44 +109,8 @@ def read_events(paths: Sequence[Path], quarantine: Quarantine, spool: Spool, *, 
         for line in block.rejected:
             quarantine.add(line)
             rejected[line.reason] += 1
-        spool.add(block.frame)
+        engine.add(block.frame)
     return rejected
-
-
-def _aggregate(spool: Spool, out: Path, interval_s: int) -> tuple[Reports, list[Path], ReadStats]:
-    """Aggregate the spool's events a run of windows at a time (up to :data:`GROUP_ROWS` events and
-    session rows, or :data:`GROUP_WINDOWS` windows), writing the windows' session files as they are built."""
-    if spool.ts_min is None or spool.ts_max is None:
-        reports = build_reports(events_frame([]), interval_s)
-        return reports, [], ReadStats({}, 0)
-    k_min, k_max = window_span(spool.ts_min, spool.ts_max, interval_s)
-    builder = ReportBuilder(spool.session_rows(), k_min, k_max, interval_s)
-    by_type: Counter[str] = Counter()
-    summaries, errors, written = [], [], []
-    duplicates = 0
-    held: list[pl.DataFrame] = []
-    rows, k_first = 0, k_min
-    for k in range(k_min, k_max + 1):
-        read = spool.take(k)
-        if read.height:
-            held.append(read)
-        rows += read.height + builder.rows_in(k)  # events, and the session rows they are aggregated into
-        if rows < GROUP_ROWS and k - k_first + 1 < GROUP_WINDOWS and k < k_max:
-            continue
-        # Both copies of a line share their window, so duplicates are all within one run.
-        raw = pl.concat(held) if len(held) > 1 else held[0] if held else events_frame([])
-        events = distinct(raw)
-        duplicates += raw.height - events.height
-        by_type.update(dict(events.group_by("type").len().iter_rows()))
-        report = builder.windows(k, events)
-        for name, data in session_files(report).items():
-            write_atomically(out / name, data)
-            written.append(out / name)
-        summaries.append(report.summary)
-        errors.append(report.errors)
-        held, rows, k_first = [], 0, k + 1
-    reports = Reports(interval_s, pl.concat(summaries), builder.totals(), None, pl.concat(errors))
-    return reports, written, ReadStats({t: by_type[t] for t in EVENT_TYPES if by_type[t]}, duplicates)
 
 
 def replay(
@@ -182,11 +125,11 @@ def replay(
 ) -> ReplayResult:
     """Write the reports of ``logs`` into ``out_dir`` and return what was read and written.
 
-    The logs are read ``block_bytes`` at a time; events beyond ``memory_bytes``
-    wait for the second pass in a temporary folder inside ``spool_dir``
-    (default: ``out_dir``), removed at the end.
-    Per-window session files left in ``out_dir`` by an earlier run that this
-    one does not write are removed, so the folder holds one run's reports.
+    The logs are read ``block_bytes`` at a time; windows beyond ``memory_bytes``
+    wait in a temporary folder inside ``spool_dir`` (default: ``out_dir``),
+    removed at the end. Per-window session files left in ``out_dir`` by an
+    earlier run that this one does not write are removed, so the folder holds
+    one run's reports.
     """
     if type(block_bytes) is not int or block_bytes < 1:
         raise ValueError(f"block_bytes: must be a whole number >= 1, got {block_bytes!r}")
@@ -194,18 +137,23 @@ def replay(
     out = Path(out_dir)
     quarantine = Quarantine(quarantine_path if quarantine_path is not None else out / QUARANTINE_FILE)
     quarantine.reset()  # this replay's rejected lines only: the same logs give the same files
-    with Spool(interval_s, spool_dir if spool_dir is not None else out, memory_bytes=memory_bytes) as spool:
+    store = WindowStore(memory_bytes=memory_bytes, spool_dir=spool_dir if spool_dir is not None else out)
+    try:
+        engine = Engine(interval_s, store=store)
         try:
-            rejected = read_events(paths, quarantine, spool, block_bytes=block_bytes)
+            rejected = read_events(paths, quarantine, engine, block_bytes=block_bytes)
         finally:
             quarantine.close()
-        out.mkdir(parents=True, exist_ok=True)
-        reports, written, stats = _aggregate(spool, out, interval_s)
-    for name, data in run_files(reports.summary, reports.totals, reports.errors).items():
-        write_atomically(out / name, data)
-        written.append(out / name)
-    keep = {p.name for p in written}
+        writer = ReportWriter(engine, out)
+        flushed = writer.flush()
+        if flushed.failed:
+            raise OSError(f"{len(flushed.failed)} report files could not be written, the first {flushed.failed[0]}")
+        tables = engine.tables()
+    finally:
+        store.close()
+    keep = {p.name for p in flushed.written}
     removed = tuple(sorted(p for p in out.glob(f"{SESSIONS_FILE_PREFIX}*.csv") if p.name not in keep))
     for path in removed:
         path.unlink()
-    return ReplayResult(paths, reports, tuple(written), removed, stats, rejected, quarantine)
+    stats = ReadStats({t: engine.counts[t] for t in EVENT_TYPES if engine.counts[t]}, engine.duplicates)
+    return ReplayResult(paths, engine, tables, flushed.written, removed, stats, rejected, quarantine)

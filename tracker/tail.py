@@ -1,17 +1,15 @@
-"""Follow live logs: read complete lines as they are appended, survive rotation, truncation and restarts.
+"""``tracker tail``: follow live logs into the engine, write reports as windows close, checkpoint, restart.
 
-Each followed path is read to its end on every change notification
-(watchfiles, on the parent folder) and on a timer too, since notifications
-can be merged or lost. An unterminated last line is held back until its
-newline arrives. A path whose inode changes was rotated: the old file is
-drained to its end first, then the new one is read from the start. A file
-that shrank, or whose first bytes changed, was truncated (copytruncate) and
-is read again from the start. Checkpoints (each file's identity and offset,
-and the events read, as append-only parquet segments, compacted into one
-when there are many) are written atomically after the events before them
-are added (when windows are written, and every few seconds otherwise), so a restart after ``kill -9``
-resumes where the last checkpoint left off: nothing lost, nothing counted
-twice (and ``event_id`` makes any duplicate harmless).
+The :class:`~tracker.follow.Follower` reads the files; every block goes into
+the :class:`~tracker.live.LiveReporter`'s engine once. A checkpoint (written
+atomically, after the events before it were folded in: when windows are
+written, and every few seconds otherwise) holds the files' positions and the
+engine's state: the sessions' facts and each window's compact rows (written
+once, as files that later checkpoints name again), never a copy of the log. A
+restart after ``kill -9`` resumes where the last checkpoint left off: nothing
+lost, nothing counted twice (and a line read twice is one event). A checkpoint
+that does not match its logs (another run, another interval, damaged) gives a
+warning and a full re-read, never a crash.
 """
 
 from __future__ import annotations
@@ -32,18 +30,22 @@ import polars as pl
 import watchfiles
 
 from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine, Rejected
+from .engine import DEFAULT_INTERVAL_S
 from .errors import ReportError
 from .follow import Follower, FollowStats, check_positions
 from .live import DEFAULT_GRACE_S, LiveReporter
-from .report import DEFAULT_INTERVAL_S, EVENT_SCHEMA, write_atomically
+from .output import write_atomically
+from .store import DEFAULT_MEMORY_BYTES, WindowStore
 
 __all__ = ("CHECKPOINT_DIR", "Tail", "TailStats")
 
 CHECKPOINT_DIR: Final = ".tracker-checkpoint"
 CHECKPOINT_FILE: Final = "checkpoint.json"
-CHECKPOINT_VERSION: Final = 1
-_RECENT_FRAMES: Final = 512
-_MAX_SEGMENTS: Final = 64
+CHECKPOINT_VERSION: Final = 2
+WINDOWS_DIR: Final = "windows"
+#: The live view's figures cover this much of the newest event time.
+RECENT_S: Final = 60
+_LEGACY: Final = ("segment-*.parquet", ".segment-*.parquet.tmp")
 _log = logging.getLogger("tracker.tail")
 
 
@@ -82,26 +84,31 @@ class Tail:
         quarantine_path: str | os.PathLike[str] | None = None,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         checkpoint_every_s: float = 5.0,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
     ) -> None:
         self.out_dir = Path(out_dir)
-        self.reporter = LiveReporter(out_dir, interval_s=interval_s, grace_s=grace_s)
+        self.targets = [Path(t) for t in targets]
+        self.interval_s, self.grace_s, self.memory_bytes = interval_s, grace_s, memory_bytes
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else self.out_dir / CHECKPOINT_DIR
         self.quarantine = Quarantine(quarantine_path if quarantine_path is not None
                                      else self.out_dir / "quarantine.jsonl")
+        self.warnings: list[str] = []
         self.decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
         self.follower = Follower(targets, self.decoder, self._take, warn=self._warn)
         self.stats = TailStats(rejected=self.decoder.rejected, follow=self.follower.stats)
-        self._segments: list[str] = []
-        self._unsaved: list[pl.DataFrame] = []
+        self.reporter = self._new_reporter()
         self._late_unflushed = 0
-        self._generation = 0
+        self._unsaved = False
         self._saved_at = time.monotonic()
         self.checkpoint_every_s = checkpoint_every_s
-        self.warnings: list[str] = []
-        self.recent: deque[pl.DataFrame] = deque(maxlen=_RECENT_FRAMES)  # for the live view
-        self.started: set[str] = set()  # sessions registered, for the live view
-        self.ended: set[str] = set()
+        #: (newest ts, frame) of the last RECENT_S seconds of event time, for the live view.
+        self.recent: deque[tuple[int, pl.DataFrame]] = deque()
         self._restore()
+
+    def _new_reporter(self) -> LiveReporter:
+        store = WindowStore(memory_bytes=self.memory_bytes, folder=self.checkpoint_dir / WINDOWS_DIR)
+        return LiveReporter(self.out_dir, interval_s=self.interval_s, grace_s=self.grace_s, store=store,
+                            warn=self._warn)
 
     # -- files --------------------------------------------------------------
 
@@ -120,15 +127,21 @@ class Tail:
             self.quarantine.add(item)
         if frame is not None and not frame.is_empty():
             self._late_unflushed += self.reporter.add_frame(frame)
-            self._unsaved.append(frame)
+            self._unsaved = True
             self.stats.events += frame.height
-            self._note_sessions(frame)
+            self._note_recent(frame)
 
-    def _note_sessions(self, frame: pl.DataFrame) -> None:
-        self.recent.append(frame)
-        kinds = frame["type"]
-        self.started.update(frame.filter(kinds == "session_registered")["session_id"].to_list())
-        self.ended.update(frame.filter(kinds == "session_unregistered")["session_id"].to_list())
+    def _note_recent(self, frame: pl.DataFrame) -> None:
+        newest = frame["ts"].max()
+        assert isinstance(newest, int)
+        self.recent.append((newest, frame.select("ts", "session_id", "type", "response_time_ms")))
+        top = self.reporter.max_ts
+        while self.recent and top is not None and self.recent[0][0] < top - RECENT_S * 1_000_000:
+            self.recent.popleft()
+
+    def active_sessions(self) -> int:
+        """Sessions that started and have not ended (the session rules of :mod:`tracker.sessions`)."""
+        return sum(1 for facts in self.reporter.engine.sessions.values() if facts.end is None)
 
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -154,73 +167,76 @@ class Tail:
             self.checkpoint()
         return False
 
+    def _identity(self) -> list[str]:
+        return sorted(str(t.absolute()) for t in self.targets)
+
     def checkpoint(self) -> None:
-        """Save the new events as a segment, then the files' positions, each atomically."""
+        """Save the engine's new rows, then the state and the files' positions, atomically."""
         self.quarantine.flush()
-        old_segments: list[str] = []
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        if self._unsaved:
-            if len(self._segments) >= _MAX_SEGMENTS:  # compact: one segment of every event
-                old_segments, self._segments, self._unsaved = self._segments, [], [self.reporter.events()]
-            self._generation += 1
-            name = f"segment-{self._generation:06d}.parquet"
-            temporary = self.checkpoint_dir / f".{name}.tmp"
-            pl.concat(self._unsaved).write_parquet(temporary)
-            os.replace(temporary, self.checkpoint_dir / name)
-            self._segments.append(name)
-            self._unsaved = []
-        state = {
-            "version": CHECKPOINT_VERSION,
-            "interval_s": self.reporter.interval_s,
-            "segments": self._segments,
-            "closed_until": self.reporter.closed_until,
-            "late": self.reporter.late,
-            "events": self.stats.events,
-            "rejected": dict(self.decoder.rejected),
-            "files": self.follower.positions(),
-        }
-        write_atomically(self.checkpoint_dir / CHECKPOINT_FILE, orjson.dumps(state, option=orjson.OPT_INDENT_2))
-        for name in old_segments:  # only once the checkpoint no longer names them
-            (self.checkpoint_dir / name).unlink(missing_ok=True)
+        try:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            windows, obsolete = self.reporter.engine.store.persist()
+            state = {
+                "version": CHECKPOINT_VERSION,
+                "targets": self._identity(),
+                "interval_s": self.reporter.interval_s,
+                "engine": self.reporter.engine.state(),
+                "windows": windows,
+                "closed_until": self.reporter.closed_until,
+                "late": self.reporter.late,
+                "events": self.stats.events,
+                "rejected": dict(self.decoder.rejected),
+                "files": self.follower.positions(),
+            }
+            write_atomically(self.checkpoint_dir / CHECKPOINT_FILE, orjson.dumps(state))
+        except OSError as exc:  # a full disk: keep following; the next checkpoint tries again
+            self._warn(f"checkpoint not saved ({exc.strerror or exc}); trying again")
+            return
+        self.reporter.engine.store.remove_files(obsolete)  # only once the checkpoint no longer names them
+        self._unsaved = False
         self._saved_at = time.monotonic()
 
     def _restore(self) -> None:
         path = self.checkpoint_dir / CHECKPOINT_FILE
         if not path.exists():
+            self._clear_checkpoint()
             return
         try:
             state = orjson.loads(path.read_bytes())
+            if not isinstance(state, dict):
+                raise ValueError(f"expected an object, got {type(state).__name__}")
             if state.get("version") != CHECKPOINT_VERSION:
                 raise ValueError(f"version {state.get('version')!r}, expected {CHECKPOINT_VERSION}")
-            if state["interval_s"] != self.reporter.interval_s:
-                raise ValueError(f"it was made with --interval {state['interval_s']}")
-            frames = [pl.read_parquet(self.checkpoint_dir / name) for name in state["segments"]]
-            for frame in frames:
-                if frame.schema != EVENT_SCHEMA:
-                    raise ValueError("a segment has other columns than this tracker writes")
-            resume = check_positions(state["files"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError) as exc:
+            if state.get("interval_s") != self.interval_s:
+                raise ValueError(f"it was made with --interval {state.get('interval_s')!r}")
+            if state.get("targets") != self._identity():
+                raise ValueError(f"it was made for other logs: {state.get('targets')!r}")
+            closed, late, events, rejected = (state.get(k) for k in ("closed_until", "late", "events", "rejected"))
+            if not ((closed is None or type(closed) is int) and type(late) is int and type(events) is int
+                    and isinstance(rejected, dict) and all(type(v) is int for v in rejected.values())):
+                raise ValueError("its counters are damaged")
+            resume = check_positions(state.get("files"))
+            self.reporter.engine.store.restore(state.get("windows"))
+            self.reporter.engine.restore(state.get("engine"))
+        except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
             self._warn(f"checkpoint {path} is unusable ({exc}); reading every log from the start")
             self._clear_checkpoint()
+            self.reporter = self._new_reporter()
             self.quarantine.reset()  # it is filled again by the re-read
             return
-        for frame in frames:
-            self.reporter.add_frame(frame)
-            self._note_sessions(frame)
-        self.reporter.closed_until = state["closed_until"]
-        self.reporter.late = state["late"]
-        self.stats.events = state["events"]
-        self.decoder.rejected.update(state["rejected"])
-        self._segments = list(state["segments"])
-        self._generation = max((int(n.split("-")[1].split(".")[0]) for n in self._segments), default=0)
+        self.reporter.closed_until = closed
+        self.reporter.late = late
+        self.stats.events = events
+        self.decoder.rejected.update(rejected)
         self.follower.resume(resume)
 
     def _clear_checkpoint(self) -> None:
         """Remove this tail's own checkpoint files (only those: the folder may hold anything else)."""
-        for pattern in (CHECKPOINT_FILE, "segment-*.parquet", ".segment-*.parquet.tmp"):
+        for pattern in (CHECKPOINT_FILE, *_LEGACY):
             for stale in self.checkpoint_dir.glob(pattern):
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()
+        self.reporter.engine.store.clear()
 
     # -- running --------------------------------------------------------------
 

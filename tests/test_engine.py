@@ -1,4 +1,4 @@
-"""Tests for tracker.report: the aggregation, checked cell by cell against an independent computation."""
+"""Tests for tracker.engine: the fold and the tables, checked cell by cell against an independent computation."""
 
 from __future__ import annotations
 
@@ -16,19 +16,9 @@ from hypothesis import strategies as st
 
 from tests.helpers import T0, event
 from tests.reference import reference_reports
+from tracker.engine import Engine, events_frame
 from tracker.events import Event
-from tracker.report import (
-    ERRORS_FILE,
-    SUMMARY_FILE,
-    TOTALS_FILE,
-    ReportBuilder,
-    build_reports,
-    distinct,
-    events_frame,
-    session_file_name,
-    session_rows,
-    write_reports,
-)
+from tracker.output import ERRORS_FILE, SUMMARY_FILE, TOTALS_FILE, ReportWriter, session_file_name
 
 S = 1_000_000
 FIELDS: dict[str, dict[str, Any]] = {
@@ -113,91 +103,82 @@ class TestAgainstReference:
         """For random logs and intervals, every file equals the independent plain-Python computation."""
         events = random_events(steps)
         out = tmp_path_factory.mktemp("out")
-        write_reports(build_reports(events_frame(events), interval_s), out)
+        ReportWriter(build(events, interval_s), out).flush()
         assert_matches_reference(out, events, interval_s)
 
     def test_no_events(self, tmp_path: Path) -> None:
         """No events: header-only tables and a totals row of zeros and blanks, as the reference says."""
-        write_reports(build_reports(events_frame([]), 60), tmp_path)
+        ReportWriter(Engine(60), tmp_path).flush()
         assert_matches_reference(tmp_path, [], 60)
         assert (tmp_path / SUMMARY_FILE).read_bytes().count(b"\n") == 1
 
 
-class TestDistinct:
-    def test_keeps_the_first_copy_of_each_line(self) -> None:
-        """distinct keeps the first of equal rows; the same event_id at another ts, or with other content, stays."""
+def build(events: list[Event] | pl.DataFrame, interval_s: int = 60) -> Engine:
+    """An engine fed ``events`` at once."""
+    engine = Engine(interval_s)
+    engine.add(events if isinstance(events, pl.DataFrame) else events_frame(events))
+    return engine
+
+
+def written(engine: Engine, out: Path) -> dict[str, bytes]:
+    """Every file a writer of ``engine`` writes into ``out`` (all windows), by name."""
+    ReportWriter(engine, out).flush()
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+class TestDuplicates:
+    def test_a_line_read_twice_counts_once(self) -> None:
+        """Equal rows are one event; the same event_id at another ts, or with other content, is another."""
         a = event(1, "s1", "session_registered", T0, username="first", course_numbers=[1])
         other = event(1, "s1", "session_registered", T0, username="other", course_numbers=[1])
         later = event(1, "s1", "session_registered", T0 + 1, username="later", course_numbers=[1])
-        kept = distinct(events_frame([a, a, other, later, a, other]))
-        assert kept["username"].cast(pl.String).to_list() == ["first", "other", "later"]
+        engine = Engine(60)
+        new = engine.add(events_frame([a, a, other]))
+        assert new["username"].to_list() == ["first", "other"]
+        assert engine.add(events_frame([later, a, other]))["username"].to_list() == ["later"]
+        assert (engine.duplicates, engine.counts["session_registered"]) == (3, 3)
+        assert engine.sessions["s1"].username == "first"
 
 
-class TestReportBuilder:
+class TestFeeding:
     @settings(max_examples=60, deadline=None)
     @given(LOGS, INTERVALS, st.randoms(use_true_random=False))
-    def test_any_grouping_of_windows_gives_the_same_rows(
-        self, steps: list[tuple[str, str, int, float, str | None]], interval_s: int, rnd: random.Random,
+    def test_any_chunks_in_any_order_give_the_same_files(
+        self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, str, int, float, str | None]],
+        interval_s: int, rnd: random.Random,
     ) -> None:
-        """Windows built in runs of any length give the same rows, and the same totals, as all at once."""
-        frame = events_frame(random_events(steps))
-        every = interval_s * S
-        k_min, k_max = int(frame["ts"].min()) // every, int(frame["ts"].max()) // every  # type: ignore[arg-type]
-        whole = build_reports(frame, interval_s)
-        builder = ReportBuilder(session_rows(frame), k_min, k_max, interval_s)
-        parts = []
-        k = k_min
-        while k <= k_max:
-            last = min(k_max, k + rnd.randrange(3))
-            parts.append(builder.windows(last, frame.filter(pl.col("ts").is_between(k * every, (last + 1) * every,
-                                                                                     closed="left"))))
-            k = last + 1
-        assert whole.sessions is not None
-        assert pl.concat([p.summary for p in parts]).equals(whole.summary)
-        assert pl.concat([p.sessions for p in parts]).equals(whole.sessions)
-        assert pl.concat([p.errors for p in parts]).equals(whole.errors)
-        assert builder.totals().equals(whole.totals)
-
-    @settings(max_examples=40, deadline=None)
-    @given(LOGS, INTERVALS)
-    def test_rows_in_counts_the_windows_session_rows(
-        self, steps: list[tuple[str, str, int, float, str | None]], interval_s: int,
-    ) -> None:
-        """rows_in(k) is the number of sessions from their first event's window to their end, counted directly."""
+        """Events fed in random chunks, in random order, with repeats, give the bytes of feeding them at once."""
         events = random_events(steps)
-        frame = events_frame(events)
-        every = interval_s * S
-        k_min, k_max = int(frame["ts"].min()) // every, int(frame["ts"].max()) // every  # type: ignore[arg-type]
-        builder = ReportBuilder(session_rows(frame), k_min, k_max, interval_s)
-        first: dict[str, int] = {}
-        end: dict[str, int] = {}
-        for e in events:
-            first[e.session_id] = min(first.get(e.session_id, e.ts), e.ts)
-            if e.TYPE == "session_unregistered":
-                end[e.session_id] = min(end.get(e.session_id, e.ts), e.ts)
-        for k in range(k_min, k_max + 1):
-            expected = sum(1 for s, t in first.items() if t // every <= k and (s not in end or k <= end[s] // every))
-            assert builder.rows_in(k) == expected
+        tmp = tmp_path_factory.mktemp("feed")
+        whole = written(build(events, interval_s), tmp / "whole")
+        shuffled = events + rnd.sample(events, rnd.randrange(len(events) + 1))
+        rnd.shuffle(shuffled)
+        engine = Engine(interval_s)
+        writer = ReportWriter(engine, tmp / "chunks")
+        while shuffled:
+            cut = rnd.randint(1, len(shuffled))
+            engine.add(events_frame(shuffled[:cut]))
+            shuffled = shuffled[cut:]
+            if rnd.random() < 0.5:  # a flush between chunks: only what changed is written again
+                writer.flush(rnd.choice([None, rnd.randrange(-3, 20) + int(engine.span()[0])]))  # type: ignore[index]
+        writer.flush()
+        assert {p.name: p.read_bytes() for p in sorted((tmp / "chunks").iterdir())} == whole
 
-    def test_windows_must_come_in_order(self) -> None:
-        """Asking for a window already built, or past the last, is an error naming the expected range."""
-        frame = events_frame(random_events([("s1", "cycle_completed", 0, 0.0, None)]))
-        k = int(frame["ts"][0]) // (60 * S)
-        builder = ReportBuilder(session_rows(frame), k, k + 1, 60)
-        with pytest.raises(ValueError, match=rf"expected a last window in {k}\.\.{k + 1}, got {k + 2}"):
-            builder.windows(k + 2, frame)
-        builder.windows(k, frame)
-        with pytest.raises(ValueError, match=rf"in {k + 1}\.\.{k + 1}, got {k}"):
-            builder.windows(k, frame)
-        with pytest.raises(ValueError, match="are not built yet"):
-            builder.totals()
+
+class TestSessionRules:
+    def test_first_registration_is_first_in_event_order(self) -> None:
+        """Two registrations at the same ts: the writer's seq decides (9 before 10), not the event_id's text."""
+        a = event(10, "s", "session_registered", T0, username="tenth", course_numbers=[])
+        b = event(9, "s", "session_registered", T0, username="ninth", course_numbers=[])
+        assert build([a, b]).sessions["s"].username == "ninth"
+        assert build([b, a]).sessions["s"].username == "ninth"
 
 
 class TestReportRules:
     def test_window_boundaries_are_left_closed(self) -> None:
         """An event exactly at a window's start belongs to that window, not the one before."""
         events = [event(1, "s", "question_asked", T0 + 60 * S - 1), event(2, "s", "question_asked", T0 + 60 * S)]
-        summary = build_reports(events_frame(events), 60).summary
+        summary = build(events).summary()
         assert summary["questions_asked"].to_list() == [1, 1]
         assert summary["window_start"].to_list() == [T0, T0 + 60 * S]
 
@@ -205,37 +186,27 @@ class TestReportRules:
         """A session that unregisters at the window's end instant is alive at that end, then ends."""
         events = [event(1, "s", "session_registered", T0, username="u", course_numbers=[]),
                   event(2, "s", "session_unregistered", T0 + 60 * S, reason="r")]
-        summary = build_reports(events_frame(events), 60).summary
-        assert summary["active_at_end"].to_list() == [1, 0]
-        assert summary["active_sessions"].to_list() == [1, 1]
+        engine = build(events)
+        assert engine.summary()["active_at_end"].to_list() == [1, 0]
+        assert engine.summary()["active_sessions"].to_list() == [1, 1]
+        assert engine.session_rows(T0 // (60 * S))["status"].to_list() == ["active"]
+        assert engine.session_rows(T0 // (60 * S) + 1)["status"].to_list() == ["ended"]
 
     def test_percentiles_interpolate_linearly(self) -> None:
         """p90 of 1..10 ms is 9.1, numpy's linear method, not the nearest rank."""
         events = [event(i, "s", "question_answered", T0 + i, response_time_ms=float(i)) for i in range(1, 11)]
-        summary = build_reports(events_frame(events), 60).summary
-        assert summary["response_time_ms_p90"].to_list() == [pytest.approx(9.1)]
+        assert build(events).summary()["response_time_ms_p90"].to_list() == [pytest.approx(9.1)]
 
     def test_interval_must_be_whole_positive_seconds(self) -> None:
         """A zero, negative or fractional interval is refused with the value quoted."""
         for bad in (0, -5, 1.5):
             with pytest.raises(ValueError, match=f"interval_s: .* got {bad!r}"):
-                build_reports(events_frame([]), bad)  # type: ignore[arg-type]
+                Engine(bad)  # type: ignore[arg-type]
 
     def test_same_events_same_bytes(self, tmp_path: Path) -> None:
         """Writing the same events twice, in different order, gives identical bytes."""
         events = random_events([("s1", "question_answered", i * 977_777, i * 1.111, None) for i in range(300)])
-        write_reports(build_reports(events_frame(events), 7), tmp_path / "a")
-        write_reports(build_reports(events_frame(events[::-1]), 7), tmp_path / "b")
-        names = sorted(p.name for p in (tmp_path / "a").iterdir())
-        assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
-        for name in names:
-            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-
-    def test_writes_leave_no_temporary_files(self, tmp_path: Path) -> None:
-        """Files are written under a temporary name and renamed: none is left behind."""
-        write_reports(build_reports(events_frame(random_events([("s1", "cycle_completed", 0, 0.0, None)])), 60),
-                      tmp_path)
-        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+        assert written(build(events, 7), tmp_path / "a") == written(build(events[::-1], 7), tmp_path / "b")
 
     def test_session_file_name_is_the_window_end(self) -> None:
         """Per-window files are stamped with the window's end in UTC."""

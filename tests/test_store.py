@@ -1,0 +1,88 @@
+"""Tests for tracker.store: window rows in memory up to a budget, in files beyond it, and back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tracker.store import ROW_SCHEMA, SPOOL_PREFIX, WindowStore
+
+
+def rows(n: int, start: int = 0, session: str = "s") -> pl.DataFrame:
+    return pl.DataFrame({"key": list(range(start, start + n)), "session_id": [session] * n,
+                         "type": ["question_answered"] * n, "response_time_ms": [float(i) for i in range(n)],
+                         "error": [None] * n, "kind": [None] * n}, schema=ROW_SCHEMA)
+
+
+def add(store: WindowStore, k: int, frame: pl.DataFrame) -> None:
+    store.keys(k).update(frame["key"].to_list())
+    store.append(k, frame)
+
+
+class TestWindowStore:
+    def test_rows_come_back_in_the_order_added_from_disk_and_memory(self, tmp_path: Path) -> None:
+        """With no memory budget every window goes to disk; its rows and keys come back whole, in order."""
+        store = WindowStore(memory_bytes=0, spool_dir=tmp_path)
+        add(store, 5, rows(3))
+        store.trim()
+        add(store, 5, rows(2, start=10))
+        add(store, 6, rows(1, start=20))
+        assert store.folder is not None
+        assert store.rows(5)["key"].to_list() == [0, 1, 2, 10, 11]
+        assert store.keys(5) == {0, 1, 2, 10, 11}
+        assert (store.has(5), store.has(6), store.has(7)) == (True, True, False)
+        store.close()
+        assert not list(tmp_path.glob(f"{SPOOL_PREFIX}*"))
+
+    def test_budget_keeps_recent_windows_in_memory(self, tmp_path: Path) -> None:
+        """Past the budget the least recently used windows are written out, the newest stay in memory."""
+        store = WindowStore(memory_bytes=200_000, spool_dir=tmp_path)
+        for k in range(10):
+            add(store, k, rows(500, start=k * 1000))
+            store.trim()
+        assert store.spills
+        folder = store.folder
+        assert folder is not None
+        on_disk = {int(p.name.split("-")[0][1:]) for p in folder.glob("*.parquet")}
+        assert 0 in on_disk
+        assert 9 not in on_disk
+        assert all(store.rows(k).height == 500 for k in range(10))
+        store.close()
+
+    def test_persist_and_restore(self, tmp_path: Path) -> None:
+        """persist names every window's files; a new store restores them; files it does not name are removed."""
+        store = WindowStore(folder=tmp_path / "w")
+        add(store, 1, rows(3))
+        named, obsolete = store.persist()
+        assert obsolete == []
+        add(store, 1, rows(2, start=3))
+        store.trim()
+        store.persist()  # a newer file, named by no checkpoint we keep
+        again = WindowStore(folder=tmp_path / "w")
+        again.restore(named)
+        assert again.rows(1)["key"].to_list() == [0, 1, 2]
+        assert len(list((tmp_path / "w").glob("*.parquet"))) == 1
+
+    @pytest.mark.parametrize("bad", [[], {"x": {"files": [], "rows": 0}}, {"1": {"files": ["../x"], "rows": 1}},
+                                     {"1": {"files": ["w1-1.parquet"], "rows": 1}},
+                                     {"1": {"files": [], "rows": -1}}])
+    def test_restore_refuses_damaged_entries(self, tmp_path: Path, bad: object) -> None:
+        """A damaged or foreign entry, or a missing file, is a ValueError, not a crash."""
+        with pytest.raises(ValueError, match="window"):
+            WindowStore(folder=tmp_path).restore(bad)
+
+    def test_clear_removes_only_its_own_files(self, tmp_path: Path) -> None:
+        """clear removes window files and their temporaries, nothing else in the folder."""
+        (tmp_path / "mine.parquet").write_bytes(b"x")
+        store = WindowStore(folder=tmp_path)
+        add(store, 1, rows(1))
+        store.persist()
+        store.clear()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.parquet"]
+
+    def test_bad_budget(self) -> None:
+        """A negative or fractional budget is refused, quoting it."""
+        with pytest.raises(ValueError, match="got -1"):
+            WindowStore(memory_bytes=-1)

@@ -1,0 +1,490 @@
+"""The window engine: every event folded once into per-window and per-session state; the report tables derived.
+
+Windows are tumbling, aligned to the Unix epoch and left-closed: an event at
+``ts`` is in window ``k = ts // interval``, spanning ``[k * interval,
+(k + 1) * interval)``. :meth:`Engine.add` folds a frame of events in: a line
+read twice (the same content, ``event_id`` and ``ts`` included) is dropped by
+a 128-bit content key kept per window (both copies share their window); each
+new event goes into its window's rows and, when it decides one, into its
+session's facts (:mod:`tracker.sessions`). Nothing is ever re-read: a window's
+aggregation is cached until an event for it arrives, and a session's running
+totals are carried from window to window. So the cost of adding events and of
+deriving a window is independent of how many came before; windows past a
+memory budget wait on disk (:class:`~tracker.store.WindowStore`).
+
+Live (``tracker tail``, the original API) and replay feed the same engine:
+replay is "add everything, then derive every window".
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+import polars as pl
+
+from .errors import ReportError
+from .events import EVENT_TYPES, ErrorReported, Event, QuestionAnswered, SessionRegistered, format_ts
+from .sessions import ORDER, SessionFacts, order_key
+from .store import ROW_SCHEMA, WindowStore
+
+__all__ = (
+    "DEFAULT_INTERVAL_S",
+    "EVENT_SCHEMA",
+    "MAX_WINDOWS",
+    "Engine",
+    "Tables",
+    "events_frame",
+)
+
+DEFAULT_INTERVAL_S: Final = 300
+#: The most windows one report may span (each gets a file).
+MAX_WINDOWS: Final = 100_000
+_SECOND: Final = 1_000_000
+
+#: The columns the engine reads: one row per valid event (duplicates allowed: the engine drops them).
+EVENT_SCHEMA: Final = pl.Schema([
+    ("ts", pl.Int64),
+    ("event_id", pl.String),
+    ("writer", pl.String),
+    ("seq", pl.Int64),
+    ("session_id", pl.String),
+    ("type", pl.Enum(list(EVENT_TYPES))),
+    ("username", pl.String),
+    ("course_numbers", pl.List(pl.Int64)),
+    ("response_time_ms", pl.Float64),
+    ("error", pl.String),
+    ("kind", pl.String),
+])
+
+COUNTED: Final = {
+    "sessions_registered": "session_registered",
+    "sessions_unregistered": "session_unregistered",
+    "questions_asked": "question_asked",
+    "questions_answered": "question_answered",
+    "cycles_completed": "cycle_completed",
+    "errors": "error",
+}
+SESSION_COUNTED: Final = ("questions_asked", "questions_answered", "cycles_completed", "errors")
+TOTALS: Final = tuple(f"{c}_total" for c in SESSION_COUNTED)
+STATS: Final = ("mean", "p50", "p90", "p95", "p99", "max")
+_QUANTILES: Final = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+_KEY: Final = (pl.struct(EVENT_SCHEMA.names()).hash(seed=0).cast(pl.Int128) * (1 << 64)
+               + pl.struct(EVENT_SCHEMA.names()).hash(seed=1).cast(pl.Int128)).alias("key")
+
+
+def events_frame(events: Iterable[Event]) -> pl.DataFrame:
+    """The engine's input frame from decoded events."""
+    names = EVENT_SCHEMA.names()
+    columns: dict[str, list[object]] = {name: [] for name in names}
+    ts, event_id, writer, seq, session_id, kind_of, username, courses, rt, error, kind = (columns[n] for n in names)
+    for event in events:
+        ts.append(event.ts)
+        event_id.append(event.event_id)
+        writer.append(event.writer)
+        seq.append(event.seq)
+        session_id.append(event.session_id)
+        kind_of.append(event.TYPE)
+        username.append(event.username if isinstance(event, SessionRegistered) else None)
+        courses.append(list(event.course_numbers) if isinstance(event, SessionRegistered) else None)
+        rt.append(event.response_time_ms if isinstance(event, QuestionAnswered) else None)
+        error.append(event.error if isinstance(event, ErrorReported) else None)
+        kind.append(event.kind if isinstance(event, ErrorReported) else None)
+    return pl.DataFrame(columns, schema=EVENT_SCHEMA)
+
+
+def _stats(values: pl.Series) -> dict[str, float | None]:
+    """Mean, exact linear-interpolation percentiles and max of sorted ``values`` (all None when empty)."""
+    if not values.len():
+        return dict.fromkeys(STATS)
+    mean = values.mean()
+    stats: dict[str, float | None] = {"mean": float(mean) if mean is not None else None}  # type: ignore[arg-type]
+    for name, q in _QUANTILES.items():
+        value = values.quantile(q, interpolation="linear")
+        stats[name] = float(value) if value is not None else None
+    top = values.max()
+    stats["max"] = float(top) if top is not None else None  # type: ignore[arg-type]
+    return stats
+
+
+@dataclass(frozen=True, slots=True)
+class WindowAgg:
+    """One window's own figures, from its rows alone (cached until the window gets a new event)."""
+
+    counts: dict[str, int]
+    stats: dict[str, float | None]
+    cells: pl.DataFrame  # per session: its counts and response-time mean/p95/max in this window
+    errors: pl.DataFrame  # kind, message, count
+
+
+def _aggregate(rows: pl.DataFrame) -> WindowAgg:
+    # One canonical order, by content: every statistic sees its values in the same order however the
+    # events were read, so float sums come out the same to the bit.
+    rows = rows.sort("session_id", "type", "response_time_ms", "kind", "error", nulls_last=True)
+    by_type = dict(rows.group_by("type").len().iter_rows())
+    counts = {name: int(by_type.get(kind, 0)) for name, kind in COUNTED.items()}
+    is_answer = pl.col("type") == "question_answered"
+    rt = rows.filter(is_answer)["response_time_ms"].sort()
+    answers = pl.col("response_time_ms").filter(is_answer)
+    cells = rows.group_by("session_id", maintain_order=True).agg(
+        *((pl.col("type") == COUNTED[c]).sum().cast(pl.Int64).alias(c) for c in SESSION_COUNTED),
+        answers.mean().alias("response_time_ms_mean"),
+        answers.quantile(0.95, interpolation="linear").alias("response_time_ms_p95"),
+        answers.max().alias("response_time_ms_max"),
+    )
+    errors = (
+        rows.filter(pl.col("type") == "error")
+        .group_by("kind", message="error").agg(count=pl.len().cast(pl.Int64))
+        .sort(pl.col("kind").fill_null(""), "message", "kind", nulls_last=False)
+    )
+    return WindowAgg(counts, _stats(rt), cells, errors)
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """Report tables derived from the engine: windows' summary rows, a whole-run row, error rows."""
+
+    summary: pl.DataFrame
+    totals: pl.DataFrame
+    errors: pl.DataFrame
+
+
+class Engine:
+    """Folds events into windows and sessions; derives the report tables of any window from that state."""
+
+    def __init__(self, interval_s: int = DEFAULT_INTERVAL_S, *, store: WindowStore | None = None) -> None:
+        if type(interval_s) is not int or interval_s < 1:
+            raise ValueError(f"interval_s: must be a whole number of seconds >= 1, got {interval_s!r}")
+        self.interval_s = interval_s
+        self.every = interval_s * _SECOND
+        self.store = store if store is not None else WindowStore()
+        self.sessions: dict[str, SessionFacts] = {}
+        self.counts: Counter[str] = Counter()  # distinct events by type
+        self.duplicates = 0
+        self.ts_min: int | None = None
+        self.ts_max: int | None = None
+        self._aggs: dict[int, WindowAgg] = {}
+        self._answers = pl.Series("rt", [], dtype=pl.Float64)  # every answer's response time, sorted
+        self._new_answers: list[pl.Series] = []
+        self._carry: tuple[int, pl.DataFrame] | None = None  # running totals after window k
+        self._facts_frame: pl.DataFrame | None = None
+        #: Windows whose own rows changed since :meth:`take_changed`, and the first window whose session rows
+        #: may have changed through a session's facts (start, end, name) or running totals.
+        self._changed: set[int] = set()
+        self._stale_from: int | None = None
+
+    # -- folding events in ----------------------------------------------------------
+
+    def add(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Fold in events (columns of :data:`EVENT_SCHEMA`); return the ones that were new (not duplicates)."""
+        if frame.is_empty():
+            return frame
+        frame = frame.select(EVENT_SCHEMA.names()).with_columns(_KEY, k=pl.col("ts") // self.every)
+        fresh: list[pl.DataFrame] = []
+        for (k,), part in frame.partition_by("k", as_dict=True, maintain_order=True).items():
+            assert isinstance(k, int)
+            keys = self.store.keys(k)
+            mask = []
+            for key in part["key"].to_list():
+                if key in keys:
+                    mask.append(False)
+                else:
+                    keys.add(key)
+                    mask.append(True)
+            new = part if all(mask) else part.filter(pl.Series(mask, dtype=pl.Boolean))
+            self.duplicates += part.height - new.height
+            if new.height:
+                self.store.append(k, new.select(ROW_SCHEMA.names()))
+                self._aggs.pop(k, None)
+                self._changed.add(k)
+                fresh.append(new)
+        self.store.trim()
+        if not fresh:
+            return frame.clear().drop("key", "k")
+        new = pl.concat(fresh) if len(fresh) > 1 else fresh[0]
+        low, high = new["ts"].min(), new["ts"].max()
+        assert isinstance(low, int)
+        assert isinstance(high, int)
+        self.ts_min = low if self.ts_min is None else min(self.ts_min, low)
+        self.ts_max = high if self.ts_max is None else max(self.ts_max, high)
+        self.counts.update(dict(new.group_by("type").len().iter_rows()))
+        answers = new.filter(pl.col("type") == "question_answered")["response_time_ms"]
+        if answers.len():
+            self._new_answers.append(answers)
+        self._fold_sessions(new)
+        # A session's running totals after an event's window change: every later window's rows.
+        self._stale(int(new["k"].min()))  # type: ignore[arg-type]
+        return new.drop("key", "k")
+
+    def _fold_sessions(self, new: pl.DataFrame) -> None:
+        """Update the facts of the sessions these events decide (first event, first registration, first end)."""
+        firsts = new.group_by("session_id").agg(pl.col("ts").min())
+        deciding = (new.filter(pl.col("type").is_in(["session_registered", "session_unregistered"]))
+                    .sort(*ORDER).unique(["session_id", "type"], keep="first", maintain_order=True))
+        changed: list[tuple[SessionFacts | None, SessionFacts]] = []
+        sessions = self.sessions
+        for session_id, ts in firsts.iter_rows():
+            old = sessions.get(session_id)
+            if old is None or ts < old.first_ts:
+                facts = SessionFacts(session_id, ts) if old is None else old.with_first(ts)
+                sessions[session_id] = facts
+                changed.append((old, facts))
+        for row in deciding.iter_rows(named=True):
+            old = sessions[row["session_id"]]
+            order = tuple(row[c] for c in ORDER)
+            if row["type"] == "session_registered":
+                facts = old.with_registration(order, row["username"], row["course_numbers"])
+            else:
+                facts = old.with_end(order)
+            if facts is not old:
+                sessions[row["session_id"]] = facts
+                changed.append((old, facts))
+        if changed:
+            self._facts_frame = None
+            for old, facts in changed:
+                self._stale(facts.first_change(old, self.every))
+
+    def _stale(self, k: int) -> None:
+        self._stale_from = k if self._stale_from is None else min(self._stale_from, k)
+        if self._carry is not None and self._carry[0] >= k:
+            self._carry = None
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def state(self) -> dict[str, object]:
+        """Everything but the windows' rows (the store persists those), as JSON-able values."""
+        return {
+            "interval_s": self.interval_s, "ts_min": self.ts_min, "ts_max": self.ts_max,
+            "counts": dict(self.counts), "duplicates": self.duplicates,
+            "sessions": [[f.session_id, f.first_ts, f.registration, f.username, list(f.course_numbers), f.end]
+                         for f in self.sessions.values()],
+        }
+
+    def restore(self, state: object) -> None:
+        """Take back :meth:`state` (with the store already restored); ValueError when it is damaged."""
+        if not isinstance(state, dict) or state.get("interval_s") != self.interval_s:
+            raise ValueError(f"engine state: not for windows of {self.interval_s} s")
+        ts_min, ts_max, counts, duplicates = (state.get(k) for k in ("ts_min", "ts_max", "counts", "duplicates"))
+        if not (all(v is None or type(v) is int for v in (ts_min, ts_max)) and isinstance(counts, dict)
+                and all(k in EVENT_TYPES and type(v) is int and v >= 0 for k, v in counts.items())
+                and type(duplicates) is int and isinstance(state.get("sessions"), list)):
+            raise ValueError("engine state: damaged")
+        sessions = {}
+        for entry in state["sessions"]:
+            try:
+                session_id, first_ts, registration, username, courses, end = entry
+                facts = SessionFacts(session_id, first_ts, None if registration is None else order_key(registration),
+                                     username, tuple(courses), None if end is None else order_key(end))
+            except (TypeError, ValueError, AssertionError) as exc:
+                raise ValueError(f"engine state: a session entry is damaged: {entry!r}") from exc
+            if not isinstance(session_id, str) or type(first_ts) is not int \
+                    or not (username is None or isinstance(username, str)) \
+                    or not all(type(c) is int for c in facts.course_numbers):
+                raise ValueError(f"engine state: a session entry is damaged: {entry!r}")
+            sessions[session_id] = facts
+        self.sessions, self.ts_min, self.ts_max = sessions, ts_min, ts_max
+        self.counts, self.duplicates = Counter(counts), duplicates
+        self._aggs.clear()
+        self._facts_frame = self._carry = None
+        answers = [self.store.rows(k).filter(pl.col("type") == "question_answered")["response_time_ms"]
+                   for k in self.windows() if self.store.has(k)]
+        self._answers, self._new_answers = pl.Series("rt", [], dtype=pl.Float64), answers
+        span = self.span()
+        self._changed, self._stale_from = set(), None if span is None else span[0]
+
+    # -- what changed -----------------------------------------------------------------
+
+    def take_changed(self) -> tuple[set[int], int | None]:
+        """The windows whose rows changed, and the first window whose session rows may have changed, since the
+        last call (for a writer that rewrites only what changed)."""
+        changed, stale = self._changed, self._stale_from
+        self._changed, self._stale_from = set(), None
+        return changed, stale
+
+    # -- deriving tables ------------------------------------------------------------
+
+    def span(self) -> tuple[int, int] | None:
+        """The first and last window of the events, or None before any; too many windows is an error."""
+        if self.ts_min is None or self.ts_max is None:
+            return None
+        k_min, k_max = self.ts_min // self.every, self.ts_max // self.every
+        if k_max - k_min + 1 > MAX_WINDOWS:
+            raise ReportError(
+                f"the events span {k_max - k_min + 1:,} windows of {self.interval_s} s (from "
+                f"{format_ts(k_min * self.every)} to {format_ts((k_max + 1) * self.every)}), more than "
+                f"{MAX_WINDOWS:,}: is some writer's ts in seconds or milliseconds instead of microseconds? "
+                "(tracker validate lists every event; use a longer --interval if the span is real)")
+        return k_min, k_max
+
+    def agg(self, k: int) -> WindowAgg:
+        """Window ``k``'s own figures (cached until it gets a new event)."""
+        agg = self._aggs.get(k)
+        if agg is None:
+            agg = self._aggs[k] = _aggregate(self.store.rows(k))
+        return agg
+
+    def facts_frame(self) -> pl.DataFrame:
+        """Every session's facts as a frame: ``session_id, username, course_numbers, ks, ke, end_ts``."""
+        if self._facts_frame is None:
+            every = self.every
+            facts = sorted(self.sessions.values(), key=lambda f: f.session_id)
+            self._facts_frame = pl.DataFrame(
+                {"session_id": [f.session_id for f in facts], "username": [f.username for f in facts],
+                 "course_numbers": [f.courses_text for f in facts],
+                 "ks": [f.start_ts // every for f in facts],
+                 "ke": [None if f.end_ts is None else f.end_ts // every for f in facts],
+                 "end_ts": [f.end_ts for f in facts]},
+                schema={"session_id": pl.String, "username": pl.String, "course_numbers": pl.String,
+                        "ks": pl.Int64, "ke": pl.Int64, "end_ts": pl.Int64})
+        return self._facts_frame
+
+    def _totals_before(self, k: int) -> pl.DataFrame:
+        """Each session's running totals over the windows before ``k``."""
+        if self._carry is not None and self._carry[0] == k - 1:
+            return self._carry[1]
+        span = self.span()
+        parts = [self.agg(j).cells.select("session_id", *SESSION_COUNTED)
+                 for j in range(span[0], k) if self.store.has(j)] if span is not None else []
+        if not parts:
+            return pl.DataFrame(schema={"session_id": pl.String, **dict.fromkeys(TOTALS, pl.Int64)})
+        return (pl.concat(parts).group_by("session_id")
+                .agg(pl.col(c).sum().alias(t) for c, t in zip(SESSION_COUNTED, TOTALS, strict=True)))
+
+    def session_rows(self, k: int) -> pl.DataFrame:
+        """Window ``k``'s per-session rows: every session alive in it, with its figures and running totals."""
+        every = self.every
+        cells = self.agg(k).cells if self.store.has(k) else None
+        before = self._totals_before(k)
+        if cells is not None and cells.height:
+            after = (before.join(cells.select("session_id", *SESSION_COUNTED), on="session_id", how="full",
+                                 coalesce=True)
+                     .select("session_id", *((pl.col(t).fill_null(0) + pl.col(c).fill_null(0)).alias(t)
+                                             for c, t in zip(SESSION_COUNTED, TOTALS, strict=True))))
+        else:
+            after = before
+        self._carry = (k, after)
+        alive = self.facts_frame().filter((pl.col("ks") <= k) & (pl.col("ke").is_null() | (pl.col("ke") >= k)))
+        rows = alive.join(after, on="session_id", how="left")
+        if cells is not None:
+            rows = rows.join(cells, on="session_id", how="left")
+        else:
+            rows = rows.with_columns(
+                *(pl.lit(None, pl.Int64).alias(c) for c in SESSION_COUNTED),
+                *(pl.lit(None, pl.Float64).alias(f"response_time_ms_{s}") for s in ("mean", "p95", "max")))
+        return rows.sort("session_id").select(
+            pl.lit(k * every, pl.Int64).alias("window_start"), pl.lit((k + 1) * every, pl.Int64).alias("window_end"),
+            "session_id", "username", "course_numbers",
+            pl.when(pl.col("end_ts").is_not_null() & (pl.col("end_ts") < (k + 1) * every))
+            .then(pl.lit("ended")).otherwise(pl.lit("active")).alias("status"),
+            *(pl.col(c).fill_null(0).cast(pl.Int64) for c in SESSION_COUNTED),
+            *(pl.col(f"response_time_ms_{s}").cast(pl.Float64) for s in ("mean", "p95", "max")),
+            *(pl.col(t).fill_null(0).cast(pl.Int64) for t in TOTALS),
+        )
+
+    def _active(self, k_min: int, k_max: int) -> tuple[list[int], list[int]]:
+        """Sessions active in, and active at the end of, each window from ``k_min`` to ``k_max``."""
+        n = k_max - k_min + 1
+        alive, at_end = [0] * (n + 1), [0] * (n + 1)
+        facts = self.facts_frame()
+        for ks, ke in zip(facts["ks"].to_list(), facts["ke"].to_list(), strict=True):
+            for steps, last in ((alive, ke), (at_end, None if ke is None else ke - 1)):
+                if last is not None and last < ks:
+                    continue
+                lo = max(ks, k_min) - k_min
+                hi = n if last is None else min(last, k_max) - k_min + 1
+                if lo < hi:
+                    steps[lo] += 1
+                    steps[hi] -= 1
+        running_a = running_e = 0
+        active, ending = [], []
+        for i in range(n):
+            running_a += alive[i]
+            running_e += at_end[i]
+            active.append(running_a)
+            ending.append(running_e)
+        return active, ending
+
+    def summary(self, k_last: int | None = None) -> pl.DataFrame:
+        """The summary rows of the windows from the first event's to ``k_last`` (default: the last event's)."""
+        span = self.span()
+        if span is None or (k_last is not None and k_last < span[0]):
+            return _summary_frame([])
+        k_min, k_max = span
+        k_last = k_max if k_last is None else min(k_last, k_max)
+        active, ending = self._active(k_min, k_last)
+        rows = []
+        for i, k in enumerate(range(k_min, k_last + 1)):
+            agg = self.agg(k) if self.store.has(k) else None
+            counts = agg.counts if agg is not None else dict.fromkeys(COUNTED, 0)
+            stats = agg.stats if agg is not None else dict.fromkeys(STATS)
+            rows.append({"window_start": k * self.every, "window_end": (k + 1) * self.every,
+                         "active_sessions": active[i], "active_at_end": ending[i], **counts,
+                         **{f"response_time_ms_{s}": v for s, v in stats.items()},
+                         "answers_per_s": counts["questions_answered"] / self.interval_s})
+        return _summary_frame(rows)
+
+    def errors(self, k_last: int | None = None) -> pl.DataFrame:
+        """The error rows of the windows up to ``k_last`` (default: all)."""
+        span = self.span()
+        frames = []
+        if span is not None:
+            last = span[1] if k_last is None else min(k_last, span[1])
+            for k in range(span[0], last + 1):
+                if self.store.has(k) and self.agg(k).counts["errors"]:
+                    frames.append(self.agg(k).errors.select(
+                        pl.lit(k * self.every, pl.Int64).alias("window_start"),
+                        pl.lit((k + 1) * self.every, pl.Int64).alias("window_end"), "kind", "message", "count"))
+        return pl.concat(frames) if frames else pl.DataFrame(schema=_ERRORS_SCHEMA)
+
+    def answers(self) -> pl.Series:
+        """Every answer's response time, sorted."""
+        if self._new_answers:
+            merged = pl.concat([self._answers, *self._new_answers])
+            self._answers = merged.sort().rename("rt")
+            self._new_answers = []
+        return self._answers
+
+    def totals(self) -> pl.DataFrame:
+        """The whole run's row."""
+        span = self.span()
+        if span is None:
+            row: dict[str, object] = {"run_start": None, "run_end": None, "sessions": 0, "max_active_sessions": 0,
+                                      **dict.fromkeys(COUNTED, 0),
+                                      **{f"response_time_ms_{s}": None for s in STATS}, "answers_per_s": None}
+            return pl.DataFrame([row], schema=_TOTALS_SCHEMA)
+        k_min, k_max = span
+        active, _ = self._active(k_min, k_max)
+        counts = {name: self.counts[kind] for name, kind in COUNTED.items()}
+        seconds = (k_max - k_min + 1) * self.interval_s
+        row = {"run_start": k_min * self.every, "run_end": (k_max + 1) * self.every, "sessions": len(self.sessions),
+               "max_active_sessions": max(active), **counts,
+               **{f"response_time_ms_{s}": v for s, v in _stats(self.answers()).items()},
+               "answers_per_s": counts["questions_answered"] / seconds}
+        return pl.DataFrame([row], schema=_TOTALS_SCHEMA)
+
+    def tables(self, k_last: int | None = None) -> Tables:
+        """The summary and error rows up to ``k_last`` (default: every window), and the whole run's row."""
+        return Tables(self.summary(k_last), self.totals(), self.errors(k_last))
+
+    def windows(self) -> Iterator[int]:
+        """Every window index from the first event's to the last event's."""
+        span = self.span()
+        if span is not None:
+            yield from range(span[0], span[1] + 1)
+
+
+_STAT_COLUMNS: Final = {f"response_time_ms_{s}": pl.Float64 for s in STATS}
+_SUMMARY_SCHEMA: Final = pl.Schema({
+    "window_start": pl.Int64, "window_end": pl.Int64, "active_sessions": pl.Int64, "active_at_end": pl.Int64,
+    **dict.fromkeys(COUNTED, pl.Int64), **_STAT_COLUMNS, "answers_per_s": pl.Float64})
+_TOTALS_SCHEMA: Final = pl.Schema({
+    "run_start": pl.Int64, "run_end": pl.Int64, "sessions": pl.Int64, "max_active_sessions": pl.Int64,
+    **dict.fromkeys(COUNTED, pl.Int64), **_STAT_COLUMNS, "answers_per_s": pl.Float64})
+_ERRORS_SCHEMA: Final = pl.Schema({"window_start": pl.Int64, "window_end": pl.Int64, "kind": pl.String,
+                                   "message": pl.String, "count": pl.Int64})
+
+
+def _summary_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=_SUMMARY_SCHEMA)

@@ -1,0 +1,203 @@
+"""The report files: the engine's tables as deterministic CSV, written atomically, only when their bytes change.
+
+:func:`csv_bytes` is the only code that turns a table into file bytes.
+:class:`ReportWriter` is the only code that writes report files: it derives
+from the :class:`~tracker.engine.Engine` just the windows whose content may
+have changed (new events in them, or a session whose facts or running totals
+changed), keeps a hash of each file's bytes (not the bytes) and rewrites a
+file only when its hash changed. A write that fails (a full disk) is a
+warning, its temporary file is removed, and the file is written again at the
+next flush: nothing is lost, because everything is derived from the engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from .engine import Engine
+
+__all__ = (
+    "ERRORS_FILE",
+    "SESSIONS_FILE_PREFIX",
+    "SUMMARY_FILE",
+    "TOTALS_FILE",
+    "FlushResult",
+    "ReportWriter",
+    "csv_bytes",
+    "session_file_name",
+    "write_atomically",
+)
+
+SUMMARY_FILE: Final = "session_tracking_summary.csv"
+TOTALS_FILE: Final = "session_tracking_totals.csv"
+ERRORS_FILE: Final = "session_tracking_errors.csv"
+SESSIONS_FILE_PREFIX: Final = "session_tracking_report_"
+FLOAT_PRECISION: Final = 3
+_FORMULA_START: Final = r"^[=+\-@\t\r]"
+_SECOND: Final = 1_000_000
+_log = logging.getLogger("tracker.output")
+
+
+def session_file_name(window_end_us: int) -> str:
+    """``session_tracking_report_YYYYMMDD_HHMMSS.csv``, stamped with the window's end in UTC."""
+    stamp = datetime.fromtimestamp(window_end_us // _SECOND, UTC).strftime("%Y%m%d_%H%M%S")
+    return f"{SESSIONS_FILE_PREFIX}{stamp}.csv"
+
+
+def _iso(column: str) -> pl.Expr:
+    return pl.from_epoch(pl.col(column), time_unit="us").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _neutralise(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
+    """Prefix ``'`` to text a spreadsheet would run as a formula."""
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(_FORMULA_START)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        for c in columns
+    )
+
+
+def csv_bytes(frame: pl.DataFrame) -> bytes:
+    """A table as file bytes: times in ISO-8601 UTC, floats with 3 decimals, formula-like text neutralised."""
+    times = [c for c in ("window_start", "window_end", "run_start", "run_end") if c in frame.columns]
+    text = [c for c, dtype in frame.schema.items() if dtype == pl.String]
+    frame = _neutralise(frame, text).with_columns(_iso(c).alias(c) for c in times)
+    return frame.write_csv(float_precision=FLOAT_PRECISION, line_terminator="\n").encode()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary name and rename, so a reader sees the old file or the new one, never half.
+
+    No fsync: the files are derived and can be regenerated from the log after a crash. When the write
+    fails (a full disk), the temporary file is removed and the error raised.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What one flush wrote, and what it could not write (to be written again at the next flush)."""
+
+    written: tuple[Path, ...]
+    failed: tuple[Path, ...]
+    windows: int  # per-window files the folder holds now
+
+
+class ReportWriter:
+    """Writes an engine's report files into ``out_dir``: the windows up to a given one, and the whole run."""
+
+    def __init__(self, engine: Engine, out_dir: str | os.PathLike[str], *,
+                 warn: Callable[[str], None] | None = None) -> None:
+        self.engine = engine
+        self.out_dir = Path(out_dir)
+        self._warn = warn if warn is not None else _log.warning
+        self._hashes: dict[str, bytes] = {}  # what each file on disk holds
+        self._pending: set[int] = set()  # windows whose rows changed since they were last written
+        self._stale_from: int | None = None  # the first window whose session rows may have changed
+        self._last: int | None = None  # the last window written so far
+        self._failing: str | None = None  # the last write error, said once until a write succeeds
+
+    @property
+    def written_until(self) -> int | None:
+        """The last window whose files were written, or None."""
+        return self._last
+
+    def flush(self, k_last: int | None = None) -> FlushResult:
+        """Write the files that changed: the windows up to ``k_last`` (default: every window), and the run's files.
+
+        The summary and errors files hold the rows of those windows; the totals cover every event.
+        """
+        engine = self.engine
+        changed, stale = engine.take_changed()
+        self._pending |= changed
+        if stale is not None:
+            self._stale_from = stale if self._stale_from is None else min(self._stale_from, stale)
+        span = engine.span()
+        written: list[Path] = []
+        failed: list[Path] = []
+        files: list[tuple[str, Callable[[], bytes]]] = []
+        if span is not None:
+            k_min, k_max = span
+            last = k_max if k_last is None else min(k_last, k_max)
+            todo = set(range(max(k_min, (self._last if self._last is not None else k_min - 1) + 1), last + 1))
+            todo |= {k for k in self._pending if k_min <= k <= last}
+            if self._stale_from is not None:
+                todo |= set(range(max(k_min, self._stale_from), last + 1))
+            for k in sorted(todo):
+                files.append((session_file_name((k + 1) * engine.every),
+                              lambda k=k: csv_bytes(engine.session_rows(k))))  # type: ignore[misc]
+            self._pending = {k for k in self._pending if k > last}
+            if self._stale_from is not None and self._stale_from <= last:
+                self._stale_from = None if last >= k_max else last + 1
+            self._last = last if self._last is None else max(self._last, last)
+        else:
+            last = None
+        tables = engine.tables(last if span is not None else None)
+        files += [(SUMMARY_FILE, lambda: csv_bytes(tables.summary)), (TOTALS_FILE, lambda: csv_bytes(tables.totals)),
+                  (ERRORS_FILE, lambda: csv_bytes(tables.errors))]
+        self._write(files, written, failed)
+        windows = sum(1 for name in self._hashes if name.startswith(SESSIONS_FILE_PREFIX))
+        return FlushResult(tuple(written), tuple(failed), windows)
+
+    def _write(self, files: list[tuple[str, Callable[[], bytes]]], written: list[Path], failed: list[Path]) -> None:
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._note_failure(f"cannot create {self.out_dir} ({exc.strerror or exc})")
+            failed.extend(self.out_dir / name for name, _ in files)
+            self._mark_failed([name for name, _ in files])
+            return
+        for name, render in files:
+            data = render()
+            digest = _digest(data)
+            if self._hashes.get(name) == digest:
+                continue
+            path = self.out_dir / name
+            try:
+                write_atomically(path, data)
+            except OSError as exc:
+                self._note_failure(f"cannot write {path} ({exc.strerror or exc}); it will be written again at "
+                                   "the next flush")
+                failed.append(path)
+                self._hashes.pop(name, None)
+                self._mark_failed([name])
+                continue
+            self._hashes[name] = digest
+            written.append(path)
+        if not failed and self._failing is not None:
+            self._warn(f"report files written again in {self.out_dir}")
+            self._failing = None
+
+    def _mark_failed(self, names: Iterable[str]) -> None:
+        """Windows whose file could not be written are written again at the next flush."""
+        every = self.engine.every
+        for name in names:
+            if name.startswith(SESSIONS_FILE_PREFIX):
+                stamp = name[len(SESSIONS_FILE_PREFIX):-len(".csv")]
+                end = int(datetime.strptime(stamp, "%Y%m%d_%H%M%S").replace(tzinfo=UTC).timestamp()) * _SECOND
+                self._pending.add(end // every - 1)
+
+    def _note_failure(self, message: str) -> None:
+        if message != self._failing:
+            self._failing = message
+            self._warn(message)

@@ -1,0 +1,85 @@
+"""The session rules, each in one place: event order, a session's start and end, and when it is active.
+
+- **Event order** is ``(ts, writer, seq, event_id)``: event time, then the
+  writer's own order. It decides which registration is a session's first when
+  several share a time, for the fold, the reports and the live view alike.
+- A session **starts** at its first registration (in event order), or at its
+  first event when it has none; it **ends** at its first unregistration, or
+  never.
+- It is **active in** a window ``[ws, we)`` when it started before ``we`` and
+  did not end before ``ws``; **active at the window's end** when it started
+  before ``we`` and did not end before ``we``; its status in a window's report
+  is ``ended`` when it ended before ``we``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Final
+
+__all__ = ("ORDER", "Order", "SessionFacts", "order_key")
+
+#: The columns (and event attributes) that order events: the one event order of the project.
+ORDER: Final = ("ts", "writer", "seq", "event_id")
+Order = tuple[int, str, int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFacts:
+    """What decides a session's rows: its first event's time, its first registration and its first end."""
+
+    session_id: str
+    first_ts: int
+    registration: Order | None = None
+    username: str | None = None
+    course_numbers: tuple[int, ...] = ()
+    end: Order | None = None
+
+    @property
+    def start_ts(self) -> int:
+        """When the session started: its first registration, else its first event."""
+        return self.registration[0] if self.registration is not None else self.first_ts
+
+    @property
+    def end_ts(self) -> int | None:
+        return self.end[0] if self.end is not None else None
+
+    @property
+    def courses_text(self) -> str | None:
+        """The course numbers as the reports write them (``101;202``), or None when there are none."""
+        return ";".join(map(str, self.course_numbers)) if self.course_numbers else None
+
+    def with_first(self, ts: int) -> SessionFacts:
+        return replace(self, first_ts=ts) if ts < self.first_ts else self
+
+    def with_registration(self, order: Sequence[object], username: str | None,
+                          courses: Sequence[int] | None) -> SessionFacts:
+        """The facts after a registration: it is the first one when it comes first in event order."""
+        key = order_key(order)
+        if self.registration is not None and self.registration <= key:
+            return self
+        return replace(self, registration=key, username=username, course_numbers=tuple(courses or ()))
+
+    def with_end(self, order: Sequence[object]) -> SessionFacts:
+        """The facts after an unregistration: it is the end when it comes first in event order."""
+        key = order_key(order)
+        return self if self.end is not None and self.end <= key else replace(self, end=key)
+
+    def window_of_start(self, every: int) -> int:
+        return self.start_ts // every
+
+    def first_change(self, old: SessionFacts | None, every: int) -> int:
+        """The first window whose rows may differ between ``old`` facts and these."""
+        times = [self.first_ts, self.start_ts, *([self.end_ts] if self.end_ts is not None else [])]
+        if old is not None:
+            times += [old.first_ts, old.start_ts, *([old.end_ts] if old.end_ts is not None else [])]
+        return min(times) // every
+
+
+def order_key(values: Sequence[object]) -> Order:
+    """An event-order key from its four values; ValueError when they are not (int, str, int, str)."""
+    ts, writer, seq, event_id = values
+    if type(ts) is not int or not isinstance(writer, str) or type(seq) is not int or not isinstance(event_id, str):
+        raise ValueError(f"an event order must be (ts, writer, seq, event_id), got {list(values)!r}")
+    return (ts, writer, seq, event_id)
