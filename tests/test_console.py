@@ -117,6 +117,18 @@ def fed(tail: Tail, log: Path) -> Tail:
 
 
 class TestSnapshot:
+    def test_rolling_figures_cover_sixty_seconds_however_the_log_is_read(self, tail: Tail, log: Path) -> None:
+        """1,000 answers in 10 s, read one at a time: the percentiles cover all of them (the last 60 s), not the
+        last few hundred reads."""
+        script = [(i / 100, "s1", "question_answered", {"response_time_ms": float(i)}) for i in range(1, 1001)]
+        data = _lines(script).splitlines(keepends=True)
+        for n, line in enumerate(data, 1):
+            with open(log, "ab") as stream:
+                stream.write(line)
+            assert tail.poll() == 1, n
+        f = snapshot(tail)
+        assert f["rt"]["p50"] == pytest.approx(quantile([float(i) for i in range(1, 1001)], 0.5))  # type: ignore[index]
+
     def test_counts(self, fed: Tail) -> None:
         """Active sessions (registered minus unregistered), events, rejected lines and late events are as written."""
         f = snapshot(fed)
