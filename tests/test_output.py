@@ -1,0 +1,74 @@
+"""Tests for tracker.output: what the writer writes, and a full disk that loses nothing."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import T0, event
+from tracker.engine import Engine, events_frame
+from tracker.events import Event
+from tracker.output import SUMMARY_FILE, ReportWriter
+
+S = 1_000_000
+
+
+def events(n: int) -> list[Event]:
+    return [event(i, f"session-{i % 50:03d}", "question_answered", T0 + i * S // 10, response_time_ms=float(i))
+            for i in range(1, n + 1)]
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB tmpfs mounted for the test (the tests run as root, as CI does)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+class TestReportWriter:
+    def test_second_flush_writes_only_what_changed(self, tmp_path: Path) -> None:
+        """After a flush, new events in the last window rewrite that window's file and the run files, no other."""
+        engine = Engine(60)
+        engine.add(events_frame(events(2999)))
+        writer = ReportWriter(engine, tmp_path)
+        first = writer.flush()
+        assert len(first.written) == 3 + 5
+        engine.add(events_frame([event(9999, "s-new", "question_asked", T0 + 299 * S)]))
+        second = writer.flush()
+        assert sorted(p.name for p in second.written) == sorted([
+            "session_tracking_report_20261124_220500.csv", "session_tracking_summary.csv",
+            "session_tracking_totals.csv"])
+
+    def test_full_disk_is_a_warning_and_the_files_come_later(self, tmp_path: Path, small_disk: Path) -> None:
+        """Writes to a full disk fail with a warning, leave no temporary file, and succeed at the next flush."""
+        warnings: list[str] = []
+        engine = Engine(10)
+        engine.add(events_frame(events(4000)))
+        ballast = small_disk / "ballast"
+        with open(ballast, "wb") as stream, pytest.raises(OSError, match="No space"):
+            stream.write(b"x" * (2 << 20))
+        writer = ReportWriter(engine, small_disk / "out", warn=warnings.append)
+        result = writer.flush()
+        assert result.failed
+        assert any("No space left" in w and "written again" in w for w in warnings)
+        assert not [p for p in (small_disk / "out").iterdir() if p.name.endswith(".tmp")]
+        ballast.unlink()
+        again = writer.flush()
+        assert not again.failed
+        expected = tmp_path / "expected"
+        ReportWriter(engine, expected).flush()
+        assert files(small_disk / "out") == files(expected)
+        assert any("written again" in w for w in warnings[-1:])
+        assert SUMMARY_FILE in files(expected)
