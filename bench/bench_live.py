@@ -29,8 +29,8 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_common import positive, version  # noqa: E402
-from make_log import generate  # noqa: E402
+from bench_common import positive, version
+from make_log import generate
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
