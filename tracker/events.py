@@ -33,6 +33,7 @@ __all__ = (
     "SessionRegistered",
     "SessionUnregistered",
     "check_field",
+    "event_from_emitted",
     "event_from_record",
     "format_ts",
     "to_ts",
@@ -239,6 +240,14 @@ def _upcast(record: dict[str, Any], version: int) -> dict[str, Any]:
         version += 1
         record["v"] = version
     return record
+
+
+def event_from_emitted(record: dict[str, Any]) -> Event:
+    """The event of a record that :class:`~tracker.emitter.EventLog` just wrote (so already valid): no checks."""
+    fields = {k: v for k, v in record.items() if k != "type"}
+    if "course_numbers" in fields:
+        fields["course_numbers"] = tuple(fields["course_numbers"])
+    return _CLASSES[record["type"]](**fields)
 
 
 def event_from_record(record: object) -> Event:

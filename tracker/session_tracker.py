@@ -30,8 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import polars as pl
+
 from .emitter import EventLog
-from .events import EVENT_TYPES, Event, event_from_record, format_ts
+from .engine import EVENT_SCHEMA
+from .events import EVENT_TYPES, event_from_emitted, format_ts
 from .fold import SessionState, fold
 from .live import LiveReporter
 
@@ -56,6 +59,16 @@ _QUESTION_TEXT_MAX: Final = EVENT_TYPES["question_asked"]["question_text"].max_l
 _ERROR_MAX: Final = EVENT_TYPES["error"]["error"].max_len
 _NO_MESSAGE: Final = "(no message)"
 _RUNNER_NAME: Final = "session-tracker-reports"
+#: How often the queued events are folded in, in the background (seconds).
+DRAIN_S: Final = 0.5
+#: Events given to the engine at a time: each call that holds the GIL stays short.
+_CHUNK: Final = 5_000
+_ENVELOPE: Final = ("ts", "event_id", "writer", "seq", "session_id", "type")
+_FIELDS: Final = tuple(name for name in EVENT_SCHEMA.names() if name not in _ENVELOPE)
+
+
+def _empty_columns() -> dict[str, list[Any]]:
+    return {name: [] for name in EVENT_SCHEMA.names()}
 _SECOND: Final = 1_000_000
 
 
@@ -217,9 +230,9 @@ class SessionTracker:
         self._live = LiveReporter(out_dir if out_dir is not None else DEFAULT_OUT_DIR,
                                   interval_s=report_interval, grace_s=0)
         self._sessions: dict[str, SessionState] = {}
-        self._unreported: list[Event] = []  # emitted, not yet given to the reporter
-        self._state_lock = threading.Lock()  # the log, _sessions, _unreported
-        self._report_lock = threading.Lock()  # the reporter; taken before _state_lock, never after
+        self._pending = _empty_columns()  # emitted, not yet given to the engine
+        self._state_lock = threading.Lock()  # the log, _sessions, _pending: held for microseconds
+        self._report_lock = threading.RLock()  # the reporter; taken before _state_lock, never after
         self._control_lock = threading.Lock()  # starting and stopping the periodic reports
         self._task: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
@@ -239,14 +252,33 @@ class SessionTracker:
     # -- events ---------------------------------------------------------------
 
     def _emit(self, event_type: str, session_id: str, **fields: Any) -> SessionState:
-        """Append one event to the log, fold it in, queue it for the reporter; the session's new state."""
+        """Append one event to the log, fold it in and queue it for the engine; the session's new state.
+
+        The queue is columns of plain values (no object per event that the garbage collector would
+        have to walk); the engine takes it in the background (:meth:`_drain`) every :data:`DRAIN_S` s.
+        """
         with self._state_lock:
             if self._log is None:
                 self._log = EventLog()
-            event = event_from_record(self._log.emit(event_type, session_id, **fields))
+            event = event_from_emitted(self._log.emit(event_type, session_id, **fields))
             state = self._sessions[session_id] = fold(self._sessions.get(session_id), event)
-            self._unreported.append(event)
+            columns = self._pending
+            for name, value in zip(_ENVELOPE, (event.ts, event.event_id, event.writer, event.seq, session_id,
+                                               event_type), strict=True):
+                columns[name].append(value)
+            for name in _FIELDS:
+                columns[name].append(getattr(event, name, None))
         return state
+
+    def _drain(self) -> None:
+        """Give the queued events to the engine (off the caller's event loop), a chunk at a time so that no call
+        holds the GIL for long."""
+        with self._report_lock:
+            with self._state_lock:
+                columns, self._pending = self._pending, _empty_columns()
+            for start in range(0, len(columns["ts"]), _CHUNK):
+                chunk = {name: values[start:start + _CHUNK] for name, values in columns.items()}
+                self._live.add_frame(pl.DataFrame(chunk, schema=EVENT_SCHEMA))
 
     def register_session(self, session_id: str, username: str, course_numbers: Sequence[int] | None = None) -> None:
         """Register a new active session."""
@@ -317,9 +349,7 @@ class SessionTracker:
     def _write_reports(self, *, final: bool) -> None:
         with self._report_lock:
             now_us = _now_us()  # before taking the events: any event emitted later is at or after it
-            with self._state_lock:
-                events, self._unreported = self._unreported, []
-            self._live.add_events(events)
+            self._drain()
             if not final:
                 self._live.advance(now_us=now_us, idle=True)
             result = self._live.flush(final=final)
@@ -334,14 +364,30 @@ class SessionTracker:
         except Exception:
             _logger.exception("[TRACKER] Periodic report failed")
 
+    def _drain_safely(self) -> None:
+        try:
+            self._drain()
+        except Exception:
+            _logger.exception("[TRACKER] Folding the events failed")
+
     async def _report_task(self) -> None:
+        due = time.monotonic() + self.report_interval
         while True:
-            await asyncio.sleep(self.report_interval)
-            await asyncio.to_thread(self._periodic_report)  # polars must not stall the sessions' loop
+            await asyncio.sleep(min(DRAIN_S, max(0.0, due - time.monotonic())))
+            if time.monotonic() >= due:
+                due += self.report_interval
+                await asyncio.to_thread(self._periodic_report)  # polars must not stall the sessions' loop
+            else:
+                await asyncio.to_thread(self._drain_safely)
 
     def _report_thread(self, stop: threading.Event) -> None:
-        while not stop.wait(self.report_interval):
-            self._periodic_report()
+        due = time.monotonic() + self.report_interval
+        while not stop.wait(min(DRAIN_S, max(0.0, due - time.monotonic()))):
+            if time.monotonic() >= due:
+                due += self.report_interval
+                self._periodic_report()
+            else:
+                self._drain_safely()
 
     def _runner_alive(self) -> bool:
         return ((self._task is not None and not self._task.done())

@@ -1,0 +1,101 @@
+"""The original API under load: 2,000 concurrent asyncio sessions calling ``update_session_activity``.
+
+``python bench/bench_api.py --sessions 2000 --seconds 60 --interval 5`` runs 2,000 asyncio tasks on one
+event loop, each asking, being answered and completing cycles as fast as the loop lets it (an
+``await asyncio.sleep(0)`` between calls), with ``start_tracking()`` writing reports every
+``--interval`` seconds (computed off the loop). It times every call on the loop
+(``time.perf_counter_ns`` around it) and samples the process's RSS every second, then prints the
+mean, p99 and longest call, the calls over 20 ms, and RSS after warm-up (the first quarter) and at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_common import positive, version
+
+from tracker.emitter import EventLog
+from tracker.session_tracker import SessionTracker
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1000
+
+
+async def _run(tracker: SessionTracker, sessions: int, seconds: float) -> tuple[list[int], list[tuple[float, float]]]:
+    durations: list[int] = []
+    slow: list[tuple[float, float, str]] = []  # (seconds since start, ms, call) of calls over 20 ms
+    rss: list[tuple[float, float]] = []
+    deadline = time.monotonic() + seconds
+    clock = time.perf_counter_ns
+    begin = clock()
+
+    async def session(n: int) -> None:
+        sid = f"session-{n:05d}"
+        calls: list[tuple[str, dict[str, object]]] = [("question_asked", {"question_text": "What is a monad?"}),
+                 ("question_answered", {"response_time_ms": 850.0}), ("cycle_completed", {})]
+        t = clock()
+        tracker.register_session(sid, f"user{n}", [1, 2])
+        durations.append(clock() - t)
+        while time.monotonic() < deadline:
+            for kind, fields in calls:
+                t = clock()
+                tracker.update_session_activity(sid, kind, **fields)
+                took = clock() - t
+                durations.append(took)
+                if took > 20_000_000:
+                    slow.append(((t - begin) / 1e9, took / 1e6, kind))
+                await asyncio.sleep(0)
+        t = clock()
+        tracker.unregister_session(sid, "done")
+        durations.append(clock() - t)
+
+    async def sample() -> None:
+        start = time.monotonic()
+        while time.monotonic() < deadline:
+            rss.append((time.monotonic() - start, _rss_mb()))
+            await asyncio.sleep(1)
+
+    tracker.start_tracking()
+    await asyncio.gather(sample(), *(session(n) for n in range(sessions)))
+    await tracker.stop_tracking()
+    for at, ms, kind in slow:
+        print(f"  slow call: {kind} at {at:.2f} s took {ms:.1f} ms")
+    return durations, rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=positive, default=2000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--interval", type=positive, default=5)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    with EventLog(work / "events.jsonl") as log:
+        tracker = SessionTracker(args.interval, log=log, out_dir=work / "reports")
+        durations, rss = asyncio.run(_run(tracker, args.sessions, args.seconds))
+    durations.sort()
+    n = len(durations)
+    mean_us = sum(durations) / n / 1000
+    p99_us = durations[int(n * 0.99)] / 1000
+    slow = sum(1 for d in durations if d > 20_000_000)
+    warm = [mb for t, mb in rss if t >= args.seconds / 4]
+    print(f"{args.sessions} sessions, {n:,} calls in {args.seconds:g} s ({n / args.seconds:,.0f}/s), "
+          f"reports every {args.interval} s")
+    print(f"call on the loop: mean {mean_us:.1f} us, p99 {p99_us:.1f} us, max {durations[-1] / 1e6:.1f} ms, "
+          f"{slow} calls over 20 ms")
+    if warm:
+        print(f"RSS after warm-up {warm[0]:,.0f} MB, at the end {warm[-1]:,.0f} MB, most {max(warm):,.0f} MB")
+    print(f"Python {sys.version.split()[0]}, polars {version('polars')}; {os.cpu_count()} CPUs; work in {work}")
+
+
+if __name__ == "__main__":
+    main()
