@@ -206,37 +206,66 @@ def split_blocks(stream: BinaryIO, block_bytes: int = BLOCK_BYTES,
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[Span]:
     """Cut a finished log into spans of about ``block_bytes`` ending at a newline.
 
-    A line found longer than ``max_line_bytes`` before its end is a
-    ``too_long`` span of its first bytes, and the rest of it is skipped
-    unread into memory: so a zero-filled tail after a crash costs no memory.
+    A line with no newline in its first ``max_line_bytes`` bytes (longer than
+    the limit, newline included, as the decoder counts) is a ``too_long`` span
+    of those bytes, and the rest of it is skipped unread into memory: so a
+    zero-filled tail after a crash costs no memory. The skipped rest ends just
+    after the line's newline; or sooner, at its first byte that is neither NUL
+    nor a newline and follows a NUL byte: a new line begins there (with the same
+    line number, as no newline came between), so the first event appended after
+    a zero-filled region is read, not skipped with the zeros. The follower
+    (:mod:`tracker.follow`) cuts lines by the same rule, so live and replay read
+    the same lines.
     """
     if type(block_bytes) is not int or block_bytes < 1:
         raise ValueError(f"block_bytes: must be a whole number >= 1, got {block_bytes!r}")
     if type(max_line_bytes) is not int or max_line_bytes < 1:
         raise ValueError(f"max_line_bytes: must be a whole number >= 1, got {max_line_bytes!r}")
-    line_no, offset, carry, skipping = 1, 0, b"", False
+    step, not_nul = max(1, max_line_bytes // 2), re.compile(rb"[^\x00]")
+
+    def long_line(data: bytes, pos: int) -> int:
+        """Where the first line from ``data[pos]`` with no newline in its first ``max_line_bytes`` bytes
+        starts, or -1 (any line that long holds a half-limit stretch without a newline)."""
+        for at in range(pos, len(data) - step + 1, step):
+            if data.find(b"\n", at, at + step) < 0:
+                start = data.rfind(b"\n", pos, at) + 1 or pos
+                if len(data) - start >= max_line_bytes and data.find(b"\n", start, start + max_line_bytes) < 0:
+                    return start
+        return -1
+
+    def skip_end(data: bytes, pos: int, after_nul: bool) -> tuple[int, bool | None]:
+        """Where skipping from ``data[pos]`` stops: after the newline (True), at a new line's start after
+        NUL bytes (False), or at the end of ``data``, still skipping (None)."""
+        newline = data.find(b"\n", pos)
+        stop = len(data) if newline < 0 else newline
+        nul = pos if after_nul else data.find(b"\0", pos, stop)
+        found = not_nul.search(data, nul, stop) if nul >= 0 else None
+        if found is not None:
+            return found.start(), False
+        return (newline + 1, True) if newline >= 0 else (len(data), None)
+
+    line_no, offset, carry, skipping, after_nul = 1, 0, b"", False, False
     while chunk := stream.read(block_bytes):
-        if skipping:  # inside an over-long line, already rejected
-            end = chunk.find(b"\n")
-            if end < 0:
-                offset += len(chunk)
-                continue
-            offset, line_no, skipping = offset + end + 1, line_no + 1, False
-            chunk = chunk[end + 1:]
-        data = carry + chunk if carry else chunk
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            carry = data
-            if len(data) > max_line_bytes:
-                yield Span(data[:max_line_bytes], line_no, offset, 0, ended=False, too_long=True)
-                offset, carry, skipping = offset + len(data), b"", True
-            continue
-        carry = data[cut:]
-        block = data[:cut] if cut < len(data) else data
-        lines = block.count(b"\n")
-        yield Span(block, line_no, offset, lines)
-        line_no += lines
-        offset += cut
+        data, pos = carry + chunk if carry else chunk, 0  # data starts at offset
+        while True:
+            if skipping:  # inside an over-long line, already rejected
+                pos, newline = skip_end(data, pos, after_nul)
+                if newline is None:
+                    after_nul = data[-1] == 0
+                    break
+                line_no, skipping = line_no + newline, False
+            start = long_line(data, pos)
+            end = start if start >= 0 else data.rfind(b"\n", pos) + 1 or pos
+            if end > pos:
+                lines = data.count(b"\n", pos, end)
+                yield Span(data[pos:end], line_no, offset + pos, lines)
+                line_no, pos = line_no + lines, end
+            if start < 0:
+                break
+            yield Span(data[start:start + max_line_bytes], line_no, offset + start, 0, ended=False, too_long=True)
+            pos, skipping = start + max_line_bytes, True
+            after_nul = data[pos - 1] == 0
+        carry, offset = data[pos:], offset + pos
     if carry:
         yield Span(carry, line_no, offset, 0, ended=False)
 

@@ -9,9 +9,10 @@ which a :class:`Quarantine` keeps verbatim.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -196,47 +197,124 @@ class Quarantine:
     """Keeps rejected lines: verbatim in ``path``, and why in ``path`` + ``.reasons.jsonl``.
 
     Each line of the reasons file is a JSON object with ``source``, ``line``,
-    ``offset``, ``reason`` and ``detail``, in the order of the quarantined lines.
+    ``offset``, ``reason`` and ``detail``, in the order of the quarantined lines:
+    line N of one file goes with line N of the other (a rejected line is one
+    line: the decoder never rejects bytes with a newline before their end). An
+    entry is written unbuffered, the line first and then its reason, one write
+    each, so a crash (even ``kill -9``) leaves at most one unpaired entry, at the
+    end, perhaps cut short. Files found when opening, without a saved
+    :meth:`position`, are repaired: both are cut back to the entries they pair
+    up on, with a warning. :meth:`restore` cuts them back to a saved position.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, warn: Callable[[str], None] | None = None) -> None:
         self.path = Path(path)
         self.reasons_path = self.path.with_name(self.path.name + ".reasons.jsonl")
-        self._lines: BinaryIO | None = None
-        self._reasons: BinaryIO | None = None
+        self._warn = warn if warn is not None else logging.getLogger("tracker.quarantine").warning
+        self._fds: tuple[int, int] | None = None
+        self._paired = False  # the files are known to pair up: restored, repaired, or written here only
         self.count = 0
 
     def add(self, rejected: Rejected) -> None:
         """Append the line (a newline added when it had none) and its reason; the files are created on first use."""
-        if self._lines is None or self._reasons is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lines = open(self.path, "ab")  # noqa: SIM115 - closed by close()
-            self._reasons = open(self.reasons_path, "ab")  # noqa: SIM115 - closed by close()
-        raw = rejected.raw if rejected.raw.endswith(b"\n") else rejected.raw + b"\n"
-        self._lines.write(raw)
-        self._reasons.write(orjson.dumps({
+        lines, reasons = self._open()
+        self._write(lines, rejected.raw if rejected.raw.endswith(b"\n") else rejected.raw + b"\n")
+        self._write(reasons, orjson.dumps({
             "source": rejected.source, "line": rejected.line_no, "offset": rejected.offset,
             "reason": rejected.reason, "detail": rejected.detail,
         }, option=orjson.OPT_APPEND_NEWLINE))
         self.count += 1
 
+    def position(self) -> tuple[int, int]:
+        """The sizes of the two files, for a checkpoint: all their entries are whole and paired."""
+        if self._fds is None and not (self.path.exists() or self.reasons_path.exists()):
+            return 0, 0
+        lines, reasons = self._open()
+        return os.fstat(lines).st_size, os.fstat(reasons).st_size
+
+    def restore(self, position: object) -> None:
+        """Cut both files back to a saved :meth:`position` (ValueError if it is not one), as a restart from a
+        checkpoint reads again what came after it. Files shorter than that are repaired instead, with a warning."""
+        if not (isinstance(position, list | tuple) and len(position) == 2
+                and all(type(size) is int and size >= 0 for size in position)):
+            raise ValueError(f"quarantine position: expected two byte counts, got {position!r}")
+        self.close()
+        paths = (self.path, self.reasons_path)
+        sizes = [path.stat().st_size if path.exists() else 0 for path in paths]
+        self._paired = all(have >= want for have, want in zip(sizes, position, strict=True))
+        if not self._paired:
+            self._warn(f"{self.path}: shorter than at the checkpoint ({sizes[0]} bytes and {sizes[1]} in its "
+                       f"reasons, not {position[0]} and {position[1]}); keeping the entries that pair up")
+            return
+        for path, size in zip(paths, position, strict=True):
+            if path.exists():
+                os.truncate(path, size)
+
+    def _open(self) -> tuple[int, int]:
+        if self._fds is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+            lines = os.open(self.path, flags, 0o644)
+            try:
+                self._fds = lines, os.open(self.reasons_path, flags, 0o644)
+            except OSError:
+                os.close(lines)
+                raise
+            if not self._paired:
+                self._repair(*self._fds)
+            self._paired = True
+        return self._fds
+
+    def _repair(self, *fds: int) -> None:
+        """Cut both files back to the entries they pair up on (a crash leaves at most one unpaired, at the end)."""
+        scans = [self._scan(fd, 1 << 62) for fd in fds]
+        pairs = min(count for count, _ in scans)
+        for fd, path, (count, end) in zip(fds, (self.path, self.reasons_path), scans, strict=True):
+            cut = end if count == pairs else self._scan(fd, pairs)[1]
+            size = os.fstat(fd).st_size
+            if size > cut:
+                os.ftruncate(fd, cut)
+                self._warn(f"{path}: its last {size - cut} bytes (an entry without its pair, left by a crash) were "
+                           f"removed, so that {self.path.name} and {self.reasons_path.name} pair up line by line")
+
+    @staticmethod
+    def _scan(fd: int, most: int) -> tuple[int, int]:
+        """How many lines the file has (up to ``most``), and the byte just after the last of them."""
+        lines = end = offset = 0
+        while lines < most and (chunk := os.pread(fd, 1 << 20, offset)):
+            found = chunk.count(b"\n")
+            if lines + found >= most:
+                cut = -1
+                for _ in range(most - lines):
+                    cut = chunk.index(b"\n", cut + 1)
+                return most, offset + cut + 1
+            if found:
+                end = offset + chunk.rfind(b"\n") + 1
+            lines, offset = lines + found, offset + len(chunk)
+        return lines, end
+
+    @staticmethod
+    def _write(fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+
     def reset(self) -> None:
         """Empty the quarantine (remove its files), for a read that starts again from the beginning."""
         self.close()
-        self._lines = self._reasons = None
         self.count = 0
         self.path.unlink(missing_ok=True)
         self.reasons_path.unlink(missing_ok=True)
+        self._paired = True
 
     def flush(self) -> None:
-        for stream in (self._lines, self._reasons):
-            if stream is not None:
-                stream.flush()
+        """Nothing to do: every entry is written when it is added (kept for callers)."""
 
     def close(self) -> None:
-        for stream in (self._lines, self._reasons):
-            if stream is not None:
-                stream.close()
+        if self._fds is not None:
+            for fd in self._fds:
+                os.close(fd)
+            self._fds = None
 
     def __enter__(self) -> Quarantine:
         return self

@@ -1,0 +1,601 @@
+"""Tests for tracker.follow: the Follower on real files through rotations, restarts, odd files and damaged
+positions; the zero-filled region rule it shares with batch.split_blocks; and the Quarantine's pairing
+through kill -9."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import T0, record
+from tracker.batch import read_blocks
+from tracker.decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine, Rejected
+from tracker.follow import FINGERPRINT_BYTES, Follower, check_positions
+
+S = 1_000_000
+TIMEOUT = 20.0
+MIB = 1 << 20
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """Wait until ``condition()`` holds, polling; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(0.005)
+
+
+def line(seq: int, session: str = "s1", size: int = 0) -> bytes:
+    """One valid error event line, its text padded to make the line about ``size`` bytes long."""
+    rec = record(seq, session, "error", T0 + seq * S, error=f"boom {seq} ".ljust(max(1, size - 150), "x"))
+    return orjson.dumps(rec) + b"\n"
+
+
+def lines(seqs: Iterable[int], session: str = "s1", size: int = 0) -> bytes:
+    return b"".join(line(seq, session, size) for seq in seqs)
+
+
+def assert_says(warning: str, *parts: str) -> None:
+    """The warning holds every one of ``parts``."""
+    missing = [part for part in parts if part not in warning]
+    assert not missing, f"{warning!r} does not say {missing}"
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as stream:
+        stream.write(data)
+
+
+class Seen:
+    """What a follower handed over: the blocks' rows, the rejected lines, and the warnings."""
+
+    def __init__(self) -> None:
+        self.frames: list[pl.DataFrame] = []
+        self.rejected: list[Rejected] = []
+        self.warnings: list[str] = []
+
+    def __call__(self, frame: pl.DataFrame | None, rejected: Iterable[Rejected]) -> None:
+        if frame is not None and frame.height:
+            self.frames.append(frame)
+        self.rejected.extend(rejected)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [row for frame in self.frames for row in frame.to_dicts()]
+
+    def seqs(self) -> list[int]:
+        return [row["seq"] for row in self.rows()]
+
+
+Make = Callable[..., tuple[Follower, Seen]]
+
+
+@pytest.fixture
+def make() -> Iterator[Make]:
+    """Makes followers that hand everything to a :class:`Seen`; their files are closed at the end."""
+    made: list[Follower] = []
+
+    def factory(targets: list[Path], *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, **kwargs: Any
+                ) -> tuple[Follower, Seen]:
+        seen = Seen()
+        follower = Follower(targets, Decoder(max_line_bytes=max_line_bytes, dedupe=False), seen,
+                            warn=seen.warnings.append, **kwargs)
+        made.append(follower)
+        return follower, seen
+
+    yield factory
+    for follower in made:
+        follower.release()
+
+
+def saved(follower: Follower) -> list[dict[str, Any]]:
+    """The follower's positions as a checkpoint keeps them (through JSON), checked; then it stops."""
+    positions = check_positions(orjson.loads(orjson.dumps(follower.positions())))
+    follower.release()
+    return positions
+
+
+def rotate(log: Path) -> None:
+    """logrotate's rename rotation: NAME.k -> NAME.k+1 (oldest first), NAME -> NAME.1."""
+    numbered = sorted((int(p.name.rsplit(".", 1)[1]), p) for p in log.parent.glob(log.name + ".[0-9]*")
+                      if p.name.rsplit(".", 1)[1].isdigit())
+    for k, path in reversed(numbered):
+        path.rename(log.with_name(f"{log.name}.{k + 1}"))
+    log.rename(log.with_name(log.name + ".1"))
+
+
+class TestRotation:
+    def test_two_rotations_while_stopped(self, tmp_path: Path, make: Make) -> None:
+        """25 events in three generations, two rotations while the follower is down: all 25 are read, oldest first."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 6)))
+        first, seen = make([log])
+        first.poll()
+        positions = saved(first)
+        append(log, lines(range(6, 11)))
+        rotate(log)
+        log.write_bytes(lines(range(11, 18)))  # the middle generation: created and rotated away while down
+        rotate(log)
+        log.write_bytes(lines(range(18, 26)))
+        second, again = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() + again.seqs() == list(range(1, 26))
+        assert again.warnings == []
+        assert second.stats.rotations == 2
+
+    def test_two_rotations_between_polls(self, tmp_path: Path, make: Make) -> None:
+        """A generation that lives less than one poll is read in full, between the older and the new file."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 6)))
+        follower, seen = make([log])
+        follower.poll()
+        append(log, lines(range(6, 11)))
+        rotate(log)
+        log.write_bytes(lines(range(11, 18)))
+        rotate(log)
+        log.write_bytes(lines(range(18, 26)))
+        follower.poll()
+        assert seen.seqs() == list(range(1, 26))
+        assert follower.stats.rotations == 2
+        follower.finish()
+        assert (seen.seqs(), seen.rejected, seen.warnings) == (list(range(1, 26)), [], [])
+
+    def test_rotated_file_deleted_while_stopped_is_reported(self, tmp_path: Path, make: Make) -> None:
+        """A saved file found nowhere gives a warning naming it and the offset after which lines were lost."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4)))
+        first, _ = make([log])
+        first.poll()
+        offset = log.stat().st_size
+        positions = saved(first)
+        append(log, lines(range(4, 6)))
+        rotate(log)
+        (tmp_path / "events.jsonl.1").unlink()
+        log.write_bytes(lines(range(6, 8)))
+        second, seen = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() == [6, 7]
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), f"byte {offset}", "could not be read")
+
+    def test_rotated_file_compressed_while_stopped_says_how_much_is_lost(self, tmp_path: Path, make: Make) -> None:
+        """A saved file compressed to .gz while down: the warning says how many bytes after the offset were not read."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4)))
+        first, _ = make([log])
+        first.poll()
+        positions = saved(first)
+        lost = lines(range(4, 6))
+        append(log, lost)
+        rotate(log)
+        rotated = tmp_path / "events.jsonl.1"
+        (tmp_path / "events.jsonl.1.gz").write_bytes(gzip.compress(rotated.read_bytes()))
+        rotated.unlink()
+        log.write_bytes(lines(range(6, 8)))
+        second, seen = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() == [6, 7]
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), "events.jsonl.1.gz", f"{len(lost)} bytes after byte")
+
+    def test_rotation_into_a_folder_target(self, tmp_path: Path, make: Make) -> None:
+        """In a followed folder, two rotations between polls (the new file not there yet) lose nothing either."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 3)))
+        follower, seen = make([tmp_path])
+        follower.poll()
+        append(log, lines(range(3, 5)))
+        rotate(log)
+        log.write_bytes(lines(range(5, 7)))
+        rotate(log)
+        follower.poll()
+        log.write_bytes(lines(range(7, 9)))
+        follower.poll()
+        assert seen.seqs() == list(range(1, 9))
+
+
+class TestExclude:
+    def test_own_outputs_in_a_followed_folder_are_not_read(self, tmp_path: Path, make: Make) -> None:
+        """Excluded paths (the quarantine and its reasons) are never followed, even as a folder's *.jsonl."""
+        (tmp_path / "logs").mkdir()
+        log = tmp_path / "logs" / "events.jsonl"
+        log.write_bytes(lines(range(1, 3)))
+        quarantine = tmp_path / "logs" / "quarantine.jsonl"
+        quarantine.write_bytes(b"garbage\n" + line(9))
+        reasons = tmp_path / "logs" / "quarantine.jsonl.reasons.jsonl"
+        reasons.write_bytes(b'{"source": "x", "line": 1, "reason": "invalid_json"}\n')
+        (tmp_path / "also").symlink_to("logs")  # the same folder by another name
+        follower, seen = make([tmp_path / "also"], exclude=[quarantine, reasons])
+        follower.poll()
+        assert (seen.seqs(), seen.rejected, seen.warnings) == ([1, 2], [], [])
+        assert follower.paths() == [tmp_path / "also" / "events.jsonl"]
+
+
+GOOD: dict[str, Any] = {"path": "/logs/events.jsonl", "dev": 1, "ino": 2, "offset": 10, "line_no": 1,
+                        "head": "7b7d0a", "before": "00" * 10, "skipping": False}
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+                    max_leaves=12)
+
+
+class TestPositions:
+    @pytest.mark.parametrize("entries", [
+        {}, "files", None, 3,
+        [None], [[1]], ["entry"], [7],
+        *[[{**GOOD, "path": bad}] for bad in (None, 1, b"/x", ["x"], "", "a\x00b")],
+        *[[{**GOOD, "head": bad}] for bad in (None, 1, "zz", "0", "0a 0b", "0g", "0A", "00" * (FINGERPRINT_BYTES + 1))],
+        *[[{**GOOD, key: bad}] for key in ("dev", "ino", "offset", "line_no")
+          for bad in (None, -1, 1.0, True, "3", 1 << 64, [1])],
+        [{k: v for k, v in GOOD.items() if k != "ino"}],
+        [{**GOOD, "before": "00"}], [{**GOOD, "before": "zz" * 10}], [{**GOOD, "before": 5}],
+        [{**GOOD, "skipping": 1}], [{**GOOD, "skipping": "no"}],
+        [{**GOOD, "line_no": 11}],
+        [GOOD, {**GOOD, "offset": 20, "before": "00" * 20}],
+    ])
+    def test_damaged_positions_are_refused(self, entries: object) -> None:
+        """Every wrong type or impossible value in saved positions is a ValueError."""
+        with pytest.raises(ValueError, match=r"damaged|expected a list|same file"):
+            check_positions(entries)
+
+    @settings(max_examples=300, deadline=None)
+    @given(JSON, st.dictionaries(st.sampled_from(sorted(GOOD)), JSON, max_size=3))
+    def test_anything_is_a_list_or_a_value_error(self, anything: object, changes: dict[str, Any]) -> None:
+        """Whatever a damaged checkpoint holds, check_positions gives positions or a ValueError, nothing else."""
+        for entries in (anything, [anything], [{**GOOD, **changes}]):
+            try:
+                checked = check_positions(entries)
+            except ValueError:
+                continue
+            assert all(isinstance(entry["path"], Path) for entry in checked)
+
+    def test_old_positions_without_the_new_keys_are_taken(self, tmp_path: Path, make: Make) -> None:
+        """Positions saved before 'before' and 'skipping' existed are still resumed from."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4)))
+        first, _ = make([log])
+        first.poll()
+        old = [{k: v for k, v in entry.items() if k not in ("before", "skipping")} for entry in first.positions()]
+        first.release()
+        append(log, line(4))
+        second, seen = make([log], resume=check_positions(old))
+        second.poll()
+        assert (seen.seqs(), seen.warnings) == ([4], [])
+
+    def test_offset_not_at_a_line_start_is_not_trusted(self, tmp_path: Path, make: Make) -> None:
+        """A saved offset in the middle of a line: a warning, and the file is read from its start."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4)))
+        first, _ = make([log])
+        first.poll()
+        (entry,) = orjson.loads(orjson.dumps(first.positions()))
+        first.release()
+        entry.pop("before", None)
+        entry["offset"] -= 7
+        second, seen = make([log], resume=check_positions([entry]))
+        second.poll()
+        assert (seen.seqs(), seen.rejected) == ([1, 2, 3], [])
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), "line start", "from the start")
+
+    def test_offset_past_the_end_is_not_trusted(self, tmp_path: Path, make: Make) -> None:
+        """A saved offset beyond the file's end: a warning, and the file is read from its start."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 3)))
+        first, _ = make([log])
+        first.poll()
+        (entry,) = orjson.loads(orjson.dumps(first.positions()))
+        first.release()
+        entry.pop("before", None)
+        entry["offset"] += 500
+        second, seen = make([log], resume=check_positions([entry]))
+        second.poll()
+        assert seen.seqs() == [1, 2]
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), "from the start")
+
+    def test_offset_past_the_end_of_a_rotated_file_is_not_trusted(self, tmp_path: Path, make: Make) -> None:
+        """The same checks hold for a saved file found rotated away: it is read from its start, with a warning."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 3)))
+        first, _ = make([log])
+        first.poll()
+        (entry,) = orjson.loads(orjson.dumps(first.positions()))
+        first.release()
+        entry.pop("before", None)
+        entry["offset"] += 500
+        rotate(log)
+        log.write_bytes(line(3))
+        second, seen = make([log], resume=check_positions([entry]))
+        second.poll()
+        assert seen.seqs() == [1, 2, 3]
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), "from the start")
+
+
+@contextmanager
+def unblocking(fifo: Path) -> Iterator[None]:
+    """If the code under test blocks opening ``fifo`` to read, open it to write after a while: the test then
+    fails instead of hanging."""
+    done = threading.Event()
+
+    def rescue() -> None:
+        if not done.wait(TIMEOUT / 4):
+            with suppress(OSError):
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    rescuer = threading.Thread(target=rescue)
+    rescuer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        rescuer.join()
+
+
+class TestNotARegularFile:
+    def test_fifo_and_symlink_loop_beside_a_good_log(self, tmp_path: Path, make: Make) -> None:
+        """A FIFO and a symlink loop named as logs: said once each, skipped, and the good log is read."""
+        fifo, loop, good = tmp_path / "pipe.jsonl", tmp_path / "loop.jsonl", tmp_path / "good.jsonl"
+        os.mkfifo(fifo)
+        loop.symlink_to(loop.name)
+        good.write_bytes(lines(range(1, 4)))
+        follower, seen = make([fifo, loop, good])
+        with unblocking(fifo):
+            started = time.monotonic()
+            follower.poll()
+            assert time.monotonic() - started < TIMEOUT / 8
+        assert seen.seqs() == [1, 2, 3]
+        assert len(seen.warnings) == 2
+        assert_says(seen.warnings[0], str(fifo), "a FIFO, not a regular file", "skipped")
+        assert_says(seen.warnings[1], str(loop), "Too many levels of symbolic links", "skipped")
+        append(good, line(4))
+        with unblocking(fifo):
+            follower.poll()
+        assert (seen.seqs(), len(seen.warnings)) == ([1, 2, 3, 4], 2)  # said once
+        fifo.unlink()
+        fifo.write_bytes(line(5, session="s2"))  # now a regular file: it is read
+        follower.poll()
+        assert seen.seqs() == [1, 2, 3, 4, 5]
+
+    def test_fifo_in_a_followed_folder(self, tmp_path: Path, make: Make) -> None:
+        """A FIFO among a folder's *.jsonl is said once and skipped; the folder's log is read."""
+        os.mkfifo(tmp_path / "pipe.jsonl")
+        (tmp_path / "good.jsonl").write_bytes(lines(range(1, 3)))
+        follower, seen = make([tmp_path])
+        with unblocking(tmp_path / "pipe.jsonl"):
+            follower.poll()
+            follower.poll()
+        assert seen.seqs() == [1, 2]
+        (warning,) = seen.warnings
+        assert_says(warning, str(tmp_path / "pipe.jsonl"), "a FIFO, not a regular file")
+
+
+class TestReplacedInPlace:
+    @staticmethod
+    def rewrite(log: Path) -> None:
+        """Truncate and rewrite in place (same inode): the same first 1 KiB, other lines after it."""
+        data = lines(range(1, 4), size=400) + lines(range(4, 9), session="s2", size=400)
+        assert data[:FINGERPRINT_BYTES] == log.read_bytes()[:FINGERPRINT_BYTES]
+        with open(log, "r+b") as stream:
+            stream.truncate(0)
+            stream.write(data)
+
+    def test_same_first_kib_other_lines_while_followed(self, tmp_path: Path, make: Make) -> None:
+        """A file rewritten with the same first 1 KiB but other later lines is read again from the start."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 5), size=400))
+        assert log.stat().st_size > FINGERPRINT_BYTES + 400
+        follower, seen = make([log])
+        follower.poll()
+        self.rewrite(log)
+        follower.poll()
+        rows = [(row["session_id"], row["seq"]) for row in seen.rows()]
+        assert rows[4:] == [("s1", 1), ("s1", 2), ("s1", 3)] + [("s2", i) for i in range(4, 9)]
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), "truncated or replaced", "bytes before byte", "from the start")
+        assert follower.stats.truncations == 1
+
+    def test_same_first_kib_other_lines_while_stopped(self, tmp_path: Path, make: Make) -> None:
+        """The bytes before the saved offset are part of the saved position: a rewrite while down is seen too."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 5), size=400))
+        first, _ = make([log])
+        first.poll()
+        positions = saved(first)
+        self.rewrite(log)
+        second, seen = make([log], resume=positions)
+        second.poll()
+        assert [(row["session_id"], row["seq"]) for row in seen.rows()][3:] == [("s2", i) for i in range(4, 9)]
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), "changed since the checkpoint", "from the start")
+
+
+class TestZeroFilledRegion:
+    @pytest.mark.parametrize("polled_between", [False, True])
+    def test_follower_reads_the_event_after_zeros(self, tmp_path: Path, make: Make, polled_between: bool) -> None:
+        """2 MiB of NUL bytes then an event: the zeros are one rejected line, the event is read."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1) + b"\0" * (2 * MIB))
+        follower, seen = make([log])
+        if polled_between:
+            follower.poll()
+        append(log, line(2) + line(3))
+        follower.poll()
+        assert seen.seqs() == [1, 2, 3]
+        (zeros,) = seen.rejected
+        assert (zeros.reason, zeros.line_no, zeros.offset, zeros.raw) == (
+            "too_long", 2, len(line(1)), b"\0" * DEFAULT_MAX_LINE_BYTES)
+        assert follower.positions()[0]["offset"] == log.stat().st_size
+
+    @pytest.mark.parametrize("block_bytes", [64 << 10, 16 << 20])
+    def test_split_blocks_reads_the_event_after_zeros(self, block_bytes: int) -> None:
+        """Replay cuts the same way: 2 MiB of NUL bytes then an event give one rejected line and the event."""
+        data = line(1) + b"\0" * (2 * MIB) + line(2) + line(3)
+        blocks = list(read_blocks(io.BytesIO(data), Decoder(dedupe=False), source="log", block_bytes=block_bytes))
+        assert [s for block in blocks for s in block.frame["seq"].to_list()] == [1, 2, 3]
+        (zeros,) = [r for block in blocks for r in block.rejected]
+        assert (zeros.reason, zeros.line_no, zeros.offset, zeros.raw) == (
+            "too_long", 2, len(line(1)), b"\0" * DEFAULT_MAX_LINE_BYTES)
+
+    def test_zeros_ended_by_a_newline_stay_one_line(self, tmp_path: Path, make: Make) -> None:
+        """NUL bytes up to a newline are one rejected line, as before; the next line is read."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"\0" * 5000 + b"\n" + line(1))
+        follower, seen = make([log], max_line_bytes=1000)
+        follower.poll()
+        assert seen.seqs() == [1]
+        assert [(r.reason, r.line_no) for r in seen.rejected] == [("too_long", 1)]
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.integers(0, 2**32))
+    def test_live_and_replay_read_the_same(self, tmp_path_factory: pytest.TempPathFactory, seed: int) -> None:
+        """Events, zero regions, over-long lines and blank lines, appended in random pieces, polled between and
+        restarted from saved positions at random: the follower hands over exactly the rows and rejections replay
+        reads from the finished file."""
+        rnd = random.Random(seed)
+        limit = rnd.choice([300, 700])
+        pieces = []
+        for seq in range(1, rnd.randint(2, 40)):
+            roll = rnd.random()
+            if roll < 0.15:
+                pieces.append(b"\0" * rnd.randint(1, 3 * limit))
+            elif roll < 0.25:
+                pieces.append(b"x" * rnd.randint(limit - 2, 2 * limit) + rnd.choice([b"\n", b"", b"\0\0"]))
+            elif roll < 0.3:
+                pieces.append(rnd.choice([b"\n", b"garbage\n", b"\0\n"]))
+            else:
+                pieces.append(line(seq))
+        data = b"".join(pieces) + b"\n"
+        log = tmp_path_factory.mktemp("live") / "events.jsonl"
+        log.write_bytes(b"")
+        seen = Seen()
+        follower = Follower([log], Decoder(max_line_bytes=limit, dedupe=False), seen, warn=seen.warnings.append)
+        cuts = [*sorted(rnd.sample(range(len(data)), min(len(data), rnd.randint(0, 12)))), len(data)]
+        done = 0
+        for cut in cuts:
+            append(log, data[done:cut])
+            done = cut
+            follower.poll()
+            if rnd.random() < 0.3:  # a restart, perhaps inside an over-long line or just after zeros
+                follower = Follower([log], Decoder(max_line_bytes=limit, dedupe=False), seen,
+                                    warn=seen.warnings.append, resume=saved(follower))
+        follower.finish()
+        follower.release()
+        decoder = Decoder(max_line_bytes=limit, dedupe=False)
+        blocks = list(read_blocks(io.BytesIO(data), decoder, source=str(log),
+                                  block_bytes=rnd.choice([1, 13, 256, 4096, MIB])))
+        assert seen.rows() == [row for block in blocks for row in block.frame.to_dicts()]
+        assert seen.rejected == [r for block in blocks for r in block.rejected]
+        assert seen.warnings == []
+
+
+_QUARANTINE_WRITER = """
+import random, sys
+from tracker.decoder import Quarantine, Rejected
+rnd = random.Random(int(sys.argv[2]))
+quarantine = Quarantine(sys.argv[1])
+for n in range(1, 1 << 40):
+    raw = b"entry %d " % n + b"x" * rnd.randrange(1 << 18) + b"\\n"
+    quarantine.add(Rejected("log", n, n, "invalid_json", "a test entry", raw))
+"""
+
+
+def assert_pairs(path: Path) -> int:
+    """Line N of the quarantine goes with line N of its reasons; returns how many there are."""
+    quarantined = path.read_bytes()
+    reasons = path.with_name(path.name + ".reasons.jsonl").read_bytes()
+    assert quarantined.endswith(b"\n")
+    assert reasons.endswith(b"\n")
+    pairs = list(zip(quarantined.splitlines(), [orjson.loads(r) for r in reasons.splitlines()], strict=True))
+    for raw, reason in pairs:
+        assert raw.split(b" ")[:2] == [b"entry", b"%d" % reason["line"]]
+    return len(pairs)
+
+
+class TestQuarantine:
+    def test_kill_9_while_writing(self, tmp_path: Path) -> None:
+        """A writer killed with SIGKILL at random points: reopened, the two files pair up line by line."""
+        path = tmp_path / "quarantine.jsonl"
+        rnd = random.Random(5)
+        warnings: list[str] = []
+        for round_no in range(4):
+            writer = subprocess.Popen([sys.executable, "-c", _QUARANTINE_WRITER, str(path), str(round_no)])
+            target = (path.stat().st_size if path.exists() else 0) + rnd.randrange(1, 4 * MIB)
+            wait_for(lambda target=target: path.exists() and path.stat().st_size >= target)  # type: ignore[misc]
+            writer.kill()
+            assert writer.wait() == -signal.SIGKILL
+            quarantine = Quarantine(path, warn=warnings.append)
+            quarantine.add(Rejected("log", 0, 0, "invalid_json", "after the kill", b"entry 0 after the kill"))
+            quarantine.close()
+            assert_pairs(path)
+        assert all(str(path) in w for w in warnings)
+
+    def test_unpaired_end_is_repaired_with_a_warning(self, tmp_path: Path) -> None:
+        """An entry without its reason, and a torn line, are cut off when the files are opened again."""
+        path = tmp_path / "q.jsonl"
+        with Quarantine(path) as quarantine:
+            for n in (1, 2):
+                quarantine.add(Rejected("log", n, 0, "invalid_json", "x", b"entry %d\n" % n))
+        append(path, b"entry 3\nentry 4 torn")
+        warnings: list[str] = []
+        with Quarantine(path, warn=warnings.append) as again:
+            assert again.position() == (len(b"entry 1\nentry 2\n"),
+                                        path.with_name("q.jsonl.reasons.jsonl").stat().st_size)
+            again.add(Rejected("log", 5, 0, "invalid_json", "x", b"entry 5\n"))
+        assert assert_pairs(path) == 3
+        (warning,) = warnings
+        assert_says(warning, str(path), "pair up line by line")
+
+    def test_restore_cuts_back_to_a_position(self, tmp_path: Path) -> None:
+        """restore() cuts both files back to a saved position: what came after it is written again by the re-read."""
+        path = tmp_path / "q.jsonl"
+        with Quarantine(path) as quarantine:
+            assert quarantine.position() == (0, 0)
+            for n in (1, 2):
+                quarantine.add(Rejected("log", n, 0, "invalid_json", "x", b"entry %d\n" % n))
+            position = quarantine.position()
+            quarantine.add(Rejected("log", 3, 0, "invalid_json", "x", b"entry 3\n"))
+        warnings: list[str] = []
+        with Quarantine(path, warn=warnings.append) as again:
+            again.restore(list(orjson.loads(orjson.dumps(position))))
+            assert again.position() == position
+            again.add(Rejected("log", 3, 0, "invalid_json", "x", b"entry 3\n"))
+        assert (assert_pairs(path), warnings) == (3, [])
+
+    @pytest.mark.parametrize("position", [None, "12", [1], [1, 2, 3], [-1, 0], [1.0, 2], [True, 0], {"a": 1}])
+    def test_restore_refuses_a_damaged_position(self, tmp_path: Path, position: object) -> None:
+        """A position that is not two byte counts is a ValueError."""
+        with pytest.raises(ValueError, match="quarantine position"):
+            Quarantine(tmp_path / "q.jsonl").restore(position)
+
+    def test_restore_past_the_end_repairs_instead(self, tmp_path: Path) -> None:
+        """Files shorter than the saved position are not extended: a warning, and they are paired up."""
+        path = tmp_path / "q.jsonl"
+        with Quarantine(path) as quarantine:
+            quarantine.add(Rejected("log", 1, 0, "invalid_json", "x", b"entry 1\n"))
+        append(path, b"entry 2\n")
+        warnings: list[str] = []
+        with Quarantine(path, warn=warnings.append) as again:
+            again.restore((1000, 1000))
+            again.add(Rejected("log", 2, 0, "invalid_json", "x", b"entry 2\n"))
+        assert assert_pairs(path) == 2
+        assert len(warnings) == 2
+        assert_says(warnings[0], str(path), "shorter than at the checkpoint")
+        assert_says(warnings[1], str(path), "pair up line by line")
