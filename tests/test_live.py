@@ -36,11 +36,12 @@ def replay_files(base: Path, events: list[Event], interval_s: int) -> dict[str, 
     _write_log(log, events)
     out = work / "out"
     replay([log], out, interval_s=interval_s, quarantine_path=work / "quarantine.jsonl")
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    return disk_files(out)
 
 
 def disk_files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    """The report files in ``folder`` (not the hidden bookkeeping: the manifest of written files)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
 
 
 def window_files(files: dict[str, bytes]) -> dict[str, bytes]:
@@ -255,7 +256,7 @@ class TestFlush:
         live.advance()
         live.flush()
         live.flush(final=True)
-        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+        assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 class TestArguments:

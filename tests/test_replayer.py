@@ -24,12 +24,13 @@ from tracker.events import Event, SessionUnregistered
 from tracker.live import LiveReporter
 from tracker.replayer import expand_logs, replay
 
+S = 1_000_000
 ROOT = Path(__file__).parent.parent
 CASES = sorted(glob(str(ROOT / "fixtures" / "replay" / "*") + os.sep))
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
 
 
 def _write_log(path: Path, events: list[Event]) -> None:
@@ -128,17 +129,22 @@ class TestReplay:
         replay([tmp_path / "log.jsonl"], tmp_path / "out", interval_s=300)
         assert_matches_reference(tmp_path / "out", events, 300)
 
-    def test_removes_session_files_of_an_earlier_run(self, tmp_path: Path) -> None:
-        """Per-window files of an earlier run that this run does not write are removed; others are kept."""
-        events = random_events([("s1", "cycle_completed", 0, 0.0, None)])
-        _write_log(tmp_path / "log.jsonl", events)
+    def test_removes_only_files_an_earlier_run_wrote(self, tmp_path: Path) -> None:
+        """Per-window files an earlier replay wrote and this one does not are removed; a user's files are kept,
+        even when their names look like reports."""
+        _write_log(tmp_path / "old.jsonl", random_events([("s1", "cycle_completed", 0, 0.0, None)], t0=T0 - 3600 * S))
+        _write_log(tmp_path / "log.jsonl", random_events([("s1", "cycle_completed", 0, 0.0, None)]))
         out = tmp_path / "out"
-        out.mkdir()
-        (out / "session_tracking_report_20000101_000000.csv").write_text("old")
+        old = replay([tmp_path / "old.jsonl"], out, interval_s=60)
+        out_names = sorted(p.name for p in out.glob("session_tracking_report_2*.csv"))
         (out / "notes.txt").write_text("mine")
+        (out / "session_tracking_report_mine.csv").write_text("mine")
+        (out / "session_tracking_report_19990101_000000.csv").write_text("mine too")
         result = replay([tmp_path / "log.jsonl"], out, interval_s=60)
-        assert [p.name for p in result.removed] == ["session_tracking_report_20000101_000000.csv"]
-        assert (out / "notes.txt").read_text() == "mine"
+        assert sorted(p.name for p in result.removed) == out_names
+        assert old.written
+        for name in ("notes.txt", "session_tracking_report_mine.csv", "session_tracking_report_19990101_000000.csv"):
+            assert (out / name).read_text().startswith("mine"), name
 
     def test_spool_is_removed_when_a_replay_fails(self, tmp_path: Path) -> None:
         """A log missing after another was read and spilled raises, naming it, and leaves no spool folder."""

@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import T0, record
+from tracker.errors import ReportError
 from tracker.replayer import replay
 from tracker.store import WindowStore
 from tracker.tail import CHECKPOINT_DIR, CHECKPOINT_FILE, WINDOWS_DIR, Tail
@@ -331,6 +332,29 @@ class TestCheckpoints:
         second.close()
         assert second.reporter.engine.counts.total() == 30
         assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
+    def test_out_folder_of_an_earlier_run_starts_clean(self, tmp_path: Path) -> None:
+        """A new run into the folder of an earlier one removes that run's report files and says so: no old window
+        or session is mixed into the new reports."""
+        old, log = tmp_path / "old.jsonl", tmp_path / "events.jsonl"
+        old.write_bytes(b"".join(line(i, 3600 + i * 7, session=f"old{i % 5}") for i in range(1, 200)))
+        log.write_bytes(b"".join(line(i, i * 7) for i in range(1, 30)))
+        Tail([old], tmp_path / "out", interval_s=60).close()
+        (tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE).unlink()  # as after --checkpoint-dir elsewhere
+        (tmp_path / "out" / "notes.txt").write_text("mine")
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        assert any("earlier run" in w and "starts clean" in w for w in second.warnings)
+        second.close()
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+        assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+    def test_out_folder_with_reports_tracker_did_not_write_is_refused(self, tmp_path: Path) -> None:
+        """Report files no manifest lists (another tool's) are neither removed nor mixed in: a clear error."""
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "session_tracking_summary.csv").write_text("someone else's")
+        with pytest.raises(ReportError, match=r"did not list as its own.*session_tracking_summary\.csv"):
+            Tail([tmp_path / "events.jsonl"], tmp_path / "out", interval_s=60)
+        assert (tmp_path / "out" / "session_tracking_summary.csv").read_text() == "someone else's"
 
     @pytest.mark.parametrize("damage", [
         {"engine": {"interval_s": 60, "ts_min": "x"}},

@@ -16,18 +16,22 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+import orjson
 import polars as pl
 
 from .engine import Engine
+from .errors import ReportError
 
 __all__ = (
     "ERRORS_FILE",
+    "MANIFEST_FILE",
     "SESSIONS_FILE_PREFIX",
     "SUMMARY_FILE",
     "TOTALS_FILE",
@@ -42,6 +46,9 @@ SUMMARY_FILE: Final = "session_tracking_summary.csv"
 TOTALS_FILE: Final = "session_tracking_totals.csv"
 ERRORS_FILE: Final = "session_tracking_errors.csv"
 SESSIONS_FILE_PREFIX: Final = "session_tracking_report_"
+#: The list of report files a writer wrote into its folder, so that a later run removes only those.
+MANIFEST_FILE: Final = ".tracker-reports.json"
+_REPORT_NAME: Final = re.compile(r"session_tracking_(summary|totals|errors|report_\d{8}_\d{6})\.csv")
 FLOAT_PRECISION: Final = 3
 _FORMULA_START: Final = r"^[=+\-@\t\r]"
 _SECOND: Final = 1_000_000
@@ -116,6 +123,54 @@ class ReportWriter:
         self._stale_from: int | None = None  # the first window whose session rows may have changed
         self._last: int | None = None  # the last window written so far
         self._failing: str | None = None  # the last write error, said once until a write succeeds
+        self._listed: set[str] = set()  # the files the manifest names
+
+    def earlier_files(self) -> tuple[set[str], set[str]]:
+        """Report files in the folder: those an earlier writer listed in its manifest, and those it did not."""
+        listed: set[str] = set()
+        try:
+            names = orjson.loads((self.out_dir / MANIFEST_FILE).read_bytes()).get("files", [])
+            listed = {n for n in names if isinstance(n, str) and _REPORT_NAME.fullmatch(n)}
+        except (OSError, ValueError, AttributeError):
+            pass  # no manifest, or not ours: nothing is taken as ours
+        present = {p.name for p in self.out_dir.glob("session_tracking_*.csv") if _REPORT_NAME.fullmatch(p.name)} \
+            if self.out_dir.is_dir() else set()
+        return present & listed, present - listed
+
+    def start_clean(self) -> list[Path]:
+        """Remove the report files an earlier run wrote here (its manifest names them) before this run writes.
+
+        Raises ReportError, removing nothing, when the folder holds report files no manifest names
+        (another tool's, or a run of an older tracker): they would be mixed with this run's.
+        """
+        ours, foreign = self.earlier_files()
+        if foreign:
+            names = ", ".join(sorted(foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise ReportError(f"{self.out_dir} holds {len(foreign)} report files that tracker did not list as its "
+                              f"own ({names}); they would be mixed with this run's: choose an empty folder, or "
+                              "remove them")
+        removed = []
+        for name in sorted(ours):
+            (self.out_dir / name).unlink(missing_ok=True)
+            removed.append(self.out_dir / name)
+        self._write_manifest(set())
+        return removed
+
+    def resume(self) -> None:
+        """Go on from a checkpoint: the files on disk are this run's (rewritten when they change)."""
+        ours, _ = self.earlier_files()
+        self._listed = ours
+
+    def forget(self, names: set[str]) -> None:
+        """Files removed from the folder: the manifest stops naming them."""
+        self._write_manifest(self._listed - names)
+
+    def _write_manifest(self, names: set[str]) -> None:
+        if names == self._listed and (self.out_dir / MANIFEST_FILE).exists():
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.out_dir / MANIFEST_FILE, orjson.dumps({"files": sorted(names)}))
+        self._listed = set(names)
 
     @property
     def written_until(self) -> int | None:
@@ -162,8 +217,11 @@ class ReportWriter:
     def _write(self, files: list[tuple[str, Callable[[], bytes]]], written: list[Path], failed: list[Path]) -> None:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            # The manifest names a file before it exists: a crash never leaves a file of ours unlisted.
+            self._write_manifest(self._listed | {name for name, _ in files})
         except OSError as exc:
-            self._note_failure(f"cannot create {self.out_dir} ({exc.strerror or exc})")
+            self._note_failure(f"cannot write the reports into {self.out_dir} ({exc.strerror or exc}); they will be "
+                               "written again at the next flush")
             failed.extend(self.out_dir / name for name, _ in files)
             self._mark_failed([name for name, _ in files])
             return

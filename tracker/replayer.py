@@ -25,7 +25,7 @@ from .batch import BLOCK_BYTES, Block, decode_span, split_blocks
 from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine
 from .engine import DEFAULT_INTERVAL_S, Engine, Tables
 from .events import EVENT_TYPES
-from .output import SESSIONS_FILE_PREFIX, ReportWriter
+from .output import ReportWriter
 from .store import DEFAULT_MEMORY_BYTES, WindowStore
 
 __all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "expand_logs", "read_events", "replay")
@@ -127,9 +127,9 @@ def replay(
 
     The logs are read ``block_bytes`` at a time; windows beyond ``memory_bytes``
     wait in a temporary folder inside ``spool_dir`` (default: ``out_dir``),
-    removed at the end. Per-window session files left in ``out_dir`` by an
-    earlier run that this one does not write are removed, so the folder holds
-    one run's reports.
+    removed at the end. Report files an earlier run wrote into ``out_dir``
+    (its manifest names them) that this one does not write are removed, so
+    the folder holds one run's reports; no other file is ever removed.
     """
     if type(block_bytes) is not int or block_bytes < 1:
         raise ValueError(f"block_bytes: must be a whole number >= 1, got {block_bytes!r}")
@@ -145,6 +145,7 @@ def replay(
         finally:
             quarantine.close()
         writer = ReportWriter(engine, out)
+        earlier, _ = writer.earlier_files()
         flushed = writer.flush()
         if flushed.failed:
             raise OSError(f"{len(flushed.failed)} report files could not be written, the first {flushed.failed[0]}")
@@ -152,8 +153,9 @@ def replay(
     finally:
         store.close()
     keep = {p.name for p in flushed.written}
-    removed = tuple(sorted(p for p in out.glob(f"{SESSIONS_FILE_PREFIX}*.csv") if p.name not in keep))
+    removed = tuple(sorted(out / name for name in earlier - keep))
     for path in removed:
-        path.unlink()
+        path.unlink(missing_ok=True)
+    writer.forget(earlier - keep)
     stats = ReadStats({t: engine.counts[t] for t in EVENT_TYPES if engine.counts[t]}, engine.duplicates)
     return ReplayResult(paths, engine, tables, flushed.written, removed, stats, rejected, quarantine)

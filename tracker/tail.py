@@ -200,6 +200,7 @@ class Tail:
         path = self.checkpoint_dir / CHECKPOINT_FILE
         if not path.exists():
             self._clear_checkpoint()
+            self._start_clean()
             return
         try:
             state = orjson.loads(path.read_bytes())
@@ -223,12 +224,22 @@ class Tail:
             self._clear_checkpoint()
             self.reporter = self._new_reporter()
             self.quarantine.reset()  # it is filled again by the re-read
+            self._start_clean()
             return
+        self.reporter.writer.resume()
         self.reporter.closed_until = closed
         self.reporter.late = late
         self.stats.events = events
         self.decoder.rejected.update(rejected)
         self.follower.resume(resume)
+
+    def _start_clean(self) -> None:
+        """A new run: remove the report files an earlier run wrote into the folder, saying so (and refuse a folder
+        holding report files tracker did not list as its own)."""
+        removed = self.reporter.writer.start_clean()
+        if removed:
+            self._warn(f"{self.out_dir} held the reports of an earlier run: removed its {len(removed)} report "
+                       "files; this run starts clean")
 
     def _clear_checkpoint(self) -> None:
         """Remove this tail's own checkpoint files (only those: the folder may hold anything else)."""
