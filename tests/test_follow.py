@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import T0, record
+from tracker import follow as follow_module
 from tracker.batch import read_blocks
 from tracker.decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine, Rejected
 from tracker.follow import FINGERPRINT_BYTES, Follower, check_positions
@@ -599,3 +600,21 @@ class TestQuarantine:
         assert len(warnings) == 2
         assert_says(warnings[0], str(path), "shorter than at the checkpoint")
         assert_says(warnings[1], str(path), "pair up line by line")
+
+
+class TestBacklog:
+    def test_a_big_backlog_is_read_in_steps(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """One poll reads at most POLL_BYTES of a file and says a backlog is left; finish reads everything."""
+        monkeypatch.setattr(follow_module, "POLL_BYTES", 1)
+        monkeypatch.setattr(follow_module, "_READ_BYTES", 1)  # reads of 2 x the line limit
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i) for i in range(1, 11)))
+        seen: list[int] = []
+        follower = Follower([log], Decoder(max_line_bytes=300, dedupe=False),
+                            lambda frame, _: seen.append(0 if frame is None else frame.height))
+        follower.poll()
+        assert follower.backlog
+        assert 0 < sum(seen) < 10
+        follower.finish()
+        assert (sum(seen), follower.backlog) == (10, False)
+        follower.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import signal
@@ -20,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import T0, record
+from tracker import follow as follow_module
 from tracker.errors import ReportError
 from tracker.replayer import replay
 from tracker.store import WindowStore
@@ -137,6 +139,60 @@ class TestReading:
         tail.checkpoint()
         saved = orjson.loads((tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE).read_bytes())
         assert saved["files"][0]["offset"] == log.stat().st_size
+
+
+class TestOwnOutputs:
+    def test_out_folder_as_the_followed_folder(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """tracker tail run/ --out run: the quarantine files are never followed, so one bad line stays one."""
+        monkeypatch.setattr(follow_module, "POLL_BYTES", 4096)  # were it followed, a poll would stop, not loop
+        run = tmp_path / "run"
+        run.mkdir()
+        (run / "events.jsonl").write_bytes(line(1) + b"bad line\n" + line(2))
+        tail = Tail([run], run, interval_s=60)
+        for _ in range(5):
+            tail.poll()
+        assert (tail.stats.events, tail.decoder.rejected.total()) == (2, 1)
+        tail.close()
+        assert (run / "quarantine.jsonl").read_bytes() == b"bad line\n"
+        assert len((run / "quarantine.jsonl.reasons.jsonl").read_bytes().splitlines()) == 1
+
+    def test_quarantine_pairs_up_after_a_crash_and_restart(self, tmp_path: Path) -> None:
+        """Bad lines read after the last checkpoint are quarantined once, not twice, after a restart."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1) + b"bad one\n")
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.poll()
+        first.checkpoint()
+        append(log, b"bad two\n" + line(2))
+        first.poll()  # quarantined, then it dies before the next checkpoint
+        first.release()
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        assert second.warnings == []
+        second.poll()
+        second.close()
+        out = tmp_path / "out"
+        assert (out / "quarantine.jsonl").read_bytes() == b"bad one\nbad two\n"
+        reasons = [orjson.loads(r)["line"] for r in (out / "quarantine.jsonl.reasons.jsonl").read_bytes().splitlines()]
+        assert reasons == [2, 3]
+
+    def test_fifo_and_symlink_loop_named_as_logs(self, tmp_path: Path) -> None:
+        """tracker tail with a FIFO and a symlink loop beside a good log writes its reports and stops on SIGTERM."""
+        good, fifo, loop = tmp_path / "good.jsonl", tmp_path / "fifo.jsonl", tmp_path / "loop.jsonl"
+        good.write_bytes(b"".join(line(i, i * 30) for i in range(1, 20)))
+        os.mkfifo(fifo)
+        loop.symlink_to(loop)
+        out = tmp_path / "out"
+        tail = subprocess.Popen([sys.executable, "-m", "tracker", "tail", str(fifo), str(loop), str(good), "--out",
+                                 str(out), "--interval", "60", "--grace", "0", "--quiet"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: (out / "session_tracking_summary.csv").exists()
+                 and (out / "session_tracking_summary.csv").read_bytes().count(b"\n") > 5)
+        tail.send_signal(signal.SIGTERM)
+        stdout, stderr = tail.communicate(timeout=TIMEOUT)
+        assert tail.returncode == 0, stderr
+        assert "fifo.jsonl" in stderr
+        assert "loop.jsonl" in stderr
+        assert stdout.startswith("stopped: 19 events, 0 rejected lines")
 
 
 class TestRotation:

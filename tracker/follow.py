@@ -36,6 +36,8 @@ from .decoder import Decoder, Rejected
 __all__ = ("FINGERPRINT_BYTES", "FollowStats", "Follower", "OnBlock", "check_positions")
 
 FINGERPRINT_BYTES: Final = 1024
+#: The most one poll reads of one file: a big backlog is taken in steps, with reports and checkpoints between.
+POLL_BYTES: Final = 64 << 20
 _READ_BYTES: Final = 16 << 20
 #: A rotated-away file is read until it has not grown for this long (writers holding it open may append).
 _RETIRE_AFTER_S: Final = 60.0
@@ -113,6 +115,7 @@ class Follower:
         self.decoder = decoder
         self.on_block = on_block
         self.stats = FollowStats()
+        self.backlog = False  # the last poll left unread bytes (it reads at most POLL_BYTES of a file)
         self._warn = warn if warn is not None else _log.warning
         self._files: dict[Path, _Followed] = {}
         self._retired: list[_Followed] = []  # rotated away: still drained, as writers may append for a while
@@ -247,7 +250,9 @@ class Follower:
     # -- reading ------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Read every followed file to its end, handing each decoded block to ``on_block``."""
+        """Read every followed file to its end (or :data:`POLL_BYTES` of it: then :attr:`backlog` is true),
+        handing each decoded block to ``on_block``."""
+        self.backlog = False
         if self._resume:
             self._resume_moved()
         current = self._candidates()
@@ -292,6 +297,8 @@ class Follower:
     def finish(self) -> None:
         """Read what is left, including rotated-away files, and reject unterminated last lines of those."""
         self.poll()
+        while self.backlog:
+            self.poll()
         self._drain_retired(finish=True)
 
     def _retire(self, f: _Followed) -> None:
@@ -313,9 +320,14 @@ class Follower:
     def _read(self, f: _Followed, *, final: bool = False) -> None:
         """Read ``f`` from its offset to its end; on ``final``, reject an unterminated last line."""
         size, start = max(_READ_BYTES, 2 * self.decoder.max_line_bytes), f.offset
+        budget = POLL_BYTES
         while len(data := os.pread(f.fd, size, f.offset)) > f.pending:
             self.stats.last_read = time.time()
             self._split(f, data)
+            budget -= len(data)
+            if budget <= 0 and not final:  # the rest at the next poll: reports and checkpoints go on meanwhile
+                self.backlog = True
+                break
         if final and f.pending:
             raw = os.pread(f.fd, f.pending, f.offset)
             self.on_block(None, [self.decoder.unterminated(raw, source=str(f.path), line_no=f.line_no + 1,

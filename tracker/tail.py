@@ -90,11 +90,13 @@ class Tail:
         self.targets = [Path(t) for t in targets]
         self.interval_s, self.grace_s, self.memory_bytes = interval_s, grace_s, memory_bytes
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else self.out_dir / CHECKPOINT_DIR
-        self.quarantine = Quarantine(quarantine_path if quarantine_path is not None
-                                     else self.out_dir / "quarantine.jsonl")
         self.warnings: list[str] = []
+        self.quarantine = Quarantine(quarantine_path if quarantine_path is not None
+                                     else self.out_dir / "quarantine.jsonl", warn=self._warn)
         self.decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
-        self.follower = Follower(targets, self.decoder, self._take, warn=self._warn)
+        # Never follow our own outputs (a folder target may be the --out folder itself).
+        self.follower = Follower(targets, self.decoder, self._take, warn=self._warn,
+                                 exclude=[self.quarantine.path, self.quarantine.reasons_path])
         self.stats = TailStats(rejected=self.decoder.rejected, follow=self.follower.stats)
         self.reporter = self._new_reporter()
         self._late_unflushed = 0
@@ -187,6 +189,7 @@ class Tail:
                 "events": self.stats.events,
                 "rejected": dict(self.decoder.rejected),
                 "files": self.follower.positions(),
+                "quarantine": list(self.quarantine.position()),
             }
             write_atomically(self.checkpoint_dir / CHECKPOINT_FILE, orjson.dumps(state))
         except OSError as exc:  # a full disk: keep following; the next checkpoint tries again
@@ -217,6 +220,7 @@ class Tail:
                     and isinstance(rejected, dict) and all(type(v) is int for v in rejected.values())):
                 raise ValueError("its counters are damaged")
             resume = check_positions(state.get("files"))
+            self.quarantine.restore(state.get("quarantine"))  # what came after the checkpoint is read again
             self.reporter.engine.store.restore(state.get("windows"))
             self.reporter.engine.restore(state.get("engine"))
         except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
@@ -268,6 +272,10 @@ class Tail:
             self.step()
             if on_tick is not None:
                 on_tick(self)
+            while self.follower.backlog and not stop.is_set():  # a backlog is read in steps, without waiting
+                self.step()
+                if on_tick is not None:
+                    on_tick(self)
             if stop.is_set():
                 break
 
