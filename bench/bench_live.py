@@ -68,8 +68,9 @@ def main() -> None:
     if args.make or not args.log.exists():
         args.log.parent.mkdir(parents=True, exist_ok=True)
         generate(args.log, args.events, 5_000, 6.0, 8, 1)
-    data = args.log.read_bytes()
-    total = data.count(b"\n")
+    size = args.log.stat().st_size
+    with open(args.log, "rb") as source:
+        total = sum(chunk.count(b"\n") for chunk in iter(lambda: source.read(16 << 20), b""))
     work = Path(tempfile.mkdtemp(prefix="bench-live-", dir=args.work))
     live, out, out2 = work / "live.jsonl", work / "tail", work / "replay"
     live.write_bytes(b"")
@@ -77,16 +78,20 @@ def main() -> None:
                              "300", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoint = out / ".tracker-checkpoint" / "checkpoint.json"
     samples: list[tuple[int, float, float]] = []  # (events the tail's checkpoint counts, rss, cpu)
-    written = 0
     started = time.perf_counter()
-    with open(live, "ab") as stream:
-        while written < len(data):
-            end = data.rfind(b"\n", written, written + args.chunk) + 1 or len(data)
-            stream.write(data[written:end])
+    # The log is streamed from its file (never held here: a child forked from a big process would count
+    # the parent's pages in its peak RSS until it execs).
+    with open(args.log, "rb") as source, open(live, "ab") as stream:
+        carry = b""
+        while chunk := source.read(args.chunk):
+            data = carry + chunk
+            cut = data.rfind(b"\n") + 1
+            stream.write(data[:cut])
             stream.flush()
-            written = end
+            carry = data[cut:]
             samples.append((_events_in_checkpoint(checkpoint), *_proc(tail.pid)))
             time.sleep(args.pause)
+        stream.write(carry)
     while (done := _events_in_checkpoint(checkpoint)) < total:
         samples.append((done, *_proc(tail.pid)))
         time.sleep(0.1)
@@ -107,7 +112,7 @@ def main() -> None:
     for q in range(1, 5):
         upto = [s for s in samples if s[0] <= total * q / 4]
         quarters.append(upto[-1] if upto else samples[0])
-    print(f"tracker tail following {total:,} events ({len(data) / 1e6:,.0f} MB) appended in {followed:.1f} s")
+    print(f"tracker tail following {total:,} events ({size / 1e6:,.0f} MB) appended in {followed:.1f} s")
     print("| quarter of the events (as the tail's checkpoint counts them) | tail RSS MB | tail CPU s in it |")
     print("|---|---|---|")
     previous = 0.0
