@@ -43,6 +43,8 @@ DEFAULT_INTERVAL_S: Final = 300
 #: The most windows one report may span (each gets a file).
 MAX_WINDOWS: Final = 100_000
 _SECOND: Final = 1_000_000
+#: Windows whose per-session figures stay in memory (each is a row per session).
+CELLS_KEPT: Final = 8
 
 #: The columns the engine reads: one row per valid event (duplicates allowed: the engine drops them).
 EVENT_SCHEMA: Final = pl.Schema([
@@ -118,11 +120,11 @@ class WindowAgg:
 
     counts: dict[str, int]
     stats: dict[str, float | None]
-    cells: pl.DataFrame  # per session: its counts and response-time mean/p95/max in this window
     errors: pl.DataFrame  # kind, message, count
 
 
-def _aggregate(rows: pl.DataFrame) -> WindowAgg:
+def _aggregate(rows: pl.DataFrame) -> tuple[WindowAgg, pl.DataFrame]:
+    """A window's figures, and its per-session figures (counts, response-time mean/p95/max), from its rows."""
     # One canonical order, by content: every statistic sees its values in the same order however the
     # events were read, so float sums come out the same to the bit.
     rows = rows.sort("session_id", "type", "response_time_ms", "kind", "error", nulls_last=True)
@@ -142,7 +144,7 @@ def _aggregate(rows: pl.DataFrame) -> WindowAgg:
         .group_by("kind", message="error").agg(count=pl.len().cast(pl.Int64))
         .sort(pl.col("kind").fill_null(""), "message", "kind", nulls_last=False)
     )
-    return WindowAgg(counts, _stats(rt), cells, errors)
+    return WindowAgg(counts, _stats(rt), errors), cells
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +170,8 @@ class Engine:
         self.duplicates = 0
         self.ts_min: int | None = None
         self.ts_max: int | None = None
-        self._aggs: dict[int, WindowAgg] = {}
+        self._aggs: dict[int, WindowAgg] = {}  # every window's counts, statistics and error rows
+        self._cells: dict[int, pl.DataFrame] = {}  # the last few windows' per-session figures
         self._answers = pl.Series("rt", [], dtype=pl.Float64)  # every answer's response time, sorted
         self._new_answers: list[pl.Series] = []
         self._carry: tuple[int, pl.DataFrame] | None = None  # running totals after window k
@@ -201,6 +204,7 @@ class Engine:
             if new.height:
                 self.store.append(k, new.select(ROW_SCHEMA.names()))
                 self._aggs.pop(k, None)
+                self._cells.pop(k, None)
                 self._changed.add(k)
                 fresh.append(new)
         self.store.trim()
@@ -290,6 +294,7 @@ class Engine:
         self.sessions, self.ts_min, self.ts_max = sessions, ts_min, ts_max
         self.counts, self.duplicates = Counter(counts), duplicates
         self._aggs.clear()
+        self._cells.clear()
         self._facts_frame = self._carry = None
         answers = [self.store.rows(k).filter(pl.col("type") == "question_answered")["response_time_ms"]
                    for k in self.windows() if self.store.has(k)]
@@ -325,8 +330,24 @@ class Engine:
         """Window ``k``'s own figures (cached until it gets a new event)."""
         agg = self._aggs.get(k)
         if agg is None:
-            agg = self._aggs[k] = _aggregate(self.store.rows(k))
+            agg, cells = _aggregate(self.store.rows(k))
+            self._aggs[k] = agg
+            self._keep_cells(k, cells)
         return agg
+
+    def cells(self, k: int) -> pl.DataFrame:
+        """Window ``k``'s per-session figures. Only the last :data:`CELLS_KEPT` windows' stay in memory; an
+        older window's are derived again from its rows when needed (a late event, a restart)."""
+        cells = self._cells.pop(k, None)
+        if cells is None:
+            self._aggs[k], cells = _aggregate(self.store.rows(k))
+        self._keep_cells(k, cells)
+        return cells
+
+    def _keep_cells(self, k: int, cells: pl.DataFrame) -> None:
+        self._cells[k] = cells  # the most recently used last
+        while len(self._cells) > CELLS_KEPT:
+            del self._cells[next(iter(self._cells))]
 
     def facts_frame(self) -> pl.DataFrame:
         """Every session's facts as a frame: ``session_id, username, course_numbers, ks, ke, end_ts``."""
@@ -348,7 +369,7 @@ class Engine:
         if self._carry is not None and self._carry[0] == k - 1:
             return self._carry[1]
         span = self.span()
-        parts = [self.agg(j).cells.select("session_id", *SESSION_COUNTED)
+        parts = [self.cells(j).select("session_id", *SESSION_COUNTED)
                  for j in range(span[0], k) if self.store.has(j)] if span is not None else []
         if not parts:
             return pl.DataFrame(schema={"session_id": pl.String, **dict.fromkeys(TOTALS, pl.Int64)})
@@ -358,7 +379,7 @@ class Engine:
     def session_rows(self, k: int) -> pl.DataFrame:
         """Window ``k``'s per-session rows: every session alive in it, with its figures and running totals."""
         every = self.every
-        cells = self.agg(k).cells if self.store.has(k) else None
+        cells = self.cells(k) if self.store.has(k) else None
         before = self._totals_before(k)
         if cells is not None and cells.height:
             after = (before.join(cells.select("session_id", *SESSION_COUNTED), on="session_id", how="full",
