@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from tests.helpers import record
 from tracker.batch import decode_block, read_blocks, read_file, split_blocks
 from tracker.decoder import Decoder, Rejected
-from tracker.engine import events_frame
 from tracker.events import Event
+from tracker.frames import events_frame
 
 GOOD = [
     record(1, "s1", "session_registered", username="ann", course_numbers=[1, 2]),

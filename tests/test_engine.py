@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from tests.helpers import T0, event
 from tests.reference import reference_reports
-from tracker.engine import Engine, events_frame
+from tracker.engine import Engine
 from tracker.events import Event
+from tracker.frames import events_frame
 from tracker.output import ERRORS_FILE, SUMMARY_FILE, TOTALS_FILE, ReportWriter, session_file_name
 
 S = 1_000_000

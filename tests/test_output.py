@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import T0, event
-from tracker.engine import Engine, events_frame
+from tracker.engine import Engine
 from tracker.events import Event
+from tracker.frames import events_frame
 from tracker.output import SUMMARY_FILE, ReportWriter
 
 S = 1_000_000

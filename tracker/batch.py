@@ -21,8 +21,8 @@ from typing import BinaryIO, Final
 import polars as pl
 
 from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Rejected
-from .engine import EVENT_SCHEMA, events_frame
 from .events import CURRENT_VERSION, EVENT_TYPES, MAX_TS, Event
+from .frames import EVENT_SCHEMA, events_frame
 
 __all__ = ("BLOCK_BYTES", "Block", "Span", "decode_block", "decode_span", "read_blocks", "read_file", "split_blocks")
 

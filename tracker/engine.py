@@ -19,24 +19,38 @@ replay is "add everything, then derive every window".
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Final
 
 import polars as pl
 
 from .errors import ReportError
-from .events import EVENT_TYPES, ErrorReported, Event, QuestionAnswered, SessionRegistered, format_ts
+from .events import EVENT_TYPES, format_ts
+from .frames import EVENT_SCHEMA
 from .sessions import ORDER, SessionFacts, order_key
 from .store import ROW_SCHEMA, WindowStore
+from .tables import (
+    COUNTED,
+    ERRORS_SCHEMA,
+    SESSION_COUNTED,
+    STATS,
+    TOTALS_SCHEMA,
+    Tables,
+    WindowAgg,
+    active_counts,
+    aggregate,
+    carried,
+    stats,
+    summary_frame,
+    summed_totals,
+    window_rows,
+)
 
 __all__ = (
     "DEFAULT_INTERVAL_S",
-    "EVENT_SCHEMA",
     "MAX_WINDOWS",
     "Engine",
     "Tables",
-    "events_frame",
 )
 
 DEFAULT_INTERVAL_S: Final = 300
@@ -46,114 +60,12 @@ _SECOND: Final = 1_000_000
 #: Windows whose per-session figures stay in memory (each is a row per session).
 CELLS_KEPT: Final = 8
 
-#: The columns the engine reads: one row per valid event (duplicates allowed: the engine drops them).
-EVENT_SCHEMA: Final = pl.Schema([
-    ("ts", pl.Int64),
-    ("event_id", pl.String),
-    ("writer", pl.String),
-    ("seq", pl.Int64),
-    ("session_id", pl.String),
-    ("type", pl.Enum(list(EVENT_TYPES))),
-    ("username", pl.String),
-    ("course_numbers", pl.List(pl.Int64)),
-    ("response_time_ms", pl.Float64),
-    ("error", pl.String),
-    ("kind", pl.String),
-])
 
-COUNTED: Final = {
-    "sessions_registered": "session_registered",
-    "sessions_unregistered": "session_unregistered",
-    "questions_asked": "question_asked",
-    "questions_answered": "question_answered",
-    "cycles_completed": "cycle_completed",
-    "errors": "error",
-}
-SESSION_COUNTED: Final = ("questions_asked", "questions_answered", "cycles_completed", "errors")
-TOTALS: Final = tuple(f"{c}_total" for c in SESSION_COUNTED)
-STATS: Final = ("mean", "p50", "p90", "p95", "p99", "max")
-_QUANTILES: Final = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 #: An event's content key: its time in the high 64 bits, a hash of every field in the low 64. Both copies of a
 #: line have the same key; two different events share one only if they have the same microsecond and a
 #: 64-bit hash collision (about one chance in 10**19 for each pair of events of the same microsecond).
 _KEY: Final = (pl.col("ts").cast(pl.Int128) * (1 << 64)
                + pl.struct(EVENT_SCHEMA.names()).hash(seed=0).cast(pl.Int128)).alias("key")
-
-
-def events_frame(events: Iterable[Event]) -> pl.DataFrame:
-    """The engine's input frame from decoded events."""
-    names = EVENT_SCHEMA.names()
-    columns: dict[str, list[object]] = {name: [] for name in names}
-    ts, event_id, writer, seq, session_id, kind_of, username, courses, rt, error, kind = (columns[n] for n in names)
-    for event in events:
-        ts.append(event.ts)
-        event_id.append(event.event_id)
-        writer.append(event.writer)
-        seq.append(event.seq)
-        session_id.append(event.session_id)
-        kind_of.append(event.TYPE)
-        username.append(event.username if isinstance(event, SessionRegistered) else None)
-        courses.append(list(event.course_numbers) if isinstance(event, SessionRegistered) else None)
-        rt.append(event.response_time_ms if isinstance(event, QuestionAnswered) else None)
-        error.append(event.error if isinstance(event, ErrorReported) else None)
-        kind.append(event.kind if isinstance(event, ErrorReported) else None)
-    return pl.DataFrame(columns, schema=EVENT_SCHEMA)
-
-
-def _stats(values: pl.Series) -> dict[str, float | None]:
-    """Mean, exact linear-interpolation percentiles and max of sorted ``values`` (all None when empty)."""
-    if not values.len():
-        return dict.fromkeys(STATS)
-    mean = values.mean()
-    stats: dict[str, float | None] = {"mean": float(mean) if mean is not None else None}  # type: ignore[arg-type]
-    for name, q in _QUANTILES.items():
-        value = values.quantile(q, interpolation="linear")
-        stats[name] = float(value) if value is not None else None
-    top = values.max()
-    stats["max"] = float(top) if top is not None else None  # type: ignore[arg-type]
-    return stats
-
-
-@dataclass(frozen=True, slots=True)
-class WindowAgg:
-    """One window's own figures, from its rows alone (cached until the window gets a new event)."""
-
-    counts: dict[str, int]
-    stats: dict[str, float | None]
-    errors: pl.DataFrame  # kind, message, count
-
-
-def _aggregate(rows: pl.DataFrame) -> tuple[WindowAgg, pl.DataFrame]:
-    """A window's figures, and its per-session figures (counts, response-time mean/p95/max), from its rows."""
-    # One canonical order, by content: every statistic sees its values in the same order however the
-    # events were read, so float sums come out the same to the bit.
-    rows = rows.sort("session_id", "type", "response_time_ms", "kind", "error", nulls_last=True)
-    by_type = dict(rows.group_by("type").len().iter_rows())
-    counts = {name: int(by_type.get(kind, 0)) for name, kind in COUNTED.items()}
-    is_answer = pl.col("type") == "question_answered"
-    rt = rows.filter(is_answer)["response_time_ms"].sort()
-    answers = pl.col("response_time_ms").filter(is_answer)
-    cells = rows.group_by("session_id", maintain_order=True).agg(
-        *((pl.col("type") == COUNTED[c]).sum().cast(pl.Int64).alias(c) for c in SESSION_COUNTED),
-        answers.mean().alias("response_time_ms_mean"),
-        answers.quantile(0.95, interpolation="linear").alias("response_time_ms_p95"),
-        answers.max().alias("response_time_ms_max"),
-    )
-    errors = (
-        rows.filter(pl.col("type") == "error")
-        .group_by("kind", message="error").agg(count=pl.len().cast(pl.Int64))
-        .sort(pl.col("kind").fill_null(""), "message", "kind", nulls_last=False)
-    )
-    return WindowAgg(counts, _stats(rt), errors), cells
-
-
-@dataclass(frozen=True, slots=True)
-class Tables:
-    """Report tables derived from the engine: windows' summary rows, a whole-run row, error rows."""
-
-    summary: pl.DataFrame
-    totals: pl.DataFrame
-    errors: pl.DataFrame
 
 
 class Engine:
@@ -330,7 +242,7 @@ class Engine:
         """Window ``k``'s own figures (cached until it gets a new event)."""
         agg = self._aggs.get(k)
         if agg is None:
-            agg, cells = _aggregate(self.store.rows(k))
+            agg, cells = aggregate(self.store.rows(k))
             self._aggs[k] = agg
             self._keep_cells(k, cells)
         return agg
@@ -340,7 +252,7 @@ class Engine:
         older window's are derived again from its rows when needed (a late event, a restart)."""
         cells = self._cells.pop(k, None)
         if cells is None:
-            self._aggs[k], cells = _aggregate(self.store.rows(k))
+            self._aggs[k], cells = aggregate(self.store.rows(k))
         self._keep_cells(k, cells)
         return cells
 
@@ -371,70 +283,24 @@ class Engine:
         span = self.span()
         parts = [self.cells(j).select("session_id", *SESSION_COUNTED)
                  for j in range(span[0], k) if self.store.has(j)] if span is not None else []
-        if not parts:
-            return pl.DataFrame(schema={"session_id": pl.String, **dict.fromkeys(TOTALS, pl.Int64)})
-        return (pl.concat(parts).group_by("session_id")
-                .agg(pl.col(c).sum().alias(t) for c, t in zip(SESSION_COUNTED, TOTALS, strict=True)))
+        return summed_totals(parts)
 
     def session_rows(self, k: int) -> pl.DataFrame:
         """Window ``k``'s per-session rows: every session alive in it, with its figures and running totals."""
-        every = self.every
         cells = self.cells(k) if self.store.has(k) else None
-        before = self._totals_before(k)
-        if cells is not None and cells.height:
-            after = (before.join(cells.select("session_id", *SESSION_COUNTED), on="session_id", how="full",
-                                 coalesce=True)
-                     .select("session_id", *((pl.col(t).fill_null(0) + pl.col(c).fill_null(0)).alias(t)
-                                             for c, t in zip(SESSION_COUNTED, TOTALS, strict=True))))
-        else:
-            after = before
+        after = carried(self._totals_before(k), cells)
         self._carry = (k, after)
-        alive = self.facts_frame().filter((pl.col("ks") <= k) & (pl.col("ke").is_null() | (pl.col("ke") >= k)))
-        rows = alive.join(after, on="session_id", how="left")
-        if cells is not None:
-            rows = rows.join(cells, on="session_id", how="left")
-        else:
-            rows = rows.with_columns(
-                *(pl.lit(None, pl.Int64).alias(c) for c in SESSION_COUNTED),
-                *(pl.lit(None, pl.Float64).alias(f"response_time_ms_{s}") for s in ("mean", "p95", "max")))
-        return rows.sort("session_id").select(
-            pl.lit(k * every, pl.Int64).alias("window_start"), pl.lit((k + 1) * every, pl.Int64).alias("window_end"),
-            "session_id", "username", "course_numbers",
-            pl.when(pl.col("end_ts").is_not_null() & (pl.col("end_ts") < (k + 1) * every))
-            .then(pl.lit("ended")).otherwise(pl.lit("active")).alias("status"),
-            *(pl.col(c).fill_null(0).cast(pl.Int64) for c in SESSION_COUNTED),
-            *(pl.col(f"response_time_ms_{s}").cast(pl.Float64) for s in ("mean", "p95", "max")),
-            *(pl.col(t).fill_null(0).cast(pl.Int64) for t in TOTALS),
-        )
+        return window_rows(self.facts_frame(), cells, after, k, self.every)
 
     def _active(self, k_min: int, k_max: int) -> tuple[list[int], list[int]]:
-        """Sessions active in, and active at the end of, each window from ``k_min`` to ``k_max``."""
-        n = k_max - k_min + 1
-        alive, at_end = [0] * (n + 1), [0] * (n + 1)
         facts = self.facts_frame()
-        for ks, ke in zip(facts["ks"].to_list(), facts["ke"].to_list(), strict=True):
-            for steps, last in ((alive, ke), (at_end, None if ke is None else ke - 1)):
-                if last is not None and last < ks:
-                    continue
-                lo = max(ks, k_min) - k_min
-                hi = n if last is None else min(last, k_max) - k_min + 1
-                if lo < hi:
-                    steps[lo] += 1
-                    steps[hi] -= 1
-        running_a = running_e = 0
-        active, ending = [], []
-        for i in range(n):
-            running_a += alive[i]
-            running_e += at_end[i]
-            active.append(running_a)
-            ending.append(running_e)
-        return active, ending
+        return active_counts(facts["ks"].to_list(), facts["ke"].to_list(), k_min, k_max)
 
     def summary(self, k_last: int | None = None) -> pl.DataFrame:
         """The summary rows of the windows from the first event's to ``k_last`` (default: the last event's)."""
         span = self.span()
         if span is None or (k_last is not None and k_last < span[0]):
-            return _summary_frame([])
+            return summary_frame([])
         k_min, k_max = span
         k_last = k_max if k_last is None else min(k_last, k_max)
         active, ending = self._active(k_min, k_last)
@@ -447,7 +313,7 @@ class Engine:
                          "active_sessions": active[i], "active_at_end": ending[i], **counts,
                          **{f"response_time_ms_{s}": v for s, v in stats.items()},
                          "answers_per_s": counts["questions_answered"] / self.interval_s})
-        return _summary_frame(rows)
+        return summary_frame(rows)
 
     def errors(self, k_last: int | None = None) -> pl.DataFrame:
         """The error rows of the windows up to ``k_last`` (default: all)."""
@@ -460,7 +326,7 @@ class Engine:
                     frames.append(self.agg(k).errors.select(
                         pl.lit(k * self.every, pl.Int64).alias("window_start"),
                         pl.lit((k + 1) * self.every, pl.Int64).alias("window_end"), "kind", "message", "count"))
-        return pl.concat(frames) if frames else pl.DataFrame(schema=_ERRORS_SCHEMA)
+        return pl.concat(frames) if frames else pl.DataFrame(schema=ERRORS_SCHEMA)
 
     def answers(self) -> pl.Series:
         """Every answer's response time, sorted."""
@@ -477,16 +343,16 @@ class Engine:
             row: dict[str, object] = {"run_start": None, "run_end": None, "sessions": 0, "max_active_sessions": 0,
                                       **dict.fromkeys(COUNTED, 0),
                                       **{f"response_time_ms_{s}": None for s in STATS}, "answers_per_s": None}
-            return pl.DataFrame([row], schema=_TOTALS_SCHEMA)
+            return pl.DataFrame([row], schema=TOTALS_SCHEMA)
         k_min, k_max = span
         active, _ = self._active(k_min, k_max)
         counts = {name: self.counts[kind] for name, kind in COUNTED.items()}
         seconds = (k_max - k_min + 1) * self.interval_s
         row = {"run_start": k_min * self.every, "run_end": (k_max + 1) * self.every, "sessions": len(self.sessions),
                "max_active_sessions": max(active), **counts,
-               **{f"response_time_ms_{s}": v for s, v in _stats(self.answers()).items()},
+               **{f"response_time_ms_{s}": v for s, v in stats(self.answers()).items()},
                "answers_per_s": counts["questions_answered"] / seconds}
-        return pl.DataFrame([row], schema=_TOTALS_SCHEMA)
+        return pl.DataFrame([row], schema=TOTALS_SCHEMA)
 
     def tables(self, k_last: int | None = None) -> Tables:
         """The summary and error rows up to ``k_last`` (default: every window), and the whole run's row."""
@@ -497,18 +363,3 @@ class Engine:
         span = self.span()
         if span is not None:
             yield from range(span[0], span[1] + 1)
-
-
-_STAT_COLUMNS: Final = {f"response_time_ms_{s}": pl.Float64 for s in STATS}
-_SUMMARY_SCHEMA: Final = pl.Schema({
-    "window_start": pl.Int64, "window_end": pl.Int64, "active_sessions": pl.Int64, "active_at_end": pl.Int64,
-    **dict.fromkeys(COUNTED, pl.Int64), **_STAT_COLUMNS, "answers_per_s": pl.Float64})
-_TOTALS_SCHEMA: Final = pl.Schema({
-    "run_start": pl.Int64, "run_end": pl.Int64, "sessions": pl.Int64, "max_active_sessions": pl.Int64,
-    **dict.fromkeys(COUNTED, pl.Int64), **_STAT_COLUMNS, "answers_per_s": pl.Float64})
-_ERRORS_SCHEMA: Final = pl.Schema({"window_start": pl.Int64, "window_end": pl.Int64, "kind": pl.String,
-                                   "message": pl.String, "count": pl.Int64})
-
-
-def _summary_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=_SUMMARY_SCHEMA)

@@ -20,8 +20,9 @@ from typing import Final
 
 import polars as pl
 
-from .engine import DEFAULT_INTERVAL_S, Engine, events_frame
+from .engine import DEFAULT_INTERVAL_S, Engine
 from .events import Event
+from .frames import events_frame
 from .output import ReportWriter
 from .store import WindowStore
 

@@ -33,9 +33,9 @@ from typing import Any, Final
 import polars as pl
 
 from .emitter import EventLog
-from .engine import EVENT_SCHEMA
 from .events import EVENT_TYPES, event_from_emitted, format_ts
 from .fold import SessionState, fold
+from .frames import EVENT_SCHEMA
 from .live import LiveReporter
 
 __all__ = (

@@ -1,0 +1,171 @@
+"""The report tables, derived: pure functions from a window's rows and the sessions' facts to report rows.
+
+The :class:`~tracker.engine.Engine` holds the state and calls these; nothing
+here keeps anything. Percentiles are exact, with linear interpolation between
+order statistics (numpy's default); a window's values are taken in one order
+fixed by their content, so float sums come out the same to the bit however the
+events were read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import polars as pl
+
+__all__ = (
+    "COUNTED", "ERRORS_SCHEMA", "SESSION_COUNTED", "STATS", "SUMMARY_SCHEMA", "TOTALS", "TOTALS_SCHEMA", "Tables",
+    "WindowAgg", "active_counts", "aggregate", "carried", "stats", "summary_frame", "summed_totals", "window_rows",
+)
+
+COUNTED: Final = {
+    "sessions_registered": "session_registered",
+    "sessions_unregistered": "session_unregistered",
+    "questions_asked": "question_asked",
+    "questions_answered": "question_answered",
+    "cycles_completed": "cycle_completed",
+    "errors": "error",
+}
+SESSION_COUNTED: Final = ("questions_asked", "questions_answered", "cycles_completed", "errors")
+TOTALS: Final = tuple(f"{c}_total" for c in SESSION_COUNTED)
+STATS: Final = ("mean", "p50", "p90", "p95", "p99", "max")
+_QUANTILES: Final = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+
+
+def stats(values: pl.Series) -> dict[str, float | None]:
+    """Mean, exact linear-interpolation percentiles and max of sorted ``values`` (all None when empty)."""
+    if not values.len():
+        return dict.fromkeys(STATS)
+    mean = values.mean()
+    stats: dict[str, float | None] = {"mean": float(mean) if mean is not None else None}  # type: ignore[arg-type]
+    for name, q in _QUANTILES.items():
+        value = values.quantile(q, interpolation="linear")
+        stats[name] = float(value) if value is not None else None
+    top = values.max()
+    stats["max"] = float(top) if top is not None else None  # type: ignore[arg-type]
+    return stats
+
+
+@dataclass(frozen=True, slots=True)
+class WindowAgg:
+    """One window's own figures, from its rows alone (cached until the window gets a new event)."""
+
+    counts: dict[str, int]
+    stats: dict[str, float | None]
+    errors: pl.DataFrame  # kind, message, count
+
+
+def aggregate(rows: pl.DataFrame) -> tuple[WindowAgg, pl.DataFrame]:
+    """A window's figures, and its per-session figures (counts, response-time mean/p95/max), from its rows."""
+    # One canonical order, by content: every statistic sees its values in the same order however the
+    # events were read, so float sums come out the same to the bit.
+    rows = rows.sort("session_id", "type", "response_time_ms", "kind", "error", nulls_last=True)
+    by_type = dict(rows.group_by("type").len().iter_rows())
+    counts = {name: int(by_type.get(kind, 0)) for name, kind in COUNTED.items()}
+    is_answer = pl.col("type") == "question_answered"
+    rt = rows.filter(is_answer)["response_time_ms"].sort()
+    answers = pl.col("response_time_ms").filter(is_answer)
+    cells = rows.group_by("session_id", maintain_order=True).agg(
+        *((pl.col("type") == COUNTED[c]).sum().cast(pl.Int64).alias(c) for c in SESSION_COUNTED),
+        answers.mean().alias("response_time_ms_mean"),
+        answers.quantile(0.95, interpolation="linear").alias("response_time_ms_p95"),
+        answers.max().alias("response_time_ms_max"),
+    )
+    errors = (
+        rows.filter(pl.col("type") == "error")
+        .group_by("kind", message="error").agg(count=pl.len().cast(pl.Int64))
+        .sort(pl.col("kind").fill_null(""), "message", "kind", nulls_last=False)
+    )
+    return WindowAgg(counts, stats(rt), errors), cells
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """Report tables derived from the engine: windows' summary rows, a whole-run row, error rows."""
+
+    summary: pl.DataFrame
+    totals: pl.DataFrame
+    errors: pl.DataFrame
+
+
+
+STAT_COLUMNS: Final = {f"response_time_ms_{s}": pl.Float64 for s in STATS}
+SUMMARY_SCHEMA: Final = pl.Schema({
+    "window_start": pl.Int64, "window_end": pl.Int64, "active_sessions": pl.Int64, "active_at_end": pl.Int64,
+    **dict.fromkeys(COUNTED, pl.Int64), **STAT_COLUMNS, "answers_per_s": pl.Float64})
+TOTALS_SCHEMA: Final = pl.Schema({
+    "run_start": pl.Int64, "run_end": pl.Int64, "sessions": pl.Int64, "max_active_sessions": pl.Int64,
+    **dict.fromkeys(COUNTED, pl.Int64), **STAT_COLUMNS, "answers_per_s": pl.Float64})
+ERRORS_SCHEMA: Final = pl.Schema({"window_start": pl.Int64, "window_end": pl.Int64, "kind": pl.String,
+                                   "message": pl.String, "count": pl.Int64})
+
+
+def summary_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=SUMMARY_SCHEMA)
+
+
+def summed_totals(cells: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """Each session's totals over windows' per-session counts."""
+    if not cells:
+        return pl.DataFrame(schema={"session_id": pl.String, **dict.fromkeys(TOTALS, pl.Int64)})
+    return (pl.concat(cells).group_by("session_id")
+            .agg(pl.col(c).sum().alias(t) for c, t in zip(SESSION_COUNTED, TOTALS, strict=True)))
+
+
+def carried(before: pl.DataFrame, cells: pl.DataFrame | None) -> pl.DataFrame:
+    """The running totals after a window: those before it plus its per-session counts."""
+    if cells is None or not cells.height:
+        return before
+    return (before.join(cells.select("session_id", *SESSION_COUNTED), on="session_id", how="full", coalesce=True)
+            .select("session_id", *((pl.col(t).fill_null(0) + pl.col(c).fill_null(0)).alias(t)
+                                    for c, t in zip(SESSION_COUNTED, TOTALS, strict=True))))
+
+
+def window_rows(facts: pl.DataFrame, cells: pl.DataFrame | None, totals: pl.DataFrame, k: int,
+                every: int) -> pl.DataFrame:
+    """Window ``k``'s per-session rows: the sessions alive in it (:mod:`tracker.sessions`), their figures in it
+    and their running totals up to its end."""
+    alive = facts.filter((pl.col("ks") <= k) & (pl.col("ke").is_null() | (pl.col("ke") >= k)))
+    rows = alive.join(totals, on="session_id", how="left")
+    if cells is not None:
+        rows = rows.join(cells, on="session_id", how="left")
+    else:
+        rows = rows.with_columns(
+            *(pl.lit(None, pl.Int64).alias(c) for c in SESSION_COUNTED),
+            *(pl.lit(None, pl.Float64).alias(f"response_time_ms_{s}") for s in ("mean", "p95", "max")))
+    return rows.sort("session_id").select(
+        pl.lit(k * every, pl.Int64).alias("window_start"), pl.lit((k + 1) * every, pl.Int64).alias("window_end"),
+        "session_id", "username", "course_numbers",
+        pl.when(pl.col("end_ts").is_not_null() & (pl.col("end_ts") < (k + 1) * every))
+        .then(pl.lit("ended")).otherwise(pl.lit("active")).alias("status"),
+        *(pl.col(c).fill_null(0).cast(pl.Int64) for c in SESSION_COUNTED),
+        *(pl.col(f"response_time_ms_{s}").cast(pl.Float64) for s in ("mean", "p95", "max")),
+        *(pl.col(t).fill_null(0).cast(pl.Int64) for t in TOTALS),
+    )
+
+
+def active_counts(ks: Sequence[int], ke: Sequence[int | None], k_min: int,
+                  k_max: int) -> tuple[list[int], list[int]]:
+    """Sessions active in, and active at the end of, each window from ``k_min`` to ``k_max``, from each session's
+    start and end windows (:mod:`tracker.sessions`): active in ``[ks, ke]``, at the end in ``[ks, ke - 1]``."""
+    n = k_max - k_min + 1
+    alive, at_end = [0] * (n + 1), [0] * (n + 1)
+    for start, end in zip(ks, ke, strict=True):
+        for steps, last in ((alive, end), (at_end, None if end is None else end - 1)):
+            if last is not None and last < start:
+                continue
+            lo = max(start, k_min) - k_min
+            hi = n if last is None else min(last, k_max) - k_min + 1
+            if lo < hi:
+                steps[lo] += 1
+                steps[hi] -= 1
+    running_a = running_e = 0
+    active, ending = [], []
+    for i in range(n):
+        running_a += alive[i]
+        running_e += at_end[i]
+        active.append(running_a)
+        ending.append(running_e)
+    return active, ending
