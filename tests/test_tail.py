@@ -496,6 +496,32 @@ class TestCheckpoints:
         assert columns == {"key", "session_id", "type", "response_time_ms", "error", "kind"}
         assert b"w:1:t" not in (folder / CHECKPOINT_FILE).read_bytes()
 
+    def test_restart_writes_nothing_that_did_not_change(self, tmp_path: Path) -> None:
+        """After a restart from a checkpoint, a flush with nothing new writes no file (nothing is derived again)."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i * 7) for i in range(1, 60)))
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.step(now=0)
+        first.checkpoint()
+        first.release()
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        assert second.warnings == []
+        assert second.reporter.flush().written == ()
+
+    def test_a_late_event_read_after_the_last_flush_survives_a_restart(self, tmp_path: Path) -> None:
+        """A late event folded in and checkpointed, but not yet written, is written after a restart."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i * 7) for i in range(1, 30)))
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.step(now=0)  # closes and writes the first windows
+        append(log, line(99, 1, session="late"))
+        first.poll()
+        first.checkpoint()  # a periodic checkpoint, before the window is written again
+        first.release()
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        second.close()
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
     def test_checkpoints_are_spaced(self, tmp_path: Path) -> None:
         """Between window flushes, a checkpoint is written at most every checkpoint_every_s seconds."""
         log = tmp_path / "events.jsonl"

@@ -34,6 +34,7 @@ from .tables import (
     ERRORS_SCHEMA,
     SESSION_COUNTED,
     STATS,
+    TOTALS,
     TOTALS_SCHEMA,
     Tables,
     WindowAgg,
@@ -174,11 +175,16 @@ class Engine:
 
     def state(self) -> dict[str, object]:
         """Everything but the windows' rows (the store persists those), as JSON-able values."""
+        carry = None if self._carry is None else [self._carry[0], self._carry[1].rows()]
         return {
             "interval_s": self.interval_s, "ts_min": self.ts_min, "ts_max": self.ts_max,
             "counts": dict(self.counts), "duplicates": self.duplicates,
             "sessions": [[f.session_id, f.first_ts, f.registration, f.username, list(f.course_numbers), f.end]
                          for f in self.sessions.values()],
+            # Derived, but saved so that a restart need not derive every window again.
+            "aggs": {str(k): [[agg.counts[c] for c in COUNTED], [agg.stats[s] for s in STATS], agg.errors.rows()]
+                     for k, agg in self._aggs.items()},
+            "carry": carry,
         }
 
     def restore(self, state: object) -> None:
@@ -205,14 +211,15 @@ class Engine:
             sessions[session_id] = facts
         self.sessions, self.ts_min, self.ts_max = sessions, ts_min, ts_max
         self.counts, self.duplicates = Counter(counts), duplicates
-        self._aggs.clear()
+        self._aggs = _aggs_of(state.get("aggs"))
+        self._carry = _carry_of(state.get("carry"))
         self._cells.clear()
-        self._facts_frame = self._carry = None
-        answers = [self.store.rows(k).filter(pl.col("type") == "question_answered")["response_time_ms"]
+        self._facts_frame = None
+        answers = [self.store.rows(k, columns=("type", "response_time_ms"))
+                   .filter(pl.col("type") == "question_answered")["response_time_ms"]
                    for k in self.windows() if self.store.has(k)]
         self._answers, self._new_answers = pl.Series("rt", [], dtype=pl.Float64), answers
-        span = self.span()
-        self._changed, self._stale_from = set(), None if span is None else span[0]
+        self._changed, self._stale_from = set(), None
 
     # -- what changed -----------------------------------------------------------------
 
@@ -363,3 +370,39 @@ class Engine:
         span = self.span()
         if span is not None:
             yield from range(span[0], span[1] + 1)
+
+
+def _aggs_of(entries: object) -> dict[int, WindowAgg]:
+    """Saved window figures back (see :meth:`Engine.state`); ValueError when damaged."""
+    if not isinstance(entries, dict):
+        raise ValueError("engine state: window figures damaged")
+    aggs = {}
+    for key, entry in entries.items():
+        try:
+            counts, figures, errors = entry
+            if not (key.lstrip("-").isdigit() and len(counts) == len(COUNTED) and len(figures) == len(STATS)
+                    and all(type(n) is int and n >= 0 for n in counts)
+                    and all(v is None or type(v) is float for v in figures)):
+                raise ValueError(key)
+            frame = pl.DataFrame(errors, schema={"kind": pl.String, "message": pl.String, "count": pl.Int64},
+                                 orient="row")
+        except (TypeError, ValueError, AttributeError, pl.exceptions.PolarsError) as exc:
+            raise ValueError(f"engine state: the figures of window {key!r} are damaged") from exc
+        aggs[int(key)] = WindowAgg(dict(zip(COUNTED, counts, strict=True)), dict(zip(STATS, figures, strict=True)),
+                                   frame)
+    return aggs
+
+
+def _carry_of(entry: object) -> tuple[int, pl.DataFrame] | None:
+    """Saved running totals back (see :meth:`Engine.state`); ValueError when damaged."""
+    if entry is None:
+        return None
+    if not (isinstance(entry, list) and len(entry) == 2 and type(entry[0]) is int):
+        raise ValueError("engine state: running totals damaged")
+    k: int = entry[0]
+    try:
+        frame = pl.DataFrame(entry[1], schema={"session_id": pl.String, **dict.fromkeys(TOTALS, pl.Int64)},
+                             orient="row")
+    except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+        raise ValueError("engine state: running totals damaged") from exc
+    return k, frame

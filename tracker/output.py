@@ -156,8 +156,32 @@ class ReportWriter:
         self._write_manifest(set())
         return removed
 
-    def resume(self) -> None:
-        """Go on from a checkpoint: the files on disk are this run's (rewritten when they change)."""
+    def _absorb(self) -> None:
+        """Take from the engine what changed since the last call: those windows are to be written again."""
+        changed, stale = self.engine.take_changed()
+        self._pending |= changed
+        if stale is not None:
+            self._stale_from = stale if self._stale_from is None else min(self._stale_from, stale)
+
+    def state(self) -> dict[str, object]:
+        """What was written (a hash per file) and what is still to write, for a checkpoint."""
+        self._absorb()
+        return {"last": self._last, "stale_from": self._stale_from, "pending": sorted(self._pending),
+                "hashes": {name: digest.hex() for name, digest in sorted(self._hashes.items())}}
+
+    def restore(self, state: object) -> None:
+        """Go on from a checkpoint's :meth:`state`: the files on disk are this run's (rewritten when they change);
+        ValueError when the state is damaged."""
+        if not isinstance(state, dict):
+            raise ValueError("writer state: damaged")
+        last, stale, pending, hashes = (state.get(k) for k in ("last", "stale_from", "pending", "hashes"))
+        if not (all(v is None or type(v) is int for v in (last, stale)) and isinstance(pending, list)
+                and all(type(k) is int for k in pending) and isinstance(hashes, dict)
+                and all(isinstance(n, str) and _REPORT_NAME.fullmatch(n) and isinstance(h, str) and len(h) == 32
+                        for n, h in hashes.items())):
+            raise ValueError("writer state: damaged")
+        self._last, self._stale_from, self._pending = last, stale, set(pending)
+        self._hashes = {name: bytes.fromhex(digest) for name, digest in hashes.items()}
         ours, _ = self.earlier_files()
         self._listed = ours
 
@@ -183,10 +207,7 @@ class ReportWriter:
         The summary and errors files hold the rows of those windows; the totals cover every event.
         """
         engine = self.engine
-        changed, stale = engine.take_changed()
-        self._pending |= changed
-        if stale is not None:
-            self._stale_from = stale if self._stale_from is None else min(self._stale_from, stale)
+        self._absorb()
         span = engine.span()
         written: list[Path] = []
         failed: list[Path] = []

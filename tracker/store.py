@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -109,14 +110,16 @@ class WindowStore:
         slot.rows += rows.height
         self._grow(slot, int(rows.estimated_size()) + _KEY_BYTES * rows.height)
 
-    def rows(self, k: int) -> pl.DataFrame:
-        """Every row of window ``k``."""
+    def rows(self, k: int, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """Every row of window ``k`` (only ``columns`` of it, when given)."""
         slot = self._slots.get(k)
+        names = list(columns) if columns is not None else ROW_SCHEMA.names()
         if slot is None:
-            return pl.DataFrame(schema=ROW_SCHEMA)
-        frames = [pl.read_parquet(self._path(name)) for name in slot.files] + slot.parts
+            return pl.DataFrame(schema=ROW_SCHEMA).select(names)
+        frames = [pl.read_parquet(self._path(name), columns=names) for name in slot.files]
+        frames += [part.select(names) for part in slot.parts]
         if not frames:
-            return pl.DataFrame(schema=ROW_SCHEMA)
+            return pl.DataFrame(schema=ROW_SCHEMA).select(names)
         if len(slot.parts) > 1:  # keep one part in memory: fewer, larger frames
             slot.parts = [pl.concat(slot.parts)]
         return pl.concat(frames) if len(frames) > 1 else frames[0]

@@ -190,6 +190,7 @@ class Tail:
                 "rejected": dict(self.decoder.rejected),
                 "files": self.follower.positions(),
                 "quarantine": list(self.quarantine.position()),
+                "writer": self.reporter.writer.state(),
             }
             write_atomically(self.checkpoint_dir / CHECKPOINT_FILE, orjson.dumps(state))
         except OSError as exc:  # a full disk: keep following; the next checkpoint tries again
@@ -223,6 +224,7 @@ class Tail:
             self.quarantine.restore(state.get("quarantine"))  # what came after the checkpoint is read again
             self.reporter.engine.store.restore(state.get("windows"))
             self.reporter.engine.restore(state.get("engine"))
+            self.reporter.writer.restore(state.get("writer"))
         except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
             self._warn(f"checkpoint {path} is unusable ({exc}); reading every log from the start")
             self._clear_checkpoint()
@@ -230,7 +232,6 @@ class Tail:
             self.quarantine.reset()  # it is filled again by the re-read
             self._start_clean()
             return
-        self.reporter.writer.resume()
         self.reporter.closed_until = closed
         self.reporter.late = late
         self.stats.events = events
