@@ -74,8 +74,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-live-", dir=args.work))
     live, out, out2 = work / "live.jsonl", work / "tail", work / "replay"
     live.write_bytes(b"")
+    stderr = os.open(work / "tail.stderr", os.O_WRONLY | os.O_CREAT, 0o644)
     tail = subprocess.Popen([sys.executable, "-m", "tracker", "tail", str(live), "--out", str(out), "--interval",
-                             "300", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "300", "--quiet"], stdout=subprocess.DEVNULL, stderr=stderr)
+    os.close(stderr)
     checkpoint = out / ".tracker-checkpoint" / "checkpoint.json"
     samples: list[tuple[int, float, float]] = []  # (events the tail's checkpoint counts, rss, cpu)
     started = time.perf_counter()
@@ -125,6 +127,8 @@ def main() -> None:
     print(f"CPU: tail {tail_cpu:.1f} s, replay {replay_cpu:.1f} s (peak RSS {replay_peak:,.0f} MB, status "
           f"{os.waitstatus_to_exitcode(rstatus)}): tail/replay {tail_cpu / replay_cpu:.2f}x")
     print(f"files identical to replay's: {same}")
+    if (work / "tail.stderr").stat().st_size:
+        print("the tail said:", (work / "tail.stderr").read_text()[-2000:])
     print(f"Python {sys.version.split()[0]}, polars {version('polars')}, watchfiles {version('watchfiles')}; "
           f"{os.cpu_count()} CPUs")
 

@@ -162,7 +162,8 @@ def reference_reports(events: list[Event], interval_s: int) -> dict[str, list[Ro
     if not events:
         return {"summary": [], "totals": [empty_totals()], "sessions": [], "errors": []}
 
-    ordered = sorted(events, key=lambda e: (e.ts, e.event_id))  # the report's canonical order
+    # Event order: time, then the writer's own order (its name and sequence number), then the id.
+    ordered = sorted(events, key=lambda e: (e.ts, e.writer, e.seq, e.event_id))
     interval = interval_s * MICROS_PER_SECOND
     first_k = min(e.ts for e in ordered) // interval
     last_k = max(e.ts for e in ordered) // interval

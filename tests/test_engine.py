@@ -32,7 +32,8 @@ STEP = st.tuples(
     st.sampled_from(["s1", "s2", "s3", "=s4", "s5"]),
     st.sampled_from(["session_registered", "question_asked", "question_answered", "question_answered",
                      "cycle_completed", "error", "session_unregistered"]),
-    st.integers(0, 900 * S),
+    # Times biased toward window boundaries and equal timestamps (two registrations at one instant).
+    st.one_of(st.integers(0, 900 * S), st.sampled_from([0, 1, 7 * S - 1, 7 * S, 60 * S - 1, 60 * S, 300 * S])),
     st.floats(0, 10_000, allow_nan=False).map(lambda x: round(x, 3)),
     st.sampled_from([None, "timeout", "-bad"]),
 )

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import T0, event
 from tracker.events import Event
-from tracker.fold import ANOMALIES, SessionState, anomalies, fold, fold_all
+from tracker.fold import ANOMALIES, SessionState, anomalies, event_order, fold, fold_all
 
 S = 1_000_000  # one second in microseconds
 
@@ -152,3 +152,12 @@ class TestFoldAll:
     def test_every_anomaly_is_a_field(self, name: str) -> None:
         """Each anomaly name is a counter of SessionState starting at zero."""
         assert getattr(SessionState("s"), name) == 0
+
+
+class TestEventOrder:
+    def test_same_time_registrations_follow_the_writers_sequence(self) -> None:
+        """At one instant, seq 9 comes before seq 10 (not "t-10" before "t-9" as text): the first registration."""
+        tenth = event(10, "s", "session_registered", T0, username="tenth", course_numbers=[])
+        ninth = event(9, "s", "session_registered", T0, username="ninth", course_numbers=[])
+        assert fold_all([tenth, ninth])["s"].username == "ninth"
+        assert event_order(ninth) < event_order(tenth)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from tests.helpers import T0, event
@@ -24,18 +23,6 @@ def events(n: int) -> list[Event]:
 
 def files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 1 MiB tmpfs mounted for the test (the tests run as root, as CI does)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 class TestReportWriter:
@@ -73,3 +60,27 @@ class TestReportWriter:
         assert files(small_disk / "out") == files(expected)
         assert any("written again" in w for w in warnings[-1:])
         assert SUMMARY_FILE in files(expected)
+
+    def test_a_flush_stopped_half_way_is_done_again_whole(self, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+        """Ctrl-C (or any exception) in the middle of a flush: the next flush writes every file it had to."""
+        engine = Engine(60)
+        engine.add(events_frame(events(2999)))
+        writer = ReportWriter(engine, tmp_path / "out")
+        derive = engine.session_rows
+        calls = []
+
+        def interrupted(k: int) -> pl.DataFrame:
+            calls.append(k)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return derive(k)
+
+        monkeypatch.setattr(engine, "session_rows", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            writer.flush()
+        monkeypatch.setattr(engine, "session_rows", derive)
+        writer.flush()
+        expected = tmp_path / "expected"
+        ReportWriter(engine, expected).flush()
+        assert files(tmp_path / "out") == files(expected)

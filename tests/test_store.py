@@ -86,3 +86,23 @@ class TestWindowStore:
         """A negative or fractional budget is refused, quoting it."""
         with pytest.raises(ValueError, match="got -1"):
             WindowStore(memory_bytes=-1)
+
+    def test_full_disk_keeps_rows_in_memory_and_says_so(self, small_disk: Path) -> None:
+        """Rows that cannot be written out (a full disk) stay in memory with one warning; later they go out."""
+        warnings: list[str] = []
+        store = WindowStore(memory_bytes=0, folder=small_disk / "w", warn=warnings.append)
+        ballast = small_disk / "ballast"
+        with open(ballast, "wb") as stream, pytest.raises(OSError, match="No space"):
+            stream.write(b"x" * (2 << 20))
+        add(store, 1, rows(2000))
+        store.trim()
+        add(store, 2, rows(2000, start=5000))
+        store.trim()
+        assert len(warnings) == 1
+        assert "keeping them in memory" in warnings[0]
+        assert not [p for p in (small_disk / "w").iterdir() if p.name.endswith(".tmp")]
+        ballast.unlink()
+        store.trim()
+        assert list((small_disk / "w").glob("*.parquet"))
+        assert store.rows(1)["key"].to_list() == list(range(2000))
+        assert store.rows(2).height == 2000

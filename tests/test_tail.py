@@ -195,6 +195,31 @@ class TestOwnOutputs:
         assert stdout.startswith("stopped: 19 events, 0 rejected lines")
 
 
+class TestFullDisk:
+    def test_full_disk_under_out_loses_nothing(self, tmp_path: Path, small_disk: Path) -> None:
+        """--out on a full disk: warnings, no traceback, no temporary file left; once there is room, every file
+        is written and equals replay's."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i * 3, session=f"s{i % 7}") for i in range(1, 300)))
+        ballast = small_disk / "ballast"
+        with open(ballast, "wb") as stream, pytest.raises(OSError, match="No space"):
+            stream.write(b"x" * (2 << 20))
+        tail = Tail([log], small_disk / "out", interval_s=60, grace_s=0, checkpoint_every_s=0)
+        for now in (0, 1, 2):
+            tail.step(now=now)
+        assert any("cannot write" in w for w in tail.warnings)
+        assert any("checkpoint not saved" in w for w in tail.warnings)
+        assert tail.stats.events == 299
+        leftovers = [p for p in small_disk.rglob("*") if p.name.endswith(".tmp")]
+        assert leftovers == []
+        ballast.unlink()
+        append(log, line(300, 900))
+        tail.step(now=3)
+        tail.close()
+        assert any("written again" in w for w in tail.warnings)
+        assert_same_as_replay([log], small_disk / "out", tmp_path, 60)
+
+
 class TestRotation:
     def test_rename_rotation_drains_the_old_file_first(self, tmp_path: Path) -> None:
         """After a rename, lines still appended to the old file are read, then the new file from its start."""

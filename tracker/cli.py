@@ -247,13 +247,14 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     names = ", ".join(str(p) for p in args.logs)
     view = LiveView(f"tracker tail {names} -> {args.out}") if not args.quiet else None
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C and SIGTERM only ask the tail to stop between two steps: an interrupt inside a step (a flush half
+    # written, an engine half updated) could lose events.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         tail.run(stop, on_tick=view.update if view is not None else None)
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         tail.close()
     if view is not None:
         view.update(tail, force=True)

@@ -20,6 +20,7 @@ from .events import (
     SessionRegistered,
     SessionUnregistered,
 )
+from .sessions import Order
 
 __all__ = ("ANOMALIES", "SessionState", "anomalies", "event_order", "fold", "fold_all")
 
@@ -120,9 +121,10 @@ def fold(state: SessionState | None, event: Event) -> SessionState:
     return state._replace(**changes)
 
 
-def event_order(event: Event) -> tuple[int, str, int]:
-    """Sort key giving one order for the same events however they were interleaved in files."""
-    return (event.ts, event.writer, event.seq)
+def event_order(event: Event) -> Order:
+    """The event order of :mod:`tracker.sessions` (``ts``, ``writer``, ``seq``, ``event_id``): one order for the
+    same events however they were interleaved in files."""
+    return (event.ts, event.writer, event.seq, event.event_id)
 
 
 def fold_all(

@@ -153,7 +153,12 @@ class ReportWriter:
         for name in sorted(ours):
             (self.out_dir / name).unlink(missing_ok=True)
             removed.append(self.out_dir / name)
-        self._write_manifest(set())
+        if ours:
+            try:
+                self._write_manifest(set())
+            except OSError as exc:  # a full disk: the list is written with the next files
+                self._note_failure(f"cannot write {self.out_dir / MANIFEST_FILE} ({exc.strerror or exc}); it "
+                                   "will be written again at the next flush")
         return removed
 
     def _absorb(self) -> None:
@@ -222,16 +227,18 @@ class ReportWriter:
             for k in sorted(todo):
                 files.append((session_file_name((k + 1) * engine.every),
                               lambda k=k: csv_bytes(engine.session_rows(k))))  # type: ignore[misc]
-            self._pending = {k for k in self._pending if k > last}
-            if self._stale_from is not None and self._stale_from <= last:
-                self._stale_from = None if last >= k_max else last + 1
-            self._last = last if self._last is None else max(self._last, last)
         else:
             last = None
         tables = engine.tables(last if span is not None else None)
         files += [(SUMMARY_FILE, lambda: csv_bytes(tables.summary)), (TOTALS_FILE, lambda: csv_bytes(tables.totals)),
                   (ERRORS_FILE, lambda: csv_bytes(tables.errors))]
         self._write(files, written, failed)
+        # Only now that the files are written: a flush stopped half-way (an exception, Ctrl-C) is done again whole.
+        if span is not None and last is not None:
+            self._pending = {k for k in self._pending if k > last} | self._windows_of(failed)
+            if self._stale_from is not None and self._stale_from <= last:
+                self._stale_from = None if last >= span[1] else last + 1
+            self._last = last if self._last is None else max(self._last, last)
         windows = sum(1 for name in self._hashes if name.startswith(SESSIONS_FILE_PREFIX))
         return FlushResult(tuple(written), tuple(failed), windows)
 
@@ -244,7 +251,6 @@ class ReportWriter:
             self._note_failure(f"cannot write the reports into {self.out_dir} ({exc.strerror or exc}); they will be "
                                "written again at the next flush")
             failed.extend(self.out_dir / name for name, _ in files)
-            self._mark_failed([name for name, _ in files])
             return
         for name, render in files:
             data = render()
@@ -259,7 +265,6 @@ class ReportWriter:
                                    "the next flush")
                 failed.append(path)
                 self._hashes.pop(name, None)
-                self._mark_failed([name])
                 continue
             self._hashes[name] = digest
             written.append(path)
@@ -267,14 +272,15 @@ class ReportWriter:
             self._warn(f"report files written again in {self.out_dir}")
             self._failing = None
 
-    def _mark_failed(self, names: Iterable[str]) -> None:
-        """Windows whose file could not be written are written again at the next flush."""
-        every = self.engine.every
-        for name in names:
-            if name.startswith(SESSIONS_FILE_PREFIX):
-                stamp = name[len(SESSIONS_FILE_PREFIX):-len(".csv")]
+    def _windows_of(self, paths: Iterable[Path]) -> set[int]:
+        """The windows whose files these are (written again at the next flush when they failed)."""
+        every, windows = self.engine.every, set()
+        for path in paths:
+            if path.name.startswith(SESSIONS_FILE_PREFIX):
+                stamp = path.name[len(SESSIONS_FILE_PREFIX):-len(".csv")]
                 end = int(datetime.strptime(stamp, "%Y%m%d_%H%M%S").replace(tzinfo=UTC).timestamp()) * _SECOND
-                self._pending.add(end // every - 1)
+                windows.add(end // every - 1)
+        return windows
 
     def _note_failure(self, message: str) -> None:
         if message != self._failing:

@@ -13,11 +13,12 @@ them (:meth:`WindowStore.persist`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -62,13 +63,15 @@ class WindowStore:
     ``spool_dir`` when no folder is given; removed by :meth:`close`)."""
 
     def __init__(self, *, memory_bytes: int = DEFAULT_MEMORY_BYTES, folder: str | os.PathLike[str] | None = None,
-                 spool_dir: str | os.PathLike[str] | None = None) -> None:
+                 spool_dir: str | os.PathLike[str] | None = None, warn: Callable[[str], None] | None = None) -> None:
         if type(memory_bytes) is not int or memory_bytes < 0:
             raise ValueError(f"memory_bytes: must be a whole number >= 0, got {memory_bytes!r}")
         self.memory_bytes = memory_bytes
         self._folder = Path(folder) if folder is not None else None
         self._own_folder = folder is None
         self._spool_dir = Path(spool_dir) if spool_dir is not None else Path(tempfile.gettempdir())
+        self._warn = warn if warn is not None else logging.getLogger("tracker.store").warning
+        self._failing = False
         self._slots: dict[int, _Slot] = {}
         self._held = 0
         self._clock = 0
@@ -135,7 +138,15 @@ class WindowStore:
         for k in sorted(self._slots, key=lambda k: self._slots[k].used):
             if self._held <= self.memory_bytes // 2:
                 break
-            self._write(k, drop=True)
+            try:
+                self._write(k, drop=True)
+            except (OSError, pl.exceptions.PolarsError) as exc:  # a full disk: keep the rows, say so once
+                if not self._failing:
+                    self._warn(f"cannot write window rows to {self._folder} ({_why(exc)}); keeping them in memory "
+                               "for now")
+                self._failing = True
+                return
+        self._failing = False
         self.spills += 1
 
     def _path(self, name: str) -> Path:
@@ -158,9 +169,13 @@ class WindowStore:
             self._generation += 1
             name = f"w{k}-{self._generation}.parquet"
             temporary = folder / f".{name}.tmp"
-            (pl.concat(slot.parts) if len(slot.parts) > 1 else slot.parts[0]).write_parquet(
-                temporary, compression="lz4", statistics=False)
-            os.replace(temporary, folder / name)
+            try:
+                (pl.concat(slot.parts) if len(slot.parts) > 1 else slot.parts[0]).write_parquet(
+                    temporary, compression="lz4", statistics=False)
+                os.replace(temporary, folder / name)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
             slot.files.append(name)
             self.spilled_bytes += (folder / name).stat().st_size
             slot.parts = []
@@ -240,3 +255,8 @@ class WindowStore:
         if self._own_folder and self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
+
+
+def _why(exc: BaseException) -> str:
+    """An I/O error's reason, whether it came from the OS or from polars' writer."""
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).rsplit(": ", 1)[-1]) or repr(exc)

@@ -102,13 +102,14 @@ class Tail:
         self._late_unflushed = 0
         self._unsaved = False
         self._saved_at = time.monotonic()
+        self._checkpoint_failing = False
         self.checkpoint_every_s = checkpoint_every_s
         #: (newest ts, frame) of the last RECENT_S seconds of event time, for the live view.
         self.recent: deque[tuple[int, pl.DataFrame]] = deque()
         self._restore()
 
     def _new_reporter(self) -> LiveReporter:
-        store = WindowStore(memory_bytes=self.memory_bytes, folder=self.checkpoint_dir / WINDOWS_DIR)
+        store = WindowStore(memory_bytes=self.memory_bytes, folder=self.checkpoint_dir / WINDOWS_DIR, warn=self._warn)
         return LiveReporter(self.out_dir, interval_s=self.interval_s, grace_s=self.grace_s, store=store,
                             warn=self._warn)
 
@@ -193,9 +194,15 @@ class Tail:
                 "writer": self.reporter.writer.state(),
             }
             write_atomically(self.checkpoint_dir / CHECKPOINT_FILE, orjson.dumps(state))
-        except OSError as exc:  # a full disk: keep following; the next checkpoint tries again
-            self._warn(f"checkpoint not saved ({exc.strerror or exc}); trying again")
+        except (OSError, pl.exceptions.PolarsError) as exc:  # a full disk: keep following, try again later
+            if not self._checkpoint_failing:
+                self._warn(f"checkpoint not saved ({exc}); trying again every {self.checkpoint_every_s:g} s")
+            self._checkpoint_failing = True
+            self._saved_at = time.monotonic()
             return
+        if self._checkpoint_failing:
+            self._warn(f"checkpoint saved again in {self.checkpoint_dir}")
+            self._checkpoint_failing = False
         self.reporter.engine.store.remove_files(obsolete)  # only once the checkpoint no longer names them
         self._unsaved = False
         self._saved_at = time.monotonic()
