@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import strategies as st
 
 from tracker.events import Event, event_from_record
 
 T0 = 1_795_557_600_000_000  # 2026-11-24T22:00:00Z in epoch microseconds
+#: How long a test waits for a process or a file before it fails.
+TIMEOUT = 20.0
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """Wait until ``condition()`` holds, polling; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(0.005)
 
 
 def record(

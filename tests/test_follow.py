@@ -24,24 +24,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import T0, record
+from tests.helpers import T0, TIMEOUT, record, wait_for
 from tracker import follow as follow_module
 from tracker.batch import read_blocks
 from tracker.decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine, Rejected
 from tracker.follow import FINGERPRINT_BYTES, Follower, check_positions
 
 S = 1_000_000
-TIMEOUT = 20.0
 MIB = 1 << 20
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Wait until ``condition()`` holds, polling; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.005)
 
 
 def line(seq: int, session: str = "s1", size: int = 0) -> bytes:

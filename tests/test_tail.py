@@ -9,8 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import T0, record
+from tests.helpers import T0, TIMEOUT, record, wait_for
 from tracker import follow as follow_module
 from tracker.errors import ReportError
 from tracker.replayer import replay
@@ -28,7 +27,6 @@ from tracker.store import WindowStore
 from tracker.tail import CHECKPOINT_DIR, CHECKPOINT_FILE, WINDOWS_DIR, Tail
 
 S = 1_000_000
-TIMEOUT = 20.0
 
 
 @pytest.fixture(autouse=True)
@@ -45,15 +43,6 @@ def _release_tails(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for tail in made:
         tail.release()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Wait until ``condition()`` holds, polling; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.005)
 
 
 def line(seq: int, second: float = 0.0, session: str = "s1", writer: str = "w:1:t") -> bytes:
