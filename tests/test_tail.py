@@ -300,11 +300,30 @@ class TestRotation:
 
 
 class TestLateEvents:
+    def test_late_rewrites_are_spaced(self, tmp_path: Path) -> None:
+        """Late events rewrite their windows at most every late_flush_s (a backfill does not rewrite at every read);
+        nothing is lost: the final files equal replay's."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1, 10) + line(2, 130))
+        tail = Tail([log], tmp_path / "out", interval_s=60, grace_s=0, late_flush_s=3600)
+        assert tail.step(now=0)
+        first = (tmp_path / "out" / "session_tracking_report_20261124_220100.csv").read_bytes()
+        for n in range(3, 8):
+            append(log, line(n, 20 + n))
+            assert not tail.step(now=0)
+        assert (tmp_path / "out" / "session_tracking_report_20261124_220100.csv").read_bytes() == first
+        assert tail.reporter.late == 5
+        tail.late_flush_s = 0
+        assert tail.step(now=0)
+        assert (tmp_path / "out" / "session_tracking_report_20261124_220100.csv").read_bytes() != first
+        tail.close()
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
     def test_late_event_rewrites_its_window(self, tmp_path: Path) -> None:
         """An event for a window already written is counted late, and that window's file is rewritten."""
         log = tmp_path / "events.jsonl"
         log.write_bytes(line(1, 10) + line(2, 130))
-        tail = Tail([log], tmp_path / "out", interval_s=60, grace_s=0)
+        tail = Tail([log], tmp_path / "out", interval_s=60, grace_s=0, late_flush_s=0)
         tail.step(now=0)
         first = (tmp_path / "out" / "session_tracking_report_20261124_220100.csv").read_bytes()
         append(log, line(3, 20))
@@ -615,7 +634,7 @@ class TestLiveEqualsReplay:
         tmp = tmp_path_factory.mktemp("live")
         log = tmp / "events.jsonl"
         log.write_bytes(b"")
-        tail = Tail([log], tmp / "out", interval_s=10, grace_s=rnd.choice([0, 3]))
+        tail = Tail([log], tmp / "out", interval_s=10, grace_s=rnd.choice([0, 3]), late_flush_s=0)
         written = b""
         for step in range(rnd.randint(1, 30)):
             lines = []

@@ -84,6 +84,7 @@ class Tail:
         quarantine_path: str | os.PathLike[str] | None = None,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         checkpoint_every_s: float = 5.0,
+        late_flush_s: float = 1.0,
         memory_bytes: int = DEFAULT_MEMORY_BYTES,
     ) -> None:
         self.out_dir = Path(out_dir)
@@ -103,7 +104,9 @@ class Tail:
         self._unsaved = False
         self._saved_at = time.monotonic()
         self._checkpoint_failing = False
+        self._flushed_at = 0.0
         self.checkpoint_every_s = checkpoint_every_s
+        self.late_flush_s = late_flush_s
         #: (newest ts, frame) of the last RECENT_S seconds of event time, for the live view.
         self.recent: deque[tuple[int, pl.DataFrame]] = deque()
         self._restore()
@@ -157,13 +160,17 @@ class Tail:
         new = self.poll()
         now_us = int((time.time() if now is None else now) * 1_000_000)
         closed = self.reporter.advance(now_us=now_us, idle=new == 0)
-        if closed or self._late_unflushed:
+        # Late events rewrite their windows at most every late_flush_s: a log whose times are all long past
+        # (a backfill) would otherwise rewrite the newest window at every read.
+        late_due = self._late_unflushed and time.monotonic() - self._flushed_at >= self.late_flush_s
+        if closed or late_due:
             try:
                 self.reporter.flush()
             except ReportError as exc:  # keep following and checkpointing; say why the files are not updated
                 if str(exc) not in self.warnings:
                     self._warn(f"reports not written: {exc}")
             self._late_unflushed = 0
+            self._flushed_at = time.monotonic()
             self.checkpoint()
             return True
         if self._unsaved and time.monotonic() - self._saved_at >= self.checkpoint_every_s:
