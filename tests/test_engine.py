@@ -167,6 +167,29 @@ class TestFeeding:
         assert {p.name: p.read_bytes() for p in sorted((tmp / "chunks").glob("*.csv"))} == whole
 
 
+class TestCost:
+    def test_an_event_in_the_newest_window_reads_only_that_window(self, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+        """After the windows are written, a new event in the newest one derives that window alone: no older
+        window's rows are read again (a flush costs the same late in a run as early)."""
+        events = [event(i, f"s{i % 5}", "question_answered", T0 + i * 6 * S, response_time_ms=float(i))
+                  for i in range(1, 400)]  # 40 windows of 60 s
+        engine = build(events)
+        writer = ReportWriter(engine, tmp_path)
+        writer.flush()
+        read: list[int] = []
+        rows = engine.store.rows
+
+        def reading(k: int, columns: tuple[str, ...] | None = None) -> pl.DataFrame:
+            read.append(k)
+            return rows(k, columns)
+
+        monkeypatch.setattr(engine.store, "rows", reading)
+        engine.add(events_frame([event(999, "s1", "question_answered", T0 + 399 * 6 * S + 1, response_time_ms=1.0)]))
+        writer.flush()
+        assert read == [T0 // (60 * S) + 39]
+
+
 class TestSessionRules:
     def test_first_registration_is_first_in_event_order(self) -> None:
         """Two registrations at the same ts: the writer's seq decides (9 before 10), not the event_id's text."""

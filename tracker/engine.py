@@ -87,7 +87,8 @@ class Engine:
         self._cells: dict[int, pl.DataFrame] = {}  # the last few windows' per-session figures
         self._answers = pl.Series("rt", [], dtype=pl.Float64)  # every answer's response time, sorted
         self._new_answers: list[pl.Series] = []
-        self._carry: tuple[int, pl.DataFrame] | None = None  # running totals after window k
+        #: Running totals after each of the last few windows derived (k -> frame), the newest last.
+        self._carries: dict[int, pl.DataFrame] = {}
         self._facts_frame: pl.DataFrame | None = None
         #: Windows whose own rows changed since :meth:`take_changed`, and the first window whose session rows
         #: may have changed through a session's facts (start, end, name) or running totals.
@@ -168,14 +169,15 @@ class Engine:
 
     def _stale(self, k: int) -> None:
         self._stale_from = k if self._stale_from is None else min(self._stale_from, k)
-        if self._carry is not None and self._carry[0] >= k:
-            self._carry = None
+        for j in [j for j in self._carries if j >= k]:
+            del self._carries[j]
 
     # -- checkpoints --------------------------------------------------------------------
 
     def state(self) -> dict[str, object]:
         """Everything but the windows' rows (the store persists those), as JSON-able values."""
-        carry = None if self._carry is None else [self._carry[0], self._carry[1].rows()]
+        newest = max(self._carries, default=None)
+        carry = None if newest is None else [newest, self._carries[newest].rows()]
         return {
             "interval_s": self.interval_s, "ts_min": self.ts_min, "ts_max": self.ts_max,
             "counts": dict(self.counts), "duplicates": self.duplicates,
@@ -212,7 +214,8 @@ class Engine:
         self.sessions, self.ts_min, self.ts_max = sessions, ts_min, ts_max
         self.counts, self.duplicates = Counter(counts), duplicates
         self._aggs = _aggs_of(state.get("aggs"))
-        self._carry = _carry_of(state.get("carry"))
+        carry = _carry_of(state.get("carry"))
+        self._carries = {} if carry is None else {carry[0]: carry[1]}
         self._cells.clear()
         self._facts_frame = None
         answers = [self.store.rows(k, columns=("type", "response_time_ms"))
@@ -285,18 +288,28 @@ class Engine:
 
     def _totals_before(self, k: int) -> pl.DataFrame:
         """Each session's running totals over the windows before ``k``."""
-        if self._carry is not None and self._carry[0] == k - 1:
-            return self._carry[1]
+        if k - 1 in self._carries:
+            return self._carries[k - 1]
+        # From the nearest earlier carry (a late event in the newest window keeps the one before it), else from
+        # the first window: the only derivation whose cost grows with the run, and only after a late event.
         span = self.span()
-        parts = [self.cells(j).select("session_id", *SESSION_COUNTED)
-                 for j in range(span[0], k) if self.store.has(j)] if span is not None else []
-        return summed_totals(parts)
+        base = max((j for j in self._carries if j < k), default=None)
+        start = base + 1 if base is not None else span[0] if span is not None else k
+        parts = [self.cells(j).select("session_id", *SESSION_COUNTED) for j in range(start, k) if self.store.has(j)]
+        before = summed_totals(parts)
+        if base is not None:
+            before = summed_totals([self._carries[base].rename(dict(zip(TOTALS, SESSION_COUNTED, strict=True))),
+                                    *parts])
+        return before
 
     def session_rows(self, k: int) -> pl.DataFrame:
         """Window ``k``'s per-session rows: every session alive in it, with its figures and running totals."""
         cells = self.cells(k) if self.store.has(k) else None
         after = carried(self._totals_before(k), cells)
-        self._carry = (k, after)
+        self._carries.pop(k, None)
+        self._carries[k] = after
+        while len(self._carries) > CELLS_KEPT:
+            del self._carries[min(self._carries)]
         return window_rows(self.facts_frame(), cells, after, k, self.every)
 
     def _active(self, k_min: int, k_max: int) -> tuple[list[int], list[int]]:
