@@ -189,6 +189,20 @@ class TestCost:
         writer.flush()
         assert read == [T0 // (60 * S) + 39]
 
+    def test_a_session_ending_in_the_newest_window_rewrites_only_that_window(self, tmp_path: Path) -> None:
+        """A session that registered in the first window and ends in the newest changes that window's rows only:
+        no older window file is written again."""
+        events = [event(1, "s1", "session_registered", T0, username="u", course_numbers=[1]),
+                  *(event(i, f"s{i % 5}", "question_asked", T0 + i * 6 * S) for i in range(2, 400))]
+        engine = build(events)
+        writer = ReportWriter(engine, tmp_path)
+        writer.flush()
+        engine.add(events_frame([event(999, "s1", "session_unregistered", T0 + 399 * 6 * S + 1, reason="done")]))
+        written = writer.flush().written
+        assert sorted(p.name for p in written) == sorted([
+            "session_tracking_report_20261124_224000.csv", "session_tracking_summary.csv",
+            "session_tracking_totals.csv"])
+
 
 class TestSessionRules:
     def test_first_registration_is_first_in_event_order(self) -> None:

@@ -165,10 +165,17 @@ class Engine:
         if changed:
             self._facts_frame = None
             for old, facts in changed:
-                self._stale(facts.first_change(old, self.every))
+                first = facts.first_change(old, self.every)
+                if first is not None:
+                    self._stale_rows(first)
+
+    def _stale_rows(self, k: int) -> None:
+        """The session rows of window ``k`` and after may have changed (a session's facts did)."""
+        self._stale_from = k if self._stale_from is None else min(self._stale_from, k)
 
     def _stale(self, k: int) -> None:
-        self._stale_from = k if self._stale_from is None else min(self._stale_from, k)
+        """Window ``k`` got events: its rows and the running totals after it changed."""
+        self._stale_rows(k)
         for j in [j for j in self._carries if j >= k]:
             del self._carries[j]
 

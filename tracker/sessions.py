@@ -66,15 +66,21 @@ class SessionFacts:
         key = order_key(order)
         return self if self.end is not None and self.end <= key else replace(self, end=key)
 
-    def window_of_start(self, every: int) -> int:
-        return self.start_ts // every
+    def first_change(self, old: SessionFacts | None, every: int) -> int | None:
+        """The first window whose rows may differ between ``old`` facts and these (None: none differs).
 
-    def first_change(self, old: SessionFacts | None, every: int) -> int:
-        """The first window whose rows may differ between ``old`` facts and these."""
-        times = [self.first_ts, self.start_ts, *([self.end_ts] if self.end_ts is not None else [])]
-        if old is not None:
-            times += [old.first_ts, old.start_ts, *([old.end_ts] if old.end_ts is not None else [])]
-        return min(times) // every
+        A session's rows run from its start window to its end window, each naming its user, courses and
+        status: a new start, name or courses changes them from the earlier start on; a new end, from the
+        earlier end on (the rows before it are the same).
+        """
+        if old is None:
+            return min(self.first_ts, self.start_ts) // every
+        changed: list[int] = []
+        if (old.start_ts, old.username, old.course_numbers) != (self.start_ts, self.username, self.course_numbers):
+            changed.append(min(old.start_ts, self.start_ts))
+        if old.end_ts != self.end_ts:
+            changed.append(min(t for t in (old.end_ts, self.end_ts) if t is not None))
+        return min(changed) // every if changed else None
 
 
 def order_key(values: Sequence[object]) -> Order:
