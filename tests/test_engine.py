@@ -189,16 +189,26 @@ class TestCost:
         writer.flush()
         assert read == [T0 // (60 * S) + 39]
 
-    def test_a_session_ending_in_the_newest_window_rewrites_only_that_window(self, tmp_path: Path) -> None:
+    def test_a_session_ending_in_the_newest_window_derives_only_that_window(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """A session that registered in the first window and ends in the newest changes that window's rows only:
-        no older window file is written again."""
+        no older window is derived or written again."""
         events = [event(1, "s1", "session_registered", T0, username="u", course_numbers=[1]),
                   *(event(i, f"s{i % 5}", "question_asked", T0 + i * 6 * S) for i in range(2, 400))]
         engine = build(events)
         writer = ReportWriter(engine, tmp_path)
         writer.flush()
+        derived: list[int] = []
+        derive = engine.session_rows
+
+        def deriving(k: int) -> pl.DataFrame:
+            derived.append(k)
+            return derive(k)
+
+        monkeypatch.setattr(engine, "session_rows", deriving)
         engine.add(events_frame([event(999, "s1", "session_unregistered", T0 + 399 * 6 * S + 1, reason="done")]))
         written = writer.flush().written
+        assert derived == [T0 // (60 * S) + 39]
         assert sorted(p.name for p in written) == sorted([
             "session_tracking_report_20261124_224000.csv", "session_tracking_summary.csv",
             "session_tracking_totals.csv"])
