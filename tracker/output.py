@@ -28,6 +28,7 @@ import polars as pl
 
 from .engine import Engine
 from .errors import ReportError
+from .tables import Tables
 
 __all__ = (
     "ERRORS_FILE",
@@ -229,9 +230,16 @@ class ReportWriter:
                               lambda k=k: csv_bytes(engine.session_rows(k))))  # type: ignore[misc]
         else:
             last = None
-        tables = engine.tables(last if span is not None else None)
-        files += [(SUMMARY_FILE, lambda: csv_bytes(tables.summary)), (TOTALS_FILE, lambda: csv_bytes(tables.totals)),
-                  (ERRORS_FILE, lambda: csv_bytes(tables.errors))]
+        # The run's tables after the windows' files: deriving those windows cached their figures.
+        tables: list[Tables] = []
+
+        def table(pick: Callable[[Tables], pl.DataFrame]) -> bytes:
+            if not tables:
+                tables.append(engine.tables(last if span is not None else None))
+            return csv_bytes(pick(tables[0]))
+
+        files += [(SUMMARY_FILE, lambda: table(lambda t: t.summary)), (TOTALS_FILE, lambda: table(lambda t: t.totals)),
+                  (ERRORS_FILE, lambda: table(lambda t: t.errors))]
         self._write(files, written, failed)
         # Only now that the files are written: a flush stopped half-way (an exception, Ctrl-C) is done again whole.
         if span is not None and last is not None:
