@@ -224,6 +224,13 @@ class TestSessionRules:
 
 
 class TestReportRules:
+    def test_negative_zero_is_zero(self, tmp_path: Path) -> None:
+        """-0.0 and 0.0 ms in either order give the same bytes (a value sort would order them by arrival)."""
+        a = event(1, "s", "question_answered", T0, response_time_ms=-0.0)
+        b = event(2, "s", "question_answered", T0 + 1, response_time_ms=0.0)
+        assert written(build([a, b]), tmp_path / "ab") == written(build([b, a]), tmp_path / "ba")
+        assert b"-0.000" not in written(build([a, b]), tmp_path / "ab2")["session_tracking_summary.csv"]
+
     def test_window_boundaries_are_left_closed(self) -> None:
         """An event exactly at a window's start belongs to that window, not the one before."""
         events = [event(1, "s", "question_asked", T0 + 60 * S - 1), event(2, "s", "question_asked", T0 + 60 * S)]

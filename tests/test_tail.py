@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import T0, TIMEOUT, record, wait_for
 from tracker import follow as follow_module
-from tracker.errors import ReportError
+from tracker.errors import CheckpointError, ReportError
 from tracker.replayer import replay
 from tracker.store import WindowStore
 from tracker.tail import CHECKPOINT_DIR, CHECKPOINT_FILE, WINDOWS_DIR, Tail
@@ -209,6 +209,18 @@ class TestFullDisk:
         assert_same_as_replay([log], small_disk / "out", tmp_path, 60)
 
 
+    def test_bad_line_on_a_full_disk_is_a_warning(self, tmp_path: Path, small_disk: Path) -> None:
+        """A rejected line that cannot be quarantined (a full disk) is a warning naming it, not a crash."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1) + b"bad line\n" + line(2))
+        tail = Tail([log], small_disk / "out", interval_s=60)
+        with open(small_disk / "ballast", "wb") as stream, pytest.raises(OSError, match="No space"):
+            stream.write(b"x" * (2 << 20))
+        assert tail.poll() == 2
+        assert any("not quarantined" in w and ":2:" in w for w in tail.warnings)
+        assert tail.decoder.rejected.total() == 1
+
+
 class TestRotation:
     def test_rename_rotation_drains_the_old_file_first(self, tmp_path: Path) -> None:
         """After a rename, lines still appended to the old file are read, then the new file from its start."""
@@ -293,6 +305,7 @@ class TestRotation:
         old_writer2 = open(tmp_path / "events.jsonl.1", "ab")  # noqa: SIM115
         old_writer2.write(line(4))
         old_writer2.close()
+        tail.release()  # it died: its files and its lock are closed
         again = Tail([log], tmp_path / "out", interval_s=60)  # restarted: the retired file is found again
         assert again.poll() == 1
         again.close()
@@ -345,6 +358,7 @@ class TestCheckpoints:
         first.step(now=0)
         first.checkpoint()  # and then it dies: no close
         append(log, b"".join(line(i, i * 7) for i in range(40, 80)))
+        first.release()  # it died: its files and its lock are closed
         second = Tail([log], tmp_path / "out", interval_s=60)
         assert second.warnings == []
         assert second.poll() == 40
@@ -361,6 +375,7 @@ class TestCheckpoints:
         first.step(now=0)
         first.checkpoint()
         (tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE).write_bytes(damage)
+        first.release()  # it died: its files and its lock are closed
         second = Tail([log], tmp_path / "out", interval_s=60)
         assert any("unusable" in w for w in second.warnings)
         assert second.poll() == 29
@@ -388,6 +403,7 @@ class TestCheckpoints:
         first = Tail([log], tmp_path / "out", interval_s=60, checkpoint_dir=log.parent)
         first.step(now=0)
         first.checkpoint()
+        first.release()  # it died: its files and its lock are closed
         second = Tail([log], tmp_path / "out", interval_s=30, checkpoint_dir=log.parent)  # another interval
         assert any("unusable" in w for w in second.warnings)
         assert log.read_bytes() == line(1)
@@ -404,6 +420,7 @@ class TestCheckpoints:
         assert files
         for path in files:
             path.unlink()
+        first.release()  # it died: its files and its lock are closed
         second = Tail([log], tmp_path / "out", interval_s=60)
         assert any("window file" in w and "missing" in w for w in second.warnings)
         assert second.poll() == 1
@@ -481,6 +498,7 @@ class TestCheckpoints:
         with open(log, "r+b") as stream:  # same inode, new content
             stream.truncate(0)
             stream.write(line(9, session="new") + line(10, session="new") + line(11, session="new"))
+        first.release()  # it died: its files and its lock are closed
         second = Tail([log], tmp_path / "out", interval_s=60)
         assert second.poll() == 3
         assert any("changed since the checkpoint" in w for w in second.warnings)
@@ -495,6 +513,7 @@ class TestCheckpoints:
         append(log, line(2))
         log.rename(tmp_path / "events.jsonl.1")
         log.write_bytes(line(3))
+        first.release()  # it died: its files and its lock are closed
         second = Tail([log], tmp_path / "out", interval_s=60)
         assert second.poll() == 2
         second.close()
@@ -513,6 +532,7 @@ class TestCheckpoints:
             tail.poll()
             tail.checkpoint()
             assert len(list(folder.glob("*.parquet"))) <= 3
+        tail.release()  # it died: its files and its lock are closed
         again = Tail([log], tmp_path / "out", interval_s=60)
         assert (again.warnings, again.poll(), again.reporter.engine.counts.total()) == ([], 0, 7)
         again.close()
@@ -553,6 +573,66 @@ class TestCheckpoints:
         first.release()
         second = Tail([log], tmp_path / "out", interval_s=60)
         second.close()
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
+    def test_report_files_removed_while_down_are_written_again(self, tmp_path: Path) -> None:
+        """A restart trusts a saved hash only for a file that still holds those bytes."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i * 7) for i in range(1, 40)))
+        Tail([log], tmp_path / "out", interval_s=60).close()
+        for report in (tmp_path / "out").glob("session_tracking_*.csv"):
+            report.unlink()
+        (tmp_path / "out" / "session_tracking_summary.csv").write_text("replaced")
+        Tail([log], tmp_path / "out", interval_s=60).close()
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
+    def test_a_second_tail_on_the_same_folder_is_refused(self, tmp_path: Path) -> None:
+        """Two tails writing one checkpoint folder would mix their events: the second is refused, naming it."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1))
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        with pytest.raises(CheckpointError, match="in use by another tracker tail"):
+            Tail([log], tmp_path / "out", interval_s=60)
+        first.close()
+        Tail([log], tmp_path / "out", interval_s=60).close()  # free again once the first is gone
+
+    def test_state_that_cannot_make_reports_is_a_warning(self, tmp_path: Path) -> None:
+        """A checkpoint whose events span too many windows (a writer's ts in seconds) is unusable on restart, not
+        a crash at every start."""
+        log = tmp_path / "events.jsonl"
+        seconds = orjson.dumps(record(2, "s1", "question_answered", T0 // S, "w:2:u", response_time_ms=1.0)) + b"\n"
+        log.write_bytes(line(1) + seconds)
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.step(now=0)
+        assert any("reports not written" in w for w in first.warnings)
+        first.checkpoint()
+        first.release()
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        assert any("unusable" in w and "windows" in w for w in second.warnings)
+
+    def test_window_file_with_other_rows_is_unusable(self, tmp_path: Path) -> None:
+        """A window file whose rows do not match the count the checkpoint names is not used."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i) for i in range(1, 20)))
+        Tail([log], tmp_path / "out", interval_s=60).close()
+        window = next((tmp_path / "out" / CHECKPOINT_DIR / WINDOWS_DIR).glob("*.parquet"))
+        pl.read_parquet(window).head(3).write_parquet(window)
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        assert any("should hold 19 rows" in w for w in second.warnings)
+        second.close()
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
+    def test_huge_figures_survive_a_restart(self, tmp_path: Path) -> None:
+        """A mean that overflows to infinity (two answers of 1.7e308 ms) is the same after a restart."""
+        log = tmp_path / "events.jsonl"
+        big = [orjson.dumps(record(i, "s1", "question_answered", T0 + i, response_time_ms=1.7e308)) + b"\n"
+               for i in (1, 2)]
+        log.write_bytes(b"".join(big) + line(3, 200))
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.step(now=0)
+        first.checkpoint()
+        first.release()
+        Tail([log], tmp_path / "out", interval_s=60).close()
         assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
 
     def test_checkpoints_are_spaced(self, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ replay is "add everything, then derive every window".
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterator
 from typing import Final
@@ -101,7 +102,10 @@ class Engine:
         """Fold in events (columns of :data:`EVENT_SCHEMA`); return the ones that were new (not duplicates)."""
         if frame.is_empty():
             return frame
-        frame = frame.select(EVENT_SCHEMA.names()).with_columns(_KEY, k=pl.col("ts") // self.every)
+        rt = pl.col("response_time_ms")
+        frame = frame.select(EVENT_SCHEMA.names()).with_columns(_KEY, k=pl.col("ts") // self.every).with_columns(
+            # A response time of -0.0 counts as 0.0, so that statistics do not depend on the read order.
+            pl.when(rt == 0.0).then(pl.lit(0.0)).otherwise(rt).alias("response_time_ms"))
         fresh: list[pl.DataFrame] = []
         for (k,), part in frame.partition_by("k", as_dict=True, maintain_order=True).items():
             assert isinstance(k, int)
@@ -191,8 +195,8 @@ class Engine:
             "sessions": [[f.session_id, f.first_ts, f.registration, f.username, list(f.course_numbers), f.end]
                          for f in self.sessions.values()],
             # Derived, but saved so that a restart need not derive every window again.
-            "aggs": {str(k): [[agg.counts[c] for c in COUNTED], [agg.stats[s] for s in STATS], agg.errors.rows()]
-                     for k, agg in self._aggs.items()},
+            "aggs": {str(k): [[agg.counts[c] for c in COUNTED], [_json_float(agg.stats[s]) for s in STATS],
+                              agg.errors.rows()] for k, agg in self._aggs.items()},
             "carry": carry,
         }
 
@@ -402,14 +406,14 @@ def _aggs_of(entries: object) -> dict[int, WindowAgg]:
             counts, figures, errors = entry
             if not (key.lstrip("-").isdigit() and len(counts) == len(COUNTED) and len(figures) == len(STATS)
                     and all(type(n) is int and n >= 0 for n in counts)
-                    and all(v is None or type(v) is float for v in figures)):
+                    and all(v is None or type(v) is float or v in _NON_FINITE for v in figures)):
                 raise ValueError(key)
             frame = pl.DataFrame(errors, schema={"kind": pl.String, "message": pl.String, "count": pl.Int64},
                                  orient="row")
         except (TypeError, ValueError, AttributeError, pl.exceptions.PolarsError) as exc:
             raise ValueError(f"engine state: the figures of window {key!r} are damaged") from exc
-        aggs[int(key)] = WindowAgg(dict(zip(COUNTED, counts, strict=True)), dict(zip(STATS, figures, strict=True)),
-                                   frame)
+        values = {s: float(v) if isinstance(v, str) else v for s, v in zip(STATS, figures, strict=True)}
+        aggs[int(key)] = WindowAgg(dict(zip(COUNTED, counts, strict=True)), values, frame)
     return aggs
 
 
@@ -426,3 +430,11 @@ def _carry_of(entry: object) -> tuple[int, pl.DataFrame] | None:
     except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
         raise ValueError("engine state: running totals damaged") from exc
     return k, frame
+
+
+#: How a figure that JSON has no number for (a mean of huge values can overflow to infinity) is saved.
+_NON_FINITE: Final = ("inf", "-inf", "nan")
+
+
+def _json_float(value: float | None) -> float | str | None:
+    return value if value is None or math.isfinite(value) else str(value)

@@ -187,7 +187,18 @@ class ReportWriter:
                         for n, h in hashes.items())):
             raise ValueError("writer state: damaged")
         self._last, self._stale_from, self._pending = last, stale, set(pending)
-        self._hashes = {name: bytes.fromhex(digest) for name, digest in hashes.items()}
+        # Trust a saved hash only for a file that still holds those bytes: a file removed or replaced while the
+        # tail was down is written again.
+        self._hashes = {}
+        for name, digest in hashes.items():
+            try:
+                on_disk = _digest((self.out_dir / name).read_bytes())
+            except OSError:
+                on_disk = b""
+            if on_disk == bytes.fromhex(digest):
+                self._hashes[name] = on_disk
+            else:
+                self._pending |= self._windows_of([self.out_dir / name])
         ours, _ = self.earlier_files()
         self._listed = ours
 

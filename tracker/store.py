@@ -227,9 +227,15 @@ class WindowStore:
                     and entry["rows"] >= 0 and all(isinstance(n, str) and _FILE_NAME.fullmatch(n)
                                                    for n in entry["files"])):
                 raise ValueError(f"a window entry is damaged: {key!r}: {entry!r}")
+            held = 0
             for name in entry["files"]:
                 if not self._path(name).is_file():
                     raise ValueError(f"window file {name} is missing")
+                if pl.read_parquet_schema(self._path(name)) != dict(ROW_SCHEMA):
+                    raise ValueError(f"window file {name} has other columns than this tracker writes")
+                held += pl.scan_parquet(self._path(name)).select(pl.len()).collect().item()
+            if held != entry["rows"]:
+                raise ValueError(f"window {key} should hold {entry['rows']} rows, its files hold {held}")
             slots[int(key)] = _Slot(files=list(entry["files"]), rows=entry["rows"])
         self._slots = slots
         named = {name for slot in slots.values() for name in slot.files}
@@ -245,7 +251,7 @@ class WindowStore:
         self._held = 0
         if self._folder is not None and self._folder.is_dir():
             for path in self._folder.iterdir():
-                if _FILE_NAME.fullmatch(path.name) or _TEMPORARY.fullmatch(path.name):
+                if (_FILE_NAME.fullmatch(path.name) or _TEMPORARY.fullmatch(path.name)) and path.is_file():
                     path.unlink()
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ warning and a full re-read, never a crash.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import threading
@@ -31,7 +32,7 @@ import watchfiles
 
 from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine, Rejected
 from .engine import DEFAULT_INTERVAL_S
-from .errors import ReportError
+from .errors import CheckpointError, ReportError
 from .follow import Follower, FollowStats, check_positions
 from .live import DEFAULT_GRACE_S, LiveReporter
 from .output import write_atomically
@@ -43,6 +44,7 @@ CHECKPOINT_DIR: Final = ".tracker-checkpoint"
 CHECKPOINT_FILE: Final = "checkpoint.json"
 CHECKPOINT_VERSION: Final = 2
 WINDOWS_DIR: Final = "windows"
+LOCK_FILE: Final = "lock"
 #: The live view's figures cover this much of the newest event time.
 RECENT_S: Final = 60
 _LEGACY: Final = ("segment-*.parquet", ".segment-*.parquet.tmp")
@@ -92,6 +94,7 @@ class Tail:
         self.interval_s, self.grace_s, self.memory_bytes = interval_s, grace_s, memory_bytes
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else self.out_dir / CHECKPOINT_DIR
         self.warnings: list[str] = []
+        self._lock = self._lock_folder()
         self.quarantine = Quarantine(quarantine_path if quarantine_path is not None
                                      else self.out_dir / "quarantine.jsonl", warn=self._warn)
         self.decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
@@ -110,6 +113,18 @@ class Tail:
         #: (newest ts, frame) of the last RECENT_S seconds of event time, for the live view.
         self.recent: deque[tuple[int, pl.DataFrame]] = deque()
         self._restore()
+
+    def _lock_folder(self) -> int:
+        """One tail a checkpoint folder: a second one would mix its events into the first one's state."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.checkpoint_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CheckpointError(f"{self.checkpoint_dir} is in use by another tracker tail (it holds the lock "
+                                  f"{LOCK_FILE}); give this one another --out or --checkpoint-dir") from None
+        return fd
 
     def _new_reporter(self) -> LiveReporter:
         store = WindowStore(memory_bytes=self.memory_bytes, folder=self.checkpoint_dir / WINDOWS_DIR, warn=self._warn)
@@ -130,7 +145,11 @@ class Tail:
 
     def _take(self, frame: pl.DataFrame | None, rejected: Iterable[Rejected]) -> None:
         for item in rejected:
-            self.quarantine.add(item)
+            try:
+                self.quarantine.add(item)
+            except OSError as exc:  # a full disk: the line is counted by its reason, and said here
+                self._warn(f"{item.source}:{item.line_no}: rejected ({item.reason}) but not quarantined: cannot "
+                           f"write {self.quarantine.path} ({exc.strerror or exc}); the line is at byte {item.offset}")
         if frame is not None and not frame.is_empty():
             self._late_unflushed += self.reporter.add_frame(frame)
             self._unsaved = True
@@ -167,8 +186,9 @@ class Tail:
             try:
                 self.reporter.flush()
             except ReportError as exc:  # keep following and checkpointing; say why the files are not updated
-                if str(exc) not in self.warnings:
-                    self._warn(f"reports not written: {exc}")
+                message = f"reports not written: {exc}"
+                if message not in self.warnings:
+                    self._warn(message)
             self._late_unflushed = 0
             self._flushed_at = time.monotonic()
             self.checkpoint()
@@ -239,7 +259,7 @@ class Tail:
             self.reporter.engine.store.restore(state.get("windows"))
             self.reporter.engine.restore(state.get("engine"))
             self.reporter.writer.restore(state.get("writer"))
-        except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+        except (OSError, ValueError, ReportError, pl.exceptions.PolarsError) as exc:
             self._warn(f"checkpoint {path} is unusable ({exc}); reading every log from the start")
             self._clear_checkpoint()
             self.reporter = self._new_reporter()
@@ -264,6 +284,9 @@ class Tail:
         """Remove this tail's own checkpoint files (only those: the folder may hold anything else)."""
         for pattern in (CHECKPOINT_FILE, *_LEGACY):
             for stale in self.checkpoint_dir.glob(pattern):
+                if not stale.is_file():
+                    self._warn(f"{stale} is not a file: left alone (checkpoints cannot be saved there)")
+                    continue
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()
         self.reporter.engine.store.clear()
@@ -305,3 +328,6 @@ class Tail:
         """Close the open files and the quarantine without writing anything (as a crash would leave it)."""
         self.quarantine.close()
         self.follower.release()
+        if self._lock >= 0:
+            os.close(self._lock)  # and with it the lock
+            self._lock = -1
