@@ -222,6 +222,7 @@ class TestReplayCommand:
         (["--interval", "1.5"], "argument --interval: expected whole seconds, got '1.5'"),
         (["--memory", "-1"], "argument --memory: must be >= 0, got '-1'"),
         (["--memory", "lots"], "argument --memory: expected a number, got 'lots'"),
+        (["--interval", "99999999999999999999"], "argument --interval: must be at most 31622400 (366 days)"),
     ])
     def test_bad_number(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                         message: str) -> None:
@@ -230,6 +231,14 @@ class TestReplayCommand:
             main("replay", "x.jsonl", "--out", str(tmp_path), *args)
         assert info.value.code == 2
         assert message in capsys.readouterr().err
+
+    def test_event_in_the_last_window_before_year_10000(self, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+        """A valid ts whose window would end in the year 10000 is a clear error (exit 2), not a traceback."""
+        last = event(1, "s1", "cycle_completed", 253_402_300_799_999_999)
+        _write_log(tmp_path / "log.jsonl", [last])
+        assert main("replay", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "out")) == 2
+        assert "ends in the year 10000" in capsys.readouterr().err
 
     def test_missing_log(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A missing log is an error with exit status 2 naming it, and nothing is written."""

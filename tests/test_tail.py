@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import T0, TIMEOUT, record, wait_for
 from tracker import follow as follow_module
+from tracker.cli import main
 from tracker.errors import CheckpointError, ReportError
 from tracker.replayer import replay
 from tracker.store import WindowStore
@@ -128,6 +129,24 @@ class TestReading:
         tail.checkpoint()
         saved = orjson.loads((tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE).read_bytes())
         assert saved["files"][0]["offset"] == log.stat().st_size
+
+
+class TestCommand:
+    def test_duplicates_are_one_event(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A line read twice counts once in the events and is reported as a duplicate."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1) + line(1) + line(2))
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        assert tail.poll() == 2
+        assert (tail.stats.events, tail.reporter.engine.duplicates) == (2, 1)
+
+    def test_out_that_is_a_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--out naming a file is a usage error (exit 2) naming it, not a traceback."""
+        (tmp_path / "out").write_text("a file")
+        assert main("tail", str(tmp_path / "events.jsonl"), "--out", str(tmp_path / "out"), "--quiet") == 2
+        err = capsys.readouterr().err
+        assert "cannot use" in err
+        assert "Traceback" not in err
 
 
 class TestOwnOutputs:

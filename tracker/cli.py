@@ -18,7 +18,7 @@ from .console import LiveView
 from .decoder import Decoder, Quarantine, Rejected, decode_file
 from .demo import DemoConfig, run_sessions
 from .emitter import LOG_ENV_VAR, EventLog
-from .engine import DEFAULT_INTERVAL_S, Engine
+from .engine import DEFAULT_INTERVAL_S, MAX_INTERVAL_S, Engine
 from .errors import TrackerError
 from .events import EVENT_TYPES, format_ts, to_ts
 from .fold import SessionState, anomalies, fold_all
@@ -242,8 +242,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_tail(args: argparse.Namespace) -> int:
     _quiet_watchfiles()
-    tail = Tail(args.logs, args.out, interval_s=args.interval, grace_s=args.grace,
-                checkpoint_dir=args.checkpoint_dir, quarantine_path=args.quarantine)
+    try:
+        tail = Tail(args.logs, args.out, interval_s=args.interval, grace_s=args.grace,
+                    checkpoint_dir=args.checkpoint_dir, quarantine_path=args.quarantine)
+    except OSError as exc:
+        name = f" {str(exc.filename)!r}" if exc.filename else ""
+        raise _UsageError(f"cannot use{name}: {exc.strerror or exc}") from exc
     names = ", ".join(str(p) for p in args.logs)
     view = LiveView(f"tracker tail {names} -> {args.out}") if not args.quiet else None
     stop = threading.Event()
@@ -255,14 +259,20 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        tail.close()
+        final = tail.close()
     if view is not None:
         view.update(tail, force=True)
     stats = tail.stats
     print(f"stopped: {stats.events} events, {tail.decoder.rejected.total()} rejected lines, "
-          f"{tail.reporter.late} late events, {stats.rotations} rotations, {stats.truncations} truncations")
+          f"{tail.reporter.late} late events, {stats.rotations} rotations, {stats.truncations} truncations, "
+          f"{tail.reporter.engine.duplicates} duplicates")
     if tail.quarantine.count:
         print(f"  rejected lines in {tail.quarantine.path}")
+    if final is None or final.failed:
+        missing = "no report could be made" if final is None else f"{len(final.failed)} report files not written"
+        print(f"tracker tail: {missing} in {args.out} (see the warnings above); replay the logs once the cause is "
+              "fixed", file=sys.stderr)
+        return EXIT_USAGE
     print(f"reports in {args.out} (every window written; replay gives the same files)")
     print("\n".join(_run_summary(tail.reporter.engine)))
     return EXIT_REJECTED if tail.decoder.rejected.total() else EXIT_OK
@@ -281,7 +291,10 @@ def _number(text: str, cast: type[int] | type[float], minimum: float, *, strict:
 
 
 def _interval(text: str) -> int:
-    return int(_number(text, int, 1, strict=False))
+    value = int(_number(text, int, 1, strict=False))
+    if value > MAX_INTERVAL_S:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_INTERVAL_S} (366 days), got {text!r}")
+    return value
 
 
 def _non_negative(text: str) -> float:

@@ -26,7 +26,7 @@ from typing import Final
 import polars as pl
 
 from .errors import ReportError
-from .events import EVENT_TYPES, format_ts
+from .events import EVENT_TYPES, MAX_TS, format_ts
 from .frames import EVENT_SCHEMA
 from .sessions import ORDER, SessionFacts, order_key
 from .store import ROW_SCHEMA, WindowStore
@@ -56,6 +56,8 @@ __all__ = (
 )
 
 DEFAULT_INTERVAL_S: Final = 300
+#: The longest window: 366 days.
+MAX_INTERVAL_S: Final = 366 * 86_400
 #: The most windows one report may span (each gets a file).
 MAX_WINDOWS: Final = 100_000
 _SECOND: Final = 1_000_000
@@ -74,8 +76,9 @@ class Engine:
     """Folds events into windows and sessions; derives the report tables of any window from that state."""
 
     def __init__(self, interval_s: int = DEFAULT_INTERVAL_S, *, store: WindowStore | None = None) -> None:
-        if type(interval_s) is not int or interval_s < 1:
-            raise ValueError(f"interval_s: must be a whole number of seconds >= 1, got {interval_s!r}")
+        if type(interval_s) is not int or not 1 <= interval_s <= MAX_INTERVAL_S:
+            raise ValueError(f"interval_s: must be a whole number of seconds from 1 to {MAX_INTERVAL_S:,} (366 "
+                             f"days), got {interval_s!r}")
         self.interval_s = interval_s
         self.every = interval_s * _SECOND
         self.store = store if store is not None else WindowStore()
@@ -251,6 +254,10 @@ class Engine:
         if self.ts_min is None or self.ts_max is None:
             return None
         k_min, k_max = self.ts_min // self.every, self.ts_max // self.every
+        if (k_max + 1) * self.every >= MAX_TS:
+            raise ReportError(
+                f"an event at {format_ts(self.ts_max)} is in a window of {self.interval_s} s that ends in the year "
+                "10000, which report files cannot name: use a shorter --interval (or check that writer's ts)")
         if k_max - k_min + 1 > MAX_WINDOWS:
             raise ReportError(
                 f"the events span {k_max - k_min + 1:,} windows of {self.interval_s} s (from "

@@ -34,7 +34,7 @@ from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine, Rejected
 from .engine import DEFAULT_INTERVAL_S
 from .errors import CheckpointError, ReportError
 from .follow import Follower, FollowStats, check_positions
-from .live import DEFAULT_GRACE_S, LiveReporter
+from .live import DEFAULT_GRACE_S, FlushResult, LiveReporter
 from .output import write_atomically
 from .store import DEFAULT_MEMORY_BYTES, WindowStore
 
@@ -151,9 +151,10 @@ class Tail:
                 self._warn(f"{item.source}:{item.line_no}: rejected ({item.reason}) but not quarantined: cannot "
                            f"write {self.quarantine.path} ({exc.strerror or exc}); the line is at byte {item.offset}")
         if frame is not None and not frame.is_empty():
+            before = self.reporter.engine.counts.total()
             self._late_unflushed += self.reporter.add_frame(frame)
             self._unsaved = True
-            self.stats.events += frame.height
+            self.stats.events += self.reporter.engine.counts.total() - before  # a line read twice is one event
             self._note_recent(frame)
 
     def _note_recent(self, frame: pl.DataFrame) -> None:
@@ -317,12 +318,25 @@ class Tail:
             if stop.is_set():
                 break
 
-    def close(self) -> None:
-        """Read what is left, write every window (open ones too), checkpoint, and close the files."""
-        self.follower.finish()
-        self.reporter.flush(final=True)
-        self.checkpoint()
-        self.release()
+    def close(self) -> FlushResult | None:
+        """Read what is left, write every window (open ones too), checkpoint, and close the files.
+
+        Returns what the last flush wrote and could not write (None when no report could be made: see the
+        warnings); the checkpoint is saved either way.
+        """
+        try:
+            self.follower.finish()
+            try:
+                result: FlushResult | None = self.reporter.flush(final=True)
+            except ReportError as exc:
+                message = f"reports not written: {exc}"
+                if message not in self.warnings:
+                    self._warn(message)
+                result = None
+            self.checkpoint()
+        finally:
+            self.release()
+        return result
 
     def release(self) -> None:
         """Close the open files and the quarantine without writing anything (as a crash would leave it)."""
