@@ -240,6 +240,14 @@ class TestReplayCommand:
         assert main("replay", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "out")) == 2
         assert "ends in the year 10000" in capsys.readouterr().err
 
+    def test_output_closed_early_is_no_traceback(self, tmp_path: Path) -> None:
+        """tracker replay ... | head -1: the reader goes away; no BrokenPipeError traceback."""
+        _write_log(tmp_path / "log.jsonl", random_events([("s1", "cycle_completed", 0, 0.0, None)]))
+        done = subprocess.run(f"{sys.executable} -m tracker replay {tmp_path / 'log.jsonl'} --out {tmp_path / 'out'}"
+                              " | head -c 1", shell=True, capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in done.stderr
+        assert "BrokenPipe" not in done.stderr
+
     def test_missing_log(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A missing log is an error with exit status 2 naming it, and nothing is written."""
         assert main("replay", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "out")) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -402,4 +403,10 @@ def main(*argv: str) -> int:
 
 
 def _entry(argv: Sequence[str] | None = None) -> None:
-    sys.exit(main(*(argv or sys.argv[1:])))
+    try:
+        status = main(*(argv or sys.argv[1:]))
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (tracker replay ... | head): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 1
+    sys.exit(status)

@@ -280,8 +280,9 @@ class ReportWriter:
             try:
                 write_atomically(path, data)
             except OSError as exc:
-                self._note_failure(f"cannot write {path} ({exc.strerror or exc}); it will be written again at "
-                                   "the next flush")
+                # Said once for the folder, not once a file: a full disk fails every file alike.
+                self._note_failure(f"cannot write report files in {self.out_dir} ({exc.strerror or exc}); they "
+                                   "will be written again at the next flush")
                 failed.append(path)
                 self._hashes.pop(name, None)
                 continue
