@@ -44,7 +44,7 @@ CHECKPOINT_DIR: Final = ".tracker-checkpoint"
 CHECKPOINT_FILE: Final = "checkpoint.json"
 CHECKPOINT_VERSION: Final = 2
 WINDOWS_DIR: Final = "windows"
-LOCK_FILE: Final = "lock"
+LOCK_FILE: Final = ".tracker-tail.lock"
 #: The live view's figures cover this much of the newest event time.
 RECENT_S: Final = 60
 _LEGACY: Final = ("segment-*.parquet", ".segment-*.parquet.tmp")
