@@ -77,7 +77,6 @@ class WindowStore:
         self._clock = 0
         self._generation = 0
         self.spills = 0
-        self.spilled_bytes = 0
 
     @property
     def folder(self) -> Path | None:
@@ -177,7 +176,6 @@ class WindowStore:
                 temporary.unlink(missing_ok=True)
                 raise
             slot.files.append(name)
-            self.spilled_bytes += (folder / name).stat().st_size
             slot.parts = []
         if drop:
             self._held -= slot.nbytes

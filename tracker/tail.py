@@ -169,6 +169,12 @@ class Tail:
         """Sessions that started and have not ended (the session rules of :mod:`tracker.sessions`)."""
         return sum(1 for facts in self.reporter.engine.sessions.values() if facts.end is None)
 
+    def _not_written(self, exc: ReportError) -> None:
+        """Say once why the report files are not updated."""
+        message = f"reports not written: {exc}"
+        if message not in self.warnings:
+            self._warn(message)
+
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
         _log.warning(message)
@@ -187,9 +193,7 @@ class Tail:
             try:
                 self.reporter.flush()
             except ReportError as exc:  # keep following and checkpointing; say why the files are not updated
-                message = f"reports not written: {exc}"
-                if message not in self.warnings:
-                    self._warn(message)
+                self._not_written(exc)
             self._late_unflushed = 0
             self._flushed_at = time.monotonic()
             self.checkpoint()
@@ -329,9 +333,7 @@ class Tail:
             try:
                 result: FlushResult | None = self.reporter.flush(final=True)
             except ReportError as exc:
-                message = f"reports not written: {exc}"
-                if message not in self.warnings:
-                    self._warn(message)
+                self._not_written(exc)
                 result = None
             self.checkpoint()
         finally:
