@@ -102,36 +102,34 @@ class Engine:
     # -- folding events in ----------------------------------------------------------
 
     def add(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Fold in events (columns of :data:`EVENT_SCHEMA`); return the ones that were new (not duplicates)."""
+        """Fold in events (columns of :data:`EVENT_SCHEMA`, or :meth:`prepared` ones); return the ones that were
+        new (not duplicates)."""
         if frame.is_empty():
-            return frame
-        rt = pl.col("response_time_ms")
-        frame = frame.select(EVENT_SCHEMA.names()).with_columns(_KEY, k=pl.col("ts") // self.every).with_columns(
-            # A response time of -0.0 counts as 0.0, so that statistics do not depend on the read order.
-            pl.when(rt == 0.0).then(pl.lit(0.0)).otherwise(rt).alias("response_time_ms"))
-        fresh: list[pl.DataFrame] = []
-        for (k,), part in frame.partition_by("k", as_dict=True, maintain_order=True).items():
+            return frame.select(EVENT_SCHEMA.names())
+        if "key" not in frame.columns:
+            frame = self.prepared(frame)
+        # A key is new when it is its first copy in this frame and not in its window already (same key, same ts,
+        # same window: so only the windows of this frame need to be looked at).
+        windows = frame["k"].unique().to_list()
+        keys = frame["key"]
+        known = [self.store.keys(k) for k in windows]
+        fresh_mask = keys.is_first_distinct()
+        if any(s.len() for s in known):
+            fresh_mask &= ~keys.is_in(pl.concat(known).implode())
+        new = frame if fresh_mask.all() else frame.filter(fresh_mask)
+        self.duplicates += frame.height - new.height
+        if not new.height:
+            return new.drop("key", "k")
+        rows = new.select("k", *ROW_SCHEMA.names())
+        parts = rows.partition_by("k", as_dict=True, include_key=False) if len(windows) > 1 else {
+            (windows[0],): rows.drop("k")}
+        for (k,), part in parts.items():
             assert isinstance(k, int)
-            keys = self.store.keys(k)
-            mask = []
-            for key in part["key"].to_list():
-                if key in keys:
-                    mask.append(False)
-                else:
-                    keys.add(key)
-                    mask.append(True)
-            new = part if all(mask) else part.filter(pl.Series(mask, dtype=pl.Boolean))
-            self.duplicates += part.height - new.height
-            if new.height:
-                self.store.append(k, new.select(ROW_SCHEMA.names()))
-                self._aggs.pop(k, None)
-                self._cells.pop(k, None)
-                self._changed.add(k)
-                fresh.append(new)
+            self.store.append(k, part)
+            self._aggs.pop(k, None)
+            self._cells.pop(k, None)
+            self._changed.add(k)
         self.store.trim()
-        if not fresh:
-            return frame.clear().drop("key", "k")
-        new = pl.concat(fresh) if len(fresh) > 1 else fresh[0]
         low, high = new["ts"].min(), new["ts"].max()
         assert isinstance(low, int)
         assert isinstance(high, int)
@@ -145,6 +143,14 @@ class Engine:
         # A session's running totals after an event's window change: every later window's rows.
         self._stale(int(new["k"].min()))  # type: ignore[arg-type]
         return new.drop("key", "k")
+
+    def prepared(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Events (columns of :data:`EVENT_SCHEMA`) with their content key and window index added, as :meth:`add`
+        takes them. Pure, so a reader may call it in its own threads, beside the one that adds."""
+        rt = pl.col("response_time_ms")
+        return frame.select(EVENT_SCHEMA.names()).with_columns(_KEY, k=pl.col("ts") // self.every).with_columns(
+            # A response time of -0.0 counts as 0.0, so that statistics do not depend on the read order.
+            pl.when(rt == 0.0).then(pl.lit(0.0)).otherwise(rt).alias("response_time_ms"))
 
     def _fold_sessions(self, new: pl.DataFrame) -> None:
         """Update the facts of the sessions these events decide (first event, first registration, first end)."""

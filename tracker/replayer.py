@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from .batch import BLOCK_BYTES, Block, decode_span, split_blocks
+from .batch import BLOCK_BYTES, Block, Span, decode_span, split_blocks
 from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine
 from .engine import DEFAULT_INTERVAL_S, Engine, Tables
 from .events import EVENT_TYPES
@@ -74,12 +74,18 @@ class ReadStats:
         return sum(self.by_type.values())
 
 
-def _decoded(paths: Sequence[Path], block_bytes: int, max_line_bytes: int, workers: int) -> Iterator[Block]:
-    """The logs' blocks, decoded in order by ``workers`` threads, a few blocks ahead of the caller.
+def _decode(span: Span, path: Path, max_line_bytes: int, engine: Engine) -> Block:
+    """One span decoded, its events keyed for ``engine`` (run in a worker thread: each has its own decoder)."""
+    block = decode_span(span, Decoder(max_line_bytes=max_line_bytes, dedupe=False), source=str(path))
+    return Block(engine.prepared(block.frame), block.rejected)
+
+
+def _decoded(paths: Sequence[Path], block_bytes: int, max_line_bytes: int, workers: int,
+             engine: Engine) -> Iterator[Block]:
+    """The logs' blocks, decoded and keyed in order by ``workers`` threads, a few blocks ahead of the caller.
 
     polars and file reads release the GIL, so parsing blocks and the caller's
-    work overlap on several cores. Each block has its own decoder (they are
-    not shared between threads); the caller counts rejections from the blocks.
+    work overlap on several cores. The caller counts rejections from the blocks.
     """
     with ThreadPoolExecutor(workers, thread_name_prefix="tracker-decode") as pool:
         pending: deque[Future[Block]] = deque()
@@ -87,8 +93,7 @@ def _decoded(paths: Sequence[Path], block_bytes: int, max_line_bytes: int, worke
             for path in paths:
                 with open(path, "rb") as stream:
                     for span in split_blocks(stream, block_bytes, max_line_bytes):
-                        decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
-                        pending.append(pool.submit(decode_span, span, decoder, source=str(path)))
+                        pending.append(pool.submit(_decode, span, path, max_line_bytes, engine))
                         while len(pending) > workers:
                             yield pending.popleft().result()
             while pending:
@@ -105,7 +110,7 @@ def read_events(paths: Sequence[Path], quarantine: Quarantine, engine: Engine, *
     Returns the rejected lines' count by reason.
     """
     rejected: Counter[str] = Counter()
-    for block in _decoded(paths, block_bytes, max_line_bytes, workers):
+    for block in _decoded(paths, block_bytes, max_line_bytes, workers, engine):
         for line in block.rejected:
             quarantine.add(line)
             rejected[line.reason] += 1

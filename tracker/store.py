@@ -2,8 +2,9 @@
 
 A window's rows are its distinct events, compact: the 128-bit content key
 that finds a line read twice, the session, the type and the fields the
-reports aggregate. Recently used windows stay in memory with their keys as a
-set (an event is checked against it in constant time); past the memory budget
+reports aggregate. Recently used windows stay in memory with their keys as one
+column (16 bytes a key; a batch of events is checked against it in one
+vectorised ``is_in``); past the memory budget
 the least recently used windows are written to their own files and dropped
 from memory, and read back only when an event for them arrives (a late event)
 or they are derived again. Files are only ever added, so a checkpoint can name
@@ -35,8 +36,8 @@ DEFAULT_MEMORY_BYTES: Final = 128 << 20
 SPOOL_PREFIX: Final = ".tracker-spool-"
 _FILE_NAME: Final = re.compile(r"w(-?\d+)-(\d+)\.parquet")
 _TEMPORARY: Final = re.compile(r"\.w-?\d+-\d+\.parquet\.tmp")
-#: What one key costs in memory in a Python set (the int and the set's slot), for the budget.
-_KEY_BYTES: Final = 100
+#: What one key costs in memory (an Int128 value), for the budget.
+_KEY_BYTES: Final = 16
 
 ROW_SCHEMA: Final = pl.Schema([
     ("key", pl.Int128),
@@ -50,7 +51,7 @@ ROW_SCHEMA: Final = pl.Schema([
 
 @dataclass(slots=True)
 class _Slot:
-    keys: set[int] | None = None  # None: not loaded (the window's files hold them)
+    keys: list[pl.Series] | None = None  # the keys in chunks; None: not loaded (the window's files hold them)
     parts: list[pl.DataFrame] = field(default_factory=list)  # rows not yet in a file
     files: list[str] = field(default_factory=list)  # names in the store's folder, oldest first
     rows: int = 0
@@ -96,18 +97,27 @@ class WindowStore:
         slot = self._slots.get(k)
         return slot is not None and slot.rows > 0
 
-    def keys(self, k: int) -> set[int]:
-        """The content keys of window ``k``'s rows, as a set the caller may add to (with :meth:`append`)."""
+    def _loaded(self, k: int) -> _Slot:
+        """Window ``k``'s slot with its keys in memory."""
         slot = self._slot(k)
         if slot.keys is None:
-            files = [pl.read_parquet(self._path(name), columns=["key"])["key"] for name in slot.files]
-            slot.keys = set(pl.concat(files).to_list()) if files else set()
-            self._grow(slot, _KEY_BYTES * len(slot.keys))
-        return slot.keys
+            slot.keys = [pl.read_parquet(self._path(name), columns=["key"])["key"] for name in slot.files]
+            self._grow(slot, _KEY_BYTES * slot.rows)
+        return slot
+
+    def keys(self, k: int) -> pl.Series:
+        """The content keys of window ``k``'s rows (Int128)."""
+        slot = self._loaded(k)
+        assert slot.keys is not None
+        if len(slot.keys) != 1:  # one chunk: later look-ups need not combine them again
+            slot.keys = [pl.concat(slot.keys, rechunk=True) if slot.keys else pl.Series("key", [], pl.Int128)]
+        return slot.keys[0]
 
     def append(self, k: int, rows: pl.DataFrame) -> None:
-        """Add window ``k``'s new rows (columns of :data:`ROW_SCHEMA`; their keys already in :meth:`keys`)."""
-        slot = self._slot(k)
+        """Add window ``k``'s new rows (columns of :data:`ROW_SCHEMA`; keys not yet in :meth:`keys`)."""
+        slot = self._loaded(k)
+        assert slot.keys is not None
+        slot.keys.append(rows["key"])
         slot.parts.append(rows)
         slot.rows += rows.height
         self._grow(slot, int(rows.estimated_size()) + _KEY_BYTES * rows.height)
@@ -182,8 +192,8 @@ class WindowStore:
             slot.nbytes = 0
             slot.keys = None
         elif slot.keys is not None:
-            self._held -= slot.nbytes - _KEY_BYTES * len(slot.keys)
-            slot.nbytes = _KEY_BYTES * len(slot.keys)
+            self._held -= slot.nbytes - _KEY_BYTES * slot.rows
+            slot.nbytes = _KEY_BYTES * slot.rows
 
     # -- checkpoints ------------------------------------------------------------------
 

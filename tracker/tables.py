@@ -59,9 +59,10 @@ class WindowAgg:
 
 def aggregate(rows: pl.DataFrame) -> tuple[WindowAgg, pl.DataFrame]:
     """A window's figures, and its per-session figures (counts, response-time mean/p95/max), from its rows."""
-    # One canonical order, by content: every statistic sees its values in the same order however the
-    # events were read, so float sums come out the same to the bit.
-    rows = rows.sort("session_id", "type", "response_time_ms", "kind", "error", nulls_last=True)
+    # One canonical order, by content (the key is the event's time and a hash of all its fields): every
+    # statistic sees its values in the same order however the events were read, so float sums come out the
+    # same to the bit.
+    rows = rows.sort("key")
     by_type = dict(rows.group_by("type").len().iter_rows())
     counts = {name: int(by_type.get(kind, 0)) for name, kind in COUNTED.items()}
     is_answer = pl.col("type") == "question_answered"
