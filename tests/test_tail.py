@@ -594,6 +594,21 @@ class TestCheckpoints:
         second.close()
         assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
 
+    def test_late_count_survives_a_restart(self, tmp_path: Path) -> None:
+        """The count of late events read before a restart is not lost with it."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1, 10) + line(2, 130))
+        first = Tail([log], tmp_path / "out", interval_s=60, grace_s=0)
+        first.step(now=0)
+        append(log, line(3, 20) + line(4, 30))
+        first.step(now=0)
+        assert first.reporter.late == 2
+        first.checkpoint()
+        first.release()
+        second = Tail([log], tmp_path / "out", interval_s=60, grace_s=0)
+        assert second.reporter.late == 2
+        second.close()
+
     def test_report_files_removed_while_down_are_written_again(self, tmp_path: Path) -> None:
         """A restart trusts a saved hash only for a file that still holds those bytes."""
         log = tmp_path / "events.jsonl"
