@@ -5,7 +5,7 @@ event loop, each asking, being answered and completing cycles as fast as the loo
 ``await asyncio.sleep(0)`` between calls), with ``start_tracking()`` writing reports every
 ``--interval`` seconds (computed off the loop). It times every call on the loop
 (``time.perf_counter_ns`` around it) and samples the process's RSS every second, then prints the
-mean, p99 and longest call, the calls over 20 ms, and RSS after warm-up (the first quarter) and at the end.
+mean, p99 and longest call, the calls over 20 ms, and the mean and highest RSS in each quarter of the run.
 """
 
 from __future__ import annotations
@@ -87,13 +87,16 @@ def main() -> None:
     mean_us = sum(durations) / n / 1000
     p99_us = durations[int(n * 0.99)] / 1000
     slow = sum(1 for d in durations if d > 20_000_000)
-    warm = [mb for t, mb in rss if t >= args.seconds / 4]
+    quarters = [[mb for t, mb in rss if q * args.seconds / 4 <= t < (q + 1) * args.seconds / 4] for q in range(4)]
     print(f"{args.sessions} sessions, {n:,} calls in {args.seconds:g} s ({n / args.seconds:,.0f}/s), "
           f"reports every {args.interval} s")
     print(f"call on the loop: mean {mean_us:.1f} us, p99 {p99_us:.1f} us, max {durations[-1] / 1e6:.1f} ms, "
           f"{slow} calls over 20 ms")
-    if warm:
-        print(f"RSS after warm-up {warm[0]:,.0f} MB, at the end {warm[-1]:,.0f} MB, most {max(warm):,.0f} MB")
+    if all(quarters):
+        # The store's rows fill its budget, are written out, fill again: RSS is a saw-tooth, so each quarter's
+        # mean and top say more than two samples.
+        print("RSS by quarter (mean / most, MB): " + ", ".join(
+            f"{sum(q) / len(q):,.0f} / {max(q):,.0f}" for q in quarters))
     print(f"Python {sys.version.split()[0]}, polars {version('polars')}; {os.cpu_count()} CPUs; work in {work}")
 
 
