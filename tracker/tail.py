@@ -45,7 +45,7 @@ CHECKPOINT_FILE: Final = "checkpoint.json"
 CHECKPOINT_VERSION: Final = 2
 WINDOWS_DIR: Final = "windows"
 LOCK_FILE: Final = ".tracker-tail.lock"
-#: The live view's figures cover this much of the newest event time.
+#: The live view's figures cover the events read in this much wall-clock time.
 RECENT_S: Final = 60
 _LEGACY: Final = ("segment-*.parquet", ".segment-*.parquet.tmp")
 _log = logging.getLogger("tracker.tail")
@@ -110,8 +110,10 @@ class Tail:
         self._flushed_at = 0.0
         self.checkpoint_every_s = checkpoint_every_s
         self.late_flush_s = late_flush_s
-        #: (newest ts, frame) of the last RECENT_S seconds of event time, for the live view.
-        self.recent: deque[tuple[int, pl.DataFrame]] = deque()
+        #: (read time on ``clock``, frame) of the batches read in the last RECENT_S seconds, for the live view.
+        self.recent: deque[tuple[float, pl.DataFrame]] = deque()
+        #: The clock of ``recent``'s read times (seconds; a test sets its own).
+        self.clock: Callable[[], float] = time.monotonic
         self._restore()
 
     def _lock_folder(self) -> int:
@@ -158,11 +160,9 @@ class Tail:
             self._note_recent(frame)
 
     def _note_recent(self, frame: pl.DataFrame) -> None:
-        newest = frame["ts"].max()
-        assert isinstance(newest, int)
-        self.recent.append((newest, frame.select("ts", "session_id", "type", "response_time_ms")))
-        top = self.reporter.max_ts
-        while self.recent and top is not None and self.recent[0][0] < top - RECENT_S * 1_000_000:
+        now = self.clock()
+        self.recent.append((now, frame.select("session_id", "type", "response_time_ms")))
+        while self.recent[0][0] < now - RECENT_S:
             self.recent.popleft()
 
     def active_sessions(self) -> int:
