@@ -80,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-api-"))
     with EventLog(work / "events.jsonl") as log:
-        tracker = SessionTracker(args.interval, log=log, out_dir=work / "reports")
+        tracker = SessionTracker(args.interval, log=log, out_dir=work / "reports", console_logging=False)
         durations, rss = asyncio.run(_run(tracker, args.sessions, args.seconds))
     durations.sort()
     n = len(durations)

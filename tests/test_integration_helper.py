@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def env_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(work)
     monkeypatch.setenv("TRACKER_LOG", str(work / "events.jsonl"))
     monkeypatch.setattr(session_tracker, "_tracker", None)
+    monkeypatch.setitem(sys.modules, "config", None)  # no config.py: import config raises ModuleNotFoundError
     monkeypatch.setattr(integration_helper, "STRESS_TEST_CONFIG",
                         {"enable_session_tracking": True, "tracking_report_interval": 300})
     yield work / "events.jsonl"

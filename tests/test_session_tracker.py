@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import re
+import sys
 import threading
 import time
 from collections import Counter
@@ -37,7 +38,7 @@ SUMMARY_KEYS = frozenset({
     "average_response_time_ms", "sessions_by_user", "active_session_details",
 })
 DETAIL_KEYS = frozenset({"session_id", "username", "questions_asked", "questions_answered", "cycles_completed",
-                         "errors", "duration_seconds", "courses_active"})
+                         "errors", "duration_seconds", "courses_active", "course_numbers"})
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
 
 Factory = Callable[..., SessionTracker]
@@ -101,7 +102,7 @@ def stop_in_thread(tracker: SessionTracker, timeout: float = 10.0) -> None:
 
 
 def messages(caplog: pytest.LogCaptureFixture) -> str:
-    return "\n".join(r.getMessage() for r in caplog.records if r.name == "tracker")
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "tracker.session_tracker")
 
 
 # -- fixtures ----------------------------------------------------------------------
@@ -115,6 +116,7 @@ def env_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(work)
     monkeypatch.setenv("TRACKER_LOG", str(work / "events.jsonl"))
     monkeypatch.setattr(session_tracker, "_tracker", None)
+    monkeypatch.setitem(sys.modules, "config", None)  # no config.py: import config raises ModuleNotFoundError
     yield work / "events.jsonl"
     shut_down(session_tracker._tracker)
 
@@ -192,7 +194,8 @@ class TestReadmeExample:
             [detail] = report["active_session_details"]
             assert {k: v for k, v in detail.items() if k != "duration_seconds"} == {
                 "session_id": "session_1", "username": "user@example.com", "questions_asked": 1,
-                "questions_answered": 1, "cycles_completed": 1, "errors": 0, "courses_active": 2}
+                "questions_answered": 1, "cycles_completed": 1, "errors": 0, "courses_active": 2,
+                "course_numbers": [1, 2]}
             assert detail["duration_seconds"] >= 0
             assert ISO_UTC.fullmatch(report["timestamp"])
             assert ISO_UTC.fullmatch(report["report_time"])
@@ -286,14 +289,14 @@ class TestSummary:
         response_times: list[float] = []
         by_user: Counter[str] = Counter()
         per_session: dict[str, Counter[str]] = {}
-        courses: dict[str, int] = {}
+        courses: dict[str, list[int]] = {}
         ended: set[str] = set()
         for index in range(9):
             session_id, user = f"s{index}", rng.choice(users)
             course_numbers = rng.sample(range(100, 400), rng.randint(0, 3))
             tracker.register_session(session_id, user, course_numbers)
             by_user[user] += 1
-            courses[session_id] = len(course_numbers)
+            courses[session_id] = course_numbers
             per_session[session_id] = Counter()
         for _ in range(300):
             session_id = f"s{rng.randrange(9)}"
@@ -327,9 +330,9 @@ class TestSummary:
             assert detail.keys() == DETAIL_KEYS
             counts = per_session[session_id]
             assert (detail["questions_asked"], detail["questions_answered"], detail["cycles_completed"],
-                    detail["errors"], detail["courses_active"]) == (
+                    detail["errors"], detail["courses_active"], detail["course_numbers"]) == (
                 counts["question_asked"], counts["question_answered"], counts["cycle_completed"], counts["error"],
-                courses[session_id])
+                len(courses[session_id]), courses[session_id])
             assert detail["duration_seconds"] >= 0
 
     def test_no_answers_give_a_zero_average(self, make: Factory) -> None:
@@ -351,7 +354,7 @@ class TestSummary:
         for line in ("PERIODIC SESSION TRACKING REPORT - ", "Total Active Sessions: 1", "Total Inactive Sessions: 0",
                      "Total Questions Answered: 1", "Average Response Time: 1500.00ms", "Sessions by User:",
                      "  user@example.com: 1 session(s)", "  Session: s1", "Questions: 0 asked, 1 answered",
-                     "Courses: 2", f"[TRACKER] Reports written to: {(tmp_path / 'reports').resolve()}"):
+                     "Courses: 1, 2\n", f"[TRACKER] Reports written to: {(tmp_path / 'reports').resolve()}"):
             assert line in text
         assert {SUMMARY_FILE, TOTALS_FILE, ERRORS_FILE} <= {p.name for p in (tmp_path / "reports").iterdir()}
 

@@ -4,6 +4,12 @@ Each function does nothing when ``STRESS_TEST_CONFIG["enable_session_tracking"]`
 is false; otherwise it calls the process-wide tracker,
 ``get_tracker(STRESS_TEST_CONFIG)``.
 
+:data:`STRESS_TEST_CONFIG` is made at first use (the first call of a
+function here, or the first read of the name): the defaults, updated with a
+copy of ``config.STRESS_TEST_CONFIG`` when a ``config`` module has one (as
+the original's ``from config import STRESS_TEST_CONFIG``). What the program
+then sets, with :func:`configure` or in the dict itself, wins.
+
 ```python
 configure({"tracking_report_interval": 60})
 start_tracking()
@@ -17,9 +23,17 @@ await stop_tracking()
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
+from typing import Final
 
-from .session_tracker import DEFAULT_REPORT_INTERVAL, SessionTracker, get_tracker, read_config
+from .session_tracker import (
+    DEFAULT_REPORT_INTERVAL,
+    SessionTracker,
+    config_module_settings,
+    get_tracker,
+    read_config,
+)
 
 __all__ = (
     "STRESS_TEST_CONFIG",
@@ -34,23 +48,47 @@ __all__ = (
     "unregister_session",
 )
 
-#: The tracking settings (see :func:`~tracker.session_tracker.read_config`); mutate it or call :func:`configure`.
-STRESS_TEST_CONFIG: dict[str, object] = {
+_DEFAULTS: Final[Mapping[str, object]] = {
     "enable_session_tracking": True,
     "tracking_report_interval": DEFAULT_REPORT_INTERVAL,
 }
+_config_lock = threading.RLock()
+
+#: The tracking settings (see :func:`~tracker.session_tracker.read_config`); mutate it or call :func:`configure`.
+#: Made at first use (see :func:`_config`), so the name is bound by :func:`__getattr__` until then.
+STRESS_TEST_CONFIG: dict[str, object]
+
+
+def _config() -> dict[str, object]:
+    """:data:`STRESS_TEST_CONFIG`, made on first call: the defaults updated with config.py's (an error propagates)."""
+    config: dict[str, object] | None = globals().get("STRESS_TEST_CONFIG")
+    if config is None:
+        with _config_lock:
+            config = globals().get("STRESS_TEST_CONFIG")
+            if config is None:
+                config = {**_DEFAULTS, **(config_module_settings() or {})}
+                globals()["STRESS_TEST_CONFIG"] = config
+    return config
+
+
+def __getattr__(name: str) -> object:
+    if name == "STRESS_TEST_CONFIG":
+        return _config()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def configure(config: Mapping[str, object]) -> None:
     """Replace the keys of :data:`STRESS_TEST_CONFIG` given in ``config``; a bad value raises ``ValueError`` first."""
-    read_config({**STRESS_TEST_CONFIG, **config})
-    STRESS_TEST_CONFIG.update(config)
+    current = _config()
+    read_config({**current, **config})
+    current.update(config)
 
 
 def _tracker() -> SessionTracker | None:
-    if not STRESS_TEST_CONFIG.get("enable_session_tracking", True):
+    config = _config()
+    if not config.get("enable_session_tracking", True):
         return None
-    return get_tracker(STRESS_TEST_CONFIG)
+    return get_tracker(config)
 
 
 def start_tracking() -> None:

@@ -8,6 +8,12 @@ facade computes nothing itself: the summary is read off the folded
 :class:`~tracker.fold.SessionState` values, the CSV files are the ones
 ``tracker replay`` writes for the same log.
 
+As in the original, :func:`get_tracker` and :func:`initialize_tracker` read
+``STRESS_TEST_CONFIG`` from a module named ``config`` when there is one (at
+first use, see :func:`config_module_settings`), and the register and report
+lines reach stderr when the program has configured no logging (see
+:data:`CONSOLE_FORMAT`).
+
 ```python
 tracker = get_tracker()
 tracker.start_tracking()                     # a periodic report every 300 s
@@ -20,8 +26,10 @@ await tracker.stop_tracking()                # the final report, every window wr
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -40,10 +48,13 @@ from .live import LiveReporter
 
 __all__ = (
     "ACTIVITY_TYPES",
+    "CONFIG_MODULE",
+    "CONSOLE_FORMAT",
     "DEFAULT_OUT_DIR",
     "DEFAULT_REPORT_INTERVAL",
     "SessionTracker",
     "TrackerConfig",
+    "config_module_settings",
     "get_tracker",
     "initialize_tracker",
     "read_config",
@@ -53,8 +64,12 @@ __all__ = (
 ACTIVITY_TYPES: Final = ("question_asked", "question_answered", "cycle_completed", "error")
 DEFAULT_REPORT_INTERVAL: Final = 300
 DEFAULT_OUT_DIR: Final = "session_tracking_reports"
+#: The module whose ``STRESS_TEST_CONFIG`` :func:`get_tracker` reads, as the original's ``from config import ...``.
+CONFIG_MODULE: Final = "config"
+#: The format of the console lines printed when the program has configured no logging.
+CONSOLE_FORMAT: Final = "%(asctime)s - %(levelname)s - %(message)s"
 
-_logger = logging.getLogger("tracker")
+_logger = logging.getLogger(__name__)  # tracker.session_tracker
 _QUESTION_TEXT_MAX: Final = EVENT_TYPES["question_asked"]["question_text"].max_len
 _ERROR_MAX: Final = EVENT_TYPES["error"]["error"].max_len
 _NO_MESSAGE: Final = "(no message)"
@@ -84,26 +99,108 @@ class TrackerConfig:
 
     enabled: bool = True
     report_interval: int = DEFAULT_REPORT_INTERVAL
+    console_logging: bool = True
+
+
+def _check_flag(config: Mapping[str, object], name: str) -> bool:
+    value = config.get(name, True)
+    if type(value) is not bool:
+        raise ValueError(f"{name}: must be True or False, got {value!r}")
+    return value
 
 
 def read_config(config: Mapping[str, object] | None) -> TrackerConfig:
-    """``enable_session_tracking`` (default True) and ``tracking_report_interval`` (default 300) of ``config``.
+    """``enable_session_tracking`` (default True), ``tracking_report_interval`` (default 300) and
+    ``console_logging`` (default True) of ``config``.
 
     Other keys are ignored. Raises ``ValueError`` quoting a value that is not
     a bool, or not a whole number of seconds >= 1.
     """
     if config is None:
         return TrackerConfig()
-    enabled = config.get("enable_session_tracking", True)
-    if type(enabled) is not bool:
-        raise ValueError(f"enable_session_tracking: must be True or False, got {enabled!r}")
+    enabled = _check_flag(config, "enable_session_tracking")
     interval = _check_interval("tracking_report_interval", config.get("tracking_report_interval",
                                                                       DEFAULT_REPORT_INTERVAL))
-    return TrackerConfig(enabled, interval)
+    return TrackerConfig(enabled, interval, _check_flag(config, "console_logging"))
+
+
+def config_module_settings() -> Mapping[str, object] | None:
+    """``STRESS_TEST_CONFIG`` of the module named ``config`` (``config.py`` beside the program), imported now.
+
+    None when there is no such module, or it has no ``STRESS_TEST_CONFIG``.
+    An exception raised while importing it propagates, with a note saying it
+    came from ``config.py``; a ``STRESS_TEST_CONFIG`` that is not a mapping
+    raises ``TypeError``.
+    """
+    try:
+        module = importlib.import_module(CONFIG_MODULE)
+    except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name == CONFIG_MODULE:
+            return None
+        exc.add_note(f"tracker: raised while importing {CONFIG_MODULE}.py for its STRESS_TEST_CONFIG")
+        raise
+    settings = getattr(module, "STRESS_TEST_CONFIG", None)
+    if settings is not None and not isinstance(settings, Mapping):
+        raise TypeError(f"{CONFIG_MODULE}.STRESS_TEST_CONFIG: must be a mapping, got {type(settings).__name__}")
+    return settings
+
+
+def _read_config_module() -> TrackerConfig:
+    settings = config_module_settings()
+    try:
+        return read_config(settings)
+    except ValueError as exc:
+        exc.add_note(f"tracker: in {CONFIG_MODULE}.STRESS_TEST_CONFIG")
+        raise
 
 
 def _now_us() -> int:
     return time.time_ns() // 1000
+
+
+class _Console(logging.Handler):
+    """Writes to the ``sys.stderr`` of the moment (as ``logging.lastResort`` does), so a redirected stderr is used."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stderr
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
+_console = _Console()
+_console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+
+
+def _console_level() -> int:
+    """The level set on ``tracker.session_tracker`` or ``tracker`` (the root logger's is not asked), else INFO."""
+    logger: logging.Logger | None = _logger
+    while logger is not None and logger is not logging.root:
+        if logger.level:
+            return logger.level
+        logger = logger.parent
+    return logging.INFO
+
+
+def _log(console: bool, level: int, msg: str, *args: object, exc_info: bool = False) -> None:
+    """Log on ``tracker.session_tracker``; with no handler configured for it, print to stderr if ``console``.
+
+    The console is the original's promise of console logs with the session
+    metrics: like ``logging.lastResort`` it is used only when no handler is
+    configured on the logger or its ancestors (so a line never goes out twice),
+    but it prints from INFO (or the level set on the ``tracker.session_tracker``
+    or ``tracker`` logger) and writes the time and level.
+    """
+    if not console or _logger.hasHandlers():
+        _logger.log(level, msg, *args, exc_info=exc_info, stacklevel=2)
+    elif level >= _console_level() and not _logger.disabled and _logger.manager.disable < level:
+        path, line, function, _ = _logger.findCaller(stacklevel=2)
+        record = _logger.makeRecord(_logger.name, level, path, line, msg, args,
+                                    sys.exc_info() if exc_info else None, function)
+        if _logger.filter(record):
+            _console.handle(record)
 
 
 def _activity_fields(activity_type: str, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -154,10 +251,19 @@ def _summary(states: Iterable[SessionState], now_us: int) -> dict[str, Any]:
                 "errors": s.errors,
                 "duration_seconds": round((now_us - s.started_at) / _SECOND, 2) if s.started_at is not None else 0.0,
                 "courses_active": len(s.course_numbers),
+                "course_numbers": list(s.course_numbers),
             }
             for s in active
         ],
     }
+
+
+def _courses(detail: Mapping[str, Any]) -> str:
+    """The session's course numbers, ``1, 2`` (``none`` for none); the count for a detail without the list."""
+    courses = detail.get("course_numbers")
+    if courses is None:
+        return str(detail["courses_active"])
+    return ", ".join(str(n) for n in courses) or "none"
 
 
 def _report_text(report: Mapping[str, Any]) -> str:
@@ -188,7 +294,7 @@ def _report_text(report: Mapping[str, Any]) -> str:
                 f"    User: {s['username']}",
                 f"    Questions: {s['questions_asked']} asked, {s['questions_answered']} answered",
                 f"    Cycles: {s['cycles_completed']}, Errors: {s['errors']}",
-                f"    Duration: {s['duration_seconds']:.2f}s, Courses: {s['courses_active']}",
+                f"    Duration: {s['duration_seconds']:.2f}s, Courses: {_courses(s)}",
             ]
     else:
         lines += ["", "No active sessions"]
@@ -214,14 +320,20 @@ class SessionTracker:
     ``log`` defaults to ``EventLog()`` ($TRACKER_LOG, else ./events.jsonl),
     opened on first use; ``out_dir`` (default ``session_tracking_reports``)
     receives the CSV reports, in windows of ``report_interval`` seconds. With
-    ``enabled=False`` every method does nothing and nothing is written.
+    ``enabled=False`` every method does nothing and nothing is written. The
+    register, unregister and report lines are logged on the
+    ``tracker.session_tracker`` logger; when the program has configured no
+    handler for it (nor for ``tracker`` or the root logger), they are printed
+    to stderr (:data:`CONSOLE_FORMAT`), unless ``console_logging=False``.
     Methods may be called from any thread.
     """
 
     def __init__(self, report_interval: int = DEFAULT_REPORT_INTERVAL, *, log: EventLog | None = None,
-                 out_dir: str | os.PathLike[str] | None = None, enabled: bool = True) -> None:
+                 out_dir: str | os.PathLike[str] | None = None, enabled: bool = True,
+                 console_logging: bool = True) -> None:
         self.report_interval = _check_interval("report_interval", report_interval)
         self.enabled = enabled
+        self.console_logging = console_logging
         self.periodic_reports: list[dict[str, Any]] = []
         self.is_tracking = False
         self.start_time: float | None = None  # epoch seconds, set by start_tracking
@@ -285,7 +397,7 @@ class SessionTracker:
         if not self.enabled:
             return
         self._emit("session_registered", session_id, username=username, course_numbers=list(course_numbers or ()))
-        _logger.info("[TRACKER] Registered session: %s (User: %s)", session_id, username)
+        _log(self.console_logging, logging.INFO, "[TRACKER] Registered session: %s (User: %s)", session_id, username)
 
     def update_session_activity(self, session_id: str, activity_type: str, **kwargs: Any) -> None:
         """Record one activity of a session (one of :data:`ACTIVITY_TYPES`).
@@ -307,7 +419,8 @@ class SessionTracker:
         state = self._emit("session_unregistered", session_id, reason=reason)
         started, ended = state.started_at, state.ended_at
         duration = (ended - started) / _SECOND if started is not None and ended is not None else 0.0
-        _logger.info("[TRACKER] Unregistered session: %s (Reason: %s, Duration: %.2fs)", session_id, reason, duration)
+        _log(self.console_logging, logging.INFO, "[TRACKER] Unregistered session: %s (Reason: %s, Duration: %.2fs)",
+             session_id, reason, duration)
 
     # -- summaries ------------------------------------------------------------
 
@@ -343,7 +456,7 @@ class SessionTracker:
         """Log ``report`` and write the CSV reports of the windows closed by now."""
         if not self.enabled:
             return
-        _logger.info("%s", _report_text(report))
+        _log(self.console_logging, logging.INFO, "%s", _report_text(report))
         self._write_reports(final=False)
 
     def _write_reports(self, *, final: bool) -> None:
@@ -353,8 +466,8 @@ class SessionTracker:
             if not final:
                 self._live.advance(now_us=now_us, idle=True)
             result = self._live.flush(final=final)
-        _logger.info("[TRACKER] Reports written to: %s (%d files updated)", self._live.out_dir.resolve(),
-                     len(result.written))
+        _log(self.console_logging, logging.INFO, "[TRACKER] Reports written to: %s (%d files updated)",
+             self._live.out_dir.resolve(), len(result.written))
 
     # -- periodic reports -----------------------------------------------------
 
@@ -362,13 +475,13 @@ class SessionTracker:
         try:
             self.log_periodic_report(self.generate_periodic_report())
         except Exception:
-            _logger.exception("[TRACKER] Periodic report failed")
+            _log(self.console_logging, logging.ERROR, "[TRACKER] Periodic report failed", exc_info=True)
 
     def _drain_safely(self) -> None:
         try:
             self._drain()
         except Exception:
-            _logger.exception("[TRACKER] Folding the events failed")
+            _log(self.console_logging, logging.ERROR, "[TRACKER] Folding the events failed", exc_info=True)
 
     async def _report_task(self) -> None:
         due = time.monotonic() + self.report_interval
@@ -413,11 +526,12 @@ class SessionTracker:
                 self._thread = threading.Thread(target=self._report_thread, args=(self._stop,),
                                                 name=_RUNNER_NAME, daemon=True)
                 self._thread.start()
-        _logger.info("[TRACKER] Session tracking started (reports every %ss)", self.report_interval)
+        _log(self.console_logging, logging.INFO, "[TRACKER] Session tracking started (reports every %ss)",
+             self.report_interval)
 
     def _final_report(self) -> None:
         report = self.generate_periodic_report()
-        _logger.info("%s", _report_text(report))
+        _log(self.console_logging, logging.INFO, "%s", _report_text(report))
         self._write_reports(final=True)
 
     async def stop_tracking(self) -> None:
@@ -436,7 +550,7 @@ class SessionTracker:
         if thread is not None:
             await asyncio.to_thread(thread.join)
         await asyncio.to_thread(self._final_report)
-        _logger.info("[TRACKER] Session tracking stopped")
+        _log(self.console_logging, logging.INFO, "[TRACKER] Session tracking stopped")
 
     def halt(self) -> None:
         """Stop the periodic reports at once, without a final report (for a tracker being replaced)."""
@@ -475,25 +589,43 @@ def _replace(tracker: SessionTracker) -> SessionTracker:
     return tracker
 
 
+def _new_tracker(settings: TrackerConfig) -> SessionTracker:
+    return SessionTracker(settings.report_interval, enabled=settings.enabled, console_logging=settings.console_logging)
+
+
 def get_tracker(config: Mapping[str, object] | None = None) -> SessionTracker:
     """The process-wide tracker, created on first call from ``config`` (see :func:`read_config`).
 
-    When ``config`` asks for another interval (or enabled setting) than the
-    current tracker has and that tracker is not tracking, it is replaced.
+    Without ``config``: the current tracker, else a new one made from
+    ``config.STRESS_TEST_CONFIG`` when a ``config`` module has it (see
+    :func:`config_module_settings`), else from the defaults. When ``config``
+    is given and asks for other settings than the current tracker has, and
+    that tracker is not tracking, it is replaced.
     """
-    settings = read_config(config) if config is not None else None
+    if config is None:
+        current = _tracker
+        if current is not None:
+            return current
+        settings = _read_config_module()  # outside the lock: config.py may call get_tracker itself
+    else:
+        settings = read_config(config)
     with _tracker_lock:
         current = _tracker
-        if current is None:
-            settings = settings or TrackerConfig()
-        elif settings is None or current.is_tracking or (
-                settings.report_interval == current.report_interval and settings.enabled == current.enabled):
+        if current is not None and (config is None or current.is_tracking or settings == TrackerConfig(
+                current.enabled, current.report_interval, current.console_logging)):
             return current
-        return _replace(SessionTracker(settings.report_interval, enabled=settings.enabled))
+        return _replace(_new_tracker(settings))
 
 
-def initialize_tracker(report_interval: int = DEFAULT_REPORT_INTERVAL) -> SessionTracker:
-    """Replace the process-wide tracker with a new one (whether or not the old one is tracking)."""
-    tracker = SessionTracker(report_interval)
+def initialize_tracker(report_interval: int | None = None) -> SessionTracker:
+    """Replace the process-wide tracker with a new one (whether or not the old one is tracking).
+
+    Its settings are ``config.STRESS_TEST_CONFIG``'s, as for :func:`get_tracker`;
+    a ``report_interval`` given here wins over the config's.
+    """
+    settings = _read_config_module()
+    if report_interval is not None:
+        settings = TrackerConfig(settings.enabled, report_interval, settings.console_logging)
+    tracker = _new_tracker(settings)
     with _tracker_lock:
         return _replace(tracker)
