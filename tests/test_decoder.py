@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from glob import glob
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.helpers import record
+from tests.helpers import T0, record
 from tracker.decoder import REASONS, Decoder, Quarantine, Rejected, decode_file
 from tracker.events import Event
 
@@ -143,3 +147,84 @@ class TestQuarantine:
         assert [(r["line"], r["reason"], r["source"]) for r in reasons] == [
             (1, "invalid_json", "log"), (2, "invalid_utf8", "log"), (4, "unterminated", "log")]
         assert quarantine.count == 3
+
+
+_QA = b'{"v":1,"ts":1795557600000000,"event_id":"t-1","writer":"w:1:t","seq":1,"session_id":"s1",' \
+      b'"type":"question_answered",'
+
+
+class TestDuplicateKeys:
+    """A key repeated in one line is ambiguous (polars reads the first value, orjson the last): refused."""
+
+    @pytest.mark.parametrize(("tail", "key"), [
+        (b'"response_time_ms":100,"response_time_ms":900}', "response_time_ms"),
+        (b'"response_time_ms":100,"response_time_ms":100}', "response_time_ms"),
+        (b'"response_time_ms":100,"kind":null,"kind":null}', "kind"),
+        (b'"response_time_ms":100,"extra":1,"extra":{"a":1}}', "extra"),
+        (b'"response_time_ms" :100,"response_time_ms"\t:900}', "response_time_ms"),
+        (b'"response_time_ms":100,"response_time_m\\u0073":900}', "response_time_ms"),
+        (b'"response_time_ms":100,"seq":1}', "seq"),
+        (b'"response_time_ms":100,"a\\"b":1,"a\\"b":2}', 'a"b'),
+    ], ids=["different", "same", "nulls", "unknown", "spaces", "escaped", "envelope", "quote_in_key"])
+    def test_repeated_key_is_rejected(self, tail: bytes, key: str) -> None:
+        """Any top-level key written twice, however spelt, makes the line a duplicate_key rejection naming it."""
+        decoder = Decoder()
+        (item,) = decoder.decode(_QA + tail + b"\n")
+        assert isinstance(item, Rejected)
+        assert item.reason == "duplicate_key"
+        assert repr(key) in item.detail
+        assert decoder.rejected == {"duplicate_key": 1}
+
+    @pytest.mark.parametrize("tail", [
+        b'"response_time_ms":100,"question_id":"said \\": no\\": really"}',
+        b'"response_time_ms":100,"question_id":"a : b"}',
+        b'"response_time_ms":100,"extra":{"a":1,"a":2}}',
+        b'"response_time_ms" : 100 }',
+        b'"response_time_ms":100,"question_id":"\\\\"}',
+    ], ids=["colon_in_text", "spaced_colon_in_text", "nested_repeat", "spaces", "escaped_backslash"])
+    def test_lookalikes_are_not_duplicates(self, tail: bytes) -> None:
+        """Colons and quotes inside strings, spaces, and repeats inside a nested value are not duplicate keys."""
+        (item,) = Decoder().decode(_QA + tail + b"\n")
+        assert isinstance(item, Event), item
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(
+        st.sampled_from(["x", "y", "\u00e9", 'q"', "seq", "session_id", "kind", "response_time_ms"]),
+        st.sampled_from(["plain", "escaped"]), st.sampled_from(["", " ", "\t", "\r", "  "]),
+        st.sampled_from(['"a\\":b"', '" : "', "1", "null", "[1,2]", '{"x":1,"x":2}', '"\\\\"'])),
+        max_size=4))
+    def test_never_misses_a_repeat(self, extra: list[tuple[str, str, str, str]]) -> None:
+        """Extra top-level pairs in any spelling: rejected as duplicate_key exactly when some key repeats."""
+        base = {"v": 1, "ts": T0, "event_id": "t-1", "writer": "w:1:t", "seq": 1, "session_id": "s1",
+                "type": "question_answered", "response_time_ms": 1.0}
+        same = {"seq": "1", "session_id": '"s1"', "kind": '"k"', "response_time_ms": "1.0"}  # valid values
+        parts = [json.dumps(k) + ":" + json.dumps(v) for k, v in base.items()]
+        for key, spelling, space, value in extra:
+            text = json.dumps(key)
+            if spelling == "escaped":
+                text = f'"\\u{ord(key[0]):04x}' + text[2:]
+            parts.append(text + space + ":" + same.get(key, value))
+        line = ("{" + ",".join(parts) + "}\n").encode()
+        pairs: list[tuple[str, Any]] = json.loads(line, object_pairs_hook=lambda p: p)
+        repeated = len({k for k, _ in pairs}) < len(pairs)
+        (item,) = Decoder().decode(line)
+        assert (isinstance(item, Rejected) and item.reason == "duplicate_key") == repeated, (line, item)
+        if not repeated:
+            assert isinstance(item, Event), (line, item)
+
+
+class TestImplausibleTime:
+    """A ts outside [2000-01-01, 2100-01-01) is quarantined as implausible_time; the decoder never reads the clock."""
+
+    @pytest.mark.parametrize(("ts", "hint"), [
+        (1_795_557_600, "looks like seconds"),
+        (1_795_557_600_000, "looks like milliseconds"),
+        (253_402_300_799_000_000, "9999-12-31T23:59:59Z"),
+    ])
+    def test_rejected_with_a_hint(self, ts: int, hint: str) -> None:
+        """The rejection names the value and what it likely is."""
+        (item,) = Decoder().decode(_line(record(1, "s1", "cycle_completed", ts=ts)))
+        assert isinstance(item, Rejected)
+        assert item.reason == "implausible_time"
+        assert str(ts) in item.detail
+        assert hint in item.detail

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import math
 import multiprocessing
 import os
@@ -50,7 +52,7 @@ class TestEmit:
         assert [orjson.loads(line)["seq"] for line in lines[:-1]] == [1, 2]
 
     @settings(max_examples=200, deadline=None)
-    @given(EVENTS, st.text(min_size=1, max_size=30), st.integers(0, 253_402_300_799_999_999))
+    @given(EVENTS, st.text(min_size=1, max_size=30), st.integers(946_684_800_000_000, time.time_ns() // 1000))
     def test_round_trip(self, tmp_path_factory: pytest.TempPathFactory, typed: tuple[str, dict[str, Any]],
                         session_id: str, ts: int) -> None:
         """What emit writes decodes to an event whose record is the one emit returned."""
@@ -143,6 +145,136 @@ class TestInvalidEvents:
             log.emit("cycle_completed", "s1", ts=datetime(2026, 1, 1))
 
 
+class TestRefusedBeforeTheSequence:
+    """Any invalid value raises EventValidationError before a sequence number is taken or anything is written."""
+
+    @pytest.mark.parametrize(("fields", "field"), [
+        ({"response_time_ms": 1, "input_tokens": 2**64}, "input_tokens"),
+        ({"response_time_ms": 1, "input_tokens": 2**63}, "input_tokens"),
+        ({"response_time_ms": 1, "output_tokens": 2**63}, "output_tokens"),
+        ({"response_time_ms": 10**400}, "response_time_ms"),
+        ({"response_time_ms": 1, "time_to_first_token_ms": 10**400}, "time_to_first_token_ms"),
+        ({"response_time_ms": math.nan}, "response_time_ms"),
+        ({"response_time_ms": -math.inf}, "response_time_ms"),
+    ])
+    def test_answer_fields(self, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
+        """Integers above 2**63-1, durations too big for a float, NaN and infinities are refused first."""
+        self._refused(tmp_path, "question_answered", fields, field)
+
+    @pytest.mark.parametrize("item", [2**63, -(2**63) - 1, 2**64])
+    def test_course_numbers(self, tmp_path: Path, item: int) -> None:
+        """A course number outside [-2**63, 2**63-1] is refused first."""
+        self._refused(tmp_path, "session_registered", {"username": "u", "course_numbers": [1, item]}, "course_numbers")
+
+    @staticmethod
+    def _refused(path: Path, event_type: str, fields: dict[str, Any], field: str) -> None:
+        with EventLog(path / "log.jsonl") as log:
+            with pytest.raises(EventValidationError) as info:
+                log.emit(event_type, "s1", **fields)
+            assert info.value.field == field
+            assert (path / "log.jsonl").read_bytes() == b""
+            assert log.emit("cycle_completed", "s1")["seq"] == 1
+
+
+DAY_US = 86_400 * 10**6
+
+
+class TestTimeAtTheSource:
+    """The emitter refuses a ts before 2000-01-01 or more than a day ahead of the clock, naming the likely unit."""
+
+    @pytest.mark.parametrize(("ts", "unit"), [
+        (time.time_ns() // 10**9, "seconds"),
+        (time.time_ns() // 10**6, "milliseconds"),
+        (time.time_ns(), "nanoseconds"),
+    ])
+    def test_wrong_unit(self, tmp_path: Path, ts: int, unit: str) -> None:
+        """A ts in seconds, milliseconds or nanoseconds is refused as implausible_time naming the unit."""
+        with EventLog(tmp_path / "log.jsonl") as log:
+            with pytest.raises(EventValidationError, match=f"looks like {unit}") as info:
+                log.emit("cycle_completed", "s1", ts=ts)
+            assert (info.value.field, info.value.reason) == ("ts", "implausible_time")
+            assert log.emit("cycle_completed", "s1")["seq"] == 1
+        assert (tmp_path / "log.jsonl").read_bytes().count(b"\n") == 1
+
+    @pytest.mark.parametrize("ts", [
+        datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), 946_684_800_000_000 - 1, 0, -5,
+    ])
+    def test_before_2000(self, tmp_path: Path, ts: datetime | int) -> None:
+        """A time before 2000-01-01 is refused."""
+        with EventLog(tmp_path / "log.jsonl") as log, pytest.raises(EventValidationError, match="2000-01-01"):
+            log.emit("cycle_completed", "s1", ts=ts)
+        assert (tmp_path / "log.jsonl").read_bytes() == b""
+
+    @pytest.mark.parametrize("ahead", [DAY_US + 60 * 10**6, 365 * DAY_US])
+    def test_more_than_a_day_ahead(self, tmp_path: Path, ahead: int) -> None:
+        """A time more than one day after the wall clock is refused, naming the clock's time."""
+        with EventLog(tmp_path / "log.jsonl") as log:
+            with pytest.raises(EventValidationError, match="more than one day ahead") as info:
+                log.emit("cycle_completed", "s1", ts=time.time_ns() // 1000 + ahead)
+            assert info.value.reason == "implausible_time"
+        assert (tmp_path / "log.jsonl").read_bytes() == b""
+
+    def test_edges_are_accepted(self, tmp_path: Path) -> None:
+        """2000-01-01T00:00:00Z and a time just under a day ahead are accepted."""
+        with EventLog(tmp_path / "log.jsonl") as log:
+            assert log.emit("cycle_completed", "s1", ts=datetime(2000, 1, 1, tzinfo=UTC))["ts"] == 946_684_800_000_000
+            soon = time.time_ns() // 1000 + DAY_US - 60 * 10**6
+            assert log.emit("cycle_completed", "s1", ts=soon)["ts"] == soon
+
+
+class TestCloseRace:
+    """close() in one thread while others emit: no event reaches a file opened afterwards on the same descriptor."""
+
+    def test_no_event_lands_in_a_file_opened_after_close(self, tmp_path: Path) -> None:
+        """200 rounds: 8 threads emit until the log is closed; files opened right after close stay empty."""
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as possible, to hit the window between fd and write
+        try:
+            leaked = [self._round(tmp_path, r) for r in range(200)]
+        finally:
+            sys.setswitchinterval(interval)
+        assert sum(leaked) == 0, f"{sum(1 for n in leaked if n)} rounds wrote events into another file"
+
+    @staticmethod
+    def _round(tmp_path: Path, r: int) -> int:
+        log = EventLog(tmp_path / f"a{r}.jsonl")
+        start = threading.Barrier(9)
+
+        def run() -> None:
+            start.wait()
+            with contextlib.suppress(EmitError):  # raised once the log is closed
+                while True:
+                    log.emit("cycle_completed", "from-a")
+
+        threads = [threading.Thread(target=run) for _ in range(8)]
+        for t in threads:
+            t.start()
+        start.wait()
+        time.sleep(0.001)
+        log.close()
+        other = tmp_path / f"b{r}.jsonl"
+        fds = [os.open(other, os.O_WRONLY | os.O_APPEND | os.O_CREAT) for _ in range(8)]
+        for t in threads:
+            t.join()
+        for fd in fds:
+            os.close(fd)
+        good, bad = _decoded(tmp_path / f"a{r}.jsonl")
+        assert bad == []
+        assert len({e.seq for e in good}) == len(good)
+        return other.read_bytes().count(b"\n")
+
+    def test_emit_after_close_takes_the_lock(self, tmp_path: Path) -> None:
+        """After close, emit raises EmitError (EBADF) and writes nothing anywhere."""
+        log = EventLog(tmp_path / "log.jsonl")
+        log.emit("cycle_completed", "s1")
+        log.close()
+        log.close()  # closing twice is harmless
+        with pytest.raises(EmitError) as info:
+            log.emit("cycle_completed", "s1")
+        assert info.value.errno == errno.EBADF
+        assert (tmp_path / "log.jsonl").read_bytes().count(b"\n") == 1
+
+
 class TestWriteFailures:
     def test_disk_full_raises(self) -> None:
         """ENOSPC (here /dev/full) raises EmitError naming the log, not a silent drop."""
@@ -167,10 +299,10 @@ class TestWriteFailures:
         assert [r.reason for r in bad] == ["invalid_json"]
 
     def test_closed_log_raises(self, tmp_path: Path) -> None:
-        """Emitting to a closed log raises EmitError."""
+        """Emitting to a closed log raises EmitError saying it is closed."""
         log = EventLog(tmp_path / "log.jsonl")
         log.close()
-        with pytest.raises(EmitError, match="cannot append"):
+        with pytest.raises(EmitError, match=r"cannot append .*: the log is closed"):
             log.emit("cycle_completed", "s1")
 
     def test_unopenable_path_raises(self, tmp_path: Path) -> None:

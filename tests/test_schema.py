@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from glob import glob
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import EVENTS, record
+from tracker import events
 from tracker.decoder import Decoder, Rejected
 from tracker.emitter import EventLog
 from tracker.errors import EventValidationError
@@ -43,6 +45,19 @@ class TestSchema:
         """The schema file itself is valid JSON Schema 2020-12."""
         jsonschema.Draft202012Validator.check_schema(SCHEMA)
 
+    def test_bounds_are_the_codes(self) -> None:
+        """ts, seq and every integer field have the bounds tracker.events checks: the ts range and signed 64 bits."""
+        props, defs = SCHEMA["properties"], SCHEMA["$defs"]
+        assert (props["ts"]["minimum"], props["ts"]["exclusiveMaximum"]) == (events.MIN_TS, events.END_TS)
+        assert (props["seq"]["minimum"], props["seq"]["maximum"]) == (1, events.INT64_MAX)
+        assert (defs["count"]["minimum"], defs["count"]["maximum"]) == (0, events.INT64_MAX)
+        registered = next(part["then"] for part in SCHEMA["allOf"]
+                          if part["if"]["properties"]["type"]["const"] == "session_registered")
+        items = registered["properties"]["course_numbers"]["items"]
+        assert (items["minimum"], items["maximum"]) == (events.INT64_MIN, events.INT64_MAX)
+        assert defs["duration"]["maximum"] == 1.7976931348623157e308  # finite: no JSON text means infinity
+        assert "duplicate" in SCHEMA["description"]
+
     @settings(max_examples=200, deadline=None)
     @given(EVENTS, st.text(min_size=1, max_size=20))
     def test_emitted_events_validate(self, tmp_path_factory: pytest.TempPathFactory,
@@ -61,7 +76,8 @@ class TestSchema:
         with open(path, "rb") as stream:
             for item in decoder.decode_stream(stream):
                 if isinstance(item, Rejected):
-                    if item.reason in ("not_object", "schema", "unknown_type", "unsupported_version"):
+                    if item.reason in ("not_object", "schema", "unknown_type", "unsupported_version",
+                                       "implausible_time"):
                         assert not _schema_ok(orjson.loads(item.raw)), item.describe()
                         checked += 1
                 else:
@@ -78,6 +94,13 @@ MUTATIONS = st.sampled_from([
     ("response_time_ms", -0.5), ("response_time_ms", 0), ("response_time_ms", "1"), ("response_time_ms", None),
     ("input_tokens", -1), ("input_tokens", 3), ("question_text", "q" * 1001), ("question_text", "q"),
     ("error", ""), ("kind", "timeout"), ("reason", None), ("extra", {"any": "thing"}), ("question_id", None),
+    # the edges of the contract: signed 64-bit integers, ts in [2000-01-01, 2100-01-01), finite durations
+    ("ts", 946684800000000), ("ts", 946684799999999), ("ts", 4102444799999999), ("ts", 4102444800000000),
+    ("ts", 1795557600), ("ts", 0), ("ts", 2**63), ("seq", 2**63 - 1), ("seq", 2**63), ("v", 2**63),
+    ("input_tokens", 2**63 - 1), ("input_tokens", 2**63), ("output_tokens", 0), ("output_tokens", 2**64),
+    ("course_numbers", [-(2**63), 2**63 - 1]), ("course_numbers", [2**63]), ("course_numbers", [-(2**63) - 1]),
+    ("response_time_ms", 1.7976931348623157e308), ("response_time_ms", math.inf), ("response_time_ms", -0.0),
+    ("response_time_ms", 2**63), ("time_to_first_token_ms", math.inf), ("time_to_first_token_ms", 0),
 ])
 TYPES = st.sampled_from([
     record(1, "s", "session_registered", username="u", course_numbers=[1]),

@@ -2,11 +2,21 @@
 
 This is the fast way through a log; the per-line :class:`~tracker.decoder.Decoder`
 stays the judge. polars parses the block and checks every row against the
-schema; any row it doubts (a failed check, or a text value that polars may
-have made from a JSON number, boolean, list or object), and any block it
-cannot parse whole (bad JSON, invalid UTF-8, a blank line, a line over the
-length limit), is decided by the decoder, line by line. So the events and
-rejections are the decoder's, however the log is cut into blocks.
+schema; any row it doubts (a failed check, a text value that polars may
+have made from a JSON number, boolean, list or object, or a line that may
+repeat a key), and any block it cannot parse whole (bad JSON, invalid UTF-8,
+a blank line, a line over the length limit, an integer beyond 64 bits), is
+decided by the decoder, line by line. So the events and rejections are the
+decoder's, however the log is cut into blocks.
+
+A repeated key is invisible in polars' rows (it keeps the first value; the
+decoder refuses the line), so the block's quote characters are counted: a
+line holds at least two per key and two per text value, and the valid rows
+show exactly how many keys and texts they have. When the block has no more
+quotes than its valid rows account for (and its doubted lines hold), no
+valid row's line can repeat a key; otherwise each line is counted, and a
+line with more quotes than its row accounts for is doubted. Lines with keys
+polars does not read (unknown keys, explicit nulls) are doubted this way too.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from typing import BinaryIO, Final
 import polars as pl
 
 from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Rejected
-from .events import CURRENT_VERSION, EVENT_TYPES, MAX_TS, Event
+from .events import CURRENT_VERSION, END_TS, EVENT_TYPES, MIN_TS, Event
 from .frames import EVENT_SCHEMA, events_frame
 
 __all__ = ("BLOCK_BYTES", "Block", "Span", "decode_block", "decode_span", "read_blocks", "read_file", "split_blocks")
@@ -38,8 +48,9 @@ _FIELDS: Final[dict[str, pl.DataType]] = {
     name: _POLARS_TYPES[spec.kind] for specs in EVENT_TYPES.values() for name, spec in specs.items()}
 _READ_SCHEMA: Final = pl.Schema({**_ENVELOPE, **_FIELDS})
 #: A JSON escape of a UTF-16 surrogate: orjson refuses a lone one anywhere in a line, polars reads it
-#: (even in keys it skips), so lines holding one are always decided by the decoder.
-_SURROGATE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
+#: (even in keys it skips), so lines holding one are always decided by the decoder; and of a quote
+#: (``\u0022``), which puts a quote in a text without one in the line, so such lines are decided too.
+_DOUBTFUL_ESCAPE: Final = re.compile(rb"\\u(?:[dD][89a-fA-F]|0022)")
 #: What polars writes for a non-string JSON value read into a text column.
 _MAYBE_COERCED: Final = r"^(-?[0-9][0-9.eE+-]*|true|false|\[.*|\{.*)$"
 
@@ -82,7 +93,7 @@ def _row_ok() -> pl.Expr:
     """True when the row is certainly valid under the schema (see ``event_from_record``)."""
     envelope = (
         (pl.col("v") == CURRENT_VERSION)
-        & pl.col("ts").is_between(0, MAX_TS, closed="left")
+        & pl.col("ts").is_between(MIN_TS, END_TS, closed="left")
         & (pl.col("seq") >= 1)
         & _text_ok("event_id", 128)
         & _text_ok("writer", 256)
@@ -98,6 +109,36 @@ def _row_ok() -> pl.Expr:
 
 _ROW_OK: Final = _row_ok()
 _OWNERS: Final = {name: [t for t, specs in EVENT_TYPES.items() if name in specs] for name in _FIELDS}
+_TEXTS: Final = [name for name, dtype in _FIELDS.items() if dtype == pl.String()]
+#: The envelope's quotes: 7 keys, and 4 text values (event_id, writer, session_id, type).
+_ENVELOPE_QUOTES: Final = 2 * 7 + 2 * 4
+
+
+def _quotes() -> pl.Expr:
+    """The quote characters a valid row's line holds when no key repeats and no text holds a quote: two per
+    key and two per text value (for a valid row, every field of its type that is set is read). The same
+    ``type == ...`` tests as :func:`_row_ok`, so that polars computes them once for both."""
+    by_type = pl.lit(None, pl.Int64)
+    for event_type, specs in EVENT_TYPES.items():
+        total = pl.lit(_ENVELOPE_QUOTES, pl.Int64)
+        for name, spec in specs.items():
+            weight = 4 if spec.kind == "str" else 2
+            total = total + weight if spec.required else total + pl.col(name).is_not_null().cast(pl.Int64) * weight
+        by_type = pl.when(pl.col("type") == event_type).then(total).otherwise(by_type)
+    return by_type
+
+
+def _quotes_in_texts() -> pl.Expr:
+    """The quote characters inside a valid row's text values (each written ``\\"`` in its line)."""
+    def count(name: str) -> pl.Expr:
+        return pl.col(name).str.count_matches('"', literal=True)
+    parts = [count(name) for name in ("event_id", "writer", "session_id")]
+    parts += [pl.when(pl.col("type").is_in(_OWNERS[name])).then(count(name)) for name in _TEXTS]
+    return pl.sum_horizontal(parts).cast(pl.Int64)
+
+
+_QUOTES: Final = _quotes()
+_QUOTES_IN_TEXTS: Final = _quotes_in_texts()
 
 
 def _frame_column(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -110,14 +151,20 @@ def _frame_column(name: str, dtype: pl.DataType) -> pl.Expr:
 _TO_FRAME: Final = [_frame_column(name, dtype) for name, dtype in EVENT_SCHEMA.items()]
 
 
-def _lines_of(data: bytes, first_offset: int, only: Iterable[int] | None = None) -> Iterator[tuple[int, bytes, int]]:
-    """(0-based index, raw line, byte offset) of the lines of ``data``, or of those in ``only``.
+def _pieces(data: bytes) -> list[bytes]:
+    """The lines of ``data`` without their newline, and an empty piece after the last.
 
     Only ``\n`` ends a line: ``bytes.splitlines`` would split on a bare CR too, which is JSON whitespace.
     """
+    return data.split(b"\n")
+
+
+def _lines_of(pieces: list[bytes], first_offset: int,
+              only: Iterable[int] | None = None) -> Iterator[tuple[int, bytes, int]]:
+    """(0-based index, raw line, byte offset) of the lines (see :func:`_pieces`), or of those in ``only``."""
     wanted = None if only is None else set(only)
     offset = first_offset
-    for index, piece in enumerate(data.split(b"\n")[:-1]):
+    for index, piece in enumerate(pieces[:-1]):
         raw = piece + b"\n"
         if wanted is None or index in wanted:
             yield index, raw, offset
@@ -149,6 +196,42 @@ def _merged(good: pl.DataFrame, ok: pl.Series, decided: list[tuple[int, Event]],
     return Block(combined, rejected)
 
 
+def _line_indexes(data: bytes, pattern: re.Pattern[bytes]) -> list[int]:
+    """The 0-based index of the line of each match of ``pattern`` in ``data``."""
+    indexes: list[int] = []
+    line = last = 0
+    for match in pattern.finditer(data):
+        line += data.count(b"\n", last, match.start())
+        last = match.start()
+        indexes.append(line)
+    return indexes
+
+
+def _no_repeated_keys(data: bytes, frame: pl.DataFrame, ok: pl.Series, expected: pl.Series, escapes: bool,
+                      pieces: list[bytes] | None) -> tuple[pl.Series, list[bytes] | None]:
+    """``ok`` without the rows whose line may repeat a key (see the module's docstring), and the lines if split.
+
+    Sound because every line holds at least its row's count of quotes, so equal totals mean equal lines. A
+    valid row's text values are genuine JSON strings (never text polars made of a number or an object), and
+    a quote in them is one in the line (lines with ``\\u0022`` are doubted already), which ``escapes`` (the
+    block holds a backslash) says to count.
+    """
+    quotes = data.count(b'"')
+    doubted = (~ok).arg_true().to_list()
+    if doubted:
+        pieces = pieces if pieces is not None else _pieces(data)
+        quotes -= sum(pieces[i].count(b'"') for i in doubted)
+    if quotes == expected.filter(ok).sum():
+        return ok, pieces
+    if escapes:
+        expected = expected + frame.select(_QUOTES_IN_TEXTS).to_series()
+        if quotes == expected.filter(ok).sum():
+            return ok, pieces
+    pieces = pieces if pieces is not None else _pieces(data)
+    per_line = pl.Series([piece.count(b'"') for piece in pieces[:-1]], dtype=pl.Int64)
+    return ok & (per_line == expected), pieces
+
+
 def _has_long_line(data: bytes, limit: int) -> bool:
     """True when some line may exceed ``limit`` bytes: some aligned half-limit block has no newline."""
     step = max(1, limit // 2)
@@ -175,17 +258,20 @@ def decode_block(data: bytes, decoder: Decoder, *, source: str = "", first_line:
         if frame is not None and frame.height != lines:  # polars skips blank lines
             frame = None
     if frame is None:
-        events, rejected = _decide(_lines_of(data, first_offset), decoder, source, first_line)
+        events, rejected = _decide(_lines_of(_pieces(data), first_offset), decoder, source, first_line)
         return Block(events_frame(e for _, e in events), rejected)
-    ok = frame.select(_ROW_OK).to_series()
-    surrogates = [data.count(b"\n", 0, m.start()) for m in _SURROGATE.finditer(data)] if b"\\u" in data else []
-    if surrogates:
-        ok = ok.scatter(surrogates, False)
+    ok, expected = frame.select(_ROW_OK, _QUOTES.alias("quotes")).get_columns()
+    escapes = b"\\" in data  # one memchr: most blocks have no escape at all
+    doubtful = _line_indexes(data, _DOUBTFUL_ESCAPE) if escapes else []  # the regex beats `b"\\u" in data`
+    if doubtful:
+        ok = ok.scatter(doubtful, False)
+    ok, pieces = _no_repeated_keys(data, frame, ok, expected, escapes, None)
     good = frame.filter(ok).select(_TO_FRAME)
     if ok.all():
         return Block(good)
     doubted = (~ok).arg_true().to_list()
-    return _merged(good, ok, *_decide(_lines_of(data, first_offset, doubted), decoder, source, first_line))
+    pieces = pieces if pieces is not None else _pieces(data)
+    return _merged(good, ok, *_decide(_lines_of(pieces, first_offset, doubted), decoder, source, first_line))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import orjson
 
 from .errors import EventValidationError
 from .events import Event, event_from_record
+from .limits import DEFAULT_MAX_LINE_BYTES
 
 __all__ = (
     "DEFAULT_MAX_LINE_BYTES",
@@ -29,9 +31,9 @@ __all__ = (
     "Quarantine",
     "Rejected",
     "decode_file",
+    "repeated_key",
 )
 
-DEFAULT_MAX_LINE_BYTES: Final = 1 << 20
 
 #: Every reason a line can be rejected for.
 REASONS: Final = (
@@ -41,13 +43,44 @@ REASONS: Final = (
     "schema",
     "unknown_type",
     "unsupported_version",
+    "implausible_time",
+    "duplicate_key",
     "too_long",
     "unterminated",
 )
 
 _loads = orjson.loads
+_dumps = orjson.dumps
+_APPEND_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 #: How every line the Python emitter writes starts; used to find an event glued to a fragment.
 _EVENT_START: Final = b'{"v":'
+#: A JSON string (group 1), with a colon after it when it is a key (group 2); or a bracket.
+_TOKEN: Final = re.compile(rb'("[^"\\]*(?:\\.[^"\\]*)*")([ \t\r]*:)?|[{}\[\]]')
+
+
+def repeated_key(raw: bytes, record: dict[str, object]) -> str | None:
+    """The first key written more than once at the top level of ``raw`` (whose parse is ``record``), or None.
+
+    orjson keeps a repeated key's last value and polars its first, so such a line is refused. Cheap when
+    it can be: each key ends with ``":`` unless whitespace precedes its colon (a tab or CR can only be
+    whitespace, JSON text holds neither), and a line holds at least as many ``":`` as keys (strings may
+    hold more), so as many as ``record`` has keys, and no whitespace before a colon, means no key repeats.
+    Otherwise the line's top-level keys are read one by one.
+    """
+    if raw.count(b'":') == len(record) and b" :" not in raw and b"\t" not in raw and b"\r" not in raw:
+        return None
+    seen: set[str] = set()
+    depth = 0
+    for token in _TOKEN.finditer(raw):  # raw is valid JSON: outside strings, no quote can appear
+        string, colon = token.group(1, 2)
+        if string is None:
+            depth += 1 if token.group() in b"{[" else -1
+        elif colon is not None and depth == 1:
+            key: str = _loads(string)
+            if key in seen:
+                return key
+            seen.add(key)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +143,17 @@ class Decoder:
                 return self._reject(source, line_no, offset, "invalid_utf8", str(bad), raw)
             detail = "empty line" if not raw.strip() else str(exc)
             return self._reject(source, line_no, offset, "invalid_json", detail, raw)
+        if type(record) is dict:
+            # A line that is exactly the record written again (as the emitter writes, with orjson) holds
+            # each key once: the cheapest proof, for most lines. Any other line is searched for a repeat.
+            try:
+                canonical = _dumps(record, option=_APPEND_NEWLINE) == raw
+            except orjson.JSONEncodeError:  # nested deeper than orjson writes
+                canonical = False
+            if not canonical and (repeated := repeated_key(raw, record)) is not None:
+                return self._reject(source, line_no, offset, "duplicate_key",
+                                    f"the key {repeated!r} appears more than once (readers could take either "
+                                    "value)", raw)
         try:
             event = event_from_record(record)
         except EventValidationError as exc:

@@ -4,11 +4,15 @@ The log is opened with ``O_APPEND`` in binary, so any number of threads,
 asyncio tasks and processes can share it: the kernel places each write at the
 end of the file, whole. Every :class:`EventLog` has a writer identity and a
 per-writer sequence number, renewed in a child process after ``fork()``, so
-readers can detect gaps and duplicates.
+readers can detect gaps and duplicates. Every check runs before the sequence
+number is taken, so a refused event leaves no gap. :meth:`EventLog.close`
+waits for the writes in progress in other threads, so no event can reach a
+file opened afterwards on the same descriptor number.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import math
 import os
@@ -24,7 +28,7 @@ from typing import Any, Final
 import orjson
 
 from .errors import EmitError, EventValidationError
-from .events import CURRENT_VERSION, EVENT_TYPES, check_field, to_ts
+from .events import CURRENT_VERSION, END_TS, EVENT_TYPES, MIN_TS, check_field, describe_ts, implausible_time, to_ts
 
 __all__ = ("DEFAULT_LOG_PATH", "LOG_ENV_VAR", "EventLog", "default_log", "emit")
 
@@ -43,7 +47,12 @@ _FAST_SPECS: Final = {
 }
 _UNKNOWN: Final = ("", 0, False)
 _INF: Final = math.inf
+#: How far ahead of this machine's clock an explicit ts may be (clocks of writers differ a little).
+_AHEAD_US: Final = 86_400 * 1_000_000
+_MIN_TS: Final = MIN_TS
+_END_TS: Final = END_TS
 _time_ns = time.time_ns
+_get_ident = threading.get_ident
 
 
 def _encodable(text: str) -> bool:
@@ -84,6 +93,10 @@ class EventLog:
         self.writer = f"{socket.gethostname()[:200]}:{os.getpid()}:{token}"
         self._prefix = token
         self._seq = itertools.count(1)  # next() on a count is atomic under the GIL
+        # The threads writing now, one entry per write (see close). New in a forked child, where the
+        # parent's other threads do not exist, as is the lock that makes close() one at a time.
+        self._writing: list[int] = []
+        self._closing = threading.Lock()
 
     def emit(
         self, event_type: str, session_id: str, /, *, ts: datetime | int | None = None, **fields: Any
@@ -108,9 +121,18 @@ class EventLog:
                 f"session_id: must be non-empty UTF-8 text of at most 256 characters, got {session_id!r}",
                 field="session_id", value=session_id,
             )
+        if ts is None:
+            ts = _time_ns() // 1000
+            if not _MIN_TS <= ts < _END_TS:
+                raise implausible_time(ts, "read from this machine's clock, outside the plausible range")
+        else:
+            ts = to_ts(ts)  # in [MIN_TS, END_TS), or EventValidationError naming the likely unit
+            clock = _time_ns() // 1000
+            if ts > clock + _AHEAD_US:
+                raise implausible_time(ts, f"more than one day ahead of this machine's clock ({describe_ts(clock)})")
         record: dict[str, Any] = {
             "v": CURRENT_VERSION,
-            "ts": _time_ns() // 1000 if ts is None else to_ts(ts),
+            "ts": ts,
             "event_id": None,  # set once the event is valid, with seq
             "writer": self.writer,
             "seq": None,
@@ -140,27 +162,45 @@ class EventLog:
         record["event_id"] = f"{self._prefix}-{seq}"
         record["seq"] = seq
         line = _dumps(record, option=_APPEND_NEWLINE)
+        # Registered as writing before the descriptor is read, until the write is done (list operations are
+        # atomic under the GIL, and cheaper than a lock: a lock costs emit about 10 %).
+        writing, me = self._writing, _get_ident()
+        writing.append(me)
         try:
-            written = _os_write(self._fd, line)
+            fd = self._fd  # open until this write is done (close waits), or -1: closed
+            written = _os_write(fd, line)
         except OSError as exc:
-            raise EmitError(exc.errno, f"cannot append event to {str(self.path)!r}: {exc.strerror}") from exc
-        if written != len(line):
-            self._short_write(written, len(line))
+            raise self._cannot_append(exc) from exc
+        else:
+            if written != len(line):
+                self._short_write(fd, written, len(line))
+        finally:
+            writing.remove(me)
         return record
 
     def _write(self, line: bytes) -> None:
+        writing, me = self._writing, _get_ident()
+        writing.append(me)
         try:
-            written = os.write(self._fd, line)
+            fd = self._fd  # open until this write is done (close waits), or -1: closed
+            written = _os_write(fd, line)
         except OSError as exc:
-            raise EmitError(exc.errno, f"cannot append event to {str(self.path)!r}: {exc.strerror}") from exc
-        if written != len(line):
-            self._short_write(written, len(line))
+            raise self._cannot_append(exc) from exc
+        else:
+            if written != len(line):
+                self._short_write(fd, written, len(line))
+        finally:
+            writing.remove(me)
 
-    def _short_write(self, written: int, size: int) -> None:
+    def _cannot_append(self, exc: OSError) -> EmitError:
+        why = "the log is closed" if self._fd < 0 and exc.errno == errno.EBADF else exc.strerror
+        return EmitError(exc.errno, f"cannot append event to {str(self.path)!r}: {why}")
+
+    def _short_write(self, fd: int, written: int, size: int) -> None:
         # Terminate the fragment so the next writer's line is not glued to it;
         # readers quarantine the fragment as invalid JSON.
         try:
-            os.write(self._fd, b"\n")
+            os.write(fd, b"\n")
             ended = "the fragment was ended with a newline"
         except OSError as exc:
             ended = f"the fragment could not be ended with a newline ({exc.strerror})"
@@ -169,9 +209,23 @@ class EventLog:
         )
 
     def close(self) -> None:
-        """Close the file; a later :meth:`emit` raises :class:`EmitError`."""
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
+        """Close the file once the writes in progress in other threads are done; a later :meth:`emit` raises
+        :class:`EmitError`.
+
+        An emit reads the descriptor only after registering in ``_writing``: one that read it before it was
+        set to -1 here is registered (in the list swapped out here) until its write is done, and one that
+        reads it later reads -1. So the descriptor's number is freed, for any file opened next, only when
+        no write can still use it. Writes of this thread (close in a signal handler, interrupting an emit)
+        are not waited for: they could not finish first.
+        """
+        with self._closing:
+            fd, self._fd = self._fd, -1
+            if fd < 0:
+                return
+            writing, self._writing = self._writing, []
+            me = _get_ident()
+            while any(thread != me for thread in writing.copy()):  # copy(): one atomic snapshot
+                time.sleep(0.0001)
             os.close(fd)
 
     def __enter__(self) -> EventLog:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = (
     "CheckpointError",
+    "OutputIsInputError",
     "ReportError",
     "EmitError",
     "EventValidationError",
@@ -30,8 +31,8 @@ class EventValidationError(TrackerError, ValueError):
     decoder to describe a rejected line. ``field`` names the offending
     field (or is ``None`` when the event as a whole is wrong) and ``value``
     is the value that was refused. ``reason`` is a short code for the kind of
-    fault: ``schema``, ``not_object``, ``unknown_type`` or
-    ``unsupported_version``.
+    fault: ``schema``, ``not_object``, ``unknown_type``, ``unsupported_version``,
+    ``implausible_time`` or ``duplicate_key``.
     """
 
     def __init__(
@@ -58,3 +59,7 @@ class CheckpointError(TrackerError):
 
 class ReportError(TrackerError):
     """Raised when events cannot be reported as asked: e.g. they span more windows than a report can hold."""
+
+
+class OutputIsInputError(TrackerError, ValueError):
+    """Raised when a file a command would write (or remove) is one of the logs it reads."""

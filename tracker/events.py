@@ -6,7 +6,11 @@ older version is upcast step by step (``UPCASTERS``) to the current one before
 it becomes an event; a record of a newer version is refused, never guessed at.
 Unknown fields are ignored (a newer writer may add optional fields without
 bumping ``v``); an optional field that is ``null`` is absent; an unknown
-``type`` is refused.
+``type`` is refused. Every integer is a signed 64-bit one (``INT64_MIN`` to
+``INT64_MAX``, what polars and most JSON readers hold), and ``ts`` lies in
+``[MIN_TS, END_TS)`` (2000-01-01 to 2100-01-01): a time outside it is a unit or
+clock error, refused as ``implausible_time``. Readers check only this fixed
+range, never the wall clock, so they decide the same way on every machine.
 """
 
 from __future__ import annotations
@@ -14,15 +18,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
 from .errors import EventValidationError
 
 __all__ = (
     "CURRENT_VERSION",
+    "END_TS",
     "EVENT_TYPES",
-    "MAX_TS",
+    "FORMAT_END_TS",
+    "INT64_MAX",
+    "INT64_MIN",
+    "MIN_TS",
     "UPCASTERS",
     "CycleCompleted",
     "ErrorReported",
@@ -33,15 +41,27 @@ __all__ = (
     "SessionRegistered",
     "SessionUnregistered",
     "check_field",
+    "describe_ts",
     "event_from_emitted",
     "event_from_record",
     "format_ts",
+    "implausible_time",
     "to_ts",
 )
 
 CURRENT_VERSION: Final = 1
-#: Exclusive upper bound of ``ts``: 10000-01-01T00:00:00Z in epoch microseconds.
-MAX_TS: Final = 253_402_300_800_000_000
+#: The bounds of every integer field (``v``, ``seq``, token counts, course numbers): a signed 64-bit integer.
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+#: The plausible times: ``MIN_TS <= ts < END_TS``, 2000-01-01T00:00:00Z to 2100-01-01T00:00:00Z in epoch
+#: microseconds (the schema's ``minimum`` and ``exclusiveMaximum`` of ``ts``).
+MIN_TS: Final = 946_684_800_000_000
+END_TS: Final = 4_102_444_800_000_000
+#: 10000-01-01T00:00:00Z: the first time :func:`format_ts` cannot write (ISO years have four digits).
+FORMAT_END_TS: Final = 253_402_300_800_000_000
+#: Units a ts is often written in by mistake, with the factor that turns one into microseconds.
+_UNITS: Final = (("seconds", 10**6, 1), ("milliseconds", 10**3, 1), ("nanoseconds", 1, 10**3))
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: ``UPCASTERS[n]`` turns a record of version ``n`` into one of version ``n + 1``.
 UPCASTERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -73,8 +93,8 @@ def _string(max_len: int) -> Checker:
 
 
 def _count(field: str, value: object) -> object:
-    if type(value) is not int or value < 0:
-        raise _bad(field, value, "must be an integer >= 0")
+    if type(value) is not int or not 0 <= value <= INT64_MAX:
+        raise _bad(field, value, f"must be an integer in [0, {INT64_MAX}]")
     return value
 
 
@@ -84,7 +104,10 @@ def _duration(field: str, value: object) -> object:
             raise _bad(field, value, "must be a finite number >= 0")
         return value
     if type(value) is int and value >= 0:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # above ~1.8e308: no float holds it
+            raise _bad(field, value, "must be a finite number >= 0 (this integer is too large for a float)") from None
     raise _bad(field, value, "must be a finite number >= 0")
 
 
@@ -96,6 +119,8 @@ def _int_list(field: str, value: object) -> object:
     for item in value:
         if type(item) is not int:
             raise _bad(field, value, f"must be a list of integers, has {item!r}")
+        if not INT64_MIN <= item <= INT64_MAX:
+            raise _bad(field, value, f"must be a list of integers in [{INT64_MIN}, {INT64_MAX}], has {item}")
     return list(value)
 
 
@@ -261,8 +286,8 @@ def event_from_record(record: object) -> Event:
             f"an event must be a JSON object, got {type(record).__name__}", value=record, reason="not_object"
         )
     version = record.get("v")
-    if type(version) is not int or version < 1:
-        raise _bad("v", version, "must be an integer >= 1")
+    if type(version) is not int or not 1 <= version <= INT64_MAX:
+        raise _bad("v", version, f"must be an integer in [1, {INT64_MAX}]")
     if version > CURRENT_VERSION:
         raise EventValidationError(
             f"v: version {version} is newer than this tracker reads ({CURRENT_VERSION}); upgrade tracker to read it",
@@ -278,11 +303,13 @@ def event_from_record(record: object) -> Event:
             raise _bad("type", None, "is required")
         raise _bad("type", event_type, f"must be one of {', '.join(_CLASSES)}", "unknown_type")
     ts = record.get("ts")
-    if type(ts) is not int or not 0 <= ts < MAX_TS:
-        raise _bad("ts", ts, "must be integer epoch microseconds in [0, 10000-01-01)")
+    if type(ts) is not int:
+        raise _bad("ts", ts, "must be an integer (epoch microseconds)")
+    if not MIN_TS <= ts < END_TS:
+        raise implausible_time(ts)
     seq = record.get("seq")
-    if type(seq) is not int or seq < 1:
-        raise _bad("seq", seq, "must be an integer >= 1")
+    if type(seq) is not int or not 1 <= seq <= INT64_MAX:
+        raise _bad("seq", seq, f"must be an integer in [1, {INT64_MAX}]")
     kwargs: dict[str, Any] = {
         "v": version,
         "ts": ts,
@@ -302,24 +329,51 @@ def event_from_record(record: object) -> Event:
 
 
 def to_ts(when: datetime | int) -> int:
-    """Epoch microseconds (UTC) from an aware datetime or from epoch microseconds."""
+    """Epoch microseconds (UTC) from an aware datetime or from epoch microseconds, in ``[MIN_TS, END_TS)``.
+
+    Raises :class:`EventValidationError`: ``implausible_time`` (naming the likely unit) outside the range.
+    """
     if isinstance(when, datetime):
         if when.tzinfo is None or when.utcoffset() is None:
             raise _bad("ts", when, "must be timezone-aware (naive datetimes are ambiguous; use UTC)")
-        delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+        delta = when - _EPOCH
         value = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     elif type(when) is int:
         value = when
     else:
         raise _bad("ts", when, "must be an aware datetime or integer epoch microseconds")
-    if not 0 <= value < MAX_TS:
-        raise _bad("ts", when, "must be in [1970-01-01, 10000-01-01)")
+    if not MIN_TS <= value < END_TS:
+        raise implausible_time(value)
     return value
 
 
+
 def format_ts(ts: int) -> str:
-    """``2026-11-24T22:20:00.123456Z`` (microseconds left out when zero)."""
+    """``2026-11-24T22:20:00.123456Z`` (microseconds left out when zero), for ts in years 1 to 9999."""
     seconds, micros = divmod(ts, 1_000_000)
     moment = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
     text = moment.isoformat()
     return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
+
+
+def describe_ts(ts: int) -> str:
+    """The ISO time of any integer ts (:func:`format_ts`), or where it lies when no ISO time can name it."""
+    try:
+        moment = _EPOCH + timedelta(microseconds=ts)
+    except OverflowError:
+        return "before 0001-01-01" if ts < 0 else "after 9999-12-31"
+    return moment.replace(tzinfo=None).isoformat() + "Z"  # as format_ts: microseconds only when not zero
+
+
+def implausible_time(ts: int, why: str = "") -> EventValidationError:
+    """The ``implausible_time`` error for ``ts``: its value, the time it would mean, and its likely unit."""
+    if not why:
+        why = f"outside the plausible range {format_ts(MIN_TS)} to {format_ts(END_TS)}"
+    hint = "is the writer's clock or unit wrong?"
+    for unit, factor, divisor in _UNITS:
+        if MIN_TS <= ts * factor // divisor < END_TS:
+            hint = f"it looks like {unit} ({describe_ts(ts * factor // divisor)}), not microseconds"
+            break
+    return EventValidationError(
+        f"ts: {ts} is not a plausible event time: as epoch microseconds it is {describe_ts(ts)}, {why}; {hint}",
+        field="ts", value=ts, reason="implausible_time")
