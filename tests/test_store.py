@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tracker.store import ROW_SCHEMA, SPOOL_PREFIX, WindowStore
+from tracker.store import _RECENT_MAX, ROW_SCHEMA, SMALL_BATCH, SPOOL_PREFIX, Keys, WindowStore
 
 
 def rows(n: int, start: int = 0, session: str = "s") -> pl.DataFrame:
@@ -30,7 +30,8 @@ class TestWindowStore:
         add(store, 6, rows(1, start=20))
         assert store.folder is not None
         assert store.rows(5)["key"].to_list() == [0, 1, 2, 10, 11]
-        assert store.keys(5).to_list() == [0, 1, 2, 10, 11]
+        probe = pl.Series([0, 1, 2, 10, 11, 3, 12], dtype=pl.Int128)
+        assert store.keys(5).seen(probe).to_list() == [True] * 5 + [False] * 2
         assert (store.has(5), store.has(6), store.has(7)) == (True, True, False)
         store.close()
         assert not list(tmp_path.glob(f"{SPOOL_PREFIX}*"))
@@ -105,3 +106,38 @@ class TestWindowStore:
         assert list((small_disk / "w").glob("*.parquet"))
         assert store.rows(1)["key"].to_list() == list(range(2000))
         assert store.rows(2).height == 2000
+
+
+def int128(values: list[int]) -> pl.Series:
+    return pl.Series("key", values, pl.Int128)
+
+
+class TestKeys:
+    """A window's keys: a sorted column and a set of the newest, found the same way whichever holds them."""
+
+    @pytest.mark.parametrize("batch", [1, SMALL_BATCH, SMALL_BATCH + 1])
+    def test_found_in_the_column_and_in_the_recent_set(self, batch: int) -> None:
+        """Keys added in small and big batches (by binary search, by hash, in the set) are all found, others not."""
+        keys = Keys(int128([5, 1 << 100, -7]))
+        added = [(i * 7919) % 1_000_003 + (1 << 70) for i in range(batch)]
+        keys.add(int128(added))
+        assert len(keys) == 3 + batch
+        probe = int128([-7, 5, 1 << 100, *added, 6, (1 << 100) + 1, -(1 << 120)])
+        assert keys.seen(probe).to_list() == [True] * (3 + batch) + [False] * 3
+
+    def test_recent_set_is_merged_into_the_column_past_its_limit(self) -> None:
+        """Small batches stay in the set up to its limit; the next one moves them all into the sorted column."""
+        keys = Keys()
+        step = SMALL_BATCH
+        for start in range(0, _RECENT_MAX, step):
+            keys.add(int128(list(range(start, start + step))))
+        assert (keys.column.len(), len(keys.recent)) == (0, _RECENT_MAX)
+        keys.add(int128([-1]))
+        assert (keys.column.len(), len(keys.recent)) == (_RECENT_MAX + 1, 0)
+        assert keys.column.is_sorted()
+        assert keys.seen(int128([-1, 0, _RECENT_MAX - 1, _RECENT_MAX])).to_list() == [True, True, True, False]
+
+    def test_a_key_just_past_the_largest_is_not_found(self) -> None:
+        """Binary search past the end of the column (the clipped index) finds nothing."""
+        keys = Keys(int128([1, 2, 3]))
+        assert keys.seen(int128([4, 0, 3])).to_list() == [False, False, True]

@@ -26,10 +26,11 @@ from typing import Final
 import polars as pl
 
 from .errors import ReportError
-from .events import EVENT_TYPES, MAX_TS, format_ts
+from .events import EVENT_TYPES, FORMAT_END_TS, format_ts
 from .frames import EVENT_SCHEMA
+from .limits import DEFAULT_INTERVAL_S, MAX_INTERVAL_S
 from .sessions import ORDER, SessionFacts, order_key
-from .store import ROW_SCHEMA, WindowStore
+from .store import ROW_SCHEMA, SMALL_BATCH, WindowStore
 from .tables import (
     COUNTED,
     ERRORS_SCHEMA,
@@ -55,9 +56,6 @@ __all__ = (
     "Tables",
 )
 
-DEFAULT_INTERVAL_S: Final = 300
-#: The longest window: 366 days.
-MAX_INTERVAL_S: Final = 366 * 86_400
 #: The most windows one report may span (each gets a file).
 MAX_WINDOWS: Final = 100_000
 _SECOND: Final = 1_000_000
@@ -108,24 +106,17 @@ class Engine:
             return frame.select(EVENT_SCHEMA.names())
         if "key" not in frame.columns:
             frame = self.prepared(frame)
-        # A key is new when it is its first copy in this frame and not in its window already (same key, same ts,
-        # same window: so only the windows of this frame need to be looked at).
-        windows = frame["k"].unique().to_list()
-        keys = frame["key"]
-        known = [self.store.keys(k) for k in windows]
-        fresh_mask = keys.is_first_distinct()
-        if any(s.len() for s in known):
-            fresh_mask &= ~keys.is_in(pl.concat(known).implode())
-        new = frame if fresh_mask.all() else frame.filter(fresh_mask)
+        fresh = self._fresh(frame)
+        new = fresh[0] if len(fresh) == 1 else pl.concat(fresh)
         self.duplicates += frame.height - new.height
         if not new.height:
             return new.drop("key", "k")
-        rows = new.select("k", *ROW_SCHEMA.names())
-        parts = rows.partition_by("k", as_dict=True, include_key=False) if len(windows) > 1 else {
-            (windows[0],): rows.drop("k")}
-        for (k,), part in parts.items():
+        for part in fresh:
+            if not part.height:
+                continue
+            k = part["k"][0]
             assert isinstance(k, int)
-            self.store.append(k, part)
+            self.store.append(k, part.select(ROW_SCHEMA.names()))
             self._aggs.pop(k, None)
             self._cells.pop(k, None)
             self._changed.add(k)
@@ -143,6 +134,30 @@ class Engine:
         # A session's running totals after an event's window change: every later window's rows.
         self._stale(int(new["k"].min()))  # type: ignore[arg-type]
         return new.drop("key", "k")
+
+    def _fresh(self, frame: pl.DataFrame) -> list[pl.DataFrame]:
+        """The rows of a prepared frame whose key is new: its first copy in the frame, not in its window already
+        (the key holds the time, so two equal keys are in one window). One frame a window."""
+        windows = frame["k"].unique().to_list()
+        known = {k: self.store.keys(k) for k in windows}
+        if frame.height <= SMALL_BATCH and not any(keys.column.len() for keys in known.values()):
+            # A live tail's small batch, all known keys in sets: one pass in Python, no polars call a window.
+            taken: set[int] = set()
+            mask = []
+            for key, k in zip(frame["key"].to_list(), frame["k"].to_list(), strict=True):
+                new = key not in taken and key not in known[k].recent
+                if new:
+                    taken.add(key)
+                mask.append(new)
+            kept = frame if all(mask) else frame.filter(pl.Series(mask, dtype=pl.Boolean))
+            return list(kept.partition_by("k")) if len(windows) > 1 and kept.height else [kept]
+        parts = frame.partition_by("k", as_dict=True) if len(windows) > 1 else {(windows[0],): frame}
+        fresh = []
+        for (k,), part in parts.items():
+            keys = part["key"]
+            fresh_mask = keys.is_first_distinct() & ~known[k].seen(keys)
+            fresh.append(part if fresh_mask.all() else part.filter(fresh_mask))
+        return fresh
 
     def prepared(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Events (columns of :data:`EVENT_SCHEMA`) with their content key and window index added, as :meth:`add`
@@ -260,7 +275,7 @@ class Engine:
         if self.ts_min is None or self.ts_max is None:
             return None
         k_min, k_max = self.ts_min // self.every, self.ts_max // self.every
-        if (k_max + 1) * self.every >= MAX_TS:
+        if (k_max + 1) * self.every >= FORMAT_END_TS:
             raise ReportError(
                 f"an event at {format_ts(self.ts_max)} is in a window of {self.interval_s} s that ends in the year "
                 "10000, which report files cannot name: use a shorter --interval (or check that writer's ts)")
@@ -268,7 +283,7 @@ class Engine:
             raise ReportError(
                 f"the events span {k_max - k_min + 1:,} windows of {self.interval_s} s (from "
                 f"{format_ts(k_min * self.every)} to {format_ts((k_max + 1) * self.every)}), more than "
-                f"{MAX_WINDOWS:,}: is some writer's ts in seconds or milliseconds instead of microseconds? "
+                f"{MAX_WINDOWS:,}: is some writer's clock far off? "
                 "(tracker validate lists every event; use a longer --interval if the span is real)")
         return k_min, k_max
 

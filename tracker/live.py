@@ -20,15 +20,15 @@ from typing import Final
 
 import polars as pl
 
-from .engine import DEFAULT_INTERVAL_S, Engine
+from .engine import Engine
 from .events import Event
 from .frames import events_frame
+from .limits import DEFAULT_GRACE_S, DEFAULT_INTERVAL_S
 from .output import ReportWriter
 from .store import WindowStore
 
 __all__ = ("DEFAULT_GRACE_S", "FlushResult", "LiveReporter")
 
-DEFAULT_GRACE_S: Final = 5
 _SECOND: Final = 1_000_000
 _MAX_GRACE_S: Final = 365 * 86_400
 

@@ -2,9 +2,9 @@
 
 A window's rows are its distinct events, compact: the 128-bit content key
 that finds a line read twice, the session, the type and the fields the
-reports aggregate. Recently used windows stay in memory with their keys as one
-column (16 bytes a key; a batch of events is checked against it in one
-vectorised ``is_in``); past the memory budget
+reports aggregate. Recently used windows stay in memory with their keys
+(:class:`Keys`: a sorted column, 16 bytes a key, and a small set of the
+newest); past the memory budget
 the least recently used windows are written to their own files and dropped
 from memory, and read back only when an event for them arrives (a late event)
 or they are derived again. Files are only ever added, so a checkpoint can name
@@ -27,17 +27,62 @@ from typing import Final
 import polars as pl
 
 from .events import EVENT_TYPES
+from .limits import DEFAULT_MEMORY_BYTES
 
-__all__ = ("DEFAULT_MEMORY_BYTES", "ROW_SCHEMA", "SPOOL_PREFIX", "WindowStore")
+__all__ = ("DEFAULT_MEMORY_BYTES", "ROW_SCHEMA", "SMALL_BATCH", "SPOOL_PREFIX", "Keys", "WindowStore")
 
-#: Window rows held in memory (estimated bytes, keys included) before the least recently used are written out.
-DEFAULT_MEMORY_BYTES: Final = 128 << 20
 #: The name prefix of the temporary folder a store creates (and removes) when it has no folder of its own.
 SPOOL_PREFIX: Final = ".tracker-spool-"
 _FILE_NAME: Final = re.compile(r"w(-?\d+)-(\d+)\.parquet")
 _TEMPORARY: Final = re.compile(r"\.w-?\d+-\d+\.parquet\.tmp")
 #: What one key costs in memory (an Int128 value), for the budget.
 _KEY_BYTES: Final = 16
+#: A batch of at most this many keys is looked up by binary search and kept in the set of recent keys; a bigger
+#: one is looked up with a hash join and merged into the sorted column at once.
+SMALL_BATCH: Final = 4096
+#: The recent keys are merged into the sorted column past this many (a Python int in a set costs ~100 bytes).
+_RECENT_MAX: Final = 65_536
+
+
+class Keys:
+    """A window's content keys: most in one sorted Int128 column (16 bytes a key, found by binary search), the ones
+    added since in a set, so that the small batches of a live tail are checked and added in microseconds without
+    rebuilding anything; merged into the column when the set grows past :data:`_RECENT_MAX`."""
+
+    __slots__ = ("column", "recent")
+
+    def __init__(self, column: pl.Series | None = None) -> None:
+        self.column = (column if column is not None else pl.Series("key", [], pl.Int128)).sort()
+        self.recent: set[int] = set()
+
+    def __len__(self) -> int:
+        return self.column.len() + len(self.recent)
+
+    def seen(self, keys: pl.Series) -> pl.Series:
+        """For each of ``keys``, whether it is here already (a Boolean column)."""
+        n = self.column.len()
+        if not n:
+            hit = pl.Series("seen", [False] * keys.len(), pl.Boolean)
+        elif keys.len() <= SMALL_BATCH:
+            at = self.column.search_sorted(keys, side="left").clip(upper_bound=n - 1)
+            hit = (self.column.gather(at) == keys).alias("seen")
+        else:
+            hit = keys.is_in(self.column.implode()).alias("seen")
+        if self.recent:
+            recent = self.recent
+            hit = hit | pl.Series("seen", [k in recent for k in keys.to_list()], pl.Boolean)
+        return hit
+
+    def add(self, keys: pl.Series) -> None:
+        """Take keys that are not here yet."""
+        if keys.len() <= SMALL_BATCH and len(self.recent) + keys.len() <= _RECENT_MAX:
+            self.recent.update(keys.to_list())
+            return
+        parts = [self.column, keys.rename("key").cast(pl.Int128)]
+        if self.recent:
+            parts.append(pl.Series("key", list(self.recent), pl.Int128))
+            self.recent = set()
+        self.column = pl.concat(parts, rechunk=True).sort()
 
 ROW_SCHEMA: Final = pl.Schema([
     ("key", pl.Int128),
@@ -51,7 +96,7 @@ ROW_SCHEMA: Final = pl.Schema([
 
 @dataclass(slots=True)
 class _Slot:
-    keys: list[pl.Series] | None = None  # the keys in chunks; None: not loaded (the window's files hold them)
+    keys: Keys | None = None  # None: not loaded (the window's files hold them)
     parts: list[pl.DataFrame] = field(default_factory=list)  # rows not yet in a file
     files: list[str] = field(default_factory=list)  # names in the store's folder, oldest first
     rows: int = 0
@@ -101,23 +146,22 @@ class WindowStore:
         """Window ``k``'s slot with its keys in memory."""
         slot = self._slot(k)
         if slot.keys is None:
-            slot.keys = [pl.read_parquet(self._path(name), columns=["key"])["key"] for name in slot.files]
+            files = [pl.read_parquet(self._path(name), columns=["key"])["key"] for name in slot.files]
+            slot.keys = Keys(pl.concat(files, rechunk=True) if files else None)
             self._grow(slot, _KEY_BYTES * slot.rows)
         return slot
 
-    def keys(self, k: int) -> pl.Series:
-        """The content keys of window ``k``'s rows (Int128)."""
+    def keys(self, k: int) -> Keys:
+        """The content keys of window ``k``'s rows."""
         slot = self._loaded(k)
         assert slot.keys is not None
-        if len(slot.keys) != 1:  # one chunk: later look-ups need not combine them again
-            slot.keys = [pl.concat(slot.keys, rechunk=True) if slot.keys else pl.Series("key", [], pl.Int128)]
-        return slot.keys[0]
+        return slot.keys
 
     def append(self, k: int, rows: pl.DataFrame) -> None:
         """Add window ``k``'s new rows (columns of :data:`ROW_SCHEMA`; keys not yet in :meth:`keys`)."""
         slot = self._loaded(k)
         assert slot.keys is not None
-        slot.keys.append(rows["key"])
+        slot.keys.add(rows["key"])
         slot.parts.append(rows)
         slot.rows += rows.height
         self._grow(slot, int(rows.estimated_size()) + _KEY_BYTES * rows.height)
