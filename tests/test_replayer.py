@@ -16,13 +16,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import T0, event
+from tests.helpers import T0, event, wait_for
 from tests.test_engine import LOGS, assert_matches_reference, random_events
 from tracker.cli import main
-from tracker.decoder import Rejected, decode_file
+from tracker.decoder import Decoder, Rejected, decode_file
 from tracker.events import Event, SessionUnregistered
+from tracker.follow import Follower
 from tracker.live import LiveReporter
-from tracker.replayer import expand_logs, replay
+from tracker.logs import expand_logs
+from tracker.replayer import replay
 
 S = 1_000_000
 ROOT = Path(__file__).parent.parent
@@ -147,13 +149,57 @@ class TestReplay:
             assert (out / name).read_text().startswith("mine"), name
 
     def test_spool_is_removed_when_a_replay_fails(self, tmp_path: Path) -> None:
-        """A log missing after another was read and spilled raises, naming it, and leaves no spool folder."""
-        _write_log(tmp_path / "log.jsonl", random_events([("s1", "cycle_completed", 0, 0.0, None)]))
+        """A replay failing after its events were spilled (the reports cannot be written) leaves no spool folder."""
+        _write_log(tmp_path / "log.jsonl",
+                   random_events([("s1", "cycle_completed", i * 60 * S, 0.0, None) for i in range(50)]))
         (tmp_path / "spool").mkdir()
-        with pytest.raises(FileNotFoundError, match=r"missing\.jsonl"):
-            replay([tmp_path / "log.jsonl", tmp_path / "missing.jsonl"], tmp_path / "out", memory_bytes=0,
-                   spool_dir=tmp_path / "spool")
+        (tmp_path / "out").write_text("a file, not a folder")
+        with pytest.raises(OSError, match="report files could not be written"):
+            replay([tmp_path / "log.jsonl"], tmp_path / "out", memory_bytes=0, spool_dir=tmp_path / "spool",
+                   quarantine_path=tmp_path / "q.jsonl", block_bytes=1000)
         assert list((tmp_path / "spool").iterdir()) == []
+
+    def test_missing_log_is_found_before_anything_is_read(self, tmp_path: Path) -> None:
+        """A missing log among others raises, naming it, before any log is read or anything written."""
+        _write_log(tmp_path / "log.jsonl", random_events([("s1", "cycle_completed", 0, 0.0, None)]))
+        with pytest.raises(FileNotFoundError, match=r"missing\.jsonl"):
+            replay([tmp_path / "log.jsonl", tmp_path / "missing.jsonl"], tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+
+    def test_max_line_bytes(self, tmp_path: Path) -> None:
+        """replay(max_line_bytes=N) rejects longer lines as too_long, keeping their first N bytes."""
+        events = random_events([("s1", "cycle_completed", 0, 0.0, None), ("s1", "cycle_completed", S, 0.0, None)])
+        lines = [orjson.dumps(e.to_record()) + b"\n" for e in events]
+        (tmp_path / "log.jsonl").write_bytes(lines[0] + b"x" * 500 + b"\n" + lines[1])
+        result = replay([tmp_path / "log.jsonl"], tmp_path / "out", max_line_bytes=300)
+        assert (result.read.events, dict(result.rejected)) == (2, {"too_long": 1})
+        assert (tmp_path / "out" / "quarantine.jsonl").read_bytes() == b"x" * 300 + b"\n"
+
+    @pytest.mark.parametrize("target", ["quarantine", "reasons", "report", "symlink"])
+    def test_an_output_that_is_a_log_is_refused(self, tmp_path: Path, target: str) -> None:
+        """A quarantine file, its reasons file or a report file that is one of the logs (same path, hard link or
+        symlink) raises before anything is removed or written."""
+        from tracker.errors import OutputIsInputError
+        data = orjson.dumps(random_events([("s1", "cycle_completed", 0, 0.0, None)])[0].to_record()) + b"\n"
+        out = tmp_path / "out"
+        out.mkdir()
+        log = tmp_path / "log.jsonl"
+        log.write_bytes(data)
+        quarantine = tmp_path / "q.jsonl"
+        if target == "quarantine":
+            os.link(log, quarantine)
+        elif target == "reasons":
+            os.link(log, tmp_path / "q.jsonl.reasons.jsonl")
+        elif target == "report":
+            log = out / "session_tracking_errors.csv"
+            log.write_bytes(data)
+        else:
+            quarantine.symlink_to(log)
+        with pytest.raises(OutputIsInputError, match="it would be overwritten"):
+            replay([log], out, quarantine_path=quarantine)
+        assert log.read_bytes() == data
+        assert sorted(p.name for p in out.iterdir()) == (["session_tracking_errors.csv"] if target == "report" else [])
+
 
     @pytest.mark.parametrize("memory", [0, 1 << 30])
     def test_reused_event_id_counts_like_live(self, tmp_path: Path, memory: int) -> None:
@@ -189,6 +235,51 @@ class TestReplay:
             expand_logs([str(tmp_path / "*.log")])
 
 
+class TestInputs:
+    def test_a_folder_is_what_tail_follows(self, tmp_path: Path) -> None:
+        """A folder gives its *.jsonl regular files (symlinks to one too), sorted, as tracker tail follows it;
+        the caller's own outputs are left out."""
+        run = tmp_path / "run"
+        (run / "sub.jsonl").mkdir(parents=True)
+        for name in ("b.jsonl", "a.jsonl", ".hidden.jsonl", "notes.txt", "quarantine.jsonl"):
+            (run / name).write_bytes(b"")
+        (tmp_path / "elsewhere.log").write_bytes(b"")
+        (run / "link.jsonl").symlink_to(tmp_path / "elsewhere.log")
+        (run / "dangling.jsonl").symlink_to(tmp_path / "nowhere")
+        os.mkfifo(run / "fifo.jsonl")
+        own = [run / "quarantine.jsonl"]
+        follower = Follower([run], Decoder(), lambda frame, rejected: None, exclude=own)
+        assert expand_logs([run], exclude=own) == follower.paths()
+        assert [p.name for p in expand_logs([run], exclude=own)] == [".hidden.jsonl", "a.jsonl", "b.jsonl",
+                                                                    "link.jsonl"]
+
+    @pytest.mark.parametrize(("kind", "message"), [("fifo", "it is a FIFO"), ("folder", "Is a directory")])
+    def test_a_named_log_must_be_a_regular_file(self, tmp_path: Path, kind: str, message: str) -> None:
+        """A log named by its path that is a FIFO is refused without opening it; a folder is read as one only
+        when it holds *.jsonl files (a folder without any is an error)."""
+        path = tmp_path / "events.jsonl"
+        if kind == "fifo":
+            os.mkfifo(path)
+        else:
+            path.mkdir()
+        with pytest.raises(OSError, match=message if kind == "fifo" else "no \\*\\.jsonl log in this folder"):
+            expand_logs([path])
+
+    def test_a_pattern_skips_folders_and_refuses_fifos(self, tmp_path: Path) -> None:
+        """A pattern's folders are skipped; a FIFO it matches is refused, naming it."""
+        (tmp_path / "a.jsonl").write_bytes(b"")
+        (tmp_path / "b.jsonl").mkdir()
+        assert expand_logs([tmp_path / "*.jsonl"]) == [tmp_path / "a.jsonl"]
+        os.mkfifo(tmp_path / "c.jsonl")
+        with pytest.raises(OSError, match=r"c\.jsonl.*it is a FIFO|it is a FIFO.*c\.jsonl"):
+            expand_logs([tmp_path / "*.jsonl"])
+
+    def test_a_pattern_of_folders_only_matches_no_log(self, tmp_path: Path) -> None:
+        """A pattern that matches only folders matches no log."""
+        (tmp_path / "b.jsonl").mkdir()
+        with pytest.raises(FileNotFoundError, match="no log matches this pattern"):
+            expand_logs([tmp_path / "*.jsonl"])
+
 class TestReplayCommand:
     def test_output_and_exit_status(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """replay prints what it read, where the reports went and the whole run; 0 without rejected lines."""
@@ -218,11 +309,11 @@ class TestReplayCommand:
         assert quarantine.read_bytes() == b"[1, 2, 3]\n"
 
     @pytest.mark.parametrize(("args", "message"), [
-        (["--interval", "0"], "argument --interval: must be >= 1, got '0'"),
-        (["--interval", "1.5"], "argument --interval: expected whole seconds, got '1.5'"),
+        (["--interval", "0"], "argument --interval: must be >= 1 s, got '0'"),
+        (["--interval", "1.5"], "argument --interval: must be whole seconds, got '1.5'"),
         (["--memory", "-1"], "argument --memory: must be >= 0, got '-1'"),
         (["--memory", "lots"], "argument --memory: expected a number, got 'lots'"),
-        (["--interval", "99999999999999999999"], "argument --interval: must be at most 31622400 (366 days)"),
+        (["--interval", "99999999999999999999"], "argument --interval: must be at most 366d (31622400 s)"),
     ])
     def test_bad_number(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                         message: str) -> None:
@@ -234,11 +325,13 @@ class TestReplayCommand:
 
     def test_event_in_the_last_window_before_year_10000(self, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-        """A valid ts whose window would end in the year 10000 is a clear error (exit 2), not a traceback."""
-        last = event(1, "s1", "cycle_completed", 253_402_300_799_999_999)
-        _write_log(tmp_path / "log.jsonl", [last])
-        assert main("replay", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "out")) == 2
-        assert "ends in the year 10000" in capsys.readouterr().err
+        """A ts whose window would end in the year 10000 is no traceback: the line is rejected (implausible_time),
+        exit status 1."""
+        last = event(1, "s1", "cycle_completed", T0)
+        (tmp_path / "log.jsonl").write_bytes(orjson.dumps({**last.to_record(), "ts": 253_402_300_799_999_999}) + b"\n")
+        assert main("replay", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "out")) == 1
+        assert capsys.readouterr().out.startswith("read 1 log: 0 events, 1 rejected, 0 duplicates\n"
+                                                  "  rejected lines (implausible_time 1) in ")
 
     def test_output_closed_early_is_no_traceback(self, tmp_path: Path) -> None:
         """tracker replay ... | head -1: the reader goes away; no BrokenPipeError traceback."""
@@ -255,17 +348,22 @@ class TestReplayCommand:
             f"tracker replay: error: cannot use '{tmp_path / 'nope.jsonl'}': No such file or directory\n")
         assert not (tmp_path / "out").exists()
 
-    @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
     def test_sigterm_stops_with_status_130_and_cleans_up(self, tmp_path: Path) -> None:
-        """SIGTERM during a replay (here: waiting on a log that is a pipe) exits 130 and leaves no spool folder."""
-        log, spool = tmp_path / "log.jsonl", tmp_path / "spool"
-        os.mkfifo(log)
+        """SIGTERM during a replay (here: while it writes hundreds of windows) exits 130 and leaves no spool
+        folder."""
+        events = random_events([("s1", "question_answered", i * 7 * S, float(i % 900), None) for i in range(2000)])
+        log, spool, out = tmp_path / "log.jsonl", tmp_path / "spool", tmp_path / "out"
+        _write_log(log, events)
         spool.mkdir()
-        proc = subprocess.Popen([sys.executable, "-m", "tracker", "replay", str(log), "--out", str(tmp_path / "out"),
-                                 "--spool-dir", str(spool)], stderr=subprocess.PIPE, text=True)
-        with open(log, "wb"):  # returns once the replay has opened the log, its handler installed
+        proc = subprocess.Popen([sys.executable, "-m", "tracker", "replay", str(log), "--out", str(out),
+                                 "--interval", "60", "--memory", "0", "--spool-dir", str(spool)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:  # the first report written: the replay's handler is installed and hundreds of windows are left
+            wait_for(lambda: proc.poll() is not None or any(out.glob("session_tracking_report_*.csv")))
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
         assert proc.returncode == 130
         assert err == "tracker replay: stopped before the end; the reports in the folder are incomplete\n"
         assert list(spool.iterdir()) == []
@@ -278,17 +376,18 @@ class TestReplayCommand:
         assert (tmp_path / "out" / "quarantine.jsonl").read_bytes() == b"[1, 2, 3]\n"
 
     def test_too_many_windows_is_a_clear_error(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """A ts written in seconds among microsecond ones spans millions of windows: exit 2 saying so."""
+        """A ts decades away from the others (a clock error) spans millions of windows: exit 2 saying so."""
         events = random_events([("s1", "cycle_completed", 0, 0.0, None)])
         _write_log(tmp_path / "log.jsonl", events)
+        early = 946_771_200_000_000  # 2000-01-02T00:00:00Z
         with open(tmp_path / "log.jsonl", "ab") as stream:
-            stream.write(orjson.dumps({**events[0].to_record(), "event_id": "x-1", "ts": 1_795_557_600}) + b"\n")
+            stream.write(orjson.dumps({**events[0].to_record(), "event_id": "x-1", "ts": early}) + b"\n")
         assert main("replay", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "out")) == 2
         err = capsys.readouterr().err
         every = 300 * 10**6
-        windows = events[0].ts // every - 1_795_557_600 // every + 1
+        windows = events[0].ts // every - early // every + 1
         assert err.startswith(f"tracker replay: error: the events span {windows:,} windows of 300 s")
-        assert "seconds or milliseconds instead of microseconds" in err
+        assert "is some writer's clock far off?" in err
 
     def test_no_events_still_writes_reports(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """An empty log gives header-only reports and says so."""

@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
-import shutil
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from .console import LiveView
-from .decoder import Decoder, Quarantine, Rejected, decode_file
-from .demo import DemoConfig, run_sessions
+# Only light modules here: ``tracker emit`` (and its --help) must start without polars or watchfiles. The
+# commands that need them import them when they run.
 from .emitter import LOG_ENV_VAR, EventLog
-from .engine import DEFAULT_INTERVAL_S, MAX_INTERVAL_S, Engine
 from .errors import TrackerError
-from .events import EVENT_TYPES, format_ts, to_ts
-from .fold import SessionState, anomalies, fold_all
-from .live import DEFAULT_GRACE_S
-from .replayer import replay
-from .store import DEFAULT_MEMORY_BYTES
-from .tail import Tail
+from .events import EVENT_TYPES, to_ts
+from .limits import DEFAULT_GRACE_S, DEFAULT_INTERVAL_S, DEFAULT_MAX_LINE_BYTES, DEFAULT_MEMORY_BYTES
+from .options import (
+    MAX_DEMO_SESSIONS,
+    MAX_LINE_BYTES,
+    MAX_MEMORY_MIB,
+    MAX_SEED,
+    demo_duration,
+    grace,
+    interval,
+    max_line_bytes,
+    memory_mib,
+    seed,
+    sessions,
+)
+from .summaries import counts_lines, run_summary
 from .version import VERSION
 
 __all__ = ("main",)
@@ -35,6 +40,8 @@ EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_STOPPED = 130  # stopped by SIGINT or SIGTERM before the end
+
+QUARANTINE_FILE: Final = "quarantine.jsonl"  # as tracker.replayer and tracker.tail name it in --out
 
 
 class _UsageError(Exception):
@@ -81,127 +88,58 @@ def _cmd_emit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_counts(title: str, counts: dict[str, int]) -> None:
-    if not counts:
-        return
-    print(title)
-    width = max(map(len, counts))
-    for name, count in counts.items():
-        print(f"  {name:<{width}}  {count:>9}")
+def _cannot(verb: str, exc: OSError) -> str:
+    name = f" {str(exc.filename)!r}" if exc.filename else ""
+    return f"cannot {verb}{name}: {exc.strerror or exc}"
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from .decoder import Decoder, Quarantine, Rejected
+    from .logs import decode_log, expand_logs, quarantine_outputs, refuse_outputs_that_are_logs
+
     decoder = Decoder(max_line_bytes=args.max_line_bytes)
     quarantine = Quarantine(args.quarantine) if args.quarantine else None
+    own = [quarantine.path, quarantine.reasons_path] if quarantine is not None else []
     try:
-        for path in args.logs:
+        paths = expand_logs(args.logs, exclude=own)
+    except OSError as exc:
+        raise _UsageError(_cannot("read", exc)) from exc
+    if quarantine is not None:
+        refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine))
+    try:
+        for path in paths:
             events, rejected, duplicates = decoder.events, decoder.rejected.total(), decoder.duplicates
             try:
-                with open(path, "rb") as stream:
-                    for item in decoder.decode_stream(stream, source=str(path)):
-                        if isinstance(item, Rejected):
-                            print(f"  {item.describe()}")
-                            if quarantine is not None:
-                                quarantine.add(item)
+                for item in decode_log(path, decoder):
+                    if isinstance(item, Rejected):
+                        print(f"  {item.describe()}")
+                        if quarantine is not None:
+                            quarantine.add(item)
             except OSError as exc:
-                raise _UsageError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
+                raise _UsageError(_cannot("read", exc)) from exc
             print(f"{path}: {decoder.events - events} events, {decoder.rejected.total() - rejected} rejected, "
                   f"{decoder.duplicates - duplicates} duplicates")
     finally:
         if quarantine is not None:
             quarantine.close()
-    if len(args.logs) > 1:
+    if len(paths) > 1:
         print(f"total: {decoder.events} events, {decoder.rejected.total()} rejected, {decoder.duplicates} duplicates")
-    _print_counts("events by type:", dict(sorted(decoder.by_type.items())))
-    _print_counts("rejected lines by reason:", dict(sorted(decoder.rejected.items())))
-    _print_counts("writers with missing sequence numbers:", decoder.gaps())
+    for line in (*counts_lines("events by type:", dict(sorted(decoder.by_type.items()))),
+                 *counts_lines("rejected lines by reason:", dict(sorted(decoder.rejected.items()))),
+                 *counts_lines("writers with missing sequence numbers:", decoder.gaps())):
+        print(line)
     if quarantine is not None and quarantine.count:
         print(f"{quarantine.count} rejected lines written to {quarantine.path} (reasons in {quarantine.reasons_path})")
     return EXIT_REJECTED if decoder.rejected.total() else EXIT_OK
 
 
-def _session_table(sessions: dict[str, SessionState]) -> list[str]:
-    header = f"{'session':<14} {'user':<12} {'status':<7} {'asked':>6} {'answered':>8} {'cycles':>6} " \
-             f"{'errors':>6} {'mean ms':>9} {'max ms':>9}"
-    lines = [header]
-    for state in sorted(sessions.values(), key=lambda s: s.session_id):
-        mean = state.response_time_mean_ms
-        lines.append(
-            f"{state.session_id[:14]:<14} {(state.username or '-')[:12]:<12} {state.status:<7} "
-            f"{state.questions_asked:>6} {state.questions_answered:>8} {state.cycles_completed:>6} "
-            f"{state.errors:>6} {'-' if mean is None else f'{mean:.1f}':>9} "
-            f"{'-' if state.response_time_max_ms is None else f'{state.response_time_max_ms:.1f}':>9}"
-        )
-    return lines
-
-
-def _quiet_watchfiles() -> None:
-    """Tail warnings go to stderr as ``tracker tail: warning: ...``; watchfiles' own notices are left out."""
-    logging.getLogger("watchfiles").setLevel(logging.ERROR)
-    logger = logging.getLogger("tracker")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("tracker: %(levelname)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    log_path, reports = out / "events.jsonl", out / "reports"
-    log_path.unlink(missing_ok=True)
-    if reports.is_dir():  # a fresh run: the demo's own report folder starts empty
-        shutil.rmtree(reports)
+    from .demo import DemoConfig, run_demo
+
     config = DemoConfig(sessions=args.sessions, duration=args.duration, seed=args.seed)
-    print(f"simulating {config.sessions} chatbot sessions for {config.duration:g} s, writing {log_path}; "
-          f"tracker tail follows it into {reports} ({args.interval} s windows)")
-    _quiet_watchfiles()
-    tail = Tail([log_path], reports, interval_s=args.interval, grace_s=min(1.0, args.interval / 2))
-    view = LiveView(f"tracker demo: {config.sessions} sessions -> {reports}")
-    stop = threading.Event()
-    follower = threading.Thread(target=tail.run, args=(stop,), kwargs={"on_tick": view.update}, daemon=True)
-    follower.start()
-    try:
-        with EventLog(log_path) as log:
-            asyncio.run(run_sessions(log, config))
-    finally:
-        stop.set()
-        follower.join()
-        tail.close()
-    view.update(tail, force=True)
-    sessions = fold_all(event for event in decode_file(log_path) if not isinstance(event, Rejected))
-    print("\n".join(_session_table(sessions)))
-    found = {name: count for name, count in anomalies(sessions).items() if count}
-    _print_counts("anomalies:", found)
-    print(f"{tail.stats.events} events, {tail.decoder.rejected.total()} rejected lines, "
-          f"{tail.reporter.late} late; reports ({tail.reporter.windows_written} windows) in {reports}")
-    print("\n".join(_run_summary(tail.reporter.engine)))
-    print(f"check the log with:  tracker validate {log_path}")
-    print(f"replay it with:      tracker replay {log_path} --out OTHER_DIR --interval {args.interval}")
-    print("                     (gives the same files as the live tail wrote)")
-    return EXIT_REJECTED if tail.decoder.rejected.total() else EXIT_OK
-
-
-def _fmt(value: object) -> str:
-    return "-" if value is None else f"{value:.1f}" if isinstance(value, float) else str(value)
-
-
-def _run_summary(engine: Engine) -> list[str]:
-    """The whole-run figures of the totals table, for people."""
-    t = engine.totals().row(0, named=True)
-    if t["run_start"] is None:
-        return ["whole run: no events"]
-    start = format_ts(t["run_start"])
-    end = format_ts(t["run_end"])
-    rt = ", ".join(f"{name} {_fmt(t[f'response_time_ms_{name}'])}" for name in ("mean", "p50", "p95", "p99", "max"))
-    return [
-        f"whole run: {start} to {end}, {len(list(engine.windows()))} windows of {engine.interval_s} s",
-        f"  sessions {t['sessions']} (at most {t['max_active_sessions']} active), "
-        f"questions {t['questions_asked']}, answers {t['questions_answered']} ({t['answers_per_s']:.3f}/s), "
-        f"cycles {t['cycles_completed']}, errors {t['errors']}",
-        f"  response time ms: {rt}",
-    ]
+    # The command as it was run (.venv/bin/tracker, python -m tracker...): a bare "tracker" may not be on the PATH.
+    clean = run_demo(Path(args.out), config, interval_s=args.interval, command=args.invoked_as)
+    return EXIT_OK if clean else EXIT_REJECTED
 
 
 class _Terminated(Exception):
@@ -213,14 +151,16 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from .replayer import replay
+
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         result = replay(args.logs, args.out, interval_s=args.interval, quarantine_path=args.quarantine,
-                        memory_bytes=int(args.memory * 2**20), spool_dir=args.spool_dir)
+                        memory_bytes=int(args.memory * 2**20), spool_dir=args.spool_dir,
+                        max_line_bytes=args.max_line_bytes)
     except OSError as exc:
-        name = f" {str(exc.filename)!r}" if exc.filename else ""
-        raise _UsageError(f"cannot use{name}: {exc.strerror or exc}") from exc
+        raise _UsageError(_cannot("use", exc)) from exc
     except (_Terminated, KeyboardInterrupt):
         print("tracker replay: stopped before the end; the reports in the folder are incomplete", file=sys.stderr)
         return EXIT_STOPPED
@@ -237,18 +177,31 @@ def _cmd_replay(args: argparse.Namespace) -> int:
           f"{len(result.written) - 3} per-window session reports")
     if result.removed:
         print(f"  removed {len(result.removed)} session reports of an earlier run")
-    print("\n".join(_run_summary(result.engine)))
+    print("\n".join(run_summary(result.engine)))
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    _quiet_watchfiles()
+    import glob
+
+    from .console import LiveView, warnings_to_stderr
+    from .tail import Tail
+
+    for target in args.logs:
+        if not target.exists() and glob.has_magic(str(target)):
+            raise _UsageError(f"{str(target)!r} is a pattern: tail follows files, and folders (their *.jsonl "
+                              f"files, also those created later): give the folder {str(target.parent)!r}")
+    for target in args.logs:
+        if not target.exists():  # a typo, or a log not written yet: said once, then waited for
+            print(f"tracker tail: warning: {str(target)!r} does not exist (yet); waiting for it to appear",
+                  file=sys.stderr)
+    warnings_to_stderr()
     try:
         tail = Tail(args.logs, args.out, interval_s=args.interval, grace_s=args.grace,
-                    checkpoint_dir=args.checkpoint_dir, quarantine_path=args.quarantine)
+                    checkpoint_dir=args.checkpoint_dir, quarantine_path=args.quarantine,
+                    max_line_bytes=args.max_line_bytes)
     except OSError as exc:
-        name = f" {str(exc.filename)!r}" if exc.filename else ""
-        raise _UsageError(f"cannot use{name}: {exc.strerror or exc}") from exc
+        raise _UsageError(_cannot("use", exc)) from exc
     names = ", ".join(str(p) for p in args.logs)
     view = LiveView(f"tracker tail {names} -> {args.out}") if not args.quiet else None
     stop = threading.Event()
@@ -261,8 +214,8 @@ def _cmd_tail(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         final = tail.close()
-    if view is not None:
-        view.update(tail, force=True)
+        if view is not None:
+            view.close(tail)
     stats = tail.stats
     print(f"stopped: {stats.events} events, {tail.decoder.rejected.total()} rejected lines, "
           f"{tail.reporter.late} late events, {stats.rotations} rotations, {stats.truncations} truncations, "
@@ -275,35 +228,13 @@ def _cmd_tail(args: argparse.Namespace) -> int:
               "fixed", file=sys.stderr)
         return EXIT_USAGE
     print(f"reports in {args.out} (every window written; replay gives the same files)")
-    print("\n".join(_run_summary(tail.reporter.engine)))
+    print("\n".join(run_summary(tail.reporter.engine)))
     return EXIT_REJECTED if tail.decoder.rejected.total() else EXIT_OK
 
 
-def _number(text: str, cast: type[int] | type[float], minimum: float, *, strict: bool) -> float:
-    """An argparse value: ``text`` as ``cast``, above ``minimum`` (or equal to it unless ``strict``)."""
-    try:
-        value = cast(text)
-    except ValueError:
-        expected = "whole seconds" if cast is int else "a number"
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-    if not (value > minimum if strict else value >= minimum):
-        raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text!r}")
-    return value
-
-
-def _interval(text: str) -> int:
-    value = int(_number(text, int, 1, strict=False))
-    if value > MAX_INTERVAL_S:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_INTERVAL_S} (366 days), got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    return _number(text, float, 0, strict=False)
-
-
-def _positive(text: str) -> float:
-    return _number(text, float, 0, strict=True)
+_INTERVAL_HELP: Final = "window length in whole seconds, or with a unit: 90s, 5m, 1.5h, 1d (at most 366d)"
+_MAX_LINE_HELP: Final = (f"reject longer lines as too_long, keeping their first N bytes (1 to {MAX_LINE_BYTES}; "
+                         f"default: {DEFAULT_MAX_LINE_BYTES}, 1 MiB)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -330,11 +261,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Check logs line by line: counts by type, every rejected line with its reason. "
                     "Exit status 1 when any line is rejected.",
     )
-    validate.add_argument("logs", metavar="LOG", nargs="+", type=Path)
+    validate.add_argument("logs", metavar="LOG", nargs="+",
+                          help="log files, quoted glob patterns, or folders (their *.jsonl files)")
     validate.add_argument("--quarantine", type=Path, metavar="FILE",
                           help="append rejected lines verbatim to FILE (reasons to FILE.reasons.jsonl)")
-    validate.add_argument("--max-line-bytes", type=int, default=1 << 20, metavar="N",
-                          help="reject longer lines (default: 1 MiB)")
+    validate.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
+                          help=_MAX_LINE_HELP)
     validate.set_defaults(run=_cmd_validate)
 
     replay_ = commands.add_parser(
@@ -343,14 +275,17 @@ def _parser() -> argparse.ArgumentParser:
                     "Exit status 1 when any line is rejected (the rejected lines are quarantined).",
         epilog="example: tracker replay 'run/*.jsonl' --out reports --interval 60",
     )
-    replay_.add_argument("logs", metavar="LOG", nargs="+", help="log files or quoted glob patterns")
+    replay_.add_argument("logs", metavar="LOG", nargs="+",
+                         help="log files, quoted glob patterns, or folders (their *.jsonl files)")
     replay_.add_argument("--out", required=True, type=Path, help="folder for the reports")
-    replay_.add_argument("--interval", type=_interval, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
-                         help=f"window length (default: {DEFAULT_INTERVAL_S})")
+    replay_.add_argument("--interval", type=interval, default=DEFAULT_INTERVAL_S, metavar="DURATION",
+                         help=f"{_INTERVAL_HELP} (default: {DEFAULT_INTERVAL_S} s)")
     replay_.add_argument("--quarantine", type=Path, metavar="FILE",
                          help="where rejected lines go (default: OUT/quarantine.jsonl)")
-    replay_.add_argument("--memory", type=_non_negative, default=DEFAULT_MEMORY_BYTES / 2**20, metavar="MIB",
-                         help="events held in memory before the rest wait on disk "
+    replay_.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
+                         help=_MAX_LINE_HELP)
+    replay_.add_argument("--memory", type=memory_mib, default=DEFAULT_MEMORY_BYTES / 2**20, metavar="MIB",
+                         help=f"events held in memory before the rest wait on disk, 0 to {MAX_MEMORY_MIB} (1 TiB) "
                               f"(default: {DEFAULT_MEMORY_BYTES >> 20})")
     replay_.add_argument("--spool-dir", type=Path, metavar="DIR",
                          help="where events beyond --memory wait, in a temporary folder (default: OUT)")
@@ -364,14 +299,19 @@ def _parser() -> argparse.ArgumentParser:
                     "checkpoint saved and a summary printed.",
         epilog="example: tracker tail run/events.jsonl --out reports --interval 60",
     )
-    tail_.add_argument("logs", metavar="LOG_OR_DIR", nargs="+", type=Path)
+    tail_.add_argument("logs", metavar="LOG_OR_DIR", nargs="+", type=Path,
+                       help="log files, or folders (their *.jsonl files); a path that does not exist yet is "
+                            "waited for")
     tail_.add_argument("--out", required=True, type=Path, help="folder for the reports")
-    tail_.add_argument("--interval", type=_interval, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
-                       help=f"window length (default: {DEFAULT_INTERVAL_S})")
-    tail_.add_argument("--grace", type=_non_negative, default=DEFAULT_GRACE_S, metavar="SECONDS",
-                       help=f"how long after a window's end late events are awaited (default: {DEFAULT_GRACE_S})")
+    tail_.add_argument("--interval", type=interval, default=DEFAULT_INTERVAL_S, metavar="DURATION",
+                       help=f"{_INTERVAL_HELP} (default: {DEFAULT_INTERVAL_S} s)")
+    tail_.add_argument("--grace", type=grace, default=DEFAULT_GRACE_S, metavar="DURATION",
+                       help="how long after a window's end late events are awaited: seconds, or with a unit: "
+                            f"0.5s, 90s, 5m, 1h (at most 1d; default: {DEFAULT_GRACE_S} s)")
     tail_.add_argument("--checkpoint-dir", type=Path, metavar="DIR", help="default: OUT/.tracker-checkpoint")
     tail_.add_argument("--quarantine", type=Path, metavar="FILE", help="default: OUT/quarantine.jsonl")
+    tail_.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
+                       help=_MAX_LINE_HELP)
     tail_.add_argument("--quiet", action="store_true", help="no live view")
     tail_.set_defaults(run=_cmd_tail)
 
@@ -380,20 +320,27 @@ def _parser() -> argparse.ArgumentParser:
         description="Simulate concurrent chatbot sessions writing a log while tracker tail follows it live "
                     "and writes the reports; then show what each session did.",
     )
-    demo.add_argument("--sessions", type=int, default=20, help="concurrent sessions (default: 20)")
-    demo.add_argument("--duration", type=_positive, default=30.0, help="seconds to run (default: 30)")
+    demo.add_argument("--sessions", type=sessions, default=20,
+                      help=f"concurrent sessions, 1 to {MAX_DEMO_SESSIONS} (default: 20)")
+    demo.add_argument("--duration", type=demo_duration, default=30.0, metavar="DURATION",
+                      help="how long to run: seconds, or with a unit: 0.5s, 90s, 5m, 1h (at most 1d; default: 30 s)")
     demo.add_argument("--out", default="tracker-demo", help="output folder (default: ./tracker-demo)")
-    demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
-    demo.add_argument("--interval", type=_interval, default=5, metavar="SECONDS",
-                      help="report window (default: 5, so the demo writes several)")
+    demo.add_argument("--seed", type=seed, default=7, help=f"random seed, 0 to {MAX_SEED} (default: 7)")
+    demo.add_argument("--interval", type=interval, default=5, metavar="DURATION",
+                      help=f"{_INTERVAL_HELP} (default: 5 s, so the demo writes several)")
     demo.set_defaults(run=_cmd_demo)
     return parser
 
 
-def main(*argv: str) -> int:
-    """Run the command line with ``argv`` (``sys.argv[1:]`` when empty) and return the exit status."""
+def main(*argv: str, command: str = "tracker") -> int:
+    """Run the command line with ``argv`` (``sys.argv[1:]`` when empty) and return the exit status.
+
+    ``command`` is how the user runs tracker (``tracker``, ``.venv/bin/tracker``, ``python -m tracker``), for
+    the commands that print one to type next.
+    """
     parser = _parser()
     args = parser.parse_args(argv or sys.argv[1:])
+    args.invoked_as = command
     try:
         status: int = args.run(args)
     except (_UsageError, TrackerError) as exc:
@@ -402,9 +349,31 @@ def main(*argv: str) -> int:
     return status
 
 
+def _shortest(path: str) -> str:
+    """``path``'s bare name when the PATH finds that very file (not another one of the name), else ``path``."""
+    import shutil
+
+    name = os.path.basename(path)
+    found = shutil.which(name)
+    return name if found is not None and os.path.abspath(found) == os.path.abspath(path) else path
+
+
+def _invocation(argv0: str) -> str:
+    """How the user ran tracker, from ``sys.argv[0]``, as a command to type again: ``python -m tracker`` (with
+    the very python that runs now) for ``__main__.py``, else the script as typed, or its bare name when the PATH
+    finds it. ``.venv/bin/tracker`` stays so: a bare ``tracker`` may not be on the PATH."""
+    import shlex
+
+    if not argv0 or argv0 == "-c":
+        return "tracker"
+    if os.path.basename(argv0) == "__main__.py":
+        return f"{shlex.quote(_shortest(sys.executable))} -m tracker"
+    return shlex.quote(_shortest(argv0))
+
+
 def _entry(argv: Sequence[str] | None = None) -> None:
     try:
-        status = main(*(argv or sys.argv[1:]))
+        status = main(*(argv or sys.argv[1:]), command=_invocation(sys.argv[0]))
         sys.stdout.flush()
     except BrokenPipeError:  # the reader went away (tracker replay ... | head): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

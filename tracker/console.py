@@ -27,7 +27,7 @@ from .events import format_ts
 if TYPE_CHECKING:
     from .tail import Tail
 
-__all__ = ("IDLE_S", "ROLLING_S", "Figures", "LiveView", "line", "render", "snapshot", "summary")
+__all__ = ("IDLE_S", "ROLLING_S", "Figures", "LiveView", "line", "render", "snapshot", "summary", "warnings_to_stderr")
 
 #: The rolling figures cover the events read in this many seconds of wall clock.
 ROLLING_S: Final = 60
@@ -335,3 +335,18 @@ class LiveView:
             live, self._live = self._live, None
             atexit.unregister(self._stop_live)
             live.stop()
+
+
+def warnings_to_stderr() -> None:
+    """The tail's warnings go to stderr as ``tracker: WARNING: ...``, unless the program configured the "tracker"
+    logger itself; watchfiles' own notices are left out."""
+    import logging
+
+    logging.getLogger("watchfiles").setLevel(logging.ERROR)
+    logger = logging.getLogger("tracker")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("tracker: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False

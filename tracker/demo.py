@@ -2,7 +2,8 @@
 
 Sessions join over time, ask questions, get answers with a realistic
 response-time distribution (log-normal body, occasional slow tail), hit
-errors now and then, and leave. Used by ``tracker demo`` and the benchmarks.
+errors now and then, and leave. Used by ``tracker demo`` (:func:`run_demo`:
+the sessions under a live tail) and the benchmarks.
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import shlex
+import shutil
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from .emitter import EventLog
 
-__all__ = ("DemoConfig", "run_sessions", "simulate_session")
+__all__ = ("DemoConfig", "run_demo", "run_sessions", "simulate_session")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +76,47 @@ async def run_sessions(log: EventLog, config: DemoConfig) -> None:
     async with asyncio.TaskGroup() as group:
         for index in range(config.sessions):
             group.create_task(simulate_session(log, index, config, deadline))
+
+
+def run_demo(out: Path, config: DemoConfig, *, interval_s: int, command: str) -> bool:
+    """Run the simulated test writing ``out/events.jsonl`` while a live tail follows it into ``out/reports``, then
+    print the sessions, the whole run and how to check and replay the log (``command`` is how tracker was started).
+    True when no line was rejected."""
+    from .console import LiveView, warnings_to_stderr
+    from .decoder import Rejected, decode_file
+    from .fold import anomalies, fold_all
+    from .summaries import counts_lines, run_summary, session_table
+    from .tail import CHECKPOINT_DIR, Tail
+
+    log_path, reports = out / "events.jsonl", out / "reports"
+    log_path.unlink(missing_ok=True)
+    # A fresh run: the last demo's state goes (its report files go too: the tail removes the ones its list names).
+    shutil.rmtree(reports / CHECKPOINT_DIR, ignore_errors=True)
+    print(f"simulating {config.sessions} chatbot sessions for {config.duration:g} s, writing {log_path}; "
+          f"tracker tail follows it into {reports} ({interval_s} s windows)")
+    warnings_to_stderr()
+    tail = Tail([log_path], reports, interval_s=interval_s, grace_s=min(1.0, interval_s / 2))
+    view = LiveView(f"tracker demo: {config.sessions} sessions -> {reports}")
+    stop = threading.Event()
+    follower = threading.Thread(target=tail.run, args=(stop,), kwargs={"on_tick": view.update}, daemon=True)
+    follower.start()
+    try:
+        with EventLog(log_path) as log:
+            asyncio.run(run_sessions(log, config))
+    finally:
+        stop.set()
+        follower.join()
+        tail.close()
+        view.close(tail)
+    sessions = fold_all(event for event in decode_file(log_path) if not isinstance(event, Rejected))
+    found = {name: count for name, count in anomalies(sessions).items() if count}
+    lines = [*session_table(sessions), *counts_lines("anomalies:", found),
+             f"{tail.stats.events} events, {tail.decoder.rejected.total()} rejected lines, {tail.reporter.late} late; "
+             f"reports ({tail.reporter.windows_written} windows) in {reports}",
+             *run_summary(tail.reporter.engine)]
+    log_arg = shlex.quote(str(log_path))
+    lines += [f"check the log with:  {command} validate {log_arg}",
+              f"replay it with:      {command} replay {log_arg} --out OTHER_DIR --interval {interval_s}",
+              "                     (gives the same files as the live tail wrote)"]
+    print("\n".join(lines))
+    return not tail.decoder.rejected.total()

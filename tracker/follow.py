@@ -33,7 +33,7 @@ import polars as pl
 from .batch import decode_span, split_blocks
 from .decoder import Decoder, Rejected
 
-__all__ = ("FINGERPRINT_BYTES", "FollowStats", "Follower", "OnBlock", "check_positions")
+__all__ = ("FILE_KINDS", "FINGERPRINT_BYTES", "FollowStats", "Follower", "OnBlock", "check_positions")
 
 FINGERPRINT_BYTES: Final = 1024
 #: The most one poll reads of one file: a big backlog is taken in steps, with reports and checkpoints between.
@@ -44,7 +44,7 @@ _RETIRE_AFTER_S: Final = 60.0
 _OPEN_FLAGS: Final[int] = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 _HEX: Final = re.compile(r"(?:[0-9a-f]{2})*")
 #: What a path that is not a regular file is, by the first letter of ``stat.filemode``.
-_KINDS: Final = {"d": "a folder", "p": "a FIFO", "s": "a socket", "c": "a character device", "b": "a block device"}
+FILE_KINDS: Final = {"d": "a folder", "p": "a FIFO", "s": "a socket", "c": "a character device", "b": "a block device"}
 _log = logging.getLogger("tracker.follow")
 
 #: Receives each decoded block: its valid events (or None) and its rejected lines.
@@ -174,7 +174,7 @@ class Follower:
             self._skip(path, f"cannot be read ({exc.strerror})")
             return None
         if not stat.S_ISREG(st.st_mode):
-            self._skip(path, f"is {_KINDS.get(stat.filemode(st.st_mode)[0], 'something else')}, not a regular file")
+            self._skip(path, f"is {FILE_KINDS.get(stat.filemode(st.st_mode)[0], 'something else')}, not a regular file")
         return st if stat.S_ISREG(st.st_mode) else None
 
     def _open(self, path: Path, saved: dict[str, Any] | None = None) -> _Followed | None:

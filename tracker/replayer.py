@@ -1,18 +1,19 @@
 """Regenerate the reports from finished logs: decode, quarantine, fold into the engine, write.
 
-Several logs (or globs) are read as one; an event present in more than one is
-counted once. Rejected lines go to a quarantine file and are counted; none
-stops the replay. Replay is the live path run to the end: every block goes
-into the same :class:`~tracker.engine.Engine` as ``tracker tail``'s, then every
-window is derived and written by the same :class:`~tracker.output.ReportWriter`.
+Several logs (files, glob patterns, folders of ``*.jsonl`` as ``tracker tail``
+follows them: see :func:`expand_logs`) are read as one; an event present in
+more than one is counted once. Only regular files are read (a FIFO would
+block), and no output may be one of the logs. Rejected lines go to a
+quarantine file and are counted; none stops the replay. Replay is the live
+path run to the end: every block goes into the same
+:class:`~tracker.engine.Engine` as ``tracker tail``'s, then every window is
+derived and written by the same :class:`~tracker.output.ReportWriter`.
 Windows past the memory budget wait on disk, so memory stays bounded however
 big the logs are.
 """
 
 from __future__ import annotations
 
-import errno
-import glob
 import os
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,13 +23,15 @@ from pathlib import Path
 from typing import Final
 
 from .batch import BLOCK_BYTES, Block, Span, decode_span, split_blocks
-from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine
-from .engine import DEFAULT_INTERVAL_S, Engine, Tables
+from .decoder import Decoder, Quarantine
+from .engine import Engine, Tables
 from .events import EVENT_TYPES
+from .limits import DEFAULT_INTERVAL_S, DEFAULT_MAX_LINE_BYTES, DEFAULT_MEMORY_BYTES
+from .logs import expand_logs, open_log, quarantine_outputs, refuse_outputs_that_are_logs, report_outputs
 from .output import ReportWriter
-from .store import DEFAULT_MEMORY_BYTES, WindowStore
+from .store import WindowStore
 
-__all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "expand_logs", "read_events", "replay")
+__all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "read_events", "replay")
 
 QUARANTINE_FILE: Final = "quarantine.jsonl"
 
@@ -45,21 +48,6 @@ class ReplayResult:
     read: ReadStats
     rejected: Counter[str]
     quarantine: Quarantine
-
-
-def expand_logs(patterns: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Paths and glob patterns to a sorted list of files; a pattern that matches nothing is an error."""
-    found: list[Path] = []
-    for pattern in patterns:
-        text = os.fspath(pattern)
-        if glob.has_magic(text):
-            matches = sorted(glob.glob(text))
-            if not matches:
-                raise FileNotFoundError(errno.ENOENT, "no log matches this pattern", text)
-            found.extend(Path(m) for m in matches)
-        else:
-            found.append(Path(text))
-    return found
 
 
 @dataclass(slots=True)
@@ -91,7 +79,7 @@ def _decoded(paths: Sequence[Path], block_bytes: int, max_line_bytes: int, worke
         pending: deque[Future[Block]] = deque()
         try:
             for path in paths:
-                with open(path, "rb") as stream:
+                with open_log(path) as stream:
                     for span in split_blocks(stream, block_bytes, max_line_bytes):
                         pending.append(pool.submit(_decode, span, path, max_line_bytes, engine))
                         while len(pending) > workers:
@@ -127,6 +115,7 @@ def replay(
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     spool_dir: str | os.PathLike[str] | None = None,
     block_bytes: int = BLOCK_BYTES,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> ReplayResult:
     """Write the reports of ``logs`` into ``out_dir`` and return what was read and written.
 
@@ -135,18 +124,24 @@ def replay(
     removed at the end. Report files an earlier run wrote into ``out_dir``
     (its manifest names them) that this one does not write are removed, so
     the folder holds one run's reports; no other file is ever removed.
+
+    ``logs`` are files, glob patterns and folders (see :func:`expand_logs`; the quarantine files are never
+    read from a pattern or folder). Lines longer than ``max_line_bytes`` are rejected as ``too_long``.
+    Raises :class:`OutputIsInputError`, before anything is removed or written, when the quarantine (or its
+    reasons file) or a report file in ``out_dir`` is one of the logs.
     """
     if type(block_bytes) is not int or block_bytes < 1:
         raise ValueError(f"block_bytes: must be a whole number >= 1, got {block_bytes!r}")
-    paths = tuple(expand_logs(logs))
     out = Path(out_dir)
     quarantine = Quarantine(quarantine_path if quarantine_path is not None else out / QUARANTINE_FILE)
+    paths = tuple(expand_logs(logs, exclude=[quarantine.path, quarantine.reasons_path]))
+    refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine) + report_outputs(out))
     quarantine.reset()  # this replay's rejected lines only: the same logs give the same files
     store = WindowStore(memory_bytes=memory_bytes, spool_dir=spool_dir if spool_dir is not None else out)
     try:
         engine = Engine(interval_s, store=store)
         try:
-            rejected = read_events(paths, quarantine, engine, block_bytes=block_bytes)
+            rejected = read_events(paths, quarantine, engine, block_bytes=block_bytes, max_line_bytes=max_line_bytes)
         finally:
             quarantine.close()
         writer = ReportWriter(engine, out)

@@ -35,6 +35,7 @@ from .engine import DEFAULT_INTERVAL_S
 from .errors import CheckpointError, ReportError
 from .follow import Follower, FollowStats, check_positions
 from .live import DEFAULT_GRACE_S, FlushResult, LiveReporter
+from .logs import folder_logs, quarantine_outputs, refuse_outputs_that_are_logs, report_outputs
 from .output import write_atomically
 from .store import DEFAULT_MEMORY_BYTES, WindowStore
 
@@ -94,9 +95,14 @@ class Tail:
         self.interval_s, self.grace_s, self.memory_bytes = interval_s, grace_s, memory_bytes
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else self.out_dir / CHECKPOINT_DIR
         self.warnings: list[str] = []
-        self._lock = self._lock_folder()
         self.quarantine = Quarantine(quarantine_path if quarantine_path is not None
                                      else self.out_dir / "quarantine.jsonl", warn=self._warn)
+        # No output may be a log it follows: a hard link, or a file named both as a log and as the quarantine,
+        # would be appended to or emptied. (Its own quarantine in a followed folder is skipped, not refused.)
+        own = [self.quarantine.path, self.quarantine.reasons_path]
+        logs = [p for t in self.targets for p in (folder_logs(t, own) if t.is_dir() else [t])]
+        refuse_outputs_that_are_logs(logs, quarantine_outputs(self.quarantine) + report_outputs(self.out_dir))
+        self._lock = self._lock_folder()
         self.decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
         # Never follow our own outputs (a folder target may be the --out folder itself).
         self.follower = Follower(targets, self.decoder, self._take, warn=self._warn,

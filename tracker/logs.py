@@ -1,0 +1,171 @@
+"""Which files are logs: paths, folders and glob patterns to regular files, opened without waiting; and the
+rule that no output of a command may be one of its logs."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import glob
+import os
+import re
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from .batch import BLOCK_BYTES, split_blocks
+from .decoder import Decoder, Quarantine, Rejected
+from .errors import OutputIsInputError
+from .events import Event
+from .follow import FILE_KINDS
+from .output import ERRORS_FILE, MANIFEST_FILE, SESSIONS_FILE_PREFIX, SUMMARY_FILE, TOTALS_FILE
+
+__all__ = (
+    "decode_log",
+    "expand_logs",
+    "folder_logs",
+    "open_log",
+    "quarantine_outputs",
+    "refuse_outputs_that_are_logs",
+    "report_outputs",
+)
+
+#: The per-window report files (``session_tracking_report_YYYYMMDD_HHMMSS.csv``) a writer may write or remove.
+_SESSIONS_FILE: Final = re.compile(re.escape(SESSIONS_FILE_PREFIX) + r"[0-9]{8}_[0-9]{6}\.csv")
+
+
+_OPEN_FLAGS: Final[int] = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _not_regular(path: str, mode: int) -> OSError:
+    kind = FILE_KINDS.get(stat.filemode(mode)[0], "not a file")
+    return OSError(errno.EINVAL, f"it is {kind}, not a regular file", path)
+
+
+def _is_regular(path: str) -> bool:
+    """True for a regular file (or a symlink to one); never opens it."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def folder_logs(folder: str | os.PathLike[str], exclude: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """The logs of a folder as ``tracker tail`` follows them (:meth:`tracker.follow.Follower.paths`): its
+    ``*.jsonl`` entries (hidden ones too) that are regular files or symlinks to one, sorted; never a path in
+    ``exclude`` (the command's own outputs), compared by real path."""
+    excluded = {os.path.realpath(p) for p in exclude}
+    return [p for p in sorted(Path(folder).glob("*.jsonl"))
+            if p.is_file() and (not excluded or os.path.realpath(p) not in excluded)]
+
+
+def expand_logs(patterns: Iterable[str | os.PathLike[str]], *,
+                exclude: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """Paths, glob patterns and folders to a list of regular files, checked without opening any of them.
+
+    A path names a log, which must be a regular file (or a symlink to one): anything else (a FIFO, whose
+    opening would wait for a writer, a socket, a device) is an :class:`OSError` naming it, as is a missing one.
+    A folder gives its ``*.jsonl`` regular files (see :func:`folder_logs`). A glob pattern gives its matches,
+    sorted: folders among them are skipped, any other match that is not a regular file is an error. A pattern or
+    folder that gives no log is a :class:`FileNotFoundError`. Matches of patterns and folders that are in
+    ``exclude`` (the command's own outputs, compared by real path) are left out.
+    """
+    excluded = [os.fspath(p) for p in exclude]
+    real_excluded = {os.path.realpath(p) for p in excluded}
+    found: list[Path] = []
+    for pattern in patterns:
+        text = os.fspath(pattern)
+        if glob.has_magic(text):
+            matches = [m for m in sorted(glob.glob(text)) if not os.path.isdir(m)
+                       and (not real_excluded or os.path.realpath(m) not in real_excluded)]
+            if not matches:
+                raise FileNotFoundError(errno.ENOENT, "no log matches this pattern", text)
+            for match in matches:
+                if not _is_regular(match):
+                    raise _not_regular(match, os.stat(match).st_mode)
+            found.extend(Path(m) for m in matches)
+            continue
+        mode = os.stat(text).st_mode  # FileNotFoundError naming it when missing
+        if stat.S_ISDIR(mode):
+            logs = folder_logs(text, excluded)
+            if not logs:
+                raise FileNotFoundError(errno.ENOENT, "no *.jsonl log in this folder", text)
+            found.extend(logs)
+        elif stat.S_ISREG(mode):
+            found.append(Path(text))
+        else:
+            raise _not_regular(text, mode)
+    return found
+
+
+def open_log(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open a log for reading, refusing (OSError naming it) anything but a regular file without waiting: a FIFO
+    is opened without blocking, then refused."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(os.fspath(path), st.st_mode)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def refuse_outputs_that_are_logs(logs: Iterable[str | os.PathLike[str]],
+                                 outputs: Iterable[tuple[str, str | os.PathLike[str]]]) -> None:
+    """Raise :class:`OutputIsInputError` when an output path (given with what it is, e.g. "the quarantine
+    file") is one of ``logs``: the same file, whatever its name (a hard link, a symlink). Outputs that do not
+    exist yet are fine."""
+    identities: dict[tuple[int, int], str] = {}
+    for log in logs:
+        with contextlib.suppress(OSError):
+            st = os.stat(log)
+            identities.setdefault((st.st_dev, st.st_ino), os.fspath(log))
+    for role, path in outputs:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        same = identities.get((st.st_dev, st.st_ino))
+        if same is not None:
+            raise OutputIsInputError(f"{role} {os.fspath(path)!r} is the log {same!r}: it would be overwritten; "
+                                     "choose another path")
+
+
+def report_outputs(out_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:
+    """The files a report writer may write or remove in ``out_dir`` that exist now, for
+    :func:`refuse_outputs_that_are_logs`."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    names = {SUMMARY_FILE, TOTALS_FILE, ERRORS_FILE, MANIFEST_FILE}
+    names |= {p.name for p in out.glob(f"{SESSIONS_FILE_PREFIX}*.csv") if _SESSIONS_FILE.fullmatch(p.name)}
+    return [("the report file", out / name) for name in sorted(names)]
+
+
+def quarantine_outputs(quarantine: Quarantine) -> list[tuple[str, Path]]:
+    """A quarantine's two files, for :func:`refuse_outputs_that_are_logs`."""
+    return [("the quarantine file", quarantine.path), ("the quarantine's reasons file", quarantine.reasons_path)]
+
+
+def decode_log(path: str | os.PathLike[str], decoder: Decoder, *,
+               block_bytes: int = BLOCK_BYTES) -> Iterator[Event | Rejected]:
+    """Every line of a finished log as events and rejections, one by one with ``decoder`` (its counts and
+    duplicates), cut into lines as replay cuts them (:func:`tracker.batch.split_blocks`): a line longer than
+    ``decoder.max_line_bytes`` is ``too_long`` (its first bytes kept, the rest skipped unread into memory),
+    whether it ends or not; an unterminated last line is ``unterminated``. Memory stays within a block."""
+    source = os.fspath(path)
+    with open_log(path) as stream:
+        for span in split_blocks(stream, block_bytes, decoder.max_line_bytes):
+            if span.too_long:
+                yield decoder.too_long(span.data, source=source, line_no=span.first_line, offset=span.offset)
+            elif not span.ended:
+                yield decoder.unterminated(span.data, source=source, line_no=span.first_line, offset=span.offset)
+            else:
+                offset, line_no = span.offset, span.first_line
+                for piece in span.data.split(b"\n")[:-1]:  # only a newline ends a line (a CR is JSON whitespace)
+                    raw = piece + b"\n"
+                    yield from decoder.decode(raw, source=source, line_no=line_no, offset=offset)
+                    offset, line_no = offset + len(raw), line_no + 1
