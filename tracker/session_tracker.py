@@ -45,6 +45,7 @@ from .events import EVENT_TYPES, event_from_emitted, format_ts
 from .fold import SessionState, fold
 from .frames import EVENT_SCHEMA
 from .live import LiveReporter
+from .store import SMALL_BATCH
 
 __all__ = (
     "ACTIVITY_TYPES",
@@ -77,7 +78,7 @@ _RUNNER_NAME: Final = "session-tracker-reports"
 #: How often the queued events are folded in, in the background (seconds).
 DRAIN_S: Final = 0.5
 #: Events given to the engine at a time: each call that holds the GIL stays short.
-_CHUNK: Final = 5_000
+_CHUNK: Final = SMALL_BATCH
 _ENVELOPE: Final = ("ts", "event_id", "writer", "seq", "session_id", "type")
 _FIELDS: Final = tuple(name for name in EVENT_SCHEMA.names() if name not in _ENVELOPE)
 

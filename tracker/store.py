@@ -37,6 +37,8 @@ _FILE_NAME: Final = re.compile(r"w(-?\d+)-(\d+)\.parquet")
 _TEMPORARY: Final = re.compile(r"\.w-?\d+-\d+\.parquet\.tmp")
 #: What one key costs in memory (an Int128 value), for the budget.
 _KEY_BYTES: Final = 16
+#: What one key in a Python set costs (the int and the set's slot).
+_SET_KEY_BYTES: Final = 100
 #: A batch of at most this many keys is looked up by binary search and kept in the set of recent keys; a bigger
 #: one is looked up with a hash join and merged into the sorted column at once.
 SMALL_BATCH: Final = 4096
@@ -57,6 +59,11 @@ class Keys:
 
     def __len__(self) -> int:
         return self.column.len() + len(self.recent)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held, estimated: 16 bytes a key in the column, about 100 (a Python int and its slot) in the set."""
+        return _KEY_BYTES * self.column.len() + _SET_KEY_BYTES * len(self.recent)
 
     def seen(self, keys: pl.Series) -> pl.Series:
         """For each of ``keys``, whether it is here already (a Boolean column)."""
@@ -148,7 +155,7 @@ class WindowStore:
         if slot.keys is None:
             files = [pl.read_parquet(self._path(name), columns=["key"])["key"] for name in slot.files]
             slot.keys = Keys(pl.concat(files, rechunk=True) if files else None)
-            self._grow(slot, _KEY_BYTES * slot.rows)
+            self._grow(slot, slot.keys.nbytes)
         return slot
 
     def keys(self, k: int) -> Keys:
@@ -161,10 +168,11 @@ class WindowStore:
         """Add window ``k``'s new rows (columns of :data:`ROW_SCHEMA`; keys not yet in :meth:`keys`)."""
         slot = self._loaded(k)
         assert slot.keys is not None
+        before = slot.keys.nbytes
         slot.keys.add(rows["key"])
         slot.parts.append(rows)
         slot.rows += rows.height
-        self._grow(slot, int(rows.estimated_size()) + _KEY_BYTES * rows.height)
+        self._grow(slot, int(rows.estimated_size()) + slot.keys.nbytes - before)
 
     def rows(self, k: int, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """Every row of window ``k`` (only ``columns`` of it, when given)."""
@@ -236,8 +244,8 @@ class WindowStore:
             slot.nbytes = 0
             slot.keys = None
         elif slot.keys is not None:
-            self._held -= slot.nbytes - _KEY_BYTES * slot.rows
-            slot.nbytes = _KEY_BYTES * slot.rows
+            self._held -= slot.nbytes - slot.keys.nbytes
+            slot.nbytes = slot.keys.nbytes
 
     # -- checkpoints ------------------------------------------------------------------
 
