@@ -602,3 +602,57 @@ class TestDemoHints:
         monkeypatch.setenv("PATH", str(script.parent))
         assert cli_module._invocation(str(script)) == "tracker"
         assert cli_module._invocation("bin/tracker") == "tracker"
+
+
+class TestReviewFindings:
+    """Defects a review found: each command reads the same log the same way, and no user's file is replaced."""
+
+    def test_validate_and_replay_count_the_same_duplicates(self, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+        """A line read twice is one event for every command; the same event_id and ts with another seq is two."""
+        line = _log_line(3)
+        other_seq = line.replace(b'"seq":3', b'"seq":4')
+        log = tmp_path / "log.jsonl"
+        log.write_bytes(_log_line(1) + line + line + other_seq)
+        assert main("validate", str(log)) == 0
+        assert capsys.readouterr().out.splitlines()[0] == f"{log}: 3 events, 0 rejected, 1 duplicates"
+        assert main("replay", str(log), "--out", str(tmp_path / "out")) == 0
+        assert capsys.readouterr().out.splitlines()[0] == "read 1 log: 3 events, 0 rejected, 1 duplicates"
+
+    def test_an_existing_file_named_like_a_pattern_is_that_file(self, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+        """'run[1].jsonl' that exists is read as itself, not as the pattern matching run1.jsonl."""
+        (tmp_path / "run[1].jsonl").write_bytes(_log_line(1) + _log_line(2))
+        (tmp_path / "run1.jsonl").write_bytes(_log_line(9))
+        assert main("validate", str(tmp_path / "run[1].jsonl")) == 0
+        assert capsys.readouterr().out.splitlines()[0] == f"{tmp_path / 'run[1].jsonl'}: 2 events, 0 rejected, " \
+                                                          "0 duplicates"
+
+    def test_replay_refuses_report_files_it_did_not_write(self, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+        """A user's session_tracking_summary.csv in --out is neither replaced nor mixed in: exit 2, untouched."""
+        log = tmp_path / "log.jsonl"
+        log.write_bytes(_log_line(1))
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "session_tracking_summary.csv").write_text("my own summary\n")
+        assert main("replay", str(log), "--out", str(out)) == 2
+        assert "report files that tracker did not list as its own" in capsys.readouterr().err
+        assert (out / "session_tracking_summary.csv").read_text() == "my own summary\n"
+        assert sorted(p.name for p in out.iterdir()) == ["session_tracking_summary.csv"]
+
+    @pytest.mark.parametrize("value", ["1,,2", "1,", ",2", "[1,,2]"])
+    def test_an_empty_list_item_is_refused(self, tmp_path: Path, value: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+        """course_numbers=1,,2 is a typo: exit 2 and nothing written, not [1, 2]."""
+        log = tmp_path / "log.jsonl"
+        assert main("emit", "session_registered", "s1", "username=a", f"course_numbers={value}",
+                    "--log", str(log)) == 2
+        assert "course_numbers: expected int list" in capsys.readouterr().err
+        assert not log.exists() or log.read_bytes() == b""
+
+    def test_an_empty_list_is_allowed(self, tmp_path: Path) -> None:
+        """course_numbers= (or []) is the empty list."""
+        log = tmp_path / "log.jsonl"
+        assert main("emit", "session_registered", "s1", "username=a", "course_numbers=[]", "--log", str(log)) == 0
+        assert orjson.loads(log.read_bytes())["course_numbers"] == []

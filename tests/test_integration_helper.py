@@ -180,3 +180,31 @@ class TestConfig:
         integration_helper.STRESS_TEST_CONFIG["tracking_report_interval"] = 0
         with pytest.raises(ValueError, match="got 0"):
             register_session("s1", "ann")
+
+
+class TestSettingsChangedLate:
+    def test_sessions_recorded_before_a_new_interval_are_kept(self, env_log: Path, tmp_path: Path) -> None:
+        """Sessions registered before the config changes move to the tracker the new settings make: none lost."""
+        register_session("early", "ann", [1])
+        track_question_answered("early", response_time_ms=100.0)
+        first = get_tracker()
+        configure({"tracking_report_interval": 60})
+        start_tracking()
+        register_session("late", "bob", [2])
+        assert get_tracker() is not first
+        assert get_tracker().get_active_session_count() == 2
+        asyncio.run(stop_tracking())
+        assert_reports_match_replay(env_log, get_tracker().out_dir, tmp_path / "replayed", interval_s=60)
+
+    def test_settings_changed_after_reports_keep_the_tracker(self, env_log: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+        """Once events reached the reports, other settings keep the tracker (and say so) rather than lose them."""
+        register_session("early", "ann", [1])
+        first = get_tracker()
+        first.log_periodic_report(first.generate_periodic_report())  # the events reach the engine
+        configure({"tracking_report_interval": 60})
+        with caplog.at_level(logging.WARNING, logger="tracker.session_tracker"):
+            register_session("late", "bob", [2])
+        assert get_tracker() is first
+        assert first.get_active_session_count() == 2
+        assert any("keeping those settings" in m for m in caplog.messages)

@@ -574,7 +574,7 @@ class TestGetTracker:
     def test_bad_interval_raises(self, interval: object) -> None:
         """A tracking_report_interval that is not a whole number of seconds >= 1 is a ValueError quoting it."""
         with pytest.raises(ValueError, match=re.escape(f"tracking_report_interval: must be a whole number of "
-                                                       f"seconds >= 1, got {interval!r}")):
+                                                       f"seconds from 1 to 31,622,400 (366 days), got {interval!r}")):
             get_tracker({"tracking_report_interval": interval})
         assert session_tracker._tracker is None
 
@@ -607,3 +607,11 @@ class TestClose:
             tracker.close()
             log.emit("cycle_completed", "s1")
         assert [e["type"] for e in logged(tmp_path / "own.jsonl")] == ["session_registered", "cycle_completed"]
+
+
+class TestIntervalBounds:
+    @pytest.mark.parametrize("value", [10**30, 366 * 86_400 + 1])
+    def test_an_interval_past_366_days_names_the_setting(self, value: int) -> None:
+        """A huge tracking_report_interval is refused with the setting's name, not the engine's parameter."""
+        with pytest.raises(ValueError, match=f"tracking_report_interval: .* got {value!r}"):
+            read_config({"tracking_report_interval": value})

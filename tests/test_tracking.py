@@ -359,7 +359,7 @@ class TestConsole:
         use_config(monkeypatch, {"console_logging": False})
         with no_logging_config():
             track_one_session()
-            tracker = get_tracker({"console_logging": False, "tracking_report_interval": 60})
+            tracker = get_tracker({"console_logging": False})
             tracker.register_session("s2", "bob", [3])
         assert capsys.readouterr() == ("", "")
 

@@ -72,7 +72,8 @@ def _parse_field(event_type: str, item: str) -> tuple[str, Any]:
         if spec.kind == "number":
             return name, float(text)
         if spec.kind == "int_list":
-            return name, [int(part) for part in text.strip("[]").split(",") if part.strip()]
+            inner = text.strip().removeprefix("[").removesuffix("]")
+            return name, [int(part) for part in inner.split(",")] if inner.strip() else []
     except ValueError:
         raise _UsageError(f"{name}: expected {spec.kind.replace('_', ' ')}, got {text!r}") from None
     return name, text

@@ -9,6 +9,7 @@ which a :class:`Quarantine` keeps verbatim.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -100,17 +101,21 @@ class Rejected:
 
 
 def _report_key(event: Event) -> tuple[object, ...]:
-    """What makes two events one (see :func:`tracker.report.distinct`): the report's columns."""
-    return (event.event_id, event.ts, event.session_id, event.TYPE, getattr(event, "username", None),
-            getattr(event, "course_numbers", None), getattr(event, "response_time_ms", None),
-            getattr(event, "error", None), getattr(event, "kind", None))
+    """What makes two events one: every field (a line read twice), as the engine's content key has it."""
+    names = _FIELD_NAMES.get(type(event))
+    if names is None:
+        names = _FIELD_NAMES[type(event)] = tuple(f.name for f in dataclasses.fields(event))
+    return (event.TYPE, *(getattr(event, name) for name in names))
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 class Decoder:
     """Decodes lines into events, with counts of what it saw.
 
     One decoder can read several files: duplicates (one line read twice: the
-    same ``event_id``, ``ts`` and report fields) are detected across all of them
+    same content, every field) are detected across all of them
     (unless ``dedupe`` is false, for callers that remove duplicates
     themselves). ``max_line_bytes`` bounds a line's length.
     """

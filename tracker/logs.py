@@ -75,7 +75,7 @@ def expand_logs(patterns: Iterable[str | os.PathLike[str]], *,
     found: list[Path] = []
     for pattern in patterns:
         text = os.fspath(pattern)
-        if glob.has_magic(text):
+        if glob.has_magic(text) and not os.path.lexists(text):  # an existing file named run[1].jsonl is that file
             matches = [m for m in sorted(glob.glob(text)) if not os.path.isdir(m)
                        and (not real_excluded or os.path.realpath(m) not in real_excluded)]
             if not matches:

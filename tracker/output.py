@@ -138,18 +138,25 @@ class ReportWriter:
             if self.out_dir.is_dir() else set()
         return present & listed, present - listed
 
+    def own_earlier_files(self) -> set[str]:
+        """The report files an earlier run listed as its own; ReportError when the folder holds report files no
+        manifest names (another tool's, a user's, a run of an older tracker): they would be mixed with this run's,
+        or overwritten."""
+        ours, foreign = self.earlier_files()
+        if foreign:
+            names = ", ".join(sorted(foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise ReportError(f"{self.out_dir} holds {len(foreign)} report files that tracker did not list as its "
+                              f"own ({names}); they would be mixed with this run's or overwritten: choose an empty "
+                              "folder, or remove them")
+        return ours
+
     def start_clean(self) -> list[Path]:
         """Remove the report files an earlier run wrote here (its manifest names them) before this run writes.
 
         Raises ReportError, removing nothing, when the folder holds report files no manifest names
         (another tool's, or a run of an older tracker): they would be mixed with this run's.
         """
-        ours, foreign = self.earlier_files()
-        if foreign:
-            names = ", ".join(sorted(foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise ReportError(f"{self.out_dir} holds {len(foreign)} report files that tracker did not list as its "
-                              f"own ({names}); they would be mixed with this run's: choose an empty folder, or "
-                              "remove them")
+        ours = self.own_earlier_files()
         removed = []
         for name in sorted(ours):
             (self.out_dir / name).unlink(missing_ok=True)

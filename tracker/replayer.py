@@ -136,16 +136,16 @@ def replay(
     quarantine = Quarantine(quarantine_path if quarantine_path is not None else out / QUARANTINE_FILE)
     paths = tuple(expand_logs(logs, exclude=[quarantine.path, quarantine.reasons_path]))
     refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine) + report_outputs(out))
-    quarantine.reset()  # this replay's rejected lines only: the same logs give the same files
     store = WindowStore(memory_bytes=memory_bytes, spool_dir=spool_dir if spool_dir is not None else out)
     try:
         engine = Engine(interval_s, store=store)
+        writer = ReportWriter(engine, out)
+        earlier = writer.own_earlier_files()  # before anything is read or written
+        quarantine.reset()  # this replay's rejected lines only: the same logs give the same files
         try:
             rejected = read_events(paths, quarantine, engine, block_bytes=block_bytes, max_line_bytes=max_line_bytes)
         finally:
             quarantine.close()
-        writer = ReportWriter(engine, out)
-        earlier, _ = writer.earlier_files()
         flushed = writer.flush()
         if flushed.failed:
             raise OSError(f"{len(flushed.failed)} report files could not be written, the first {flushed.failed[0]}")

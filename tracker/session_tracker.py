@@ -44,6 +44,7 @@ from .emitter import EventLog
 from .events import EVENT_TYPES, event_from_emitted, format_ts
 from .fold import SessionState, fold
 from .frames import EVENT_SCHEMA
+from .limits import MAX_INTERVAL_S
 from .live import LiveReporter
 from .store import SMALL_BATCH
 
@@ -89,8 +90,9 @@ _SECOND: Final = 1_000_000
 
 
 def _check_interval(name: str, value: object) -> int:
-    if type(value) is not int or value < 1:
-        raise ValueError(f"{name}: must be a whole number of seconds >= 1, got {value!r}")
+    if type(value) is not int or not 1 <= value <= MAX_INTERVAL_S:
+        raise ValueError(f"{name}: must be a whole number of seconds from 1 to {MAX_INTERVAL_S:,} (366 days), "
+                         f"got {value!r}")
     return value
 
 
@@ -565,6 +567,18 @@ class SessionTracker:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
+    def _hand_over(self, new: SessionTracker) -> bool:
+        """Give this tracker's sessions, log and queued events to ``new``, a replacement with other settings that
+        has recorded nothing; False (nothing moved) when some of them already reached the reports, whose windows
+        cannot change."""
+        with self._report_lock, self._state_lock, new._state_lock:
+            if sum(self._live.engine.counts.values()) or new._sessions or new._log is not None:
+                return False
+            new._sessions, new._pending, new._log, new._owns_log = (
+                self._sessions, self._pending, self._log, self._owns_log)
+            self._sessions, self._pending, self._log, self._owns_log = {}, _empty_columns(), None, False
+        return True
+
     def close(self) -> None:
         """Close the log if this tracker opened it (a later event opens it again); a log passed in stays open."""
         with self._state_lock:
@@ -615,7 +629,13 @@ def get_tracker(config: Mapping[str, object] | None = None) -> SessionTracker:
         if current is not None and (config is None or current.is_tracking or settings == TrackerConfig(
                 current.enabled, current.report_interval, current.console_logging)):
             return current
-        return _replace(_new_tracker(settings))
+        new = _new_tracker(settings)
+        if current is not None and current.sessions and not current._hand_over(new):
+            _logger.warning("[TRACKER] The tracking settings changed (%s) after events were reported with %s s "
+                            "windows: keeping those settings, so that no event is lost", settings,
+                            current.report_interval)
+            return current
+        return _replace(new)
 
 
 def initialize_tracker(report_interval: int | None = None) -> SessionTracker:
