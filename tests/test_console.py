@@ -261,7 +261,28 @@ class TestSnapshot:
             with open(log, "ab") as stream:
                 stream.write(_lines(script))
             tail.poll()
-        assert [(at, frame.height) for at, frame in tail.recent] == [(30.0, 2), (70.0, 1)]
+        assert [(batch.at, sum(batch.counts.values())) for batch in tail.recent] == [(30.0, 2), (70.0, 1)]
+
+
+    def test_a_backlog_keeps_its_counts_and_only_the_newest_answers(self, tail: Tail, log: Path, clock: Clock,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+        """Rates count every event read in the last 60 s; the rows kept for percentiles stop at RECENT_ANSWERS,
+        the newest (a backlog of millions read in a minute held them all: 1 GB at 10M events)."""
+        import tracker.tail as tail_module
+
+        monkeypatch.setattr(tail_module, "RECENT_ANSWERS", 5)
+        answers: Script = [(i, "s1", "question_answered", {"response_time_ms": float(i)}) for i in range(12)]
+        for first, part in ((0, answers[:4]), (4, answers[4:9]), (9, answers[9:])):
+            clock.now = float(first)
+            with open(log, "ab") as stream:
+                stream.write(_lines(part, first_seq=first + 1))
+            tail.poll()
+        assert sum(sum(batch.counts.values()) for batch in tail.recent) == 12
+        kept = [v for batch in tail.recent for v in batch.answers["response_time_ms"].to_list()]
+        assert kept == [9.0, 10.0, 11.0]  # the oldest batches' answers went whole, once more than 5 were kept
+        figures = snapshot(tail, now=9.0, since=0.0)
+        assert figures["answers_per_s"] == 12 / 9.0
+        assert figures["rt"] is not None and figures["rt"]["max"] == 11.0
 
 
 class TestRender:

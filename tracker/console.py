@@ -78,7 +78,7 @@ def snapshot(tail: Tail, *, now: float | None = None, since: float | None = None
     """
     now = tail.clock() if now is None else now
     start = now - rolling_s
-    batches = [(at, frame) for at, frame in tail.recent if at >= start]
+    batches = [batch for batch in tail.recent if batch.at >= start]
     figures = Figures(
         active=tail.active_sessions(),
         events=tail.stats.events,
@@ -88,21 +88,24 @@ def snapshot(tail: Tail, *, now: float | None = None, since: float | None = None
         rotations=tail.stats.rotations,
         truncations=tail.stats.truncations,
         newest=tail.reporter.max_ts,
-        idle_s=max(0.0, now - tail.recent[-1][0]) if tail.recent else None,
+        idle_s=max(0.0, now - tail.recent[-1].at) if tail.recent else None,
         questions_per_s=0.0, answers_per_s=0.0, cycles_per_s=0.0, errors_per_s=0.0,
         rt=None, slowest=[], busiest=[],
     )
     if not batches:
         return figures
-    window = pl.concat([frame for _, frame in batches], rechunk=False)
-    began = batches[0][0] if since is None else min(since, batches[0][0])
+    began = batches[0].at if since is None else min(since, batches[0].at)
     span = max(1.0, min(float(rolling_s), now - began))
-    counts: dict[str, int] = dict(window.group_by("type").len().iter_rows())
+    counts: dict[str, int] = {}
+    for batch in batches:
+        for kind, n in batch.counts.items():
+            counts[kind] = counts.get(kind, 0) + n
     figures["questions_per_s"] = counts.get("question_asked", 0) / span
     figures["answers_per_s"] = counts.get("question_answered", 0) / span
     figures["cycles_per_s"] = counts.get("cycle_completed", 0) / span
     figures["errors_per_s"] = counts.get("error", 0) / span
-    answers = window.filter(pl.col("type") == "question_answered", pl.col("response_time_ms").is_not_null())
+    answers = pl.concat([batch.answers for batch in batches], rechunk=False).filter(
+        pl.col("response_time_ms").is_not_null())
     if answers.is_empty():
         return figures
     rt = answers["response_time_ms"]

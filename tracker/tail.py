@@ -48,6 +48,19 @@ WINDOWS_DIR: Final = "windows"
 LOCK_FILE: Final = ".tracker-tail.lock"
 #: The live view's figures cover the events read in this much wall-clock time.
 RECENT_S: Final = 60
+#: The answers the live view keeps for its percentiles, the newest read (a backlog read in a minute may be
+#: millions of events: their counts are kept a batch, their rows are not).
+RECENT_ANSWERS: Final = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class RecentBatch:
+    """One batch the tail read, for the live view: when (on the tail's clock), its events by type, and its answers
+    (``session_id``, ``response_time_ms``; emptied once newer batches hold :data:`RECENT_ANSWERS`)."""
+
+    at: float
+    counts: dict[str, int]
+    answers: pl.DataFrame
 _LEGACY: Final = ("segment-*.parquet", ".segment-*.parquet.tmp")
 _log = logging.getLogger("tracker.tail")
 
@@ -116,8 +129,9 @@ class Tail:
         self._flushed_at = 0.0
         self.checkpoint_every_s = checkpoint_every_s
         self.late_flush_s = late_flush_s
-        #: (read time on ``clock``, frame) of the batches read in the last RECENT_S seconds, for the live view.
-        self.recent: deque[tuple[float, pl.DataFrame]] = deque()
+        #: The batches read in the last RECENT_S seconds, for the live view.
+        self.recent: deque[RecentBatch] = deque()
+        self._recent_answers = 0
         #: The clock of ``recent``'s read times (seconds; a test sets its own).
         self.clock: Callable[[], float] = time.monotonic
         self._restore()
@@ -167,9 +181,20 @@ class Tail:
 
     def _note_recent(self, frame: pl.DataFrame) -> None:
         now = self.clock()
-        self.recent.append((now, frame.select("session_id", "type", "response_time_ms")))
-        while self.recent[0][0] < now - RECENT_S:
-            self.recent.popleft()
+        counts = {str(t): n for t, n in frame.group_by("type").len().iter_rows()}
+        answers = frame.filter(pl.col("type") == "question_answered").select("session_id", "response_time_ms")
+        if answers.height > RECENT_ANSWERS:
+            answers = answers.tail(RECENT_ANSWERS)
+        self.recent.append(RecentBatch(now, counts, answers))
+        self._recent_answers += answers.height
+        while self.recent[0].at < now - RECENT_S:
+            self._recent_answers -= self.recent.popleft().answers.height
+        for i, batch in enumerate(self.recent):  # the oldest answers go first; their counts stay
+            if self._recent_answers <= RECENT_ANSWERS:
+                break
+            if batch.answers.height:
+                self._recent_answers -= batch.answers.height
+                self.recent[i] = RecentBatch(batch.at, batch.counts, batch.answers.clear())
 
     def active_sessions(self) -> int:
         """Sessions that started and have not ended (the session rules of :mod:`tracker.sessions`)."""
