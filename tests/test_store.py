@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tracker.store import _RECENT_MAX, ROW_SCHEMA, SMALL_BATCH, SPOOL_PREFIX, Keys, WindowStore
+from tracker.store import _RECENT_MAX, _SET_KEY_BYTES, ROW_SCHEMA, SMALL_BATCH, SPOOL_PREFIX, Keys, WindowStore
 
 
 def rows(n: int, start: int = 0, session: str = "s") -> pl.DataFrame:
@@ -141,3 +141,17 @@ class TestKeys:
         """Binary search past the end of the column (the clipped index) finds nothing."""
         keys = Keys(int128([1, 2, 3]))
         assert keys.seen(int128([4, 0, 3])).to_list() == [False, False, True]
+
+
+class TestPersistKeepsFewKeys:
+    def test_only_the_recent_windows_keep_their_keys_in_memory(self, tmp_path: Path) -> None:
+        """After a checkpoint only the most recently used windows hold their keys; an older window's come back from
+        its files when asked (a live tail's memory does not grow with the windows it has closed)."""
+        store = WindowStore(folder=tmp_path / "w")
+        for k in range(6):
+            add(store, k, rows(3, start=10 * k))
+        store.persist()
+        loaded = [k for k in range(6) if store._slots[k].keys is not None]
+        assert loaded == [2, 3, 4, 5]
+        assert store._held == 4 * 3 * _SET_KEY_BYTES  # only the four windows' keys, in their recent sets
+        assert store.keys(0).seen(pl.Series([0, 1, 2, 3], dtype=pl.Int128)).to_list() == [True, True, True, False]

@@ -252,16 +252,22 @@ class WindowStore:
     #: A window written out in more files than this is rewritten as one file at the next persist.
     MAX_FILES: Final = 16
 
+    #: Windows whose keys stay in memory after a persist: the most recently used (where a live tail's events go);
+    #: an older window's keys are read back from its files if a late event comes for it.
+    KEYS_KEPT: Final = 4
+
     def persist(self) -> tuple[dict[str, dict[str, object]], list[str]]:
-        """Write every row held only in memory to files (keys stay loaded); return what a checkpoint must name
-        (each window's files and row count) and the files it no longer needs (remove them once it is saved)."""
+        """Write every row held only in memory to files (the recent windows' keys stay loaded); return what a
+        checkpoint must name (each window's files and row count) and the files it no longer needs (remove them
+        once it is saved)."""
         obsolete: list[str] = []
+        recent = set(sorted(self._slots, key=lambda k: self._slots[k].used)[-self.KEYS_KEPT:])
         for k, slot in self._slots.items():
             if len(slot.files) + (1 if slot.parts else 0) > self.MAX_FILES:  # compact into one file
                 old, slot.files = slot.files, []
                 slot.parts = [self.rows_of(old, slot.parts)]
                 obsolete += old
-            self._write(k, drop=False)
+            self._write(k, drop=k not in recent)
         windows = {str(k): {"files": list(slot.files), "rows": slot.rows} for k, slot in self._slots.items()
                    if slot.rows}
         return windows, obsolete
