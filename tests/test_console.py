@@ -282,7 +282,8 @@ class TestSnapshot:
         assert kept == [9.0, 10.0, 11.0]  # the oldest batches' answers went whole, once more than 5 were kept
         figures = snapshot(tail, now=9.0, since=0.0)
         assert figures["answers_per_s"] == 12 / 9.0
-        assert figures["rt"] is not None and figures["rt"]["max"] == 11.0
+        assert figures["rt"] is not None
+        assert figures["rt"]["max"] == 11.0
 
 
 class TestRender:
