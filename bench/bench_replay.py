@@ -14,7 +14,7 @@ Measures, side by side in one run, on the same JSON-lines log (``bench/make_log.
   temporary table, then two ``COPY ... TO`` CSV files: the per-window summary (window ``k =
   ts // interval``, every window from the first to the last, counts of each event type,
   mean, ``quantile_cont`` 0.5/0.9/0.95/0.99 and max of ``response_time_ms`` over
-  ``question_answered`` events, answers per second) and the per-(session, window) table
+  ``question_answered`` events, answers per second of the window that the run (first to last event) covers) and the per-(session, window) table
   (questions asked and answered, cycles, errors; mean, p95 and max response time), with the
   window bounds formatted as ISO-8601 UTC like tracker's. It does NOT validate rows (a
   malformed line fails the whole query instead of being quarantined), count active sessions,
@@ -126,7 +126,7 @@ def duckdb_queries(log: Path, out: Path, interval_s: int) -> list[str]:
     rt = "response_time_ms"
     load = f"""
         CREATE TEMP TABLE ev AS
-        SELECT ts // {every} AS k, session_id, type, {rt}
+        SELECT ts, ts // {every} AS k, session_id, type, {rt}
         FROM read_ndjson({_sql_text(str(log))}, format = 'newline_delimited', columns = {{{columns}}})
         QUALIFY row_number() OVER (PARTITION BY event_id, ts) = 1
     """
@@ -150,7 +150,9 @@ def duckdb_queries(log: Path, out: Path, interval_s: int) -> list[str]:
                    round(w.mean, 3) AS {rt}_mean,
                    {stats},
                    round(w.mx, 3) AS {rt}_max,
-                   round(coalesce(w.questions_answered, 0) / {interval_s}, 3) AS answers_per_s
+                   round(coalesce(w.questions_answered, 0) / nullif(greatest(0, least((grid.k + 1) * {every},
+                       (SELECT max(ts) FROM ev)) - greatest(grid.k * {every}, (SELECT min(ts) FROM ev))), 0)
+                       * {SECOND_US}, 3) AS answers_per_s
             FROM grid LEFT JOIN w USING (k)
             ORDER BY grid.k
         ) TO {_sql_text(str(out / SUMMARY_CSV))} (FORMAT csv, HEADER)

@@ -65,6 +65,28 @@ def format_utc(ts: int) -> str:
     return f"{day.year + 400 * cycles:04d}-{day.month:02d}-{day.day:02d}T{hour:02d}:{minute:02d}:{second:02d}Z"
 
 
+def format_utc_micros(ts: int) -> str:
+    """``2026-11-24T22:20:00.512345Z``: an event's time, to the microsecond (always six digits)."""
+    return format_utc(ts)[:-1] + f".{ts % MICROS_PER_SECOND:06d}Z"
+
+
+def per_second(count: int, seconds: float) -> float | None:
+    return count / seconds if seconds > 0 else None
+
+
+def run_rates(events: list[Event], seconds: float) -> Row:
+    """questions_per_s, answers_per_s, errors_per_s over ``seconds``, and error_rate = errors / (answers + errors)."""
+    asked = count_type(events, "question_asked")
+    answered = count_type(events, "question_answered")
+    errors = count_type(events, "error")
+    return {
+        "questions_per_s": per_second(asked, seconds),
+        "answers_per_s": per_second(answered, seconds),
+        "errors_per_s": per_second(errors, seconds),
+        "error_rate": errors / (answered + errors) if answered + errors else None,
+    }
+
+
 def neutralise(text: str) -> str:
     """Prefix a quote to text a spreadsheet would read as a formula."""
     return "'" + text if text.startswith(FORMULA_STARTS) else text
@@ -153,7 +175,8 @@ def empty_totals() -> Row:
     row: Row = {"run_start": None, "run_end": None, "sessions": 0, "max_active_sessions": 0}
     row.update(dict.fromkeys(COUNTED_TYPES, 0))
     row.update(response_time_stats([]))
-    row["answers_per_s"] = None
+    row["duration_s"] = None
+    row.update(dict.fromkeys(("questions_per_s", "answers_per_s", "errors_per_s", "error_rate")))
     return row
 
 
@@ -169,6 +192,7 @@ def reference_reports(events: list[Event], interval_s: int) -> dict[str, list[Ro
     last_k = max(e.ts for e in ordered) // interval
     windows = range(first_k, last_k + 1)
     sessions = build_sessions(ordered)
+    run_start, run_end = ordered[0].ts, ordered[-1].ts  # the first and the last event (sorted by time first)
 
     summary: list[Row] = []
     session_rows: list[Row] = []
@@ -191,7 +215,10 @@ def reference_reports(events: list[Event], interval_s: int) -> dict[str, list[Ro
         for column, event_type in COUNTED_TYPES.items():
             row[column] = count_type(in_window, event_type)
         row.update(response_time_stats(response_times(in_window)))
-        row["answers_per_s"] = count_type(in_window, "question_answered") / interval_s
+        # The part of [ws, we) that the run covers: the first and last windows only partly.
+        covered = max(0, min(we, run_end) - max(ws, run_start)) / MICROS_PER_SECOND
+        row["seconds"] = covered
+        row.update(run_rates(in_window, covered))
         summary.append(row)
 
         # sessions
@@ -237,14 +264,16 @@ def reference_reports(events: list[Event], interval_s: int) -> dict[str, list[Ro
             })
 
     totals: Row = {
-        "run_start": format_utc(first_k * interval),
-        "run_end": format_utc((last_k + 1) * interval),
+        "run_start": format_utc_micros(run_start),
+        "run_end": format_utc_micros(run_end),
         "sessions": len(sessions),
         "max_active_sessions": max(active_counts),
     }
     for column, event_type in COUNTED_TYPES.items():
         totals[column] = count_type(ordered, event_type)
     totals.update(response_time_stats(response_times(ordered)))
-    totals["answers_per_s"] = count_type(ordered, "question_answered") / (len(windows) * interval_s)
+    duration = (run_end - run_start) / MICROS_PER_SECOND
+    totals["duration_s"] = duration
+    totals.update(run_rates(ordered, duration))
 
     return {"summary": summary, "totals": [totals], "sessions": session_rows, "errors": error_rows}

@@ -248,6 +248,30 @@ class TestReportRules:
         assert engine.session_rows(T0 // (60 * S))["status"].to_list() == ["active"]
         assert engine.session_rows(T0 // (60 * S) + 1)["status"].to_list() == ["ended"]
 
+    def test_run_rates_do_not_depend_on_the_interval(self) -> None:
+        """The whole run spans its first to its last event: its answers per second are the same for any interval
+        (they were 29.7, 11.1 and 4.45/s for one 44 s log with 5, 60 and 300 s windows)."""
+        events = [event(i + 1, "s", "question_answered", T0 + 30 * S + i * S, response_time_ms=1.0) for i in range(45)]
+        for interval_s in (5, 60, 300):
+            totals = build(events, interval_s).totals().row(0, named=True)
+            assert (totals["run_start"], totals["run_end"], totals["duration_s"]) == (T0 + 30 * S, T0 + 74 * S, 44.0)
+            assert totals["answers_per_s"] == 45 / 44
+
+    def test_first_and_last_windows_are_not_diluted(self) -> None:
+        """A window's rates divide by the seconds of it the run covers: 30 s of the first and of the last."""
+        events = [event(1, "s", "question_asked", T0 + 30 * S), event(2, "s", "question_asked", T0 + 60 * S),
+                  event(3, "s", "error", T0 + 90 * S, error="x")]
+        summary = build(events, 60).summary()
+        assert summary["seconds"].to_list() == [30.0, 30.0]
+        assert summary["questions_per_s"].to_list() == [1 / 30, 1 / 30]
+        assert summary["errors_per_s"].to_list() == [0.0, 1 / 30]
+        assert summary["error_rate"].to_list() == [None, 1.0]  # no answer and no error: no rate
+
+    def test_one_instant_has_no_rates(self) -> None:
+        """A run of one instant lasts 0 s: its rates are empty, not infinite."""
+        totals = build([event(1, "s", "question_answered", T0, response_time_ms=1.0)]).totals().row(0, named=True)
+        assert (totals["duration_s"], totals["answers_per_s"], totals["error_rate"]) == (0.0, None, 0.0)
+
     def test_percentiles_interpolate_linearly(self) -> None:
         """p90 of 1..10 ms is 9.1, numpy's linear method, not the nearest rank."""
         events = [event(i, "s", "question_answered", T0 + i, response_time_ms=float(i)) for i in range(1, 11)]

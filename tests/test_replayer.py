@@ -290,8 +290,8 @@ class TestReplayCommand:
         assert capsys.readouterr().out == (
             "read 1 log: 3 events, 0 rejected, 0 duplicates\n"
             f"wrote 5 files to {out}: the summary, totals, errors and 2 per-window session reports\n"
-            "whole run: 2026-11-24T22:00:00Z to 2026-11-24T22:02:00Z, 2 windows of 60 s\n"
-            "  sessions 1 (at most 1 active), questions 0, answers 2 (0.017/s), cycles 0, errors 0\n"
+            "whole run: 2026-11-24T22:00:00Z to 2026-11-24T22:01:01Z (61.0 s), 2 windows of 60 s\n"
+            "  sessions 1 (at most 1 active), questions 0, answers 2 (0.033/s), cycles 0, errors 0 (error rate 0.00%)\n"
             "  response time ms: mean 500.0, p50 500.0, p95 725.0, p99 745.0, max 750.0\n"
         )
 

@@ -34,6 +34,7 @@ from .store import ROW_SCHEMA, SMALL_BATCH, WindowStore
 from .tables import (
     COUNTED,
     ERRORS_SCHEMA,
+    RATE_COLUMNS,
     SESSION_COUNTED,
     STATS,
     TOTALS,
@@ -43,6 +44,8 @@ from .tables import (
     active_counts,
     aggregate,
     carried,
+    covered_seconds,
+    rates,
     stats,
     summary_frame,
     summed_totals,
@@ -363,15 +366,17 @@ class Engine:
         k_min, k_max = span
         k_last = k_max if k_last is None else min(k_last, k_max)
         active, ending = self._active(k_min, k_last)
+        run_start, run_end = self._run()
         rows = []
         for i, k in enumerate(range(k_min, k_last + 1)):
             agg = self.agg(k) if self.store.has(k) else None
             counts = agg.counts if agg is not None else dict.fromkeys(COUNTED, 0)
             stats = agg.stats if agg is not None else dict.fromkeys(STATS)
+            seconds = covered_seconds(k * self.every, (k + 1) * self.every, run_start, run_end)
             rows.append({"window_start": k * self.every, "window_end": (k + 1) * self.every,
                          "active_sessions": active[i], "active_at_end": ending[i], **counts,
                          **{f"response_time_ms_{s}": v for s, v in stats.items()},
-                         "answers_per_s": counts["questions_answered"] / self.interval_s})
+                         "seconds": seconds, **rates(counts, seconds)})
         return summary_frame(rows)
 
     def errors(self, k_last: int | None = None) -> pl.DataFrame:
@@ -395,22 +400,31 @@ class Engine:
             self._new_answers = []
         return self._answers
 
+    def _run(self) -> tuple[int, int]:
+        """The first and the last event's time (once there are events)."""
+        start, end = self.ts_min, self.ts_max
+        assert start is not None
+        assert end is not None
+        return start, end
+
     def totals(self) -> pl.DataFrame:
         """The whole run's row."""
         span = self.span()
         if span is None:
             row: dict[str, object] = {"run_start": None, "run_end": None, "sessions": 0, "max_active_sessions": 0,
                                       **dict.fromkeys(COUNTED, 0),
-                                      **{f"response_time_ms_{s}": None for s in STATS}, "answers_per_s": None}
+                                      **{f"response_time_ms_{s}": None for s in STATS}, "duration_s": None,
+                                      **dict.fromkeys(RATE_COLUMNS)}
             return pl.DataFrame([row], schema=TOTALS_SCHEMA)
         k_min, k_max = span
         active, _ = self._active(k_min, k_max)
         counts = {name: self.counts[kind] for name, kind in COUNTED.items()}
-        seconds = (k_max - k_min + 1) * self.interval_s
-        row = {"run_start": k_min * self.every, "run_end": (k_max + 1) * self.every, "sessions": len(self.sessions),
+        run_start, run_end = self._run()
+        duration = (run_end - run_start) / _SECOND
+        row = {"run_start": run_start, "run_end": run_end, "sessions": len(self.sessions),
                "max_active_sessions": max(active), **counts,
                **{f"response_time_ms_{s}": v for s, v in stats(self.answers()).items()},
-               "answers_per_s": counts["questions_answered"] / seconds}
+               "duration_s": duration, **rates(counts, duration)}
         return pl.DataFrame([row], schema=TOTALS_SCHEMA)
 
     def tables(self, k_last: int | None = None) -> Tables:

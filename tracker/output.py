@@ -52,6 +52,8 @@ MANIFEST_FILE: Final = ".tracker-reports.json"
 _REPORT_NAME: Final = re.compile(r"session_tracking_(summary|totals|errors|report_\d{8}_\d{6})\.csv")
 FLOAT_PRECISION: Final = 3
 _FORMULA_START: Final = r"^[=+\-@\t\r]"
+#: Columns written with 4 decimals (a rate between 0 and 1), every other float with FLOAT_PRECISION.
+_FOUR_DECIMALS: Final = ("error_rate",)
 _SECOND: Final = 1_000_000
 _log = logging.getLogger("tracker.output")
 
@@ -62,8 +64,8 @@ def session_file_name(window_end_us: int) -> str:
     return f"{SESSIONS_FILE_PREFIX}{stamp}.csv"
 
 
-def _iso(column: str) -> pl.Expr:
-    return pl.from_epoch(pl.col(column), time_unit="us").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+def _iso(column: str, form: str = "%Y-%m-%dT%H:%M:%SZ") -> pl.Expr:
+    return pl.from_epoch(pl.col(column), time_unit="us").dt.strftime(form)
 
 
 def _neutralise(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
@@ -76,9 +78,13 @@ def _neutralise(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
 
 def csv_bytes(frame: pl.DataFrame) -> bytes:
     """A table as file bytes: times in ISO-8601 UTC, floats with 3 decimals, formula-like text neutralised."""
-    times = [c for c in ("window_start", "window_end", "run_start", "run_end") if c in frame.columns]
+    times = [c for c in ("window_start", "window_end") if c in frame.columns]
+    instants = [c for c in ("run_start", "run_end") if c in frame.columns]  # event times: to the microsecond
     text = [c for c, dtype in frame.schema.items() if dtype == pl.String]
-    frame = _neutralise(frame, text).with_columns(_iso(c).alias(c) for c in times)
+    frame = _neutralise(frame, text).with_columns(
+        *(_iso(c).alias(c) for c in times), *(_iso(c, "%Y-%m-%dT%H:%M:%S%.6fZ").alias(c) for c in instants),
+        *(pl.Series(c, [None if v is None else f"{v:.4f}" for v in frame[c].to_list()], pl.String)
+          for c in _FOUR_DECIMALS if c in frame.columns))
     return frame.write_csv(float_precision=FLOAT_PRECISION, line_terminator="\n").encode()
 
 

@@ -49,10 +49,13 @@ def run_summary(engine: Engine) -> list[str]:
     start = format_ts(t["run_start"])
     end = format_ts(t["run_end"])
     rt = ", ".join(f"{name} {_number(t[f'response_time_ms_{name}'])}" for name in ("mean", "p50", "p95", "p99", "max"))
+    per_s = "-" if t["answers_per_s"] is None else f"{t['answers_per_s']:.3f}"
+    error_rate = "-" if t["error_rate"] is None else f"{t['error_rate']:.2%}"
     return [
-        f"whole run: {start} to {end}, {len(list(engine.windows()))} windows of {engine.interval_s} s",
+        f"whole run: {start} to {end} ({t['duration_s']:.1f} s), {len(list(engine.windows()))} windows of "
+        f"{engine.interval_s} s",
         f"  sessions {t['sessions']} (at most {t['max_active_sessions']} active), "
-        f"questions {t['questions_asked']}, answers {t['questions_answered']} ({t['answers_per_s']:.3f}/s), "
-        f"cycles {t['cycles_completed']}, errors {t['errors']}",
+        f"questions {t['questions_asked']}, answers {t['questions_answered']} ({per_s}/s), "
+        f"cycles {t['cycles_completed']}, errors {t['errors']} (error rate {error_rate})",
         f"  response time ms: {rt}",
     ]

@@ -16,8 +16,9 @@ from typing import Final
 import polars as pl
 
 __all__ = (
-    "COUNTED", "ERRORS_SCHEMA", "SESSION_COUNTED", "STATS", "SUMMARY_SCHEMA", "TOTALS", "TOTALS_SCHEMA", "Tables",
-    "WindowAgg", "active_counts", "aggregate", "carried", "stats", "summary_frame", "summed_totals", "window_rows",
+    "COUNTED", "ERRORS_SCHEMA", "RATE_COLUMNS", "SESSION_COUNTED", "STATS", "SUMMARY_SCHEMA", "TOTALS",
+    "TOTALS_SCHEMA", "Tables", "WindowAgg", "active_counts", "aggregate", "carried", "covered_seconds", "rates",
+    "stats", "summary_frame", "summed_totals", "window_rows",
 )
 
 COUNTED: Final = {
@@ -93,14 +94,30 @@ class Tables:
 
 
 STAT_COLUMNS: Final = {f"response_time_ms_{s}": pl.Float64 for s in STATS}
+#: The rates of a window (over its covered seconds) and of the run (over its duration), and the error rate.
+RATE_COLUMNS: Final = dict.fromkeys(("questions_per_s", "answers_per_s", "errors_per_s", "error_rate"), pl.Float64)
 SUMMARY_SCHEMA: Final = pl.Schema({
     "window_start": pl.Int64, "window_end": pl.Int64, "active_sessions": pl.Int64, "active_at_end": pl.Int64,
-    **dict.fromkeys(COUNTED, pl.Int64), **STAT_COLUMNS, "answers_per_s": pl.Float64})
+    **dict.fromkeys(COUNTED, pl.Int64), **STAT_COLUMNS, "seconds": pl.Float64, **RATE_COLUMNS})
 TOTALS_SCHEMA: Final = pl.Schema({
     "run_start": pl.Int64, "run_end": pl.Int64, "sessions": pl.Int64, "max_active_sessions": pl.Int64,
-    **dict.fromkeys(COUNTED, pl.Int64), **STAT_COLUMNS, "answers_per_s": pl.Float64})
+    **dict.fromkeys(COUNTED, pl.Int64), **STAT_COLUMNS, "duration_s": pl.Float64, **RATE_COLUMNS})
 ERRORS_SCHEMA: Final = pl.Schema({"window_start": pl.Int64, "window_end": pl.Int64, "kind": pl.String,
                                    "message": pl.String, "count": pl.Int64})
+
+
+def rates(counts: dict[str, int], seconds: float) -> dict[str, float | None]:
+    """Questions, answers and errors per second over ``seconds`` (None when it is 0), and the error rate: errors
+    over answers and errors (None when both are 0)."""
+    answered, errors = counts["questions_answered"], counts["errors"]
+    per_s = {"questions_per_s": counts["questions_asked"], "answers_per_s": answered, "errors_per_s": errors}
+    return {**{name: n / seconds if seconds > 0 else None for name, n in per_s.items()},
+            "error_rate": errors / (answered + errors) if answered + errors else None}
+
+
+def covered_seconds(window_start: int, window_end: int, run_start: int, run_end: int) -> float:
+    """The seconds of ``[window_start, window_end)`` inside ``[run_start, run_end]`` (times in microseconds)."""
+    return max(0, min(window_end, run_end) - max(window_start, run_start)) / 1_000_000
 
 
 def summary_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
