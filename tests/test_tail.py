@@ -368,6 +368,24 @@ class TestLateEvents:
         assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
 
 
+class TestRunFigures:
+    def test_a_window_closed_while_idle_is_rewritten_when_the_run_goes_on(self, tmp_path: Path) -> None:
+        """A window closed by the clock while the log was idle is covered only up to the last event; the next
+        event moves the run's end, so its covered seconds and rates are written again (as replay has them)."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1, 10) + line(2, 30))
+        tail = Tail([log], tmp_path / "out", interval_s=60, grace_s=0)
+        assert not tail.step(now=T0 / S + 100)  # reads the two events
+        assert tail.step(now=T0 / S + 100)  # idle: the clock closes [0 s, 60 s), covered from 10 s to 30 s
+        summary = tmp_path / "out" / "session_tracking_summary.csv"
+        assert summary.read_text().splitlines()[1].split(",")[16] == "20.000"
+        append(log, line(3, 70))  # the run now ends at 70 s: the first window is covered from 10 s to 60 s
+        assert tail.step(now=T0 / S + 101)
+        assert summary.read_text().splitlines()[1].split(",")[16] == "50.000"
+        tail.close()
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
+
 class TestCheckpoints:
     def test_restart_resumes_without_loss_or_double_count(self, tmp_path: Path) -> None:
         """A new tail on the same checkpoint goes on from the saved offsets: reports equal replay's."""

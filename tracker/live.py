@@ -64,6 +64,8 @@ class LiveReporter:
         self.closed_until: int | None = None  # windows ending at or before this are closed
         self.late = 0  # events read for a window already closed
         self.windows_written = 0
+        #: The run's end (the newest event's time) as of the last flush: the closed windows' covered seconds.
+        self.written_end: int | None = None
 
     @property
     def max_ts(self) -> int | None:
@@ -113,6 +115,15 @@ class LiveReporter:
         return boundary >= first_end and (before is None or before < boundary)
 
     @property
+    def run_changed(self) -> bool:
+        """True when the summary written is out of date without a new window closed: its last closed window was
+        covered only in part (closed by the clock while the log was idle) and newer events moved the run's end, so
+        that window's covered seconds and rates changed."""
+        if self.written_end is None or self.closed_until is None:
+            return False
+        return self.written_end < self.closed_until and self.engine.ts_max != self.written_end
+
+    @property
     def dirty(self) -> bool:
         """True when events were added since the last flush."""
         return self._pending > 0
@@ -124,6 +135,8 @@ class LiveReporter:
             k_last = self.closed_until // self._every - 1 if self.closed_until is not None else -(2**62)
         result = self.writer.flush(k_last)
         self.windows_written = result.windows
+        if not result.failed:
+            self.written_end = self.engine.ts_max
         self._pending = 0
         if final and self.max_ts is not None:
             every_window = (self.max_ts // self._every + 1) * self._every

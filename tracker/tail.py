@@ -220,7 +220,7 @@ class Tail:
         # Late events rewrite their windows at most every late_flush_s: a log whose times are all long past
         # (a backfill) would otherwise rewrite the newest window at every read.
         late_due = self._late_unflushed and time.monotonic() - self._flushed_at >= self.late_flush_s
-        if closed or late_due:
+        if closed or late_due or self.reporter.run_changed:
             try:
                 self.reporter.flush()
             except ReportError as exc:  # keep following and checkpointing; say why the files are not updated
@@ -249,6 +249,7 @@ class Tail:
                 "engine": self.reporter.engine.state(),
                 "windows": windows,
                 "closed_until": self.reporter.closed_until,
+                "written_end": self.reporter.written_end,
                 "late": self.reporter.late,
                 "events": self.stats.events,
                 "rejected": dict(self.decoder.rejected),
@@ -286,8 +287,10 @@ class Tail:
                 raise ValueError(f"it was made with --interval {state.get('interval_s')!r}")
             if state.get("targets") != self._identity():
                 raise ValueError(f"it was made for other logs: {state.get('targets')!r}")
-            closed, late, events, rejected = (state.get(k) for k in ("closed_until", "late", "events", "rejected"))
+            closed, late, events, rejected, written_end = (
+                state.get(k) for k in ("closed_until", "late", "events", "rejected", "written_end"))
             if not ((closed is None or type(closed) is int) and type(late) is int and type(events) is int
+                    and (written_end is None or type(written_end) is int)
                     and isinstance(rejected, dict) and all(type(v) is int for v in rejected.values())):
                 raise ValueError("its counters are damaged")
             resume = check_positions(state.get("files"))
@@ -303,6 +306,7 @@ class Tail:
             self._start_clean()
             return
         self.reporter.closed_until = closed
+        self.reporter.written_end = written_end
         self.reporter.late = late
         self.stats.events = events
         self.decoder.rejected.update(rejected)
