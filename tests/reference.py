@@ -87,6 +87,33 @@ def run_rates(events: list[Event], seconds: float) -> Row:
     }
 
 
+def chat_figures(events: list[Event], seconds: float) -> Row:
+    """TTFT and TPOT statistics and token sums of the answers among ``events``, output tokens per ``seconds``.
+
+    TPOT (vLLM's): (response time - TTFT) / (output tokens - 1), for answers with a TTFT and >= 2 output tokens.
+    """
+    answers = [e for e in events if isinstance(e, QuestionAnswered)]
+    ttft = [a.time_to_first_token_ms for a in answers if a.time_to_first_token_ms is not None]
+    tpot = [(a.response_time_ms - a.time_to_first_token_ms) / (a.output_tokens - 1) for a in answers
+            if a.time_to_first_token_ms is not None and a.output_tokens is not None and a.output_tokens >= 2]
+    output_tokens = sum(a.output_tokens for a in answers if a.output_tokens is not None)
+    return {
+        "ttft_ms_mean": mean(ttft),
+        "ttft_ms_p50": percentile(ttft, 0.50),
+        "ttft_ms_p90": percentile(ttft, 0.90),
+        "ttft_ms_p95": percentile(ttft, 0.95),
+        "ttft_ms_p99": percentile(ttft, 0.99),
+        "ttft_ms_max": maximum(ttft),
+        "tpot_ms_mean": mean(tpot),
+        "tpot_ms_p50": percentile(tpot, 0.50),
+        "tpot_ms_p95": percentile(tpot, 0.95),
+        "tpot_ms_p99": percentile(tpot, 0.99),
+        "input_tokens": sum(a.input_tokens for a in answers if a.input_tokens is not None),
+        "output_tokens": output_tokens,
+        "output_tokens_per_s": per_second(output_tokens, seconds),
+    }
+
+
 def neutralise(text: str) -> str:
     """Prefix a quote to text a spreadsheet would read as a formula."""
     return "'" + text if text.startswith(FORMULA_STARTS) else text
@@ -177,6 +204,7 @@ def empty_totals() -> Row:
     row.update(response_time_stats([]))
     row["duration_s"] = None
     row.update(dict.fromkeys(("questions_per_s", "answers_per_s", "errors_per_s", "error_rate")))
+    row.update(chat_figures([], 0.0))
     return row
 
 
@@ -219,6 +247,7 @@ def reference_reports(events: list[Event], interval_s: int) -> dict[str, list[Ro
         covered = max(0, min(we, run_end) - max(ws, run_start)) / MICROS_PER_SECOND
         row["seconds"] = covered
         row.update(run_rates(in_window, covered))
+        row.update(chat_figures(in_window, covered))
         summary.append(row)
 
         # sessions
@@ -275,5 +304,6 @@ def reference_reports(events: list[Event], interval_s: int) -> dict[str, list[Ro
     duration = (run_end - run_start) / MICROS_PER_SECOND
     totals["duration_s"] = duration
     totals.update(run_rates(ordered, duration))
+    totals.update(chat_figures(ordered, duration))
 
     return {"summary": summary, "totals": [totals], "sessions": session_rows, "errors": error_rows}

@@ -36,18 +36,29 @@ STEP = st.tuples(
     st.one_of(st.integers(0, 900 * S), st.sampled_from([0, 1, 7 * S - 1, 7 * S, 60 * S - 1, 60 * S, 300 * S])),
     st.floats(0, 10_000, allow_nan=False).map(lambda x: round(x, 3)),
     st.sampled_from([None, "timeout", "-bad"]),
+    # An answer's chat fields, each optional: TTFT (sometimes more than the response time, sometimes equal),
+    # input and output tokens (0, 1 and 2 output tokens are TPOT's edges).
+    st.one_of(st.none(), st.tuples(
+        st.one_of(st.none(), st.floats(0, 12_000, allow_nan=False).map(lambda x: round(x, 3)), st.just(-0.0)),
+        st.one_of(st.none(), st.integers(0, 5000)),
+        st.one_of(st.none(), st.integers(0, 3), st.integers(0, 4000)))),
 )
 LOGS = st.lists(STEP, min_size=1, max_size=80)
 INTERVALS = st.sampled_from([1, 7, 60, 300])
 
 
-def random_events(steps: list[tuple[str, str, int, float, str | None]], t0: int = T0) -> list[Event]:
-    """Events from generated steps, numbered by one writer in list order."""
+def random_events(steps: list[tuple[Any, ...]], t0: int = T0) -> list[Event]:
+    """Events from generated steps (session, type, offset, response time, error kind[, chat fields]), numbered by
+    one writer in list order."""
     out = []
-    for seq, (sid, kind, offset, rt, error_kind) in enumerate(steps, 1):
+    for seq, step in enumerate(steps, 1):
+        sid, kind, offset, rt, error_kind = step[:5]
+        chat = step[5] if len(step) > 5 else None
         fields = dict(FIELDS.get(kind, {}))
         if kind == "question_answered":
             fields["response_time_ms"] = rt
+            if chat is not None:
+                fields.update(zip(("time_to_first_token_ms", "input_tokens", "output_tokens"), chat, strict=True))
         if kind == "error":
             fields["error"] = f"error {int(rt) % 3}"
             if error_kind:
@@ -101,7 +112,7 @@ class TestAgainstReference:
     @settings(max_examples=80, deadline=None)
     @given(LOGS, INTERVALS)
     def test_random_logs(self, tmp_path_factory: pytest.TempPathFactory,
-                         steps: list[tuple[str, str, int, float, str | None]], interval_s: int) -> None:
+                         steps: list[tuple[Any, ...]], interval_s: int) -> None:
         """For random logs and intervals, every file equals the independent plain-Python computation."""
         events = random_events(steps)
         out = tmp_path_factory.mktemp("out")
@@ -146,7 +157,7 @@ class TestFeeding:
     @settings(max_examples=40, deadline=None)
     @given(LOGS, INTERVALS, st.randoms(use_true_random=False))
     def test_any_chunks_in_any_order_give_the_same_files(
-        self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, str, int, float, str | None]],
+        self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Any, ...]],
         interval_s: int, rnd: random.Random,
     ) -> None:
         """Events fed in random chunks, in random order, with repeats, give the bytes of feeding them at once."""

@@ -284,7 +284,7 @@ class TestLiveEqualsReplay:
     @settings(max_examples=40, deadline=None)
     @given(LOGS, st.sampled_from([7, 60, 300]), st.sampled_from([0, 5, 30]), st.data())
     def test_random_batches(self, tmp_path_factory: pytest.TempPathFactory,
-                            steps: list[tuple[str, str, int, float, str | None]], interval_s: int, grace_s: int,
+                            steps: list[tuple[Any, ...]], interval_s: int, grace_s: int,
                             data: st.DataObject) -> None:
         """Random batches, advances and flushes: after each flush the closed part equals replay's; finally, all."""
         events = random_events(steps)

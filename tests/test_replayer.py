@@ -10,6 +10,7 @@ import subprocess
 import sys
 from glob import glob
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -95,7 +96,7 @@ class TestSplitProperty:
     @settings(max_examples=40, deadline=None)
     @given(LOGS, st.integers(1, 4), st.sampled_from([1, 60, 300]), st.randoms(use_true_random=False))
     def test_split_logs_give_the_same_reports(
-        self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, str, int, float, str | None]],
+        self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Any, ...]],
         parts: int, interval: int, rnd: random.Random,
     ) -> None:
         """Splitting a log into shuffled files (with a duplicate), read in any block size and spilled to disk

@@ -13,6 +13,7 @@ from tracker.store import _RECENT_MAX, _SET_KEY_BYTES, ROW_SCHEMA, SMALL_BATCH, 
 def rows(n: int, start: int = 0, session: str = "s") -> pl.DataFrame:
     return pl.DataFrame({"key": list(range(start, start + n)), "session_id": [session] * n,
                          "type": ["question_answered"] * n, "response_time_ms": [float(i) for i in range(n)],
+                         "time_to_first_token_ms": [None] * n, "input_tokens": [None] * n, "output_tokens": [None] * n,
                          "error": [None] * n, "kind": [None] * n}, schema=ROW_SCHEMA)
 
 

@@ -583,7 +583,8 @@ class TestCheckpoints:
         tail.close()
         folder = tmp_path / "out" / CHECKPOINT_DIR
         columns = {c for p in (folder / WINDOWS_DIR).glob("*.parquet") for c in pl.read_parquet_schema(p)}
-        assert columns == {"key", "session_id", "type", "response_time_ms", "error", "kind"}
+        assert columns == {"key", "session_id", "type", "response_time_ms", "time_to_first_token_ms", "input_tokens",
+                           "output_tokens", "error", "kind"}
         assert b"w:1:t" not in (folder / CHECKPOINT_FILE).read_bytes()
 
     def test_restart_writes_nothing_that_did_not_change(self, tmp_path: Path) -> None:
@@ -610,6 +611,27 @@ class TestCheckpoints:
         first.release()
         second = Tail([log], tmp_path / "out", interval_s=60)
         second.close()
+        assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
+
+    def test_chat_figures_survive_a_restart(self, tmp_path: Path) -> None:
+        """TTFT, TPOT and token totals of events read before a restart are in the whole run's figures after it."""
+        def chat(seq: int, second: int) -> bytes:
+            return orjson.dumps(record(seq, "s1", "question_answered", T0 + second * S, "w:1:t",
+                                       response_time_ms=1000.0 + seq, time_to_first_token_ms=100.0 * seq,
+                                       input_tokens=seq, output_tokens=10 * seq)) + b"\n"
+
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(chat(i, 20 * i) for i in range(1, 6)))
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.step(now=0)
+        first.checkpoint()
+        first.release()
+        append(log, b"".join(chat(i, 20 * i) for i in range(6, 9)))
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        assert second.warnings == []
+        second.close()
+        totals = (tmp_path / "out" / "session_tracking_totals.csv").read_text().splitlines()
+        assert totals[1].split(",")[-3:-1] == [str(sum(range(1, 9))), str(10 * sum(range(1, 9)))]
         assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
 
     def test_late_count_survives_a_restart(self, tmp_path: Path) -> None:

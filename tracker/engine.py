@@ -32,6 +32,7 @@ from .limits import DEFAULT_INTERVAL_S, MAX_INTERVAL_S
 from .sessions import ORDER, SessionFacts, order_key
 from .store import ROW_SCHEMA, SMALL_BATCH, WindowStore
 from .tables import (
+    CHAT_COLUMNS,
     COUNTED,
     ERRORS_SCHEMA,
     RATE_COLUMNS,
@@ -44,6 +45,8 @@ from .tables import (
     active_counts,
     aggregate,
     carried,
+    chat_figures,
+    chat_values,
     covered_seconds,
     rates,
     stats,
@@ -92,6 +95,10 @@ class Engine:
         self._cells: dict[int, pl.DataFrame] = {}  # the last few windows' per-session figures
         self._answers = pl.Series("rt", [], dtype=pl.Float64)  # every answer's response time, sorted
         self._new_answers: list[pl.Series] = []
+        #: Every answer's TTFT and TPOT, sorted (for the whole run's exact percentiles), and the token sums.
+        self._chat: dict[str, pl.Series] = {name: pl.Series(name, [], dtype=pl.Float64) for name in ("ttft", "tpot")}
+        self._new_chat: dict[str, list[pl.Series]] = {"ttft": [], "tpot": []}
+        self.tokens = {"input": 0, "output": 0}
         #: Running totals after each of the last few windows derived (k -> frame), the newest last.
         self._carries: dict[int, pl.DataFrame] = {}
         self._facts_frame: pl.DataFrame | None = None
@@ -133,10 +140,20 @@ class Engine:
         answers = new.filter(pl.col("type") == "question_answered")["response_time_ms"]
         if answers.len():
             self._new_answers.append(answers)
+            self._take_chat(new)
         self._fold_sessions(new)
         # A session's running totals after an event's window change: every later window's rows.
         self._stale(int(new["k"].min()))  # type: ignore[arg-type]
         return new.drop("key", "k")
+
+    def _take_chat(self, rows: pl.DataFrame) -> None:
+        """Keep the TTFT and TPOT values and the token counts of new answers, for the whole run's figures."""
+        ttft, tpot, tokens_in, tokens_out = chat_values(rows)
+        for name, values in (("ttft", ttft), ("tpot", tpot)):
+            if values.len():
+                self._new_chat[name].append(values)
+        self.tokens["input"] += tokens_in
+        self.tokens["output"] += tokens_out
 
     def _fresh(self, frame: pl.DataFrame) -> list[pl.DataFrame]:
         """The rows of a prepared frame whose key is new: its first copy in the frame, not in its window already
@@ -165,10 +182,10 @@ class Engine:
     def prepared(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Events (columns of :data:`EVENT_SCHEMA`) with their content key and window index added, as :meth:`add`
         takes them. Pure, so a reader may call it in its own threads, beside the one that adds."""
-        rt = pl.col("response_time_ms")
         return frame.select(EVENT_SCHEMA.names()).with_columns(_KEY, k=pl.col("ts") // self.every).with_columns(
-            # A response time of -0.0 counts as 0.0, so that statistics do not depend on the read order.
-            pl.when(rt == 0.0).then(pl.lit(0.0)).otherwise(rt).alias("response_time_ms"))
+            # A time of -0.0 counts as 0.0, so that statistics do not depend on the read order.
+            *(pl.when(pl.col(c) == 0.0).then(pl.lit(0.0)).otherwise(pl.col(c)).alias(c)
+              for c in ("response_time_ms", "time_to_first_token_ms")))
 
     def _fold_sessions(self, new: pl.DataFrame) -> None:
         """Update the facts of the sessions these events decide (first event, first registration, first end)."""
@@ -223,7 +240,9 @@ class Engine:
                          for f in self.sessions.values()],
             # Derived, but saved so that a restart need not derive every window again.
             "aggs": {str(k): [[agg.counts[c] for c in COUNTED], [_json_float(agg.stats[s]) for s in STATS],
-                              agg.errors.rows()] for k, agg in self._aggs.items()},
+                              agg.errors.rows(), [_json_float(v) if isinstance(v, float) else v
+                                                  for v in agg.chat.values()]]
+                     for k, agg in self._aggs.items()},
             "carry": carry,
         }
 
@@ -256,10 +275,17 @@ class Engine:
         self._carries = {} if carry is None else {carry[0]: carry[1]}
         self._cells.clear()
         self._facts_frame = None
-        answers = [self.store.rows(k, columns=("type", "response_time_ms"))
-                   .filter(pl.col("type") == "question_answered")["response_time_ms"]
-                   for k in self.windows() if self.store.has(k)]
-        self._answers, self._new_answers = pl.Series("rt", [], dtype=pl.Float64), answers
+        self._answers, self._new_answers = pl.Series("rt", [], dtype=pl.Float64), []
+        self._chat = {name: pl.Series(name, [], dtype=pl.Float64) for name in ("ttft", "tpot")}
+        self._new_chat, self.tokens = {"ttft": [], "tpot": []}, {"input": 0, "output": 0}
+        for k in self.windows():
+            if self.store.has(k):
+                rows = self.store.rows(k, columns=("type", "response_time_ms", "time_to_first_token_ms",
+                                                   "input_tokens", "output_tokens"))
+                answers = rows.filter(pl.col("type") == "question_answered")
+                if answers.height:
+                    self._new_answers.append(answers["response_time_ms"])
+                    self._take_chat(answers)
         self._changed, self._stale_from = set(), None
 
     # -- what changed -----------------------------------------------------------------
@@ -372,11 +398,13 @@ class Engine:
             agg = self.agg(k) if self.store.has(k) else None
             counts = agg.counts if agg is not None else dict.fromkeys(COUNTED, 0)
             stats = agg.stats if agg is not None else dict.fromkeys(STATS)
+            chat = agg.chat if agg is not None else _NO_CHAT
             seconds = covered_seconds(k * self.every, (k + 1) * self.every, run_start, run_end)
             rows.append({"window_start": k * self.every, "window_end": (k + 1) * self.every,
                          "active_sessions": active[i], "active_at_end": ending[i], **counts,
                          **{f"response_time_ms_{s}": v for s, v in stats.items()},
-                         "seconds": seconds, **rates(counts, seconds)})
+                         "seconds": seconds, **rates(counts, seconds), **chat,
+                         "output_tokens_per_s": int(chat["output_tokens"] or 0) / seconds if seconds > 0 else None})
         return summary_frame(rows)
 
     def errors(self, k_last: int | None = None) -> pl.DataFrame:
@@ -407,6 +435,13 @@ class Engine:
         assert end is not None
         return start, end
 
+    def _sorted(self, name: str) -> pl.Series:
+        """Every answer's TTFT (``ttft``) or TPOT (``tpot``), sorted."""
+        if self._new_chat[name]:
+            self._chat[name] = pl.concat([self._chat[name], *self._new_chat[name]]).sort().rename(name)
+            self._new_chat[name] = []
+        return self._chat[name]
+
     def totals(self) -> pl.DataFrame:
         """The whole run's row."""
         span = self.span()
@@ -414,7 +449,7 @@ class Engine:
             row: dict[str, object] = {"run_start": None, "run_end": None, "sessions": 0, "max_active_sessions": 0,
                                       **dict.fromkeys(COUNTED, 0),
                                       **{f"response_time_ms_{s}": None for s in STATS}, "duration_s": None,
-                                      **dict.fromkeys(RATE_COLUMNS)}
+                                      **dict.fromkeys(RATE_COLUMNS), **_NO_CHAT, "output_tokens_per_s": None}
             return pl.DataFrame([row], schema=TOTALS_SCHEMA)
         k_min, k_max = span
         active, _ = self._active(k_min, k_max)
@@ -424,7 +459,9 @@ class Engine:
         row = {"run_start": run_start, "run_end": run_end, "sessions": len(self.sessions),
                "max_active_sessions": max(active), **counts,
                **{f"response_time_ms_{s}": v for s, v in stats(self.answers()).items()},
-               "duration_s": duration, **rates(counts, duration)}
+               "duration_s": duration, **rates(counts, duration),
+               **chat_figures(self._sorted("ttft"), self._sorted("tpot"), self.tokens["input"], self.tokens["output"]),
+               "output_tokens_per_s": self.tokens["output"] / duration if duration > 0 else None}
         return pl.DataFrame([row], schema=TOTALS_SCHEMA)
 
     def tables(self, k_last: int | None = None) -> Tables:
@@ -445,17 +482,19 @@ def _aggs_of(entries: object) -> dict[int, WindowAgg]:
     aggs = {}
     for key, entry in entries.items():
         try:
-            counts, figures, errors = entry
+            counts, figures, errors, chat = entry
             if not (key.lstrip("-").isdigit() and len(counts) == len(COUNTED) and len(figures) == len(STATS)
-                    and all(type(n) is int and n >= 0 for n in counts)
-                    and all(v is None or type(v) is float or v in _NON_FINITE for v in figures)):
+                    and len(chat) == len(_NO_CHAT) and all(type(n) is int and n >= 0 for n in counts)
+                    and all(v is None or type(v) is float or v in _NON_FINITE for v in [*figures, *chat[:-2]])
+                    and all(type(n) is int for n in chat[-2:])):
                 raise ValueError(key)
             frame = pl.DataFrame(errors, schema={"kind": pl.String, "message": pl.String, "count": pl.Int64},
                                  orient="row")
         except (TypeError, ValueError, AttributeError, pl.exceptions.PolarsError) as exc:
             raise ValueError(f"engine state: the figures of window {key!r} are damaged") from exc
         values = {s: float(v) if isinstance(v, str) else v for s, v in zip(STATS, figures, strict=True)}
-        aggs[int(key)] = WindowAgg(dict(zip(COUNTED, counts, strict=True)), values, frame)
+        chat_map = {c: float(v) if isinstance(v, str) else v for c, v in zip(_NO_CHAT, chat, strict=True)}
+        aggs[int(key)] = WindowAgg(dict(zip(COUNTED, counts, strict=True)), values, frame, chat_map)
     return aggs
 
 
@@ -473,6 +512,10 @@ def _carry_of(entry: object) -> tuple[int, pl.DataFrame] | None:
         raise ValueError("engine state: running totals damaged") from exc
     return k, frame
 
+
+#: A window without rows: no TTFT or TPOT, no tokens.
+_NO_CHAT: Final[dict[str, float | int | None]] = {**{c: None for c in CHAT_COLUMNS if c.startswith(("ttft", "tpot"))},
+                                                  "input_tokens": 0, "output_tokens": 0}
 
 #: How a figure that JSON has no number for (a mean of huge values can overflow to infinity) is saved.
 _NON_FINITE: Final = ("inf", "-inf", "nan")

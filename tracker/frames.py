@@ -25,6 +25,9 @@ EVENT_SCHEMA: Final = pl.Schema([
     ("username", pl.String),
     ("course_numbers", pl.List(pl.Int64)),
     ("response_time_ms", pl.Float64),
+    ("time_to_first_token_ms", pl.Float64),
+    ("input_tokens", pl.Int64),
+    ("output_tokens", pl.Int64),
     ("error", pl.String),
     ("kind", pl.String),
 ])
@@ -34,7 +37,8 @@ def events_frame(events: Iterable[Event]) -> pl.DataFrame:
     """The engine's input frame from decoded events."""
     names = EVENT_SCHEMA.names()
     columns: dict[str, list[object]] = {name: [] for name in names}
-    ts, event_id, writer, seq, session_id, kind_of, username, courses, rt, error, kind = (columns[n] for n in names)
+    ts, event_id, writer, seq, session_id, kind_of, username, courses, rt, ttft, tokens_in, tokens_out, error, kind = (
+        columns[n] for n in names)
     for event in events:
         ts.append(event.ts)
         event_id.append(event.event_id)
@@ -44,7 +48,11 @@ def events_frame(events: Iterable[Event]) -> pl.DataFrame:
         kind_of.append(event.TYPE)
         username.append(event.username if isinstance(event, SessionRegistered) else None)
         courses.append(list(event.course_numbers) if isinstance(event, SessionRegistered) else None)
-        rt.append(event.response_time_ms if isinstance(event, QuestionAnswered) else None)
+        answer = event if isinstance(event, QuestionAnswered) else None
+        rt.append(answer.response_time_ms if answer is not None else None)
+        ttft.append(answer.time_to_first_token_ms if answer is not None else None)
+        tokens_in.append(answer.input_tokens if answer is not None else None)
+        tokens_out.append(answer.output_tokens if answer is not None else None)
         error.append(event.error if isinstance(event, ErrorReported) else None)
         kind.append(event.kind if isinstance(event, ErrorReported) else None)
     return pl.DataFrame(columns, schema=EVENT_SCHEMA)

@@ -96,6 +96,9 @@ ROW_SCHEMA: Final = pl.Schema([
     ("session_id", pl.String),
     ("type", pl.Enum(list(EVENT_TYPES))),
     ("response_time_ms", pl.Float64),
+    ("time_to_first_token_ms", pl.Float64),
+    ("input_tokens", pl.Int64),
+    ("output_tokens", pl.Int64),
     ("error", pl.String),
     ("kind", pl.String),
 ])

@@ -16,9 +16,9 @@ from typing import Final
 import polars as pl
 
 __all__ = (
-    "COUNTED", "ERRORS_SCHEMA", "RATE_COLUMNS", "SESSION_COUNTED", "STATS", "SUMMARY_SCHEMA", "TOTALS",
-    "TOTALS_SCHEMA", "Tables", "WindowAgg", "active_counts", "aggregate", "carried", "covered_seconds", "rates",
-    "stats", "summary_frame", "summed_totals", "window_rows",
+    "CHAT_COLUMNS", "COUNTED", "ERRORS_SCHEMA", "RATE_COLUMNS", "SESSION_COUNTED", "STATS", "SUMMARY_SCHEMA", "TOTALS",
+    "TOTALS_SCHEMA", "TPOT_STATS", "TTFT_STATS", "Tables", "WindowAgg", "active_counts", "aggregate", "carried",
+    "chat_figures", "chat_values", "covered_seconds", "rates", "stats", "summary_frame", "summed_totals", "window_rows",
 )
 
 COUNTED: Final = {
@@ -32,6 +32,13 @@ COUNTED: Final = {
 SESSION_COUNTED: Final = ("questions_asked", "questions_answered", "cycles_completed", "errors")
 TOTALS: Final = tuple(f"{c}_total" for c in SESSION_COUNTED)
 STATS: Final = ("mean", "p50", "p90", "p95", "p99", "max")
+#: Time to first token and time per output token after the first (vLLM's TPOT): the statistics reported.
+TTFT_STATS: Final = STATS
+TPOT_STATS: Final = ("mean", "p50", "p95", "p99")
+#: The chat figures of a window and of the run, in the order of the files' columns.
+CHAT_COLUMNS: Final = {**{f"ttft_ms_{s}": pl.Float64 for s in TTFT_STATS},
+                       **{f"tpot_ms_{s}": pl.Float64 for s in TPOT_STATS},
+                       "input_tokens": pl.Int64, "output_tokens": pl.Int64, "output_tokens_per_s": pl.Float64}
 _QUANTILES: Final = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 
 
@@ -56,6 +63,28 @@ class WindowAgg:
     counts: dict[str, int]
     stats: dict[str, float | None]
     errors: pl.DataFrame  # kind, message, count
+    chat: dict[str, float | int | None]  # the CHAT_COLUMNS but output_tokens_per_s
+
+
+def chat_values(rows: pl.DataFrame) -> tuple[pl.Series, pl.Series, int, int]:
+    """The answers' TTFT values and TPOT values (each sorted) and their input and output token sums.
+
+    TPOT of an answer with a TTFT and at least 2 output tokens is (response time - TTFT) / (output tokens - 1).
+    """
+    answers = rows.filter(pl.col("type") == "question_answered")
+    ttft = answers["time_to_first_token_ms"].drop_nulls().sort()
+    tpot = answers.filter(pl.col("time_to_first_token_ms").is_not_null() & (pl.col("output_tokens") >= 2)).select(
+        (pl.col("response_time_ms") - pl.col("time_to_first_token_ms")) / (pl.col("output_tokens") - 1))
+    tokens_in, tokens_out = answers["input_tokens"].sum(), answers["output_tokens"].sum()
+    return ttft, tpot.to_series().sort(), int(tokens_in), int(tokens_out)
+
+
+def chat_figures(ttft: pl.Series, tpot: pl.Series, tokens_in: int, tokens_out: int) -> dict[str, float | int | None]:
+    """The chat columns (but output_tokens_per_s) from sorted TTFT and TPOT values and token sums."""
+    ttft_stats, tpot_stats = stats(ttft), stats(tpot)
+    return {**{f"ttft_ms_{s}": ttft_stats[s] for s in TTFT_STATS},
+            **{f"tpot_ms_{s}": tpot_stats[s] for s in TPOT_STATS},
+            "input_tokens": tokens_in, "output_tokens": tokens_out}
 
 
 def aggregate(rows: pl.DataFrame) -> tuple[WindowAgg, pl.DataFrame]:
@@ -80,7 +109,7 @@ def aggregate(rows: pl.DataFrame) -> tuple[WindowAgg, pl.DataFrame]:
         .group_by("kind", message="error").agg(count=pl.len().cast(pl.Int64))
         .sort(pl.col("kind").fill_null(""), "message", "kind", nulls_last=False)
     )
-    return WindowAgg(counts, stats(rt), errors), cells
+    return WindowAgg(counts, stats(rt), errors, chat_figures(*chat_values(rows))), cells
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +127,10 @@ STAT_COLUMNS: Final = {f"response_time_ms_{s}": pl.Float64 for s in STATS}
 RATE_COLUMNS: Final = dict.fromkeys(("questions_per_s", "answers_per_s", "errors_per_s", "error_rate"), pl.Float64)
 SUMMARY_SCHEMA: Final = pl.Schema({
     "window_start": pl.Int64, "window_end": pl.Int64, "active_sessions": pl.Int64, "active_at_end": pl.Int64,
-    **dict.fromkeys(COUNTED, pl.Int64), **STAT_COLUMNS, "seconds": pl.Float64, **RATE_COLUMNS})
+    **dict.fromkeys(COUNTED, pl.Int64), **STAT_COLUMNS, "seconds": pl.Float64, **RATE_COLUMNS, **CHAT_COLUMNS})
 TOTALS_SCHEMA: Final = pl.Schema({
     "run_start": pl.Int64, "run_end": pl.Int64, "sessions": pl.Int64, "max_active_sessions": pl.Int64,
-    **dict.fromkeys(COUNTED, pl.Int64), **STAT_COLUMNS, "duration_s": pl.Float64, **RATE_COLUMNS})
+    **dict.fromkeys(COUNTED, pl.Int64), **STAT_COLUMNS, "duration_s": pl.Float64, **RATE_COLUMNS, **CHAT_COLUMNS})
 ERRORS_SCHEMA: Final = pl.Schema({"window_start": pl.Int64, "window_end": pl.Int64, "kind": pl.String,
                                    "message": pl.String, "count": pl.Int64})
 
