@@ -278,18 +278,20 @@ def reference_reports(events: list[Event], interval_s: int) -> dict[str, list[Ro
             session_rows.append(srow)
 
         # errors
-        error_counts: dict[tuple[str | None, str], int] = {}
+        occurrences: dict[tuple[str | None, str], list[ErrorReported]] = {}
         for event in in_window:
             if isinstance(event, ErrorReported):
-                key = (event.kind, event.error)
-                error_counts[key] = error_counts.get(key, 0) + 1
-        for (kind, message), count in sorted(error_counts.items(), key=lambda item: (item[0][0] or "", item[0][1])):
+                occurrences.setdefault((event.kind, event.error), []).append(event)
+        for (kind, message), seen in sorted(occurrences.items(), key=lambda item: (item[0][0] or "", item[0][1])):
             error_rows.append({
                 "window_start": window_start,
                 "window_end": window_end,
                 "kind": neutralise_optional(kind),
                 "message": neutralise(message),
-                "count": count,
+                "count": len(seen),
+                "sessions": len({e.session_id for e in seen}),
+                "first_seen": format_utc_micros(min(e.ts for e in seen)),
+                "last_seen": format_utc_micros(max(e.ts for e in seen)),
             })
 
     totals: Row = {

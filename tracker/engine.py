@@ -34,6 +34,7 @@ from .store import ROW_SCHEMA, SMALL_BATCH, WindowStore
 from .tables import (
     CHAT_COLUMNS,
     COUNTED,
+    ERROR_FIGURES,
     ERRORS_SCHEMA,
     RATE_COLUMNS,
     SESSION_COUNTED,
@@ -417,7 +418,7 @@ class Engine:
                 if self.store.has(k) and self.agg(k).counts["errors"]:
                     frames.append(self.agg(k).errors.select(
                         pl.lit(k * self.every, pl.Int64).alias("window_start"),
-                        pl.lit((k + 1) * self.every, pl.Int64).alias("window_end"), "kind", "message", "count"))
+                        pl.lit((k + 1) * self.every, pl.Int64).alias("window_end"), *ERROR_FIGURES.names()))
         return pl.concat(frames) if frames else pl.DataFrame(schema=ERRORS_SCHEMA)
 
     def answers(self) -> pl.Series:
@@ -488,8 +489,7 @@ def _aggs_of(entries: object) -> dict[int, WindowAgg]:
                     and all(v is None or type(v) is float or v in _NON_FINITE for v in [*figures, *chat[:-2]])
                     and all(type(n) is int for n in chat[-2:])):
                 raise ValueError(key)
-            frame = pl.DataFrame(errors, schema={"kind": pl.String, "message": pl.String, "count": pl.Int64},
-                                 orient="row")
+            frame = pl.DataFrame(errors, schema=ERROR_FIGURES, orient="row")
         except (TypeError, ValueError, AttributeError, pl.exceptions.PolarsError) as exc:
             raise ValueError(f"engine state: the figures of window {key!r} are damaged") from exc
         values = {s: float(v) if isinstance(v, str) else v for s, v in zip(STATS, figures, strict=True)}

@@ -79,7 +79,7 @@ def _neutralise(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
 def csv_bytes(frame: pl.DataFrame) -> bytes:
     """A table as file bytes: times in ISO-8601 UTC, floats with 3 decimals, formula-like text neutralised."""
     times = [c for c in ("window_start", "window_end") if c in frame.columns]
-    instants = [c for c in ("run_start", "run_end") if c in frame.columns]  # event times: to the microsecond
+    instants = [c for c in ("run_start", "run_end", "first_seen", "last_seen") if c in frame.columns]  # events' times
     text = [c for c, dtype in frame.schema.items() if dtype == pl.String]
     frame = _neutralise(frame, text).with_columns(
         *(_iso(c).alias(c) for c in times), *(_iso(c, "%Y-%m-%dT%H:%M:%S%.6fZ").alias(c) for c in instants),

@@ -16,9 +16,10 @@ from typing import Final
 import polars as pl
 
 __all__ = (
-    "CHAT_COLUMNS", "COUNTED", "ERRORS_SCHEMA", "RATE_COLUMNS", "SESSION_COUNTED", "STATS", "SUMMARY_SCHEMA", "TOTALS",
-    "TOTALS_SCHEMA", "TPOT_STATS", "TTFT_STATS", "Tables", "WindowAgg", "active_counts", "aggregate", "carried",
-    "chat_figures", "chat_values", "covered_seconds", "rates", "stats", "summary_frame", "summed_totals", "window_rows",
+    "CHAT_COLUMNS", "COUNTED", "ERROR_FIGURES", "ERRORS_SCHEMA", "RATE_COLUMNS", "SESSION_COUNTED", "STATS",
+    "SUMMARY_SCHEMA", "TOTALS", "TOTALS_SCHEMA", "TPOT_STATS", "TTFT_STATS", "Tables", "WindowAgg", "active_counts",
+    "aggregate", "carried", "chat_figures", "chat_values", "covered_seconds", "rates", "stats", "summary_frame",
+    "summed_totals", "window_rows",
 )
 
 COUNTED: Final = {
@@ -62,7 +63,7 @@ class WindowAgg:
 
     counts: dict[str, int]
     stats: dict[str, float | None]
-    errors: pl.DataFrame  # kind, message, count
+    errors: pl.DataFrame  # kind, message, count, sessions, first_seen, last_seen
     chat: dict[str, float | int | None]  # the CHAT_COLUMNS but output_tokens_per_s
 
 
@@ -104,9 +105,12 @@ def aggregate(rows: pl.DataFrame) -> tuple[WindowAgg, pl.DataFrame]:
         answers.quantile(0.95, interpolation="linear").alias("response_time_ms_p95"),
         answers.max().alias("response_time_ms_max"),
     )
+    ts = (pl.col("key") // (1 << 64)).cast(pl.Int64)  # the key holds the event's time in its high 64 bits
     errors = (
         rows.filter(pl.col("type") == "error")
-        .group_by("kind", message="error").agg(count=pl.len().cast(pl.Int64))
+        .group_by("kind", message="error").agg(
+            count=pl.len().cast(pl.Int64), sessions=pl.col("session_id").n_unique().cast(pl.Int64),
+            first_seen=ts.min(), last_seen=ts.max())
         .sort(pl.col("kind").fill_null(""), "message", "kind", nulls_last=False)
     )
     return WindowAgg(counts, stats(rt), errors, chat_figures(*chat_values(rows))), cells
@@ -131,8 +135,10 @@ SUMMARY_SCHEMA: Final = pl.Schema({
 TOTALS_SCHEMA: Final = pl.Schema({
     "run_start": pl.Int64, "run_end": pl.Int64, "sessions": pl.Int64, "max_active_sessions": pl.Int64,
     **dict.fromkeys(COUNTED, pl.Int64), **STAT_COLUMNS, "duration_s": pl.Float64, **RATE_COLUMNS, **CHAT_COLUMNS})
-ERRORS_SCHEMA: Final = pl.Schema({"window_start": pl.Int64, "window_end": pl.Int64, "kind": pl.String,
-                                   "message": pl.String, "count": pl.Int64})
+#: An error row's figures beside its window: how many, in how many sessions, the first and last time (events').
+ERROR_FIGURES: Final = pl.Schema({"kind": pl.String, "message": pl.String, "count": pl.Int64, "sessions": pl.Int64,
+                                  "first_seen": pl.Int64, "last_seen": pl.Int64})
+ERRORS_SCHEMA: Final = pl.Schema([("window_start", pl.Int64), ("window_end", pl.Int64), *ERROR_FIGURES.items()])
 
 
 def rates(counts: dict[str, int], seconds: float) -> dict[str, float | None]:

@@ -43,7 +43,8 @@ __all__ = ("CHECKPOINT_DIR", "Tail", "TailStats")
 
 CHECKPOINT_DIR: Final = ".tracker-checkpoint"
 CHECKPOINT_FILE: Final = "checkpoint.json"
-CHECKPOINT_VERSION: Final = 3  # 3: window rows with TTFT and tokens; figures with the chat columns
+#: 3: window rows with TTFT and tokens, figures with the chat columns; 4: error rows with sessions, first and last seen.
+CHECKPOINT_VERSION: Final = 4
 WINDOWS_DIR: Final = "windows"
 LOCK_FILE: Final = ".tracker-tail.lock"
 #: The live view's figures cover the events read in this much wall-clock time.
