@@ -273,6 +273,12 @@ def reference_reports(events: list[Event], interval_s: int) -> dict[str, list[Ro
             srow["response_time_ms_mean"] = mean(answers)
             srow["response_time_ms_p95"] = percentile(answers, 0.95)
             srow["response_time_ms_max"] = maximum(answers)
+            own_answers = [e for e in own_in_window if isinstance(e, QuestionAnswered)]
+            srow["ttft_ms_p95"] = percentile([a.time_to_first_token_ms for a in own_answers
+                                              if a.time_to_first_token_ms is not None], 0.95)
+            srow["output_tokens"] = sum(a.output_tokens for a in own_answers if a.output_tokens is not None)
+            answered, errors = len(own_answers), count_type(own_in_window, "error")
+            srow["error_rate"] = errors / (answered + errors) if answered + errors else None
             for column, event_type in SESSION_COUNTED_TYPES.items():
                 srow[column + "_total"] = count_type(own_so_far, event_type)
             session_rows.append(srow)

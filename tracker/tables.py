@@ -104,6 +104,9 @@ def aggregate(rows: pl.DataFrame) -> tuple[WindowAgg, pl.DataFrame]:
         answers.mean().alias("response_time_ms_mean"),
         answers.quantile(0.95, interpolation="linear").alias("response_time_ms_p95"),
         answers.max().alias("response_time_ms_max"),
+        pl.col("time_to_first_token_ms").filter(is_answer).quantile(0.95, interpolation="linear")
+        .alias("ttft_ms_p95"),
+        pl.col("output_tokens").filter(is_answer).sum().cast(pl.Int64).alias("output_tokens"),
     )
     ts = (pl.col("key") // (1 << 64)).cast(pl.Int64)  # the key holds the event's time in its high 64 bits
     errors = (
@@ -186,8 +189,10 @@ def window_rows(facts: pl.DataFrame, cells: pl.DataFrame | None, totals: pl.Data
         rows = rows.join(cells, on="session_id", how="left")
     else:
         rows = rows.with_columns(
-            *(pl.lit(None, pl.Int64).alias(c) for c in SESSION_COUNTED),
-            *(pl.lit(None, pl.Float64).alias(f"response_time_ms_{s}") for s in ("mean", "p95", "max")))
+            *(pl.lit(None, pl.Int64).alias(c) for c in (*SESSION_COUNTED, "output_tokens")),
+            *(pl.lit(None, pl.Float64).alias(c) for c in (*(f"response_time_ms_{s}" for s in ("mean", "p95", "max")),
+                                                           "ttft_ms_p95")))
+    answered, errors = pl.col("questions_answered").fill_null(0), pl.col("errors").fill_null(0)
     return rows.sort("session_id").select(
         pl.lit(k * every, pl.Int64).alias("window_start"), pl.lit((k + 1) * every, pl.Int64).alias("window_end"),
         "session_id", "username", "course_numbers",
@@ -195,6 +200,9 @@ def window_rows(facts: pl.DataFrame, cells: pl.DataFrame | None, totals: pl.Data
         .then(pl.lit("ended")).otherwise(pl.lit("active")).alias("status"),
         *(pl.col(c).fill_null(0).cast(pl.Int64) for c in SESSION_COUNTED),
         *(pl.col(f"response_time_ms_{s}").cast(pl.Float64) for s in ("mean", "p95", "max")),
+        pl.col("ttft_ms_p95").cast(pl.Float64), pl.col("output_tokens").fill_null(0).cast(pl.Int64),
+        pl.when(answered + errors > 0).then(errors / (answered + errors)).otherwise(None).cast(pl.Float64)
+        .alias("error_rate"),
         *(pl.col(t).fill_null(0).cast(pl.Int64) for t in TOTALS),
     )
 
