@@ -111,7 +111,15 @@ def chat_figures(events: list[Event], seconds: float) -> Row:
         "input_tokens": sum(a.input_tokens for a in answers if a.input_tokens is not None),
         "output_tokens": output_tokens,
         "output_tokens_per_s": per_second(output_tokens, seconds),
+        **failed_figures(events),
     }
+
+
+def failed_figures(events: list[Event]) -> Row:
+    """Mean, p95 and max of the failed requests' times: errors that carry response_time_ms."""
+    failed = [e.response_time_ms for e in events if isinstance(e, ErrorReported) and e.response_time_ms is not None]
+    return {"failed_response_time_ms_mean": mean(failed), "failed_response_time_ms_p95": percentile(failed, 0.95),
+            "failed_response_time_ms_max": maximum(failed)}
 
 
 def neutralise(text: str) -> str:

@@ -61,6 +61,8 @@ def random_events(steps: list[tuple[Any, ...]], t0: int = T0) -> list[Event]:
                 fields.update(zip(("time_to_first_token_ms", "input_tokens", "output_tokens"), chat, strict=True))
         if kind == "error":
             fields["error"] = f"error {int(rt) % 3}"
+            if chat is not None:  # a failed request's time, on some errors
+                fields["response_time_ms"] = rt
             if error_kind:
                 fields["kind"] = error_kind
         out.append(event(seq, sid, kind, t0 + offset, **fields))

@@ -630,8 +630,9 @@ class TestCheckpoints:
         second = Tail([log], tmp_path / "out", interval_s=60)
         assert second.warnings == []
         second.close()
-        totals = (tmp_path / "out" / "session_tracking_totals.csv").read_text().splitlines()
-        assert totals[1].split(",")[-3:-1] == [str(sum(range(1, 9))), str(10 * sum(range(1, 9)))]
+        header, row = ((tmp_path / "out" / "session_tracking_totals.csv").read_text().splitlines())
+        totals = dict(zip(header.split(","), row.split(","), strict=True))
+        assert (totals["input_tokens"], totals["output_tokens"]) == (str(sum(range(1, 9))), str(10 * sum(range(1, 9))))
         assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
 
     def test_late_count_survives_a_restart(self, tmp_path: Path) -> None:

@@ -59,7 +59,10 @@ async def simulate_session(log: EventLog, index: int, config: DemoConfig, deadli
         await asyncio.sleep(min(rt / 1000.0 / 8, 1.0))  # simulated answers come 8x faster than they claim
         if rng.random() < config.error_rate:
             kind = rng.choice(["timeout", "http_502", "empty_answer"])
-            log.emit("error", session_id, kind=kind, error=f"{kind} while waiting for the answer")
+            # A timeout fails at the client's limit; the other failures come back after part of the answer's time.
+            failed_after = 5000.0 if kind == "timeout" else round(rt * rng.uniform(0.1, 0.5), 3)
+            log.emit("error", session_id, kind=kind, error=f"{kind} while waiting for the answer",
+                     response_time_ms=failed_after)
         else:
             log.emit("question_answered", session_id, question_id=question_id, response_time_ms=rt,
                      time_to_first_token_ms=round(rt * rng.uniform(0.1, 0.3), 3),

@@ -97,8 +97,8 @@ class Engine:
         self._answers = pl.Series("rt", [], dtype=pl.Float64)  # every answer's response time, sorted
         self._new_answers: list[pl.Series] = []
         #: Every answer's TTFT and TPOT, sorted (for the whole run's exact percentiles), and the token sums.
-        self._chat: dict[str, pl.Series] = {name: pl.Series(name, [], dtype=pl.Float64) for name in ("ttft", "tpot")}
-        self._new_chat: dict[str, list[pl.Series]] = {"ttft": [], "tpot": []}
+        self._chat: dict[str, pl.Series] = {name: pl.Series(name, [], dtype=pl.Float64) for name in _SERIES}
+        self._new_chat: dict[str, list[pl.Series]] = {name: [] for name in _SERIES}
         self.tokens = {"input": 0, "output": 0}
         #: Running totals after each of the last few windows derived (k -> frame), the newest last.
         self._carries: dict[int, pl.DataFrame] = {}
@@ -141,6 +141,7 @@ class Engine:
         answers = new.filter(pl.col("type") == "question_answered")["response_time_ms"]
         if answers.len():
             self._new_answers.append(answers)
+        if answers.len() or new["type"].eq("error").any():
             self._take_chat(new)
         self._fold_sessions(new)
         # A session's running totals after an event's window change: every later window's rows.
@@ -149,8 +150,8 @@ class Engine:
 
     def _take_chat(self, rows: pl.DataFrame) -> None:
         """Keep the TTFT and TPOT values and the token counts of new answers, for the whole run's figures."""
-        ttft, tpot, tokens_in, tokens_out = chat_values(rows)
-        for name, values in (("ttft", ttft), ("tpot", tpot)):
+        ttft, tpot, tokens_in, tokens_out, failed = chat_values(rows)
+        for name, values in (("ttft", ttft), ("tpot", tpot), ("failed", failed)):
             if values.len():
                 self._new_chat[name].append(values)
         self.tokens["input"] += tokens_in
@@ -277,8 +278,8 @@ class Engine:
         self._cells.clear()
         self._facts_frame = None
         self._answers, self._new_answers = pl.Series("rt", [], dtype=pl.Float64), []
-        self._chat = {name: pl.Series(name, [], dtype=pl.Float64) for name in ("ttft", "tpot")}
-        self._new_chat, self.tokens = {"ttft": [], "tpot": []}, {"input": 0, "output": 0}
+        self._chat = {name: pl.Series(name, [], dtype=pl.Float64) for name in _SERIES}
+        self._new_chat, self.tokens = {name: [] for name in _SERIES}, {"input": 0, "output": 0}
         for k in self.windows():
             if self.store.has(k):
                 rows = self.store.rows(k, columns=("type", "response_time_ms", "time_to_first_token_ms",
@@ -286,7 +287,7 @@ class Engine:
                 answers = rows.filter(pl.col("type") == "question_answered")
                 if answers.height:
                     self._new_answers.append(answers["response_time_ms"])
-                    self._take_chat(answers)
+                self._take_chat(rows)
         self._changed, self._stale_from = set(), None
 
     # -- what changed -----------------------------------------------------------------
@@ -461,7 +462,8 @@ class Engine:
                "max_active_sessions": max(active), **counts,
                **{f"response_time_ms_{s}": v for s, v in stats(self.answers()).items()},
                "duration_s": duration, **rates(counts, duration),
-               **chat_figures(self._sorted("ttft"), self._sorted("tpot"), self.tokens["input"], self.tokens["output"]),
+               **chat_figures(self._sorted("ttft"), self._sorted("tpot"), self.tokens["input"], self.tokens["output"],
+                              self._sorted("failed")),
                "output_tokens_per_s": self.tokens["output"] / duration if duration > 0 else None}
         return pl.DataFrame([row], schema=TOTALS_SCHEMA)
 
@@ -486,8 +488,9 @@ def _aggs_of(entries: object) -> dict[int, WindowAgg]:
             counts, figures, errors, chat = entry
             if not (key.lstrip("-").isdigit() and len(counts) == len(COUNTED) and len(figures) == len(STATS)
                     and len(chat) == len(_NO_CHAT) and all(type(n) is int and n >= 0 for n in counts)
-                    and all(v is None or type(v) is float or v in _NON_FINITE for v in [*figures, *chat[:-2]])
-                    and all(type(n) is int for n in chat[-2:])):
+                    and all(v is None or type(v) is float or v in _NON_FINITE for v in figures)
+                    and all(type(v) is int if c in _TOKENS else v is None or type(v) is float or v in _NON_FINITE
+                            for c, v in zip(_NO_CHAT, chat, strict=True))):
                 raise ValueError(key)
             frame = pl.DataFrame(errors, schema=ERROR_FIGURES, orient="row")
         except (TypeError, ValueError, AttributeError, pl.exceptions.PolarsError) as exc:
@@ -513,9 +516,12 @@ def _carry_of(entry: object) -> tuple[int, pl.DataFrame] | None:
     return k, frame
 
 
-#: A window without rows: no TTFT or TPOT, no tokens.
-_NO_CHAT: Final[dict[str, float | int | None]] = {**{c: None for c in CHAT_COLUMNS if c.startswith(("ttft", "tpot"))},
-                                                  "input_tokens": 0, "output_tokens": 0}
+#: A window without rows: no TTFT, TPOT or failed request, no tokens (the chat columns but the per-second one).
+_TOKENS: Final = ("input_tokens", "output_tokens")
+_NO_CHAT: Final[dict[str, float | int | None]] = {c: 0 if c in _TOKENS else None for c in CHAT_COLUMNS
+                                                  if c != "output_tokens_per_s"}
+#: The whole run's sorted values kept for its exact percentiles (besides the response times).
+_SERIES: Final = ("ttft", "tpot", "failed")
 
 #: How a figure that JSON has no number for (a mean of huge values can overflow to infinity) is saved.
 _NON_FINITE: Final = ("inf", "-inf", "nan")

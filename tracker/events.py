@@ -159,6 +159,7 @@ EVENT_TYPES: Final[Mapping[str, Mapping[str, FieldSpec]]] = {
     "error": {
         "error": FieldSpec(_string(2000), "str", True, 2000),
         "kind": FieldSpec(_string(128), "str", False, 128),
+        "response_time_ms": FieldSpec(_duration, "number", False),
     },
     "session_unregistered": {
         "reason": FieldSpec(_string(256), "str", True, 256),
@@ -242,6 +243,7 @@ class ErrorReported(Event):
     TYPE: ClassVar[str] = "error"
     error: str
     kind: str | None = None
+    response_time_ms: float | None = None  # the time until the request failed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

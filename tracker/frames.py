@@ -49,7 +49,8 @@ def events_frame(events: Iterable[Event]) -> pl.DataFrame:
         username.append(event.username if isinstance(event, SessionRegistered) else None)
         courses.append(list(event.course_numbers) if isinstance(event, SessionRegistered) else None)
         answer = event if isinstance(event, QuestionAnswered) else None
-        rt.append(answer.response_time_ms if answer is not None else None)
+        failed = event if isinstance(event, ErrorReported) else None
+        rt.append(answer.response_time_ms if answer is not None else failed.response_time_ms if failed else None)
         ttft.append(answer.time_to_first_token_ms if answer is not None else None)
         tokens_in.append(answer.input_tokens if answer is not None else None)
         tokens_out.append(answer.output_tokens if answer is not None else None)

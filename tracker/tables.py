@@ -39,7 +39,9 @@ TPOT_STATS: Final = ("mean", "p50", "p95", "p99")
 #: The chat figures of a window and of the run, in the order of the files' columns.
 CHAT_COLUMNS: Final = {**{f"ttft_ms_{s}": pl.Float64 for s in TTFT_STATS},
                        **{f"tpot_ms_{s}": pl.Float64 for s in TPOT_STATS},
-                       "input_tokens": pl.Int64, "output_tokens": pl.Int64, "output_tokens_per_s": pl.Float64}
+                       "input_tokens": pl.Int64, "output_tokens": pl.Int64, "output_tokens_per_s": pl.Float64,
+                       # Failed requests' latency: over errors that carry response_time_ms (the time until failure).
+                       **{f"failed_response_time_ms_{s}": pl.Float64 for s in ("mean", "p95", "max")}}
 _QUANTILES: Final = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 
 
@@ -67,8 +69,9 @@ class WindowAgg:
     chat: dict[str, float | int | None]  # the CHAT_COLUMNS but output_tokens_per_s
 
 
-def chat_values(rows: pl.DataFrame) -> tuple[pl.Series, pl.Series, int, int]:
-    """The answers' TTFT values and TPOT values (each sorted) and their input and output token sums.
+def chat_values(rows: pl.DataFrame) -> tuple[pl.Series, pl.Series, int, int, pl.Series]:
+    """The answers' TTFT values and TPOT values (each sorted), their input and output token sums, and the failed
+    requests' times (errors with a response time, sorted).
 
     TPOT of an answer with a TTFT and at least 2 output tokens is (response time - TTFT) / (output tokens - 1).
     """
@@ -77,15 +80,18 @@ def chat_values(rows: pl.DataFrame) -> tuple[pl.Series, pl.Series, int, int]:
     tpot = answers.filter(pl.col("time_to_first_token_ms").is_not_null() & (pl.col("output_tokens") >= 2)).select(
         (pl.col("response_time_ms") - pl.col("time_to_first_token_ms")) / (pl.col("output_tokens") - 1))
     tokens_in, tokens_out = answers["input_tokens"].sum(), answers["output_tokens"].sum()
-    return ttft, tpot.to_series().sort(), int(tokens_in), int(tokens_out)
+    failed = rows.filter(pl.col("type") == "error")["response_time_ms"].drop_nulls().sort()
+    return ttft, tpot.to_series().sort(), int(tokens_in), int(tokens_out), failed
 
 
-def chat_figures(ttft: pl.Series, tpot: pl.Series, tokens_in: int, tokens_out: int) -> dict[str, float | int | None]:
-    """The chat columns (but output_tokens_per_s) from sorted TTFT and TPOT values and token sums."""
-    ttft_stats, tpot_stats = stats(ttft), stats(tpot)
+def chat_figures(ttft: pl.Series, tpot: pl.Series, tokens_in: int, tokens_out: int,
+                 failed: pl.Series) -> dict[str, float | int | None]:
+    """The chat columns (but output_tokens_per_s) from sorted TTFT, TPOT and failed-request values and token sums."""
+    ttft_stats, tpot_stats, failed_stats = stats(ttft), stats(tpot), stats(failed)
     return {**{f"ttft_ms_{s}": ttft_stats[s] for s in TTFT_STATS},
             **{f"tpot_ms_{s}": tpot_stats[s] for s in TPOT_STATS},
-            "input_tokens": tokens_in, "output_tokens": tokens_out}
+            "input_tokens": tokens_in, "output_tokens": tokens_out,
+            **{f"failed_response_time_ms_{s}": failed_stats[s] for s in ("mean", "p95", "max")}}
 
 
 def aggregate(rows: pl.DataFrame) -> tuple[WindowAgg, pl.DataFrame]:

@@ -43,8 +43,9 @@ __all__ = ("CHECKPOINT_DIR", "Tail", "TailStats")
 
 CHECKPOINT_DIR: Final = ".tracker-checkpoint"
 CHECKPOINT_FILE: Final = "checkpoint.json"
-#: 3: window rows with TTFT and tokens, figures with the chat columns; 4: error rows with sessions, first and last seen.
-CHECKPOINT_VERSION: Final = 4
+#: 3: window rows with TTFT and tokens, figures with the chat columns; 4: error rows with sessions, first and last
+#: seen; 5: figures with the failed requests' latency.
+CHECKPOINT_VERSION: Final = 5
 WINDOWS_DIR: Final = "windows"
 LOCK_FILE: Final = ".tracker-tail.lock"
 #: The live view's figures cover the events read in this much wall-clock time.
