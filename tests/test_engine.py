@@ -111,7 +111,7 @@ def _compare(path: Path, rows: list[dict[str, object]]) -> None:
 
 
 class TestAgainstReference:
-    @settings(max_examples=80, deadline=None)
+    @settings(max_examples=60, deadline=None)
     @given(LOGS, INTERVALS)
     def test_random_logs(self, tmp_path_factory: pytest.TempPathFactory,
                          steps: list[tuple[Any, ...]], interval_s: int) -> None:
@@ -156,7 +156,7 @@ class TestDuplicates:
 
 
 class TestFeeding:
-    @settings(max_examples=40, deadline=None)
+    @settings(max_examples=30, deadline=None)
     @given(LOGS, INTERVALS, st.randoms(use_true_random=False))
     def test_any_chunks_in_any_order_give_the_same_files(
         self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Any, ...]],

@@ -238,7 +238,8 @@ class TestActivities:
                                         question_text="ignored", time_to_first_token_ms=3, input_tokens=10,
                                         output_tokens=20)
         tracker.update_session_activity("s1", "error", error_message="e" * 3000)
-        tracker.update_session_activity("s1", "error", error="upstream timed out", kind="timeout")
+        tracker.update_session_activity("s1", "error", error="upstream timed out", kind="timeout",
+                                        response_time_ms=5000)
         tracker.update_session_activity("s1", "error")
         with pytest.raises(ValueError, match="not both"):
             tracker.update_session_activity("s1", "error", error_message="a", error="b")
@@ -247,7 +248,8 @@ class TestActivities:
             {"session_id": "s1", "type": "question_answered", "response_time_ms": 12.5, "question_id": "q1",
              "time_to_first_token_ms": 3.0, "input_tokens": 10, "output_tokens": 20},
             {"session_id": "s1", "type": "error", "error": "e" * 2000},
-            {"session_id": "s1", "type": "error", "error": "upstream timed out", "kind": "timeout"},
+            {"session_id": "s1", "type": "error", "error": "upstream timed out", "kind": "timeout",
+             "response_time_ms": 5000.0},
             {"session_id": "s1", "type": "error", "error": "(no message)"},
         ]
 
