@@ -41,7 +41,6 @@ EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_STOPPED = 130  # stopped by SIGINT or SIGTERM before the end
 
-QUARANTINE_FILE: Final = "quarantine.jsonl"  # as tracker.replayer and tracker.tail name it in --out
 
 
 class _UsageError(Exception):

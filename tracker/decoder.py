@@ -25,8 +25,12 @@ from .errors import EventValidationError
 from .events import Event, event_from_record
 from .limits import DEFAULT_MAX_LINE_BYTES
 
+#: The quarantine file a command writes in its --out folder unless told otherwise.
+QUARANTINE_FILE: Final = "quarantine.jsonl"
+
 __all__ = (
     "DEFAULT_MAX_LINE_BYTES",
+    "QUARANTINE_FILE",
     "REASONS",
     "Decoder",
     "Quarantine",

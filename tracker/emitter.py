@@ -178,20 +178,6 @@ class EventLog:
             writing.remove(me)
         return record
 
-    def _write(self, line: bytes) -> None:
-        writing, me = self._writing, _get_ident()
-        writing.append(me)
-        try:
-            fd = self._fd  # open until this write is done (close waits), or -1: closed
-            written = _os_write(fd, line)
-        except OSError as exc:
-            raise self._cannot_append(exc) from exc
-        else:
-            if written != len(line):
-                self._short_write(fd, written, len(line))
-        finally:
-            writing.remove(me)
-
     def _cannot_append(self, exc: OSError) -> EmitError:
         why = "the log is closed" if self._fd < 0 and exc.errno == errno.EBADF else exc.strerror
         return EmitError(exc.errno, f"cannot append event to {str(self.path)!r}: {why}")

@@ -33,7 +33,7 @@ import polars as pl
 from .batch import decode_span, split_blocks
 from .decoder import Decoder, Rejected
 
-__all__ = ("FILE_KINDS", "FINGERPRINT_BYTES", "FollowStats", "Follower", "OnBlock", "check_positions")
+__all__ = ("FILE_KINDS", "FINGERPRINT_BYTES", "FollowStats", "folder_entries", "Follower", "OnBlock", "check_positions")
 
 FINGERPRINT_BYTES: Final = 1024
 #: The most one poll reads of one file: a big backlog is taken in steps, with reports and checkpoints between.
@@ -104,6 +104,12 @@ def _checked(entry: object) -> dict[str, Any]:
     raise ValueError(f"a file entry is damaged: {reprlib.repr(entry)}")
 
 
+def folder_entries(folder: Path, excluded: set[str]) -> list[Path]:
+    """A folder's ``*.jsonl`` entries (hidden ones too, of any kind), sorted, but those whose real path is in
+    ``excluded``: the one rule for which files of a folder are logs (the follower, replay, validate)."""
+    return [p for p in sorted(folder.glob("*.jsonl")) if not excluded or os.path.realpath(p) not in excluded]
+
+
 class Follower:
     """Follows files (or folders of ``*.jsonl``) and hands every decoded block to ``on_block``."""
 
@@ -131,8 +137,9 @@ class Follower:
     def _candidates(self) -> list[Path]:
         """File targets and the ``*.jsonl`` of folder targets, whatever their kind, but never an excluded path."""
         excluded = {os.path.realpath(p) for p in self.exclude}
-        found = [p for t in self.targets for p in (sorted(t.glob("*.jsonl")) if t.is_dir() else [t])]
-        return [p for p in found if not excluded or os.path.realpath(p) not in excluded]
+        return [p for t in self.targets
+                for p in (folder_entries(t, excluded) if t.is_dir() else [t] if os.path.realpath(t) not in excluded
+                          else [])]
 
     def watch_dirs(self) -> list[Path]:
         """The folders to watch: a folder target itself, a file target's parent (created if missing)."""

@@ -17,7 +17,7 @@ from .batch import BLOCK_BYTES, split_blocks
 from .decoder import Decoder, Quarantine, Rejected
 from .errors import OutputIsInputError
 from .events import Event
-from .follow import FILE_KINDS
+from .follow import FILE_KINDS, folder_entries
 from .output import ERRORS_FILE, MANIFEST_FILE, SESSIONS_FILE_PREFIX, SUMMARY_FILE, TOTALS_FILE
 
 __all__ = (
@@ -54,9 +54,7 @@ def folder_logs(folder: str | os.PathLike[str], exclude: Iterable[str | os.PathL
     """The logs of a folder as ``tracker tail`` follows them (:meth:`tracker.follow.Follower.paths`): its
     ``*.jsonl`` entries (hidden ones too) that are regular files or symlinks to one, sorted; never a path in
     ``exclude`` (the command's own outputs), compared by real path."""
-    excluded = {os.path.realpath(p) for p in exclude}
-    return [p for p in sorted(Path(folder).glob("*.jsonl"))
-            if p.is_file() and (not excluded or os.path.realpath(p) not in excluded)]
+    return [p for p in folder_entries(Path(folder), {os.path.realpath(p) for p in exclude}) if p.is_file()]
 
 
 def expand_logs(patterns: Iterable[str | os.PathLike[str]], *,

@@ -20,10 +20,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 from .batch import BLOCK_BYTES, Block, Span, decode_span, split_blocks
-from .decoder import Decoder, Quarantine
+from .decoder import QUARANTINE_FILE, Decoder, Quarantine
 from .engine import Engine, Tables
 from .events import EVENT_TYPES
 from .limits import DEFAULT_INTERVAL_S, DEFAULT_MAX_LINE_BYTES, DEFAULT_MEMORY_BYTES
@@ -33,7 +32,6 @@ from .store import WindowStore
 
 __all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "read_events", "replay")
 
-QUARANTINE_FILE: Final = "quarantine.jsonl"
 
 
 @dataclass(frozen=True, slots=True)

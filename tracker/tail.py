@@ -30,7 +30,7 @@ import orjson
 import polars as pl
 import watchfiles
 
-from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Quarantine, Rejected
+from .decoder import DEFAULT_MAX_LINE_BYTES, QUARANTINE_FILE, Decoder, Quarantine, Rejected
 from .engine import DEFAULT_INTERVAL_S
 from .errors import CheckpointError, ReportError
 from .follow import Follower, FollowStats, check_positions
@@ -111,7 +111,7 @@ class Tail:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else self.out_dir / CHECKPOINT_DIR
         self.warnings: list[str] = []
         self.quarantine = Quarantine(quarantine_path if quarantine_path is not None
-                                     else self.out_dir / "quarantine.jsonl", warn=self._warn)
+                                     else self.out_dir / QUARANTINE_FILE, warn=self._warn)
         # No output may be a log it follows: a hard link, or a file named both as a log and as the quarantine,
         # would be appended to or emptied. (Its own quarantine in a followed folder is skipped, not refused.)
         own = [self.quarantine.path, self.quarantine.reasons_path]
