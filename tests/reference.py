@@ -175,7 +175,8 @@ def count_type(events: list[Event], event_type: str) -> int:
 class Session:
     session_id: str
     start: int
-    end: int | None  # None: never unregistered
+    end: int | None  # None: never unregistered (nor timed out)
+    how: str  # "ended" (unregistered) or "timed_out"
     registration: SessionRegistered | None  # the first one
     events: list[Event]  # canonical order
 
@@ -186,8 +187,10 @@ class Session:
         return self.start < we and (self.end is None or self.end >= we)
 
 
-def build_sessions(events: list[Event]) -> dict[str, Session]:
-    """Every session, by session_id, from events in canonical order."""
+def build_sessions(events: list[Event], timeout: int | None = None) -> dict[str, Session]:
+    """Every session, by session_id, from events in canonical order. With a ``timeout`` (microseconds), a session
+    never unregistered whose last event is that long before the run's last event ends then plus the timeout."""
+    run_end = max(e.ts for e in events) if events else 0
     by_id: dict[str, list[Event]] = {}
     for event in events:
         by_id.setdefault(event.session_id, []).append(event)
@@ -196,10 +199,15 @@ def build_sessions(events: list[Event]) -> dict[str, Session]:
         registrations = [e for e in own if isinstance(e, SessionRegistered)]
         unregistrations = [e for e in own if isinstance(e, SessionUnregistered)]
         registration = registrations[0] if registrations else None
+        last = max(e.ts for e in own)
+        end, how = (unregistrations[0].ts, "ended") if unregistrations else (None, "ended")
+        if end is None and timeout is not None and run_end - last >= timeout:
+            end, how = last + timeout, "timed_out"
         sessions[session_id] = Session(
             session_id=session_id,
             start=registration.ts if registration is not None else own[0].ts,
-            end=unregistrations[0].ts if unregistrations else None,
+            end=end,
+            how=how,
             registration=registration,
             events=own,
         )
@@ -216,8 +224,10 @@ def empty_totals() -> Row:
     return row
 
 
-def reference_reports(events: list[Event], interval_s: int) -> dict[str, list[Row]]:
-    """The summary, totals, sessions and errors reports of ``events`` in windows of ``interval_s`` seconds."""
+def reference_reports(events: list[Event], interval_s: int,
+                      session_timeout_s: float | None = None) -> dict[str, list[Row]]:
+    """The summary, totals, sessions and errors reports of ``events`` in windows of ``interval_s`` seconds (with a
+    session timeout of ``session_timeout_s`` seconds, or none)."""
     if not events:
         return {"summary": [], "totals": [empty_totals()], "sessions": [], "errors": []}
 
@@ -227,7 +237,8 @@ def reference_reports(events: list[Event], interval_s: int) -> dict[str, list[Ro
     first_k = min(e.ts for e in ordered) // interval
     last_k = max(e.ts for e in ordered) // interval
     windows = range(first_k, last_k + 1)
-    sessions = build_sessions(ordered)
+    timeout = None if session_timeout_s is None else max(1, round(session_timeout_s * MICROS_PER_SECOND))
+    sessions = build_sessions(ordered, timeout)
     run_start, run_end = ordered[0].ts, ordered[-1].ts  # the first and the last event (sorted by time first)
 
     summary: list[Row] = []
@@ -274,7 +285,7 @@ def reference_reports(events: list[Event], interval_s: int) -> dict[str, list[Ro
                 "session_id": neutralise(session_id),
                 "username": neutralise(registration.username) if registration is not None else None,
                 "course_numbers": neutralise(courses) if courses else None,
-                "status": "ended" if session.end is not None and session.end < we else "active",
+                "status": session.how if session.end is not None and session.end < we else "active",
             }
             for column, event_type in SESSION_COUNTED_TYPES.items():
                 srow[column] = count_type(own_in_window, event_type)

@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import orjson
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -45,6 +46,8 @@ STEP = st.tuples(
 )
 LOGS = st.lists(STEP, min_size=1, max_size=80)
 INTERVALS = st.sampled_from([1, 7, 60, 300])
+#: Session timeouts: off, or short enough to end sessions inside the random logs (900 s), at and off window edges.
+TIMEOUTS = st.sampled_from([None, None, 0.5, 7, 60, 61.25, 300])
 
 
 def random_events(steps: list[tuple[Any, ...]], t0: int = T0) -> list[Event]:
@@ -82,9 +85,10 @@ def _same_cell(ours: str, theirs: object) -> bool:
     return ours == str(theirs)
 
 
-def assert_matches_reference(out: Path, events: list[Event], interval_s: int) -> None:
+def assert_matches_reference(out: Path, events: list[Event], interval_s: int,
+                             timeout_s: float | None = None) -> None:
     """Every cell of every file in ``out`` equals the reference's, and no file is missing or extra."""
-    expected = reference_reports(events, interval_s)
+    expected = reference_reports(events, interval_s, timeout_s)
     tables = {SUMMARY_FILE: expected["summary"], TOTALS_FILE: expected["totals"], ERRORS_FILE: expected["errors"]}
     for name, rows in tables.items():
         _compare(out / name, rows)
@@ -112,14 +116,15 @@ def _compare(path: Path, rows: list[dict[str, object]]) -> None:
 
 class TestAgainstReference:
     @settings(max_examples=60, deadline=None)
-    @given(LOGS, INTERVALS)
+    @given(LOGS, INTERVALS, TIMEOUTS)
     def test_random_logs(self, tmp_path_factory: pytest.TempPathFactory,
-                         steps: list[tuple[Any, ...]], interval_s: int) -> None:
-        """For random logs and intervals, every file equals the independent plain-Python computation."""
+                         steps: list[tuple[Any, ...]], interval_s: int, timeout_s: float | None) -> None:
+        """For random logs, intervals and session timeouts, every file equals the independent plain-Python
+        computation."""
         events = random_events(steps)
         out = tmp_path_factory.mktemp("out")
-        ReportWriter(build(events, interval_s), out).flush()
-        assert_matches_reference(out, events, interval_s)
+        ReportWriter(build(events, interval_s, timeout_s), out).flush()
+        assert_matches_reference(out, events, interval_s, timeout_s)
 
     def test_no_events(self, tmp_path: Path) -> None:
         """No events: header-only tables and a totals row of zeros and blanks, as the reference says."""
@@ -128,9 +133,9 @@ class TestAgainstReference:
         assert (tmp_path / SUMMARY_FILE).read_bytes().count(b"\n") == 1
 
 
-def build(events: list[Event] | pl.DataFrame, interval_s: int = 60) -> Engine:
+def build(events: list[Event] | pl.DataFrame, interval_s: int = 60, timeout_s: float | None = None) -> Engine:
     """An engine fed ``events`` at once."""
-    engine = Engine(interval_s)
+    engine = Engine(interval_s, session_timeout_s=timeout_s)
     engine.add(events if isinstance(events, pl.DataFrame) else events_frame(events))
     return engine
 
@@ -157,18 +162,19 @@ class TestDuplicates:
 
 class TestFeeding:
     @settings(max_examples=30, deadline=None)
-    @given(LOGS, INTERVALS, st.randoms(use_true_random=False))
+    @given(LOGS, INTERVALS, TIMEOUTS, st.randoms(use_true_random=False))
     def test_any_chunks_in_any_order_give_the_same_files(
         self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Any, ...]],
-        interval_s: int, rnd: random.Random,
+        interval_s: int, timeout_s: float | None, rnd: random.Random,
     ) -> None:
-        """Events fed in random chunks, in random order, with repeats, give the bytes of feeding them at once."""
+        """Events fed in random chunks, in random order, with repeats, give the bytes of feeding them at once
+        (also when sessions time out, and come back, between chunks)."""
         events = random_events(steps)
         tmp = tmp_path_factory.mktemp("feed")
-        whole = written(build(events, interval_s), tmp / "whole")
+        whole = written(build(events, interval_s, timeout_s), tmp / "whole")
         shuffled = events + rnd.sample(events, rnd.randrange(len(events) + 1))
         rnd.shuffle(shuffled)
-        engine = Engine(interval_s)
+        engine = Engine(interval_s, session_timeout_s=timeout_s)
         writer = ReportWriter(engine, tmp / "chunks")
         while shuffled:
             cut = rnd.randint(1, len(shuffled))
@@ -234,6 +240,88 @@ class TestSessionRules:
         b = event(9, "s", "session_registered", T0, username="ninth", course_numbers=[])
         assert build([a, b]).sessions["s"].username == "ninth"
         assert build([b, a]).sessions["s"].username == "ninth"
+
+
+class TestSessionTimeout:
+    """--session-timeout: a session silent that long before the run's last event ends at its last event plus it."""
+
+    @staticmethod
+    def _log(last_other: int) -> list[Event]:
+        """s1 asks at 0 and 10 s and goes silent; s2 keeps asking until ``last_other``."""
+        return [event(1, "s1", "question_asked", T0), event(2, "s1", "question_asked", T0 + 10 * S),
+                *(event(3 + i, "s2", "question_asked", T0 + t) for i, t in enumerate(range(0, last_other + 1, 5 * S)))]
+
+    def test_silent_for_exactly_the_timeout_times_out(self) -> None:
+        """Last event at 10 s, timeout 50 s, run's last event at 60 s: timed out at 60 s, in the second window."""
+        engine = build(self._log(60 * S), 30, timeout_s=50)
+        k = T0 // (30 * S)
+        assert engine.closing("s1") == (T0 + 60 * S, "timed_out")
+        assert engine.session_rows(k + 1)["status"].to_list() == ["active", "active"]
+        assert engine.session_rows(k + 2)["status"].to_list() == ["timed_out", "active"]
+        assert engine.summary()["active_at_end"].to_list() == [2, 2, 1]
+        assert engine.timed_out() == 1
+
+    def test_one_microsecond_short_of_the_timeout_is_active(self) -> None:
+        """The run's last event 1 us before the deadline: still active (and off, never timed out)."""
+        log = [*self._log(55 * S), event(99, "s2", "question_asked", T0 + 60 * S - 1)]
+        assert build(log, 30, timeout_s=50).closing("s1") is None
+        assert build(self._log(600 * S), 30).closing("s1") is None
+
+    def test_a_session_timing_out_later_rewrites_its_closed_window(self, tmp_path: Path) -> None:
+        """Window [30, 60 s), written while s1 was active, is written again when an event at 100 s of another session
+        makes s1 time out at 55 s (timeout 45 s): the same bytes as feeding everything at once."""
+        log = [e for e in self._log(200 * S) if not T0 + 50 * S < e.ts < T0 + 100 * S]  # s2 silent 50-100 s
+        engine = Engine(30, session_timeout_s=45)
+        writer = ReportWriter(engine, tmp_path / "live")
+        engine.add(events_frame([e for e in log if e.ts <= T0 + 50 * S]))
+        writer.flush()
+        assert engine.closing("s1") is None
+        engine.add(events_frame([e for e in log if e.ts > T0 + 50 * S]))
+        writer.flush()
+        live = {p.name: p.read_bytes() for p in sorted((tmp_path / "live").glob("*.csv"))}
+        assert live == written(build(log, 30, timeout_s=45), tmp_path / "whole")
+        assert b",s1,,,timed_out," in live["session_tracking_report_20261124_220100.csv"]
+
+    def test_an_event_after_the_timeout_makes_it_active_again(self, tmp_path: Path) -> None:
+        """s1 times out, then asks again at 160 s (40 s before the end): active again, with the bytes of feeding
+        all at once."""
+        log = [*self._log(200 * S), event(999, "s1", "question_asked", T0 + 160 * S)]
+        engine = Engine(30, session_timeout_s=50)
+        writer = ReportWriter(engine, tmp_path / "live")
+        engine.add(events_frame(log[:-1]))
+        writer.flush()
+        assert engine.closing("s1") == (T0 + 60 * S, "timed_out")
+        engine.add(events_frame(log[-1:]))
+        writer.flush()
+        assert engine.closing("s1") is None
+        assert engine.timed_out() == 0
+        live = {p.name: p.read_bytes() for p in sorted((tmp_path / "live").glob("*.csv"))}
+        assert live == written(build(log, 30, timeout_s=50), tmp_path / "whole")
+
+    def test_an_unregistration_is_the_end_even_when_late(self) -> None:
+        """An unregistration read after s1 timed out is its end (status ended), also when it is before the deadline."""
+        log = [*self._log(200 * S), event(999, "s1", "session_unregistered", T0 + 20 * S, reason="done")]
+        engine = Engine(30, session_timeout_s=50)
+        engine.add(events_frame(log[:-1]))
+        engine.add(events_frame(log[-1:]))
+        assert engine.closing("s1") == (T0 + 20 * S, "ended")
+        assert engine.timed_out() == 0
+
+    def test_state_keeps_the_timeout(self) -> None:
+        """A checkpointed engine comes back with its timed-out sessions; another timeout is refused."""
+        engine = build(self._log(200 * S), 30, timeout_s=50)
+        again = Engine(30, store=engine.store, session_timeout_s=50)
+        again.restore(orjson.loads(orjson.dumps(engine.state())))
+        assert (again.closing("s1"), again.timed_out()) == ((T0 + 60 * S, "timed_out"), 1)
+        for other in (None, 49.5):
+            with pytest.raises(ValueError, match="session timeout"):
+                Engine(30, store=engine.store, session_timeout_s=other).restore(engine.state())
+
+    @pytest.mark.parametrize("bad", [0, -1, 366 * 86_400 + 1, float("nan"), "60", True])
+    def test_bad_timeouts_are_refused(self, bad: object) -> None:
+        """A timeout of 0 or less, beyond 366 days, NaN or not a number is refused with the value quoted."""
+        with pytest.raises(ValueError, match=r"session_timeout_s: .* got"):
+            Engine(60, session_timeout_s=bad)  # type: ignore[arg-type]
 
 
 class TestReportRules:

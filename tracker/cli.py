@@ -29,6 +29,7 @@ from .options import (
     max_line_bytes,
     memory_mib,
     seed,
+    session_timeout,
     sessions,
 )
 from .summaries import counts_lines, run_summary
@@ -158,7 +159,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     try:
         result = replay(args.logs, args.out, interval_s=args.interval, quarantine_path=args.quarantine,
                         memory_bytes=int(args.memory * 2**20), spool_dir=args.spool_dir,
-                        max_line_bytes=args.max_line_bytes)
+                        max_line_bytes=args.max_line_bytes, session_timeout_s=args.session_timeout)
     except OSError as exc:
         raise _UsageError(_cannot("use", exc)) from exc
     except (_Terminated, KeyboardInterrupt):
@@ -199,7 +200,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     try:
         tail = Tail(args.logs, args.out, interval_s=args.interval, grace_s=args.grace,
                     checkpoint_dir=args.checkpoint_dir, quarantine_path=args.quarantine,
-                    max_line_bytes=args.max_line_bytes)
+                    max_line_bytes=args.max_line_bytes, session_timeout_s=args.session_timeout)
     except OSError as exc:
         raise _UsageError(_cannot("use", exc)) from exc
     names = ", ".join(str(p) for p in args.logs)
@@ -233,6 +234,9 @@ def _cmd_tail(args: argparse.Namespace) -> int:
 
 
 _INTERVAL_HELP: Final = "window length in whole seconds, or with a unit: 90s, 5m, 1.5h, 1d (at most 366d)"
+_TIMEOUT_HELP: Final = ("a session with no event for this long before the run's last event counts as ended, "
+                        "status timed_out, at its last event plus the timeout: seconds, or with a unit: 90s, 5m, "
+                        "1h (default: off)")
 _MAX_LINE_HELP: Final = (f"reject longer lines as too_long, keeping their first N bytes (1 to {MAX_LINE_BYTES}; "
                          f"default: {DEFAULT_MAX_LINE_BYTES}, 1 MiB)")
 
@@ -280,6 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     replay_.add_argument("--out", required=True, type=Path, help="folder for the reports")
     replay_.add_argument("--interval", type=interval, default=DEFAULT_INTERVAL_S, metavar="DURATION",
                          help=f"{_INTERVAL_HELP} (default: {DEFAULT_INTERVAL_S} s)")
+    replay_.add_argument("--session-timeout", type=session_timeout, metavar="DURATION", help=_TIMEOUT_HELP)
     replay_.add_argument("--quarantine", type=Path, metavar="FILE",
                          help="where rejected lines go (default: OUT/quarantine.jsonl)")
     replay_.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
@@ -308,6 +313,7 @@ def _parser() -> argparse.ArgumentParser:
     tail_.add_argument("--grace", type=grace, default=DEFAULT_GRACE_S, metavar="DURATION",
                        help="how long after a window's end late events are awaited: seconds, or with a unit: "
                             f"0.5s, 90s, 5m, 1h (at most 1d; default: {DEFAULT_GRACE_S} s)")
+    tail_.add_argument("--session-timeout", type=session_timeout, metavar="DURATION", help=_TIMEOUT_HELP)
     tail_.add_argument("--checkpoint-dir", type=Path, metavar="DIR", help="default: OUT/.tracker-checkpoint")
     tail_.add_argument("--quarantine", type=Path, metavar="FILE", help="default: OUT/quarantine.jsonl")
     tail_.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",

@@ -18,6 +18,7 @@ replay is "add everything, then derive every window".
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from .errors import ReportError
 from .events import EVENT_TYPES, FORMAT_END_TS, format_ts
 from .frames import EVENT_SCHEMA
 from .limits import DEFAULT_INTERVAL_S, MAX_INTERVAL_S
-from .sessions import ORDER, SessionFacts, order_key
+from .sessions import ORDER, TIMED_OUT, Closing, SessionFacts, closing, order_key
 from .store import ROW_SCHEMA, SMALL_BATCH, WindowStore
 from .tables import (
     CHAT_COLUMNS,
@@ -80,14 +81,26 @@ _KEY: Final = (pl.col("ts").cast(pl.Int128) * (1 << 64)
 class Engine:
     """Folds events into windows and sessions; derives the report tables of any window from that state."""
 
-    def __init__(self, interval_s: int = DEFAULT_INTERVAL_S, *, store: WindowStore | None = None) -> None:
+    def __init__(self, interval_s: int = DEFAULT_INTERVAL_S, *, store: WindowStore | None = None,
+                 session_timeout_s: float | None = None) -> None:
         if type(interval_s) is not int or not 1 <= interval_s <= MAX_INTERVAL_S:
             raise ValueError(f"interval_s: must be a whole number of seconds from 1 to {MAX_INTERVAL_S:,} (366 "
                              f"days), got {interval_s!r}")
+        if session_timeout_s is not None and not (type(session_timeout_s) in (int, float)
+                                                  and 0 < session_timeout_s <= MAX_INTERVAL_S):
+            raise ValueError(f"session_timeout_s: must be more than 0 and at most {MAX_INTERVAL_S:,} seconds (366 "
+                             f"days), or None (off), got {session_timeout_s!r}")
         self.interval_s = interval_s
         self.every = interval_s * _SECOND
+        #: The session timeout in microseconds (:mod:`tracker.sessions`), or None: off.
+        self.timeout = None if session_timeout_s is None else max(1, round(session_timeout_s * _SECOND))
         self.store = store if store is not None else WindowStore()
         self.sessions: dict[str, SessionFacts] = {}
+        self.last_ts: dict[str, int] = {}  # each session's last event time
+        #: With a timeout: a deadline (last event + timeout) for every session that may still time out, earliest
+        #: first (some stale: checked when due), and the sessions that timed out.
+        self._deadlines: list[tuple[int, str]] = []
+        self._timed_out: set[str] = set()
         self.counts: Counter[str] = Counter()  # distinct events by type
         self.duplicates = 0
         self.ts_min: int | None = None
@@ -135,6 +148,7 @@ class Engine:
         low, high = new["ts"].min(), new["ts"].max()
         assert isinstance(low, int)
         assert isinstance(high, int)
+        now = self.ts_max
         self.ts_min = low if self.ts_min is None else min(self.ts_min, low)
         self.ts_max = high if self.ts_max is None else max(self.ts_max, high)
         self.counts.update(dict(new.group_by("type").len().iter_rows()))
@@ -143,7 +157,9 @@ class Engine:
             self._new_answers.append(answers)
         if answers.len() or new["type"].eq("error").any():
             self._take_chat(new)
-        self._fold_sessions(new)
+        self._fold_sessions(new, now)
+        if self.timeout is not None and self._deadlines and self._deadlines[0][0] <= self.ts_max:
+            self._expire()
         # A session's running totals after an event's window change: every later window's rows.
         self._stale(int(new["k"].min()))  # type: ignore[arg-type]
         return new.drop("key", "k")
@@ -189,19 +205,29 @@ class Engine:
             *(pl.when(pl.col(c) == 0.0).then(pl.lit(0.0)).otherwise(pl.col(c)).alias(c)
               for c in ("response_time_ms", "time_to_first_token_ms")))
 
-    def _fold_sessions(self, new: pl.DataFrame) -> None:
-        """Update the facts of the sessions these events decide (first event, first registration, first end)."""
-        firsts = new.group_by("session_id").agg(pl.col("ts").min())
-        sessions = self.sessions
+    def _fold_sessions(self, new: pl.DataFrame, now: int | None) -> None:
+        """Update the facts of the sessions these events decide (first event, first registration, first end) and
+        their last event times; ``now`` is the run's last event time before these events."""
+        times = new.group_by("session_id").agg(first=pl.col("ts").min(), last=pl.col("ts").max())
+        sessions, last_ts = self.sessions, self.last_ts
         deciding = (new.filter(pl.col("type").is_in(["session_registered", "session_unregistered"]))
                     .sort(*ORDER).unique(["session_id", "type"], keep="first", maintain_order=True))
         changed: list[tuple[SessionFacts | None, SessionFacts]] = []
-        for session_id, ts in zip(firsts["session_id"].to_list(), firsts["ts"].to_list(), strict=True):
+        #: With a timeout, how each session touched here had ended before these events (to compare after).
+        before: dict[str, tuple[SessionFacts | None, Closing]] = {}
+        timeout = self.timeout
+        for session_id, first, last in zip(times["session_id"].to_list(), times["first"].to_list(),
+                                            times["last"].to_list(), strict=True):
             old = sessions.get(session_id)
-            if old is None or ts < old.first_ts:
-                facts = SessionFacts(session_id, ts) if old is None else old.with_first(ts)
+            if timeout is not None:
+                before[session_id] = (old, None if old is None or now is None
+                                      else closing(old, last_ts[session_id], timeout, now))
+            if old is None or first < old.first_ts:
+                facts = SessionFacts(session_id, first) if old is None else old.with_first(first)
                 sessions[session_id] = facts
                 changed.append((old, facts))
+            if last > last_ts.get(session_id, last - 1):
+                last_ts[session_id] = last
         for row in deciding.iter_rows(named=True):
             old = sessions[row["session_id"]]
             order = tuple(row[c] for c in ORDER)
@@ -218,6 +244,45 @@ class Engine:
                 first = facts.first_change(old, self.every)
                 if first is not None:
                     self._stale_rows(first)
+        if timeout is not None:
+            self._recheck(before)
+
+    def _recheck(self, before: dict[str, tuple[SessionFacts | None, Closing]]) -> None:
+        """Sessions that got events: how they end may have changed (a timed-out session is active again, or timed
+        out later; an unregistration came): their rows from the earlier of the two ends on are stale."""
+        assert self.timeout is not None
+        assert self.ts_max is not None
+        for session_id, (old, was) in before.items():
+            facts = self.sessions[session_id]
+            now = closing(facts, self.last_ts[session_id], self.timeout, self.ts_max)
+            if now is None and facts.end is None and (old is None or was is not None):
+                # It may time out again later (a new session, or one active again).
+                heapq.heappush(self._deadlines, (self.last_ts[session_id] + self.timeout, session_id))
+            if now is not None and now[1] == TIMED_OUT:
+                self._timed_out.add(session_id)
+            else:
+                self._timed_out.discard(session_id)
+            if now != was:
+                self._facts_frame = None
+                self._stale_rows(min(c[0] for c in (now, was) if c is not None) // self.every)
+
+    def _expire(self) -> None:
+        """Sessions whose deadline the run's last event has reached: each timed out (its rows from its end on are
+        stale), or, with a later event since, waits for its new deadline."""
+        assert self.timeout is not None
+        assert self.ts_max is not None
+        deadlines, now = self._deadlines, self.ts_max
+        while deadlines and deadlines[0][0] <= now:
+            _, session_id = heapq.heappop(deadlines)
+            if self.sessions[session_id].end is not None or session_id in self._timed_out:
+                continue
+            due = self.last_ts[session_id] + self.timeout
+            if due > now:
+                heapq.heappush(deadlines, (due, session_id))
+                continue
+            self._timed_out.add(session_id)
+            self._facts_frame = None
+            self._stale_rows(due // self.every)
 
     def _stale_rows(self, k: int) -> None:
         """The session rows of window ``k`` and after may have changed (a session's facts did)."""
@@ -236,10 +301,10 @@ class Engine:
         newest = max(self._carries, default=None)
         carry = None if newest is None else [newest, self._carries[newest].rows()]
         return {
-            "interval_s": self.interval_s, "ts_min": self.ts_min, "ts_max": self.ts_max,
-            "counts": dict(self.counts), "duplicates": self.duplicates,
-            "sessions": [[f.session_id, f.first_ts, f.registration, f.username, list(f.course_numbers), f.end]
-                         for f in self.sessions.values()],
+            "interval_s": self.interval_s, "session_timeout": self.timeout, "ts_min": self.ts_min,
+            "ts_max": self.ts_max, "counts": dict(self.counts), "duplicates": self.duplicates,
+            "sessions": [[f.session_id, f.first_ts, f.registration, f.username, list(f.course_numbers), f.end,
+                          self.last_ts[f.session_id]] for f in self.sessions.values()],
             # Derived, but saved so that a restart need not derive every window again.
             "aggs": {str(k): [[agg.counts[c] for c in COUNTED], [_json_float(agg.stats[s]) for s in STATS],
                               agg.errors.rows(), [_json_float(v) if isinstance(v, float) else v
@@ -252,25 +317,34 @@ class Engine:
         """Take back :meth:`state` (with the store already restored); ValueError when it is damaged."""
         if not isinstance(state, dict) or state.get("interval_s") != self.interval_s:
             raise ValueError(f"engine state: not for windows of {self.interval_s} s")
+        if state.get("session_timeout") != self.timeout:
+            raise ValueError(f"engine state: made with a session timeout of {state.get('session_timeout')!r} us, "
+                             f"not {self.timeout!r}")
         ts_min, ts_max, counts, duplicates = (state.get(k) for k in ("ts_min", "ts_max", "counts", "duplicates"))
         if not (all(v is None or type(v) is int for v in (ts_min, ts_max)) and isinstance(counts, dict)
                 and all(k in EVENT_TYPES and type(v) is int and v >= 0 for k, v in counts.items())
                 and type(duplicates) is int and isinstance(state.get("sessions"), list)):
             raise ValueError("engine state: damaged")
-        sessions = {}
+        sessions, last_ts = {}, {}
         for entry in state["sessions"]:
             try:
-                session_id, first_ts, registration, username, courses, end = entry
+                session_id, first_ts, registration, username, courses, end, last = entry
                 facts = SessionFacts(session_id, first_ts, None if registration is None else order_key(registration),
                                      username, tuple(courses), None if end is None else order_key(end))
             except (TypeError, ValueError, AssertionError) as exc:
                 raise ValueError(f"engine state: a session entry is damaged: {entry!r}") from exc
-            if not isinstance(session_id, str) or type(first_ts) is not int \
-                    or not (username is None or isinstance(username, str)) \
+            if not isinstance(session_id, str) or type(first_ts) is not int or type(last) is not int \
+                    or last < first_ts or not (username is None or isinstance(username, str)) \
                     or not all(type(c) is int for c in facts.course_numbers):
                 raise ValueError(f"engine state: a session entry is damaged: {entry!r}")
-            sessions[session_id] = facts
-        self.sessions, self.ts_min, self.ts_max = sessions, ts_min, ts_max
+            sessions[session_id], last_ts[session_id] = facts, last
+        if sessions and ts_max is None:
+            raise ValueError("engine state: sessions without a last event time")
+        self.sessions, self.last_ts, self.ts_min, self.ts_max = sessions, last_ts, ts_min, ts_max
+        self._timed_out = {s for s in sessions if (end := self.closing(s)) is not None and end[1] == TIMED_OUT}
+        self._deadlines = [(last_ts[s] + self.timeout, s) for s, f in sessions.items()
+                           if self.timeout is not None and f.end is None and s not in self._timed_out]
+        heapq.heapify(self._deadlines)
         self.counts, self.duplicates = Counter(counts), duplicates
         self._aggs = _aggs_of(state.get("aggs"))
         carry = _carry_of(state.get("carry"))
@@ -342,19 +416,31 @@ class Engine:
             del self._cells[next(iter(self._cells))]
 
     def facts_frame(self) -> pl.DataFrame:
-        """Every session's facts as a frame: ``session_id, username, course_numbers, ks, ke, end_ts``."""
+        """Every session's facts as a frame: ``session_id, username, course_numbers, ks, ke, end_ts, how`` (how it
+        ended: ``ended``, ``timed_out``, or null while active)."""
         if self._facts_frame is None:
             every = self.every
             facts = sorted(self.sessions.values(), key=lambda f: f.session_id)
+            ends = [self.closing(f.session_id) for f in facts]
             self._facts_frame = pl.DataFrame(
                 {"session_id": [f.session_id for f in facts], "username": [f.username for f in facts],
                  "course_numbers": [f.courses_text for f in facts],
                  "ks": [f.start_ts // every for f in facts],
-                 "ke": [None if f.end_ts is None else f.end_ts // every for f in facts],
-                 "end_ts": [f.end_ts for f in facts]},
+                 "ke": [None if end is None else end[0] // every for end in ends],
+                 "end_ts": [None if end is None else end[0] for end in ends],
+                 "how": [None if end is None else end[1] for end in ends]},
                 schema={"session_id": pl.String, "username": pl.String, "course_numbers": pl.String,
-                        "ks": pl.Int64, "ke": pl.Int64, "end_ts": pl.Int64})
+                        "ks": pl.Int64, "ke": pl.Int64, "end_ts": pl.Int64, "how": pl.String})
         return self._facts_frame
+
+    def timed_out(self) -> int:
+        """How many sessions timed out (as of the run's last event)."""
+        return len(self._timed_out)
+
+    def closing(self, session_id: str) -> Closing:
+        """When and how a session ended as of the run's last event (:func:`tracker.sessions.closing`)."""
+        assert self.ts_max is not None
+        return closing(self.sessions[session_id], self.last_ts[session_id], self.timeout, self.ts_max)
 
     def _totals_before(self, k: int) -> pl.DataFrame:
         """Each session's running totals over the windows before ``k``."""

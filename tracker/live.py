@@ -47,7 +47,7 @@ class LiveReporter:
 
     def __init__(self, out_dir: str | os.PathLike[str], *, interval_s: int = DEFAULT_INTERVAL_S,
                  grace_s: float = DEFAULT_GRACE_S, store: WindowStore | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, session_timeout_s: float | None = None) -> None:
         if type(interval_s) is not int or interval_s < 1:
             raise ValueError(f"interval_s: must be a whole number of seconds >= 1, got {interval_s!r}")
         if not grace_s >= 0:
@@ -58,7 +58,7 @@ class LiveReporter:
         self.interval_s = interval_s
         self.grace_us = int(grace_s * _SECOND)
         self._every = interval_s * _SECOND
-        self.engine = Engine(interval_s, store=store)
+        self.engine = Engine(interval_s, store=store, session_timeout_s=session_timeout_s)
         self.writer = ReportWriter(self.engine, out_dir, warn=warn)
         self._pending = 0  # events added since the last flush
         self.closed_until: int | None = None  # windows ending at or before this are closed

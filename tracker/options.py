@@ -12,7 +12,8 @@ from .limits import MAX_INTERVAL_S
 
 __all__ = (
     "MAX_DEMO_DURATION_S", "MAX_DEMO_SESSIONS", "MAX_GRACE_S", "MAX_LINE_BYTES", "MAX_MEMORY_MIB", "MAX_SEED",
-    "demo_duration", "duration", "grace", "interval", "max_line_bytes", "memory_mib", "seconds", "seed", "sessions",
+    "demo_duration", "duration", "grace", "interval", "max_line_bytes", "memory_mib", "seconds", "seed",
+    "session_timeout", "sessions",
     "whole",
 )
 
@@ -88,6 +89,11 @@ def duration(text: str, *, positive: bool, maximum_s: int) -> float:
 
 def grace(text: str) -> float:
     return duration(text, positive=False, maximum_s=MAX_GRACE_S)
+
+
+def session_timeout(text: str) -> float:
+    """A session timeout: more than 0 s, at most 366 days."""
+    return duration(text, positive=True, maximum_s=MAX_INTERVAL_S)
 
 
 def demo_duration(text: str) -> float:

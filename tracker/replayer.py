@@ -114,6 +114,7 @@ def replay(
     spool_dir: str | os.PathLike[str] | None = None,
     block_bytes: int = BLOCK_BYTES,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    session_timeout_s: float | None = None,
 ) -> ReplayResult:
     """Write the reports of ``logs`` into ``out_dir`` and return what was read and written.
 
@@ -124,7 +125,8 @@ def replay(
     the folder holds one run's reports; no other file is ever removed.
 
     ``logs`` are files, glob patterns and folders (see :func:`expand_logs`; the quarantine files are never
-    read from a pattern or folder). Lines longer than ``max_line_bytes`` are rejected as ``too_long``.
+    read from a pattern or folder). Lines longer than ``max_line_bytes`` are rejected as ``too_long``. With
+    ``session_timeout_s``, a session silent that long before the run's last event timed out (:mod:`tracker.sessions`).
     Raises :class:`OutputIsInputError`, before anything is removed or written, when the quarantine (or its
     reasons file) or a report file in ``out_dir`` is one of the logs.
     """
@@ -136,7 +138,7 @@ def replay(
     refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine) + report_outputs(out))
     store = WindowStore(memory_bytes=memory_bytes, spool_dir=spool_dir if spool_dir is not None else out)
     try:
-        engine = Engine(interval_s, store=store)
+        engine = Engine(interval_s, store=store, session_timeout_s=session_timeout_s)
         writer = ReportWriter(engine, out)
         earlier = writer.own_earlier_files()  # before anything is read or written
         quarantine.reset()  # this replay's rejected lines only: the same logs give the same files

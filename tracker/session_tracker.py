@@ -96,6 +96,15 @@ def _check_interval(name: str, value: object) -> int:
     return value
 
 
+def _check_timeout(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not 0 < value <= MAX_INTERVAL_S:  # type: ignore[operator]
+        raise ValueError(f"{name}: must be a number of seconds more than 0 and at most {MAX_INTERVAL_S:,} (366 "
+                         f"days), or None (off), got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class TrackerConfig:
     """The tracker settings read from a ``STRESS_TEST_CONFIG``-like mapping."""
@@ -103,6 +112,7 @@ class TrackerConfig:
     enabled: bool = True
     report_interval: int = DEFAULT_REPORT_INTERVAL
     console_logging: bool = True
+    session_timeout: float | None = None
 
 
 def _check_flag(config: Mapping[str, object], name: str) -> bool:
@@ -113,18 +123,19 @@ def _check_flag(config: Mapping[str, object], name: str) -> bool:
 
 
 def read_config(config: Mapping[str, object] | None) -> TrackerConfig:
-    """``enable_session_tracking`` (default True), ``tracking_report_interval`` (default 300) and
-    ``console_logging`` (default True) of ``config``.
+    """``enable_session_tracking`` (default True), ``tracking_report_interval`` (default 300),
+    ``console_logging`` (default True) and ``tracking_session_timeout`` (seconds, default None: off) of ``config``.
 
     Other keys are ignored. Raises ``ValueError`` quoting a value that is not
-    a bool, or not a whole number of seconds >= 1.
+    a bool, not a whole number of seconds >= 1, or not a timeout.
     """
     if config is None:
         return TrackerConfig()
     enabled = _check_flag(config, "enable_session_tracking")
     interval = _check_interval("tracking_report_interval", config.get("tracking_report_interval",
                                                                       DEFAULT_REPORT_INTERVAL))
-    return TrackerConfig(enabled, interval, _check_flag(config, "console_logging"))
+    return TrackerConfig(enabled, interval, _check_flag(config, "console_logging"),
+                         _check_timeout("tracking_session_timeout", config.get("tracking_session_timeout")))
 
 
 def config_module_settings() -> Mapping[str, object] | None:
@@ -227,10 +238,17 @@ def _activity_fields(activity_type: str, kwargs: dict[str, Any]) -> dict[str, An
     return fields
 
 
-def _summary(states: Iterable[SessionState], now_us: int) -> dict[str, Any]:
-    """The original's summary dict, from folded session states."""
+def _active(states: Iterable[SessionState], now_us: int, timeout_us: int | None) -> list[SessionState]:
+    """The sessions not unregistered and, with a session timeout, not silent that long by ``now_us``."""
+    return [s for s in states if s.status == "active" and not (
+        timeout_us is not None and s.last_activity is not None and s.last_activity + timeout_us <= now_us)]
+
+
+def _summary(states: Iterable[SessionState], now_us: int, timeout_us: int | None = None) -> dict[str, Any]:
+    """The original's summary dict, from folded session states; with a session timeout, a session silent that long
+    (by ``now_us``) is not active (:mod:`tracker.sessions`)."""
     states = list(states)
-    active = [s for s in states if s.status == "active"]
+    active = _active(states, now_us, timeout_us)
     answered = sum(s.questions_answered for s in states)
     response_total = sum(s.response_time_total_ms for s in states)
     return {
@@ -333,8 +351,9 @@ class SessionTracker:
 
     def __init__(self, report_interval: int = DEFAULT_REPORT_INTERVAL, *, log: EventLog | None = None,
                  out_dir: str | os.PathLike[str] | None = None, enabled: bool = True,
-                 console_logging: bool = True) -> None:
+                 console_logging: bool = True, session_timeout: float | None = None) -> None:
         self.report_interval = _check_interval("report_interval", report_interval)
+        self.session_timeout = _check_timeout("session_timeout", session_timeout)
         self.enabled = enabled
         self.console_logging = console_logging
         self.periodic_reports: list[dict[str, Any]] = []
@@ -343,7 +362,7 @@ class SessionTracker:
         self._log = log
         self._owns_log = log is None
         self._live = LiveReporter(out_dir if out_dir is not None else DEFAULT_OUT_DIR,
-                                  interval_s=report_interval, grace_s=0)
+                                  interval_s=report_interval, grace_s=0, session_timeout_s=self.session_timeout)
         self._sessions: dict[str, SessionState] = {}
         self._pending = _empty_columns()  # emitted, not yet given to the engine
         self._state_lock = threading.Lock()  # the log, _sessions, _pending: held for microseconds
@@ -432,14 +451,14 @@ class SessionTracker:
         if not self.enabled:
             return 0
         with self._state_lock:
-            return sum(1 for s in self._sessions.values() if s.status == "active")
+            return len(_active(self._sessions.values(), _now_us(), self._live.engine.timeout))
 
     def _summary_at(self, now_us: int) -> dict[str, Any]:
         if not self.enabled:
             return _summary((), now_us)
         with self._state_lock:
             states = list(self._sessions.values())
-        return _summary(states, now_us)
+        return _summary(states, now_us, self._live.engine.timeout)
 
     def get_session_summary(self) -> dict[str, Any]:
         """Totals over every session tracked, and the details of the active ones."""
@@ -605,7 +624,8 @@ def _replace(tracker: SessionTracker) -> SessionTracker:
 
 
 def _new_tracker(settings: TrackerConfig) -> SessionTracker:
-    return SessionTracker(settings.report_interval, enabled=settings.enabled, console_logging=settings.console_logging)
+    return SessionTracker(settings.report_interval, enabled=settings.enabled, console_logging=settings.console_logging,
+                          session_timeout=settings.session_timeout)
 
 
 def get_tracker(config: Mapping[str, object] | None = None) -> SessionTracker:
@@ -627,7 +647,7 @@ def get_tracker(config: Mapping[str, object] | None = None) -> SessionTracker:
     with _tracker_lock:
         current = _tracker
         if current is not None and (config is None or current.is_tracking or settings == TrackerConfig(
-                current.enabled, current.report_interval, current.console_logging)):
+                current.enabled, current.report_interval, current.console_logging, current.session_timeout)):
             return current
         new = _new_tracker(settings)
         if current is not None and current.sessions and not current._hand_over(new):
@@ -646,7 +666,8 @@ def initialize_tracker(report_interval: int | None = None) -> SessionTracker:
     """
     settings = _read_config_module()
     if report_interval is not None:
-        settings = TrackerConfig(settings.enabled, report_interval, settings.console_logging)
+        settings = TrackerConfig(settings.enabled, report_interval, settings.console_logging,
+                                 settings.session_timeout)
     tracker = _new_tracker(settings)
     with _tracker_lock:
         return _replace(tracker)

@@ -6,10 +6,15 @@
 - A session **starts** at its first registration (in event order), or at its
   first event when it has none; it **ends** at its first unregistration, or
   never.
+- With a **session timeout** ``T`` (off by default), a session that has no
+  unregistration and whose last event is ``T`` or more before the run's last
+  event (the latest event of every log) **timed out**: it ends at its last
+  event plus ``T``. An event for it after that moves its last event, and it is
+  active again; an unregistration, even a late one, is always its end.
 - It is **active in** a window ``[ws, we)`` when it started before ``we`` and
   did not end before ``ws``; **active at the window's end** when it started
   before ``we`` and did not end before ``we``; its status in a window's report
-  is ``ended`` when it ended before ``we``.
+  is ``ended`` (or ``timed_out``) when it ended (timed out) before ``we``.
 """
 
 from __future__ import annotations
@@ -18,11 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-__all__ = ("ORDER", "Order", "SessionFacts", "order_key")
+__all__ = ("ENDED", "ORDER", "TIMED_OUT", "Closing", "Order", "SessionFacts", "closing", "order_key")
 
 #: The columns (and event attributes) that order events: the one event order of the project.
 ORDER: Final = ("ts", "writer", "seq", "event_id")
 Order = tuple[int, str, int, str]
+#: How a session ended: its unregistration, or silence for the session timeout.
+ENDED: Final = "ended"
+TIMED_OUT: Final = "timed_out"
+#: When and how a session ended (``(ts, ENDED)`` or ``(ts, TIMED_OUT)``), or None while it is active.
+Closing = tuple[int, str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +91,17 @@ class SessionFacts:
         if old.end_ts != self.end_ts:
             changed.append(min(t for t in (old.end_ts, self.end_ts) if t is not None))
         return min(changed) // every if changed else None
+
+
+def closing(facts: SessionFacts, last_ts: int, timeout: int | None, now: int) -> Closing:
+    """When and how a session ended, as of the event time ``now`` (the run's last event): at its first
+    unregistration; else, with a ``timeout`` (microseconds), at its last event (``last_ts``) plus the timeout once
+    ``now`` is that late; else None (active)."""
+    if facts.end is not None:
+        return facts.end[0], ENDED
+    if timeout is not None and last_ts + timeout <= now:
+        return last_ts + timeout, TIMED_OUT
+    return None
 
 
 def order_key(values: Sequence[object]) -> Order:

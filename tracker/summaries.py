@@ -51,10 +51,11 @@ def run_summary(engine: Engine) -> list[str]:
     rt = ", ".join(f"{name} {_number(t[f'response_time_ms_{name}'])}" for name in ("mean", "p50", "p95", "p99", "max"))
     per_s = "-" if t["answers_per_s"] is None else f"{t['answers_per_s']:.3f}"
     error_rate = "-" if t["error_rate"] is None else f"{t['error_rate']:.2%}"
+    silent = f", {engine.timed_out()} timed out" if engine.timeout is not None else ""
     return [
         f"whole run: {start} to {end} ({t['duration_s']:.1f} s), {len(list(engine.windows()))} windows of "
         f"{engine.interval_s} s",
-        f"  sessions {t['sessions']} (at most {t['max_active_sessions']} active), "
+        f"  sessions {t['sessions']} (at most {t['max_active_sessions']} active{silent}), "
         f"questions {t['questions_asked']}, answers {t['questions_answered']} ({per_s}/s), "
         f"cycles {t['cycles_completed']}, errors {t['errors']} (error rate {error_rate})",
         f"  response time ms: {rt}",

@@ -203,7 +203,7 @@ def window_rows(facts: pl.DataFrame, cells: pl.DataFrame | None, totals: pl.Data
         pl.lit(k * every, pl.Int64).alias("window_start"), pl.lit((k + 1) * every, pl.Int64).alias("window_end"),
         "session_id", "username", "course_numbers",
         pl.when(pl.col("end_ts").is_not_null() & (pl.col("end_ts") < (k + 1) * every))
-        .then(pl.lit("ended")).otherwise(pl.lit("active")).alias("status"),
+        .then(pl.col("how")).otherwise(pl.lit("active")).alias("status"),
         *(pl.col(c).fill_null(0).cast(pl.Int64) for c in SESSION_COUNTED),
         *(pl.col(f"response_time_ms_{s}").cast(pl.Float64) for s in ("mean", "p95", "max")),
         pl.col("ttft_ms_p95").cast(pl.Float64), pl.col("output_tokens").fill_null(0).cast(pl.Int64),

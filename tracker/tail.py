@@ -45,7 +45,7 @@ CHECKPOINT_DIR: Final = ".tracker-checkpoint"
 CHECKPOINT_FILE: Final = "checkpoint.json"
 #: 3: window rows with TTFT and tokens, figures with the chat columns; 4: error rows with sessions, first and last
 #: seen; 5: figures with the failed requests' latency.
-CHECKPOINT_VERSION: Final = 5
+CHECKPOINT_VERSION: Final = 6
 WINDOWS_DIR: Final = "windows"
 LOCK_FILE: Final = ".tracker-tail.lock"
 #: The live view's figures cover the events read in this much wall-clock time.
@@ -104,10 +104,12 @@ class Tail:
         checkpoint_every_s: float = 5.0,
         late_flush_s: float = 1.0,
         memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        session_timeout_s: float | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.targets = [Path(t) for t in targets]
         self.interval_s, self.grace_s, self.memory_bytes = interval_s, grace_s, memory_bytes
+        self.session_timeout_s = session_timeout_s
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else self.out_dir / CHECKPOINT_DIR
         self.warnings: list[str] = []
         self.quarantine = Quarantine(quarantine_path if quarantine_path is not None
@@ -153,7 +155,7 @@ class Tail:
     def _new_reporter(self) -> LiveReporter:
         store = WindowStore(memory_bytes=self.memory_bytes, folder=self.checkpoint_dir / WINDOWS_DIR, warn=self._warn)
         return LiveReporter(self.out_dir, interval_s=self.interval_s, grace_s=self.grace_s, store=store,
-                            warn=self._warn)
+                            warn=self._warn, session_timeout_s=self.session_timeout_s)
 
     # -- files --------------------------------------------------------------
 
@@ -200,7 +202,8 @@ class Tail:
 
     def active_sessions(self) -> int:
         """Sessions that started and have not ended (the session rules of :mod:`tracker.sessions`)."""
-        return sum(1 for facts in self.reporter.engine.sessions.values() if facts.end is None)
+        engine = self.reporter.engine
+        return sum(1 for session_id in engine.sessions if engine.closing(session_id) is None)
 
     def _not_written(self, exc: ReportError) -> None:
         """Say once why the report files are not updated."""
@@ -248,6 +251,7 @@ class Tail:
                 "version": CHECKPOINT_VERSION,
                 "targets": self._identity(),
                 "interval_s": self.reporter.interval_s,
+                "session_timeout_s": self.session_timeout_s,
                 "engine": self.reporter.engine.state(),
                 "windows": windows,
                 "closed_until": self.reporter.closed_until,
@@ -287,6 +291,8 @@ class Tail:
                 raise ValueError(f"version {state.get('version')!r}, expected {CHECKPOINT_VERSION}")
             if state.get("interval_s") != self.interval_s:
                 raise ValueError(f"it was made with --interval {state.get('interval_s')!r}")
+            if state.get("session_timeout_s") != self.session_timeout_s:
+                raise ValueError(f"it was made with --session-timeout {state.get('session_timeout_s')!r}")
             if state.get("targets") != self._identity():
                 raise ValueError(f"it was made for other logs: {state.get('targets')!r}")
             closed, late, events, rejected, written_end = (
