@@ -10,6 +10,7 @@ __all__ = (
     "CheckpointError",
     "OutputIsInputError",
     "ReportError",
+    "ThresholdError",
     "EmitError",
     "EventValidationError",
     "TrackerError",
@@ -63,3 +64,7 @@ class ReportError(TrackerError):
 
 class OutputIsInputError(TrackerError, ValueError):
     """Raised when a file a command would write (or remove) is one of the logs it reads."""
+
+
+class ThresholdError(TrackerError, ValueError):
+    """Raised when a threshold expression is malformed or names a column the reports do not have."""
