@@ -122,6 +122,32 @@ def failed_figures(events: list[Event]) -> Row:
             "failed_response_time_ms_max": maximum(failed)}
 
 
+def is_good(answer: QuestionAnswered, limits: dict[str, float]) -> bool:
+    """Whether an answer meets every goodput limit. A limit whose value the answer lacks is not met; an answer with
+    a TTFT but fewer than two output tokens has no time per output token, and meets any TPOT limit."""
+    for name, limit in limits.items():
+        ttft, tokens = answer.time_to_first_token_ms, answer.output_tokens
+        if name == "response_time_ms" and not answer.response_time_ms <= limit:
+            return False
+        if name == "ttft_ms" and (ttft is None or not ttft <= limit):
+            return False
+        if name == "tpot_ms":
+            if ttft is None or tokens is None:
+                return False
+            if tokens >= 2 and not (answer.response_time_ms - ttft) / (tokens - 1) <= limit:
+                return False
+    return True
+
+
+def goodput(events: list[Event], seconds: float, limits: dict[str, float] | None) -> Row:
+    """goodput_per_s and goodput_ratio of ``events`` (no columns without limits)."""
+    if limits is None:
+        return {}
+    answers = [e for e in events if isinstance(e, QuestionAnswered)]
+    good = sum(1 for a in answers if is_good(a, limits))
+    return {"goodput_per_s": per_second(good, seconds), "goodput_ratio": good / len(answers) if answers else None}
+
+
 def neutralise(text: str) -> str:
     """Prefix a quote to text a spreadsheet would read as a formula."""
     return "'" + text if text.startswith(FORMULA_STARTS) else text
@@ -224,12 +250,15 @@ def empty_totals() -> Row:
     return row
 
 
-def reference_reports(events: list[Event], interval_s: int,
-                      session_timeout_s: float | None = None) -> dict[str, list[Row]]:
+def reference_reports(events: list[Event], interval_s: int, session_timeout_s: float | None = None,
+                      goodput_limits: dict[str, float] | None = None) -> dict[str, list[Row]]:
     """The summary, totals, sessions and errors reports of ``events`` in windows of ``interval_s`` seconds (with a
-    session timeout of ``session_timeout_s`` seconds, or none)."""
+    session timeout of ``session_timeout_s`` seconds, or none; with goodput columns for ``goodput_limits``)."""
     if not events:
-        return {"summary": [], "totals": [empty_totals()], "sessions": [], "errors": []}
+        empty = empty_totals()
+        if goodput_limits is not None:
+            empty.update(goodput_per_s=None, goodput_ratio=None)
+        return {"summary": [], "totals": [empty], "sessions": [], "errors": []}
 
     # Event order: time, then the writer's own order (its name and sequence number), then the id.
     ordered = sorted(events, key=lambda e: (e.ts, e.writer, e.seq, e.event_id))
@@ -267,6 +296,7 @@ def reference_reports(events: list[Event], interval_s: int,
         row["seconds"] = covered
         row.update(run_rates(in_window, covered))
         row.update(chat_figures(in_window, covered))
+        row.update(goodput(in_window, covered, goodput_limits))
         summary.append(row)
 
         # sessions
@@ -332,5 +362,6 @@ def reference_reports(events: list[Event], interval_s: int,
     totals["duration_s"] = duration
     totals.update(run_rates(ordered, duration))
     totals.update(chat_figures(ordered, duration))
+    totals.update(goodput(ordered, duration, goodput_limits))
 
     return {"summary": summary, "totals": [totals], "sessions": session_rows, "errors": error_rows}

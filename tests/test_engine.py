@@ -46,6 +46,9 @@ STEP = st.tuples(
 )
 LOGS = st.lists(STEP, min_size=1, max_size=80)
 INTERVALS = st.sampled_from([1, 7, 60, 300])
+#: Goodput limits: none (no columns), or a subset of the three, with values the random answers straddle.
+GOODPUTS = st.one_of(st.none(), st.dictionaries(st.sampled_from(["response_time_ms", "ttft_ms", "tpot_ms"]),
+                                                st.sampled_from([0.0, 1.5, 500.0, 2500.0, 9000.0]), min_size=1))
 #: Session timeouts: off, or short enough to end sessions inside the random logs (900 s), at and off window edges.
 TIMEOUTS = st.sampled_from([None, None, 0.5, 7, 60, 61.25, 300])
 
@@ -86,9 +89,9 @@ def _same_cell(ours: str, theirs: object) -> bool:
 
 
 def assert_matches_reference(out: Path, events: list[Event], interval_s: int,
-                             timeout_s: float | None = None) -> None:
+                             timeout_s: float | None = None, goodput: dict[str, float] | None = None) -> None:
     """Every cell of every file in ``out`` equals the reference's, and no file is missing or extra."""
-    expected = reference_reports(events, interval_s, timeout_s)
+    expected = reference_reports(events, interval_s, timeout_s, goodput)
     tables = {SUMMARY_FILE: expected["summary"], TOTALS_FILE: expected["totals"], ERRORS_FILE: expected["errors"]}
     for name, rows in tables.items():
         _compare(out / name, rows)
@@ -116,20 +119,23 @@ def _compare(path: Path, rows: list[dict[str, object]]) -> None:
 
 class TestAgainstReference:
     @settings(max_examples=60, deadline=None)
-    @given(LOGS, INTERVALS, TIMEOUTS)
-    def test_random_logs(self, tmp_path_factory: pytest.TempPathFactory,
-                         steps: list[tuple[Any, ...]], interval_s: int, timeout_s: float | None) -> None:
-        """For random logs, intervals and session timeouts, every file equals the independent plain-Python
-        computation."""
+    @given(LOGS, INTERVALS, TIMEOUTS, GOODPUTS)
+    def test_random_logs(self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Any, ...]],
+                         interval_s: int, timeout_s: float | None, goodput: dict[str, float] | None) -> None:
+        """For random logs, intervals, session timeouts and goodput limits, every file equals the independent
+        plain-Python computation."""
         events = random_events(steps)
         out = tmp_path_factory.mktemp("out")
-        ReportWriter(build(events, interval_s, timeout_s), out).flush()
-        assert_matches_reference(out, events, interval_s, timeout_s)
+        engine = Engine(interval_s, session_timeout_s=timeout_s, goodput=goodput)
+        engine.add(events_frame(events))
+        ReportWriter(engine, out).flush()
+        assert_matches_reference(out, events, interval_s, timeout_s, goodput)
 
-    def test_no_events(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("goodput", [None, {"ttft_ms": 500.0}])
+    def test_no_events(self, tmp_path: Path, goodput: dict[str, float] | None) -> None:
         """No events: header-only tables and a totals row of zeros and blanks, as the reference says."""
-        ReportWriter(Engine(60), tmp_path).flush()
-        assert_matches_reference(tmp_path, [], 60)
+        ReportWriter(Engine(60, goodput=goodput), tmp_path).flush()
+        assert_matches_reference(tmp_path, [], 60, goodput=goodput)
         assert (tmp_path / SUMMARY_FILE).read_bytes().count(b"\n") == 1
 
 
@@ -322,6 +328,61 @@ class TestSessionTimeout:
         """A timeout of 0 or less, beyond 366 days, NaN or not a number is refused with the value quoted."""
         with pytest.raises(ValueError, match=r"session_timeout_s: .* got"):
             Engine(60, session_timeout_s=bad)  # type: ignore[arg-type]
+
+
+class TestGoodput:
+    """--goodput: answers within every per-request limit, per second and as a share of the answers."""
+
+    @staticmethod
+    def _answer(seq: int, rt: float, ttft: float | None = None, tokens: int | None = None) -> Event:
+        fields: dict[str, Any] = {"response_time_ms": rt}
+        if ttft is not None:
+            fields["time_to_first_token_ms"] = ttft
+        if tokens is not None:
+            fields["output_tokens"] = tokens
+        return event(seq, "s", "question_answered", T0 + seq * S, **fields)
+
+    def _good(self, limits: dict[str, float], *answer: Any) -> float | None:
+        engine = Engine(60, goodput=limits)
+        engine.add(events_frame([self._answer(1, *answer), event(2, "s", "question_asked", T0 + 10 * S)]))
+        return engine.totals()["goodput_ratio"][0]  # type: ignore[no-any-return]
+
+    @pytest.mark.parametrize(("limits", "answer", "good"), [
+        ({"response_time_ms": 3000}, (3000.0,), 1.0),  # at the limit is within it
+        ({"response_time_ms": 3000}, (3000.5,), 0.0),
+        ({"ttft_ms": 500}, (3000.0, 500.0), 1.0),
+        ({"ttft_ms": 500}, (3000.0,), 0.0),  # no TTFT: not known to meet it
+        ({"tpot_ms": 50}, (1000.0, 500.0, 11), 1.0),  # (1000 - 500) / 10 = 50
+        ({"tpot_ms": 50}, (1001.0, 500.0, 11), 0.0),
+        ({"tpot_ms": 50}, (9000.0, 500.0, 1), 1.0),  # one token: no time per output token
+        ({"tpot_ms": 50}, (9000.0, 500.0, 0), 1.0),
+        ({"tpot_ms": 50}, (9000.0, 500.0), 0.0),  # no token count: unknown
+        ({"tpot_ms": 50}, (1000.0, None, 11), 0.0),  # no TTFT: unknown
+        ({"response_time_ms": 3000, "ttft_ms": 500}, (3000.0, 501.0), 0.0),  # every limit must hold
+    ])
+    def test_the_limits(self, limits: dict[str, float], answer: tuple[Any, ...], good: float) -> None:
+        """Each limit at, and just past, its edge; a missing value fails it; a single token meets any TPOT limit."""
+        assert self._good(limits, *answer) == good
+
+    def test_columns_only_with_limits(self, tmp_path: Path) -> None:
+        """Without --goodput the files have no goodput columns; with it, goodput_per_s and goodput_ratio come last."""
+        answers = [self._answer(i, 100.0 * i) for i in range(1, 5)]  # 1..4 s, rt 100..400 ms
+        plain = written(build(answers), tmp_path / "plain")
+        engine = Engine(60, goodput={"response_time_ms": 250})
+        engine.add(events_frame(answers))
+        files = written(engine, tmp_path / "good")
+        assert b"goodput" not in plain["session_tracking_summary.csv"]
+        header, row = files["session_tracking_totals.csv"].decode().splitlines()
+        assert header.endswith(",output_tokens_per_s,failed_response_time_ms_mean,failed_response_time_ms_p95,"
+                               "failed_response_time_ms_max,goodput_per_s,goodput_ratio")
+        assert row.endswith(",0.667,0.5000")  # 2 good answers in 3 s; 2 of 4
+
+    @pytest.mark.parametrize("bad", [{}, {"latency": 5.0}, {"ttft_ms": -1.0}, {"ttft_ms": float("inf")},
+                                     {"ttft_ms": "5"}])
+    def test_bad_limits_are_refused(self, bad: dict[str, Any]) -> None:
+        """No limit, an unknown name, a negative, infinite or non-number limit is refused, quoted."""
+        with pytest.raises(ValueError, match="goodput: must map"):
+            Engine(60, goodput=bad)
 
 
 class TestReportRules:

@@ -37,11 +37,11 @@ from .tables import (
     COUNTED,
     ERROR_FIGURES,
     ERRORS_SCHEMA,
+    GOODPUT_LIMITS,
     RATE_COLUMNS,
     SESSION_COUNTED,
     STATS,
     TOTALS,
-    TOTALS_SCHEMA,
     Tables,
     WindowAgg,
     active_counts,
@@ -50,7 +50,10 @@ from .tables import (
     chat_figures,
     chat_values,
     covered_seconds,
+    good_answers,
+    goodput_figures,
     rates,
+    schemas,
     stats,
     summary_frame,
     summed_totals,
@@ -82,7 +85,7 @@ class Engine:
     """Folds events into windows and sessions; derives the report tables of any window from that state."""
 
     def __init__(self, interval_s: int = DEFAULT_INTERVAL_S, *, store: WindowStore | None = None,
-                 session_timeout_s: float | None = None) -> None:
+                 session_timeout_s: float | None = None, goodput: dict[str, float] | None = None) -> None:
         if type(interval_s) is not int or not 1 <= interval_s <= MAX_INTERVAL_S:
             raise ValueError(f"interval_s: must be a whole number of seconds from 1 to {MAX_INTERVAL_S:,} (366 "
                              f"days), got {interval_s!r}")
@@ -90,8 +93,18 @@ class Engine:
                                                   and 0 < session_timeout_s <= MAX_INTERVAL_S):
             raise ValueError(f"session_timeout_s: must be more than 0 and at most {MAX_INTERVAL_S:,} seconds (366 "
                              f"days), or None (off), got {session_timeout_s!r}")
+        if goodput is not None and not (goodput and all(
+                name in GOODPUT_LIMITS and type(limit) in (int, float) and 0 <= limit < math.inf
+                for name, limit in goodput.items())):
+            raise ValueError(f"goodput: must map some of {', '.join(GOODPUT_LIMITS)} to finite limits >= 0 (ms), "
+                             f"got {goodput!r}")
         self.interval_s = interval_s
         self.every = interval_s * _SECOND
+        #: The per-request limits of goodput (:func:`tracker.tables.good_answers`), or None: no goodput columns.
+        self.goodput: dict[str, float] | None = None if goodput is None else {
+            name: float(goodput[name]) for name in GOODPUT_LIMITS if name in goodput}
+        self.summary_schema, self.totals_schema = schemas(self.goodput is not None)
+        self.good = 0  # answers within every goodput limit
         #: The session timeout in microseconds (:mod:`tracker.sessions`), or None: off.
         self.timeout = None if session_timeout_s is None else max(1, round(session_timeout_s * _SECOND))
         self.store = store if store is not None else WindowStore()
@@ -172,6 +185,7 @@ class Engine:
                 self._new_chat[name].append(values)
         self.tokens["input"] += tokens_in
         self.tokens["output"] += tokens_out
+        self.good += good_answers(rows, self.goodput)
 
     def _fresh(self, frame: pl.DataFrame) -> list[pl.DataFrame]:
         """The rows of a prepared frame whose key is new: its first copy in the frame, not in its window already
@@ -301,14 +315,15 @@ class Engine:
         newest = max(self._carries, default=None)
         carry = None if newest is None else [newest, self._carries[newest].rows()]
         return {
-            "interval_s": self.interval_s, "session_timeout": self.timeout, "ts_min": self.ts_min,
+            "interval_s": self.interval_s, "session_timeout": self.timeout, "goodput": self.goodput,
+            "ts_min": self.ts_min,
             "ts_max": self.ts_max, "counts": dict(self.counts), "duplicates": self.duplicates,
             "sessions": [[f.session_id, f.first_ts, f.registration, f.username, list(f.course_numbers), f.end,
                           self.last_ts[f.session_id]] for f in self.sessions.values()],
             # Derived, but saved so that a restart need not derive every window again.
             "aggs": {str(k): [[agg.counts[c] for c in COUNTED], [_json_float(agg.stats[s]) for s in STATS],
                               agg.errors.rows(), [_json_float(v) if isinstance(v, float) else v
-                                                  for v in agg.chat.values()]]
+                                                  for v in agg.chat.values()], agg.good]
                      for k, agg in self._aggs.items()},
             "carry": carry,
         }
@@ -317,6 +332,9 @@ class Engine:
         """Take back :meth:`state` (with the store already restored); ValueError when it is damaged."""
         if not isinstance(state, dict) or state.get("interval_s") != self.interval_s:
             raise ValueError(f"engine state: not for windows of {self.interval_s} s")
+        if state.get("goodput") != self.goodput:
+            raise ValueError(f"engine state: made with goodput limits {state.get('goodput')!r}, not "
+                             f"{self.goodput!r}")
         if state.get("session_timeout") != self.timeout:
             raise ValueError(f"engine state: made with a session timeout of {state.get('session_timeout')!r} us, "
                              f"not {self.timeout!r}")
@@ -354,6 +372,7 @@ class Engine:
         self._answers, self._new_answers = pl.Series("rt", [], dtype=pl.Float64), []
         self._chat = {name: pl.Series(name, [], dtype=pl.Float64) for name in _SERIES}
         self._new_chat, self.tokens = {name: [] for name in _SERIES}, {"input": 0, "output": 0}
+        self.good = 0
         for k in self.windows():
             if self.store.has(k):
                 rows = self.store.rows(k, columns=("type", "response_time_ms", "time_to_first_token_ms",
@@ -396,7 +415,7 @@ class Engine:
         """Window ``k``'s own figures (cached until it gets a new event)."""
         agg = self._aggs.get(k)
         if agg is None:
-            agg, cells = aggregate(self.store.rows(k))
+            agg, cells = aggregate(self.store.rows(k), self.goodput)
             self._aggs[k] = agg
             self._keep_cells(k, cells)
         return agg
@@ -406,7 +425,7 @@ class Engine:
         older window's are derived again from its rows when needed (a late event, a restart)."""
         cells = self._cells.pop(k, None)
         if cells is None:
-            self._aggs[k], cells = aggregate(self.store.rows(k))
+            self._aggs[k], cells = aggregate(self.store.rows(k), self.goodput)
         self._keep_cells(k, cells)
         return cells
 
@@ -476,7 +495,7 @@ class Engine:
         """The summary rows of the windows from the first event's to ``k_last`` (default: the last event's)."""
         span = self.span()
         if span is None or (k_last is not None and k_last < span[0]):
-            return summary_frame([])
+            return summary_frame([], self.summary_schema)
         k_min, k_max = span
         k_last = k_max if k_last is None else min(k_last, k_max)
         active, ending = self._active(k_min, k_last)
@@ -488,12 +507,15 @@ class Engine:
             stats = agg.stats if agg is not None else dict.fromkeys(STATS)
             chat = agg.chat if agg is not None else _NO_CHAT
             seconds = covered_seconds(k * self.every, (k + 1) * self.every, run_start, run_end)
+            good = goodput_figures(agg.good if agg is not None else 0, counts["questions_answered"], seconds) \
+                if self.goodput is not None else {}
             rows.append({"window_start": k * self.every, "window_end": (k + 1) * self.every,
                          "active_sessions": active[i], "active_at_end": ending[i], **counts,
                          **{f"response_time_ms_{s}": v for s, v in stats.items()},
                          "seconds": seconds, **rates(counts, seconds), **chat,
-                         "output_tokens_per_s": int(chat["output_tokens"] or 0) / seconds if seconds > 0 else None})
-        return summary_frame(rows)
+                         "output_tokens_per_s": int(chat["output_tokens"] or 0) / seconds if seconds > 0 else None,
+                         **good})
+        return summary_frame(rows, self.summary_schema)
 
     def errors(self, k_last: int | None = None) -> pl.DataFrame:
         """The error rows of the windows up to ``k_last`` (default: all)."""
@@ -538,7 +560,9 @@ class Engine:
                                       **dict.fromkeys(COUNTED, 0),
                                       **{f"response_time_ms_{s}": None for s in STATS}, "duration_s": None,
                                       **dict.fromkeys(RATE_COLUMNS), **_NO_CHAT, "output_tokens_per_s": None}
-            return pl.DataFrame([row], schema=TOTALS_SCHEMA)
+            if self.goodput is not None:
+                row.update(goodput_figures(0, 0, 0.0))
+            return pl.DataFrame([row], schema=self.totals_schema)
         k_min, k_max = span
         active, _ = self._active(k_min, k_max)
         counts = {name: self.counts[kind] for name, kind in COUNTED.items()}
@@ -551,7 +575,9 @@ class Engine:
                **chat_figures(self._sorted("ttft"), self._sorted("tpot"), self.tokens["input"], self.tokens["output"],
                               self._sorted("failed")),
                "output_tokens_per_s": self.tokens["output"] / duration if duration > 0 else None}
-        return pl.DataFrame([row], schema=TOTALS_SCHEMA)
+        if self.goodput is not None:
+            row.update(goodput_figures(self.good, counts["questions_answered"], duration))
+        return pl.DataFrame([row], schema=self.totals_schema)
 
     def tables(self, k_last: int | None = None) -> Tables:
         """The summary and error rows up to ``k_last`` (default: every window), and the whole run's row."""
@@ -571,8 +597,9 @@ def _aggs_of(entries: object) -> dict[int, WindowAgg]:
     aggs = {}
     for key, entry in entries.items():
         try:
-            counts, figures, errors, chat = entry
-            if not (key.lstrip("-").isdigit() and len(counts) == len(COUNTED) and len(figures) == len(STATS)
+            counts, figures, errors, chat, good = entry
+            if not (key.lstrip("-").isdigit() and type(good) is int and good >= 0
+                    and len(counts) == len(COUNTED) and len(figures) == len(STATS)
                     and len(chat) == len(_NO_CHAT) and all(type(n) is int and n >= 0 for n in counts)
                     and all(v is None or type(v) is float or v in _NON_FINITE for v in figures)
                     and all(type(v) is int if c in _TOKENS else v is None or type(v) is float or v in _NON_FINITE
@@ -583,7 +610,7 @@ def _aggs_of(entries: object) -> dict[int, WindowAgg]:
             raise ValueError(f"engine state: the figures of window {key!r} are damaged") from exc
         values = {s: float(v) if isinstance(v, str) else v for s, v in zip(STATS, figures, strict=True)}
         chat_map = {c: float(v) if isinstance(v, str) else v for c, v in zip(_NO_CHAT, chat, strict=True)}
-        aggs[int(key)] = WindowAgg(dict(zip(COUNTED, counts, strict=True)), values, frame, chat_map)
+        aggs[int(key)] = WindowAgg(dict(zip(COUNTED, counts, strict=True)), values, frame, chat_map, good)
     return aggs
 
 

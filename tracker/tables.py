@@ -17,8 +17,9 @@ import polars as pl
 
 __all__ = (
     "CHAT_COLUMNS", "COUNTED", "ERROR_FIGURES", "ERRORS_SCHEMA", "RATE_COLUMNS", "SESSION_COUNTED", "STATS",
-    "SUMMARY_SCHEMA", "TOTALS", "TOTALS_SCHEMA", "TPOT_STATS", "TTFT_STATS", "Tables", "WindowAgg", "active_counts",
-    "aggregate", "carried", "chat_figures", "chat_values", "covered_seconds", "rates", "stats", "summary_frame",
+    "FOUR_DECIMALS", "GOODPUT_COLUMNS", "GOODPUT_LIMITS", "SUMMARY_SCHEMA", "TOTALS", "TOTALS_SCHEMA", "TPOT_STATS",
+    "TTFT_STATS", "Tables", "WindowAgg", "active_counts", "aggregate", "carried", "chat_figures", "chat_values",
+    "covered_seconds", "good_answers", "goodput_figures", "rates", "schemas", "stats", "summary_frame",
     "summed_totals", "window_rows",
 )
 
@@ -43,6 +44,12 @@ CHAT_COLUMNS: Final = {**{f"ttft_ms_{s}": pl.Float64 for s in TTFT_STATS},
                        # Failed requests' latency: over errors that carry response_time_ms (the time until failure).
                        **{f"failed_response_time_ms_{s}": pl.Float64 for s in ("mean", "p95", "max")}}
 _QUANTILES: Final = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+#: The per-request limits ``--goodput`` may set, by name, and the columns it adds (after every other).
+GOODPUT_LIMITS: Final = ("response_time_ms", "ttft_ms", "tpot_ms")
+GOODPUT_COLUMNS: Final = ("goodput_per_s", "goodput_ratio")
+GOODPUT_SCHEMA: Final = pl.Schema(dict.fromkeys(GOODPUT_COLUMNS, pl.Float64))
+#: The columns written with 4 decimals (ratios between 0 and 1); every other float has 3.
+FOUR_DECIMALS: Final = ("error_rate", "goodput_ratio")
 
 
 def stats(values: pl.Series) -> dict[str, float | None]:
@@ -67,6 +74,33 @@ class WindowAgg:
     stats: dict[str, float | None]
     errors: pl.DataFrame  # kind, message, count, sessions, first_seen, last_seen
     chat: dict[str, float | int | None]  # the CHAT_COLUMNS but output_tokens_per_s
+    good: int = 0  # answers within every --goodput limit (0 without limits)
+
+
+def good_answers(rows: pl.DataFrame, limits: dict[str, float] | None) -> int:
+    """How many answers meet every per-request limit (none without ``limits``): a response time, TTFT or TPOT at
+    most its limit. An answer without the value a limit needs does not meet it; one with a TTFT and fewer than 2
+    output tokens has no time per output token and meets any TPOT limit."""
+    if not limits:
+        return 0
+    ttft, tokens, rt = pl.col("time_to_first_token_ms"), pl.col("output_tokens"), pl.col("response_time_ms")
+    meets = {
+        "response_time_ms": lambda limit: rt <= limit,
+        "ttft_ms": lambda limit: ttft.is_not_null() & (ttft <= limit),
+        "tpot_ms": lambda limit: ttft.is_not_null() & tokens.is_not_null() & (
+            (tokens < 2) | ((rt - ttft) / (tokens - 1) <= limit)),
+    }
+    condition = pl.col("type") == "question_answered"
+    for name, limit in limits.items():
+        condition = condition & meets[name](limit).fill_null(False)
+    return int(rows.select(condition.sum()).item())
+
+
+def goodput_figures(good: int, answers: int, seconds: float) -> dict[str, float | None]:
+    """goodput_per_s (good answers over ``seconds``, None when 0) and goodput_ratio (over all answers, None
+    without any)."""
+    return {"goodput_per_s": good / seconds if seconds > 0 else None,
+            "goodput_ratio": good / answers if answers else None}
 
 
 def chat_values(rows: pl.DataFrame) -> tuple[pl.Series, pl.Series, int, int, pl.Series]:
@@ -94,7 +128,7 @@ def chat_figures(ttft: pl.Series, tpot: pl.Series, tokens_in: int, tokens_out: i
             **{f"failed_response_time_ms_{s}": failed_stats[s] for s in ("mean", "p95", "max")}}
 
 
-def aggregate(rows: pl.DataFrame) -> tuple[WindowAgg, pl.DataFrame]:
+def aggregate(rows: pl.DataFrame, goodput: dict[str, float] | None = None) -> tuple[WindowAgg, pl.DataFrame]:
     """A window's figures, and its per-session figures (counts, response-time mean/p95/max), from its rows."""
     # One canonical order, by content (the key is the event's time and a hash of all its fields): every
     # statistic sees its values in the same order however the events were read, so float sums come out the
@@ -122,7 +156,7 @@ def aggregate(rows: pl.DataFrame) -> tuple[WindowAgg, pl.DataFrame]:
             first_seen=ts.min(), last_seen=ts.max())
         .sort(pl.col("kind").fill_null(""), "message", "kind", nulls_last=False)
     )
-    return WindowAgg(counts, stats(rt), errors, chat_figures(*chat_values(rows))), cells
+    return WindowAgg(counts, stats(rt), errors, chat_figures(*chat_values(rows)), good_answers(rows, goodput)), cells
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +198,15 @@ def covered_seconds(window_start: int, window_end: int, run_start: int, run_end:
     return max(0, min(window_end, run_end) - max(window_start, run_start)) / 1_000_000
 
 
-def summary_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=SUMMARY_SCHEMA)
+def schemas(goodput: bool) -> tuple[pl.Schema, pl.Schema]:
+    """The summary's and the totals' columns (with the goodput ones when there are goodput limits)."""
+    if not goodput:
+        return SUMMARY_SCHEMA, TOTALS_SCHEMA
+    return SUMMARY_SCHEMA | GOODPUT_SCHEMA, TOTALS_SCHEMA | GOODPUT_SCHEMA
+
+
+def summary_frame(rows: list[dict[str, object]], schema: pl.Schema = SUMMARY_SCHEMA) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=schema)
 
 
 def summed_totals(cells: Sequence[pl.DataFrame]) -> pl.DataFrame:
