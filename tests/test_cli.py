@@ -10,15 +10,18 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.helpers import TIMEOUT
+from tests.helpers import T0, TIMEOUT, record
 from tracker import cli as cli_module
 from tracker.cli import main
+from tracker.options import GOODPUT_NAMES
+from tracker.tables import GOODPUT_LIMITS
 from tracker.version import VERSION
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -576,7 +579,9 @@ class TestDemoHints:
         assert done.returncode == 0, done.stderr
         assert f"check the log with:  {sys.executable} -m tracker validate demo/events.jsonl\n" in done.stdout
         assert f"replay it with:      {sys.executable} -m tracker replay demo/events.jsonl --out OTHER_DIR " \
-               "--interval 1\n" in done.stdout
+               "--interval 1 --goodput response_time_ms=5000,ttft_ms=1000 --threshold 'run:error_rate<=0.1' " \
+               "--threshold 'run:response_time_ms_p95<5000' --threshold 'run:ttft_ms_p95<1000' " \
+               "--threshold 'run:goodput_ratio>=0.9'\n" in done.stdout
 
     def test_main_with_the_command_it_was_run_as(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """main(..., command=...) prints the hints with that command; a path with a space is quoted."""
@@ -656,3 +661,466 @@ class TestReviewFindings:
         log = tmp_path / "log.jsonl"
         assert main("emit", "session_registered", "s1", "username=a", "course_numbers=[]", "--log", str(log)) == 0
         assert orjson.loads(log.read_bytes())["course_numbers"] == []
+
+
+S = 1_000_000
+#: The window of 22:00 and the one of 22:01 (interval 60 s), and their per-window files (named by their end).
+WINDOW_0, WINDOW_1 = "2026-11-24T22:00:00Z", "2026-11-24T22:01:00Z"
+RUN_FILES = {"session_tracking_summary.csv", "session_tracking_totals.csv", "session_tracking_errors.csv",
+             "session_tracking_thresholds.csv", "session_tracking_report_20261124_220100.csv",
+             "session_tracking_report_20261124_220200.csv", ".tracker-reports.json"}
+THRESHOLDS_HEADER = "scope,threshold,value,ok\n"
+
+
+def _lines(*records: dict[str, object]) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in records)
+
+
+def _two_windows(path: Path, extra: bytes = b"") -> Path:
+    """s1 registers at 22:00:00 and is answered in 100 ms at :10 and 300 ms at :20 (the window of 22:00), then in
+    1000 ms at 22:01:10 (the window of 22:01, covered for 10 s): the run lasts 70 s."""
+    path.write_bytes(_lines(
+        record(1, "s1", "session_registered", T0, username="ann", course_numbers=[]),
+        record(2, "s1", "question_answered", T0 + 10 * S, response_time_ms=100.0),
+        record(3, "s1", "question_answered", T0 + 20 * S, response_time_ms=300.0),
+        record(4, "s1", "question_answered", T0 + 70 * S, response_time_ms=1000.0),
+    ) + extra)
+    return path
+
+
+def _replay(log: Path, out: Path, *args: str) -> int:
+    return main("replay", str(log), "--out", str(out), "--interval", "60", *args)
+
+
+def _thresholds(*texts: str) -> list[str]:
+    return [arg for text in texts for arg in ("--threshold", text)]
+
+
+def _usage_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """main(*args) is refused by argparse (exit 2); its stderr."""
+    with pytest.raises(SystemExit) as info:
+        main(*args)
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
+class TestThresholds:
+    """replay --threshold: a CSV of verdicts, a table on stdout, --junit, and exit status 99 after every file."""
+
+    def test_passing_thresholds_exit_0(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Thresholds that hold on both windows and the run: exit 0, every file written, the verdicts CSV exact."""
+        log, out = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out"
+        assert _replay(log, out, *_thresholds("response_time_ms_max<=1000", "answers_per_s>=0.02")) == 0
+        assert {p.name for p in out.iterdir()} == RUN_FILES
+        # answers_per_s: 2 answers in the 60 s of 22:00, 1 in the 10 s of 22:01, 3 in the run's 70 s.
+        assert (out / "session_tracking_thresholds.csv").read_text() == (
+            THRESHOLDS_HEADER
+            + f"{WINDOW_0},response_time_ms_max<=1000,300.000,true\n"
+            + f"{WINDOW_1},response_time_ms_max<=1000,1000.000,true\n"
+            + "run,response_time_ms_max<=1000,1000.000,true\n"
+            + f"{WINDOW_0},answers_per_s>=0.02,0.033,true\n"
+            + f"{WINDOW_1},answers_per_s>=0.02,0.100,true\n"
+            + "run,answers_per_s>=0.02,0.043,true\n")
+        assert capsys.readouterr().out.endswith(
+            "thresholds: all 2 passed\n"
+            "  ok    response_time_ms_max<=1000  run 1000.000; 2 windows passed\n"
+            "  ok    answers_per_s>=0.02         run 0.043; 2 windows passed\n")
+
+    def test_failing_threshold_exit_99_after_every_file(self, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+        """A threshold that fails in one window: exit 99, and still every report file is written; integers are
+        compared and written exactly."""
+        log, out = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out"
+        assert _replay(log, out, *_thresholds("response_time_ms_max<500", "questions_answered>=2")) == 99
+        assert {p.name for p in out.iterdir()} == RUN_FILES
+        assert (out / "session_tracking_thresholds.csv").read_bytes() == (
+            THRESHOLDS_HEADER
+            + f"{WINDOW_0},response_time_ms_max<500,300.000,true\n"
+            + f"{WINDOW_1},response_time_ms_max<500,1000.000,false\n"
+            + "run,response_time_ms_max<500,1000.000,false\n"
+            + f"{WINDOW_0},questions_answered>=2,2,true\n"
+            + f"{WINDOW_1},questions_answered>=2,1,false\n"
+            + "run,questions_answered>=2,3,true\n").encode()
+        assert (out / "session_tracking_report_20261124_220200.csv").read_text().splitlines()[1].startswith(
+            f"{WINDOW_1},2026-11-24T22:02:00Z,s1,ann,,active,0,1,0,0,1000.000,")
+        assert capsys.readouterr().err == ""
+
+    def test_no_thresholds_no_thresholds_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Without --threshold there is no verdicts file and no table."""
+        log, out = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out"
+        assert _replay(log, out) == 0
+        assert {p.name for p in out.iterdir()} == RUN_FILES - {"session_tracking_thresholds.csv"}
+        assert "\nthresholds" not in capsys.readouterr().out
+
+    def test_run_and_window_scopes(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """run: gives only the run's row, window: only the windows' rows; a column only the run has (duration_s)
+        is checked on the run, one only the windows have (active_sessions) on the windows."""
+        log, out = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out"
+        assert _replay(log, out, *_thresholds("run:response_time_ms_p50<=300", "window:questions_answered>=1",
+                                              "run:error_rate<=0.01", "duration_s<100", "active_sessions<=1")) == 0
+        assert (out / "session_tracking_thresholds.csv").read_text() == (
+            THRESHOLDS_HEADER
+            + "run,run:response_time_ms_p50<=300,300.000,true\n"
+            + f"{WINDOW_0},window:questions_answered>=1,2,true\n"
+            + f"{WINDOW_1},window:questions_answered>=1,1,true\n"
+            + "run,run:error_rate<=0.01,0.0000,true\n"
+            + "run,duration_s<100,70.000,true\n"
+            + f"{WINDOW_0},active_sessions<=1,1,true\n"
+            + f"{WINDOW_1},active_sessions<=1,1,true\n")
+
+    def test_stdout_table(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """The whole stdout of a run with one failing and one passing threshold, to the character."""
+        log, out = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out"
+        assert _replay(log, out, *_thresholds("response_time_ms_max<500", "run:error_rate<=0.01")) == 99
+        assert capsys.readouterr() == (
+            "read 1 log: 4 events, 0 rejected, 0 duplicates\n"
+            f"wrote 6 files to {out}: the summary, totals, errors, thresholds and 2 per-window session reports\n"
+            "whole run: 2026-11-24T22:00:00Z to 2026-11-24T22:01:10Z (70.0 s), 2 windows of 60 s\n"
+            "  sessions 1 (at most 1 active), questions 0, answers 3 (0.043/s), cycles 0, errors 0 (error rate "
+            "0.00%)\n"
+            "  response time ms: mean 466.7, p50 300.0, p95 930.0, p99 986.0, max 1000.0\n"
+            "thresholds: 1 of 2 failed\n"
+            "  FAIL  response_time_ms_max<500  run 1000.000; 1 of 2 windows failed (first at "
+            f"{WINDOW_1}: 1000.000)\n"
+            "  ok    run:error_rate<=0.01      run 0.0000\n", "")
+
+    def test_junit(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--junit FILE: a testcase per verdict (the 2 windows and the run, and the run of the run: threshold),
+        the failures counted and explained."""
+        log, out, junit = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out", tmp_path / "ci" / "junit.xml"
+        junit.parent.mkdir()
+        assert _replay(log, out, *_thresholds("response_time_ms_max<500", "run:error_rate<=0.01"),
+                       "--junit", str(junit)) == 99
+        assert capsys.readouterr().out.endswith(f"JUnit report in {junit}\n")
+        suite = ET.parse(junit).getroot().find("testsuite")
+        assert suite is not None
+        assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == (
+            "4", "2", "0", "0")
+        cases = suite.findall("testcase")
+        assert [c.get("name") for c in cases] == [
+            f"response_time_ms_max<500 [{WINDOW_0}]", f"response_time_ms_max<500 [{WINDOW_1}]",
+            "response_time_ms_max<500 [run]", "run:error_rate<=0.01 [run]"]
+        failures = [(c.get("name"), f.get("message")) for c in cases for f in c.findall("failure")]
+        assert failures == [
+            (f"response_time_ms_max<500 [{WINDOW_1}]", "value 1000.000 does not satisfy response_time_ms_max<500"),
+            ("response_time_ms_max<500 [run]", "value 1000.000 does not satisfy response_time_ms_max<500")]
+
+    def test_junit_all_passing(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """All thresholds passing: exit 0 and a JUnit file without failures."""
+        log, out, junit = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out", tmp_path / "junit.xml"
+        assert _replay(log, out, *_thresholds("run:questions_answered>=3"),
+                       "--junit", str(junit)) == 0
+        suite = ET.parse(junit).getroot().find("testsuite")
+        assert suite is not None
+        assert (suite.get("tests"), suite.get("failures")) == ("1", "0")
+        assert [c.get("name") for c in suite.findall("testcase")] == ["run:questions_answered>=3 [run]"]
+
+    def test_junit_that_is_a_log_is_refused(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--junit naming one of the logs read (here by a hard link): exit 2, the log unchanged."""
+        log = _two_windows(tmp_path / "log.jsonl")
+        before = log.read_bytes()
+        os.link(log, tmp_path / "link.xml")
+        for junit in (log, tmp_path / "link.xml"):
+            assert _replay(log, tmp_path / "out", *_thresholds("response_time_ms_max<500"),
+                           "--junit", str(junit)) == 2
+            assert capsys.readouterr().err == (
+                f"tracker replay: error: --junit {str(junit)!r} is one of the logs read: not overwritten\n")
+        assert log.read_bytes() == before
+
+    def test_junit_checked_before_anything_is_written(self, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+        """--junit naming a log is refused before the reports are written (the --out folder is not made), and
+        --junit naming a report file of --out is refused too."""
+        log = _two_windows(tmp_path / "log.jsonl")
+        assert _replay(log, tmp_path / "out", *_thresholds("errors<1"), "--junit", str(log)) == 2
+        assert not (tmp_path / "out").exists()
+        capsys.readouterr()
+        junit = tmp_path / "out" / "session_tracking_thresholds.csv"
+        assert _replay(log, tmp_path / "out", *_thresholds("errors<1"), "--junit", str(junit)) == 2
+        assert capsys.readouterr().err == (
+            f"tracker replay: error: --junit {str(junit)!r} is a report file of --out: give it another name\n")
+        assert not (tmp_path / "out").exists()
+
+    def test_a_thresholds_file_that_is_a_log_is_refused(self, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+        """A log that is --out's thresholds file (one an earlier run listed as its own) would be replaced: refused,
+        the log unchanged."""
+        (tmp_path / "out").mkdir()
+        log = _two_windows(tmp_path / "out" / "session_tracking_thresholds.csv")
+        (tmp_path / "out" / ".tracker-reports.json").write_bytes(b'{"files": ["session_tracking_thresholds.csv"]}')
+        before = log.read_bytes()
+        assert _replay(log, tmp_path / "out", *_thresholds("errors<1")) == 2
+        assert "error: the report file" in capsys.readouterr().err
+        assert log.read_bytes() == before
+
+    def test_no_value_in_the_whole_run_fails(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """run:ttft_ms_p95<500 on a log without any TTFT: the run has no value, so the threshold fails (99)."""
+        log, out, junit = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out", tmp_path / "junit.xml"
+        assert _replay(log, out, *_thresholds("run:ttft_ms_p95<500"), "--junit", str(junit)) == 99
+        assert capsys.readouterr().out.endswith(
+            "thresholds: 1 of 1 failed\n"
+            "  FAIL  run:ttft_ms_p95<500  run: no value\n"
+            f"JUnit report in {junit}\n")
+        assert (out / "session_tracking_thresholds.csv").read_text() == (
+            THRESHOLDS_HEADER + "run,run:ttft_ms_p95<500,,false\n")
+        failure = ET.parse(junit).getroot().find("testsuite/testcase/failure")
+        assert failure is not None
+        assert failure.get("message") == (
+            "the whole run has no value for ttft_ms_p95: run:ttft_ms_p95<500 cannot be checked, so it fails")
+
+    def test_window_threshold_without_any_value_is_skipped(self, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+        """window:ttft_ms_p95<500 where no window has a TTFT: nothing to check, so skipped (exit 0), said."""
+        log, out = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out"
+        assert _replay(log, out, *_thresholds("window:ttft_ms_p95<500")) == 0
+        assert capsys.readouterr().out.endswith(
+            "thresholds: 0 of 1 passed, 1 skipped\n"
+            "  skip  window:ttft_ms_p95<500  no window had a value\n")
+        assert (out / "session_tracking_thresholds.csv").read_text() == THRESHOLDS_HEADER
+
+    def test_negative_value_written_as_the_summary_writes_it(self, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+        """A TTFT (200 ms) longer than the response (100 ms, 3 tokens) gives a TPOT of (100 - 200) / 2 = -50: the
+        verdicts file writes -50.000, as the summary does, not a spreadsheet-neutralised '-50.000."""
+        log, out = tmp_path / "log.jsonl", tmp_path / "out"
+        log.write_bytes(_lines(record(1, "s1", "question_answered", T0 + 10 * S, response_time_ms=100.0,
+                                      time_to_first_token_ms=200.0, output_tokens=3)))
+        assert _replay(log, out, *_thresholds("tpot_ms_mean<0")) == 0
+        (summary,) = _columns(out / "session_tracking_summary.csv")
+        assert summary["tpot_ms_mean"] == "-50.000"
+        assert (out / "session_tracking_thresholds.csv").read_text() == (
+            THRESHOLDS_HEADER + f"{WINDOW_0},tpot_ms_mean<0,-50.000,true\nrun,tpot_ms_mean<0,-50.000,true\n")
+
+    @pytest.mark.parametrize(("threshold", "message"), [
+        ("bogus_column<5", "threshold 'bogus_column<5' names an unknown column 'bogus_column'; the reports' numeric "
+                           "columns are: active_sessions, "),
+        ("run:active_sessions<5", "threshold 'run:active_sessions<5': the whole-run row has no column "
+                                  "'active_sessions' (it is a window's figure); the whole-run row has: sessions, "),
+        ("window:duration_s<5", "threshold 'window:duration_s<5': the windows have no column 'duration_s' (it is a "
+                                "whole-run figure); the windows have: active_sessions, "),
+        ("ttft_ms_p95 = 5", "threshold 'ttft_ms_p95 = 5': unknown operator '='; expected [run:|window:]COLUMN OP "
+                            "NUMBER"),
+        ("ttft_ms_p95<", "threshold 'ttft_ms_p95<': NUMBER is missing; "),
+        ("window_start>5", "threshold 'window_start>5' names an unknown column 'window_start'; "),
+    ])
+    @pytest.mark.parametrize("command", ["replay", "tail"])
+    def test_refused_threshold(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], threshold: str,
+                               message: str, command: str) -> None:
+        """A threshold that cannot be checked: exit 2 before any log is read, the column quoted, nothing in --out."""
+        log, out = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out"
+        with _sigterm_once_following():  # were the tail to start, it would be stopped
+            status = main(command, str(log), "--out", str(out), "--threshold", "response_time_ms_max<500",
+                          "--threshold", threshold, *(["--quiet"] if command == "tail" else []))
+        assert status == 2
+        out_text, err = capsys.readouterr()
+        assert out_text == ""
+        assert err.startswith(f"tracker {command}: error: {message}")
+        assert err.count("\n") == 1
+        assert not out.exists()
+
+    @pytest.mark.parametrize("command", ["replay", "tail"])
+    def test_goodput_column_needs_goodput(self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          command: str) -> None:
+        """goodput_ratio>=0.9 without --goodput: exit 2 saying --goodput adds it; nothing in --out."""
+        log, out = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out"
+        with _sigterm_once_following():
+            status = main(command, str(log), "--out", str(out), "--threshold", "goodput_ratio>=0.9",
+                          *(["--quiet"] if command == "tail" else []))
+        assert status == 2
+        assert capsys.readouterr().err.endswith("; 'goodput_ratio' is only reported with --goodput\n")
+        assert not out.exists()
+
+    def test_goodput_column_with_goodput(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """With --goodput ttft_ms=500 it is accepted: no answer has a TTFT, so none is good and the ratio is 0."""
+        log, out = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out"
+        assert _replay(log, out, *_thresholds("run:goodput_ratio>=0.9"), "--goodput", "ttft_ms=500") == 99
+        assert (out / "session_tracking_thresholds.csv").read_text() == (
+            THRESHOLDS_HEADER + "run,run:goodput_ratio>=0.9,0.0000,false\n")
+
+    def test_refused_into_an_existing_folder_leaves_it_empty(self, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+        """--out that exists and is empty stays empty when a threshold is refused."""
+        log, out = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out"
+        out.mkdir()
+        assert _replay(log, out, *_thresholds("run:active_sessions<5")) == 2
+        assert list(out.iterdir()) == []
+
+    def test_rejected_line_and_failing_threshold_exit_99(self, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+        """A rejected line and a failing threshold: the threshold's 99 wins over the rejected lines' 1."""
+        log, out = _two_windows(tmp_path / "log.jsonl", extra=b"not json\n"), tmp_path / "out"
+        assert _replay(log, out, *_thresholds("response_time_ms_max<500")) == 99
+        assert (out / "quarantine.jsonl").read_bytes() == b"not json\n"
+        assert (out / "session_tracking_thresholds.csv").exists()
+
+    def test_rejected_line_and_passing_thresholds_exit_1(self, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+        """A rejected line and thresholds that all pass: exit 1, as without thresholds."""
+        log, out = _two_windows(tmp_path / "log.jsonl", extra=b"not json\n"), tmp_path / "out"
+        assert _replay(log, out, *_thresholds("response_time_ms_max<=1000")) == 1
+        assert capsys.readouterr().out.endswith("thresholds: all 1 passed\n"
+                                                "  ok    response_time_ms_max<=1000  run 1000.000; 2 windows passed\n")
+
+    def test_tail_exit_99(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """tracker tail with a failing threshold: stopped, it writes every file and the JUnit file, exit 99."""
+        log, out, junit = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out", tmp_path / "junit.xml"
+        with _sigterm_once_following():
+            status = main("tail", str(log), "--out", str(out), "--interval", "60", "--grace", "0", "--quiet",
+                          *_thresholds("response_time_ms_max<500"), "--junit", str(junit))
+        assert status == 99
+        assert capsys.readouterr().out.endswith(
+            "thresholds: 1 of 1 failed\n"
+            "  FAIL  response_time_ms_max<500  run 1000.000; 1 of 2 windows failed (first at "
+            f"{WINDOW_1}: 1000.000)\n"
+            f"JUnit report in {junit}\n")
+        assert {p.name for p in out.iterdir()} == RUN_FILES | {".tracker-checkpoint"}
+        assert (out / "session_tracking_thresholds.csv").read_text() == (
+            THRESHOLDS_HEADER
+            + f"{WINDOW_0},response_time_ms_max<500,300.000,true\n"
+            + f"{WINDOW_1},response_time_ms_max<500,1000.000,false\n"
+            + "run,response_time_ms_max<500,1000.000,false\n")
+        suite = ET.parse(junit).getroot().find("testsuite")
+        assert suite is not None
+        assert (suite.get("tests"), suite.get("failures")) == ("3", "2")
+
+
+def _chat_log(path: Path) -> Path:
+    """Three answers: at 22:00:10 in 200 ms, TTFT 100, 11 tokens (TPOT 10); at :20 in 900 ms, TTFT 600, 4 tokens
+    (TPOT 100); at 22:01:10 in 300 ms, TTFT 50, 1 token (no TPOT). The run: 60 s, 50 of them in the window of 22:00
+    and 10 in the one of 22:01."""
+    path.write_bytes(_lines(
+        record(1, "s1", "question_answered", T0 + 10 * S, response_time_ms=200.0, time_to_first_token_ms=100.0,
+               output_tokens=11),
+        record(2, "s1", "question_answered", T0 + 20 * S, response_time_ms=900.0, time_to_first_token_ms=600.0,
+               output_tokens=4),
+        record(3, "s1", "question_answered", T0 + 70 * S, response_time_ms=300.0, time_to_first_token_ms=50.0,
+               output_tokens=1),
+    ))
+    return path
+
+
+def _columns(path: Path) -> list[dict[str, str]]:
+    header, *rows = path.read_text().splitlines()
+    return [dict(zip(header.split(","), row.split(","), strict=True)) for row in rows]
+
+
+_ITEMS = ("expected NAME=MS items separated by commas, NAME one of response_time_ms, ttft_ms, tpot_ms (e.g. "
+          "ttft_ms=500,tpot_ms=50), ")
+
+
+class TestGoodputOption:
+    """--goodput NAME=MS,...: per-request limits, checked as the value is given; two more columns."""
+
+    def test_names_are_the_tables_limits(self) -> None:
+        """The option parser's names are the engine's (kept apart so that the parser imports nothing heavy)."""
+        assert GOODPUT_NAMES == GOODPUT_LIMITS
+
+    @pytest.mark.parametrize(("value", "message"), [
+        ("foo=1", f"{_ITEMS}got 'foo=1' in 'foo=1'"),
+        ("ttft_ms=500,tpot_ms", f"{_ITEMS}got 'tpot_ms' in 'ttft_ms=500,tpot_ms'"),
+        ("ttft_ms=1,ttft_ms=2", "ttft_ms is given twice in 'ttft_ms=1,ttft_ms=2'"),
+        ("ttft_ms=-5", "ttft_ms: expected a number of milliseconds >= 0, got '-5'"),
+        ("ttft_ms=", "ttft_ms: expected a number of milliseconds >= 0, got ''"),
+        ("ttft_ms=inf", "ttft_ms: expected a number of milliseconds >= 0, got 'inf'"),
+        ("ttft_ms=nan", "ttft_ms: expected a number of milliseconds >= 0, got 'nan'"),
+        ("tpot_ms=1" + "0" * 40, "tpot_ms: expected a number of milliseconds >= 0, got '1000000000"),
+        ("", f"{_ITEMS}got '' in ''"),
+        ("ttft_ms=500,", f"{_ITEMS}got '' in 'ttft_ms=500,'"),
+    ])
+    @pytest.mark.parametrize("command", ["replay", "tail"])
+    def test_bad_value(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                       value: str, message: str, command: str) -> None:
+        """A bad --goodput is a usage error quoting the value (exit 2), before anything is written."""
+        monkeypatch.chdir(tmp_path)
+        err = _usage_error(capsys, command, "x.jsonl", "--out", "o", "--goodput", value)
+        assert f"tracker {command}: error: argument --goodput: {message}" in err
+        assert list(tmp_path.iterdir()) == []
+
+    def test_adds_two_last_columns(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """response_time_ms=250,ttft_ms=500: an answer must meet both; goodput_per_s and goodput_ratio come last in
+        the summary and the totals, computed over the covered seconds and the answers."""
+        log, out = _chat_log(tmp_path / "log.jsonl"), tmp_path / "out"
+        assert _replay(log, out, "--goodput", "response_time_ms=250,ttft_ms=500") == 0
+        for name in ("session_tracking_summary.csv", "session_tracking_totals.csv"):
+            assert (out / name).read_text().splitlines()[0].endswith(
+                ",failed_response_time_ms_max,goodput_per_s,goodput_ratio"), name
+        # Good: only the first answer (the second is over both limits, the third over 250 ms).
+        summary = _columns(out / "session_tracking_summary.csv")
+        assert [(r["goodput_per_s"], r["goodput_ratio"]) for r in summary] == [("0.020", "0.5000"),
+                                                                             ("0.000", "0.0000")]
+        (totals,) = _columns(out / "session_tracking_totals.csv")
+        assert (totals["goodput_per_s"], totals["goodput_ratio"]) == ("0.017", "0.3333")
+
+    def test_one_limit(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """tpot_ms=50 alone: the first answer (TPOT 10) and the third (one token: no TPOT) meet it."""
+        log, out = _chat_log(tmp_path / "log.jsonl"), tmp_path / "out"
+        assert _replay(log, out, "--goodput", " tpot_ms = 50 ") == 0
+        (totals,) = _columns(out / "session_tracking_totals.csv")
+        assert (totals["goodput_per_s"], totals["goodput_ratio"]) == ("0.033", "0.6667")
+
+    def test_without_goodput_no_columns(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Without --goodput the files have no goodput column."""
+        log, out = _chat_log(tmp_path / "log.jsonl"), tmp_path / "out"
+        assert _replay(log, out) == 0
+        for name in ("session_tracking_summary.csv", "session_tracking_totals.csv"):
+            assert "goodput" not in (out / name).read_text(), name
+
+
+def _silent_session(path: Path) -> Path:
+    """s1: one cycle at 22:00:10, then silence; s2: cycles at 22:00:20, 22:01:40, 22:02:30 and 22:03:20."""
+    path.write_bytes(_lines(
+        record(1, "s1", "cycle_completed", T0 + 10 * S),
+        *(record(n, "s2", "cycle_completed", T0 + second * S) for n, second in ((2, 20), (3, 100), (4, 150),
+                                                                                 (5, 200)))))
+    return path
+
+
+class TestSessionTimeoutOption:
+    """--session-timeout DURATION: a silent session times out at its last event plus the timeout."""
+
+    @pytest.mark.parametrize(("value", "message"), [
+        ("0", "must be > 0 s, got '0'"),
+        ("0s", "must be > 0 s, got '0s'"),
+        ("-1", "expected a duration such as 90, 90s, 5m, 1.5h or 2d, got '-1'"),
+        ("abc", "expected a duration such as 90, 90s, 5m, 1.5h or 2d, got 'abc'"),
+        ("367d", "must be at most 366d (31622400 s), got '367d'"),
+    ])
+    @pytest.mark.parametrize("command", ["replay", "tail"])
+    def test_bad_value(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                       value: str, message: str, command: str) -> None:
+        """A bad timeout is a usage error quoting the value (exit 2), before anything is written."""
+        monkeypatch.chdir(tmp_path)
+        err = _usage_error(capsys, command, "x.jsonl", "--out", "o", "--session-timeout", value)
+        assert f"tracker {command}: error: argument --session-timeout: {message}" in err
+        assert list(tmp_path.iterdir()) == []
+
+    def test_silent_session_times_out(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """s1 silent from 22:00:10 with a 1m timeout ends at 22:01:10: timed_out in the window of 22:01, gone
+        after; s2 stays active; the run's line says 1 timed out."""
+        log, out = _silent_session(tmp_path / "log.jsonl"), tmp_path / "out"
+        assert _replay(log, out, "--session-timeout", "1m") == 0
+        statuses = {name: [(r["session_id"], r["status"]) for r in _columns(out / name)]
+                    for name in sorted(p.name for p in out.glob("session_tracking_report_*.csv"))}
+        assert statuses == {
+            "session_tracking_report_20261124_220100.csv": [("s1", "active"), ("s2", "active")],
+            "session_tracking_report_20261124_220200.csv": [("s1", "timed_out"), ("s2", "active")],
+            "session_tracking_report_20261124_220300.csv": [("s2", "active")],
+            "session_tracking_report_20261124_220400.csv": [("s2", "active")],
+        }
+        assert "  sessions 2 (at most 2 active, 1 timed out), questions 0, answers 0 (0.000/s), cycles 5, " \
+               "errors 0 (error rate -)\n" in capsys.readouterr().out
+
+    def test_timeout_longer_than_the_silence(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """With a timeout of 200 s s1 (silent for 190 s before the run's last event) never times out."""
+        log, out = _silent_session(tmp_path / "log.jsonl"), tmp_path / "out"
+        assert _replay(log, out, "--session-timeout", "200") == 0
+        last = _columns(out / "session_tracking_report_20261124_220400.csv")
+        assert [(r["session_id"], r["status"]) for r in last] == [("s1", "active"), ("s2", "active")]
+        assert "(at most 2 active, 0 timed out)" in capsys.readouterr().out
+
+    def test_off_by_default(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Without the option no session times out, and the run's line does not mention timeouts."""
+        log, out = _silent_session(tmp_path / "log.jsonl"), tmp_path / "out"
+        assert _replay(log, out) == 0
+        assert "timed out" not in capsys.readouterr().out
+        assert "timed_out" not in "".join(p.read_text() for p in out.glob("*.csv"))

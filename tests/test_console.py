@@ -294,12 +294,21 @@ class TestRender:
         rt={"p50": 1_234_567.0, "p90": 2_345_678.0, "p95": 3_456_789.0, "p99": 4_567_890.0, "max": 98_765_432.0},
         slowest=[(f"session-with-a-very-long-identifier-{i}", 1_234_567, 9_876_543.0) for i in range(5)],
         busiest=[(f"s{i}", 12_345_678, 1.0) for i in range(5)],
+        thresholds=3, failing=["ttft_ms_p95<500 (12,345 windows, run)", "run:error_rate<=0.01 (run)"],
     )
 
     def _render(self, f: Figures, title: str = "tracker tail logs -> out") -> str:
         console = Console(width=80, record=True, file=io.StringIO())
         console.print(render(title, f, warning="a warning " * 20))
         return _text(console)
+
+    def test_failing_thresholds_are_shown(self) -> None:
+        """The failing thresholds are listed with where they failed; with none failing, all are said to pass."""
+        text = " ".join(self._render(self.BIG).split())
+        assert "thresholds failing: ttft_ms_p95<500 (12,345 windows, run); run:error_rate<=0.01 (run)" in text
+        passing = self._render(Figures(**{**self.BIG, "failing": []}))
+        assert "thresholds: all 3 passing" in passing
+        assert "thresholds" not in self._render(Figures(**{**self.BIG, "thresholds": 0, "failing": []}))
 
     def test_fits_80_columns_and_cuts_no_number(self) -> None:
         """With a long title, long session ids and huge figures, no line is wider than 80 cells and every number

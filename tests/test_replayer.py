@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import random
 import shutil
@@ -18,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import T0, event, wait_for
+from tests.reference import reference_reports
 from tests.test_engine import LOGS, assert_matches_reference, random_events
 from tracker.cli import main
 from tracker.decoder import Decoder, Rejected, decode_file
@@ -52,7 +55,8 @@ class TestGolden:
         args = (folder / "args").read_text().split()
         status = main("replay", *logs, "--out", str(tmp_path), *args)
         expected = _files(folder / "expected")
-        assert status == (1 if "quarantine.jsonl" in expected else 0)
+        given = folder / "status"  # a case whose thresholds fail says so
+        assert status == (int(given.read_text()) if given.exists() else 1 if "quarantine.jsonl" in expected else 0)
         assert _files(tmp_path) == expected
         assert "wrote" in capsys.readouterr().out
 
@@ -82,14 +86,45 @@ class TestGolden:
                 if not isinstance(item, Rejected) and (item.event_id, item.ts) not in seen:
                     seen.add((item.event_id, item.ts))
                     events.append(item)
-        interval = int((folder / "args").read_text().split()[1])
-        assert_matches_reference(folder / "expected", events, interval)
+        options = _options((folder / "args").read_text().split())
+        timeout = float(options["--session-timeout"]) if "--session-timeout" in options else None
+        goodput = {name: float(limit) for name, _, limit in (item.partition("=") for item in
+                                                              options["--goodput"].split(","))} \
+            if "--goodput" in options else None
+        assert_matches_reference(folder / "expected", events, int(options["--interval"]), timeout, goodput)
+        thresholds = folder / "expected" / "session_tracking_thresholds.csv"
+        if thresholds.exists():
+            _check_verdicts(thresholds, reference_reports(events, int(options["--interval"]), timeout, goodput))
 
     def test_every_case_is_documented(self) -> None:
         """Each fixture case says in its README what it covers."""
         assert CASES
         for case in CASES:
             assert (Path(case) / "README.md").read_text().strip()
+
+
+def _options(args: list[str]) -> dict[str, str]:
+    """A fixture's args as option -> value (the last one of a repeated option)."""
+    return dict(zip(args[::2], args[1::2], strict=True))
+
+
+_OPS = {"<=": float.__le__, ">=": float.__ge__, "<": float.__lt__, ">": float.__gt__}
+
+
+def _check_verdicts(path: Path, expected: dict[str, list[dict[str, object]]]) -> None:
+    """Every verdict names the reference's value of its column in its window (or the run), and says rightly whether
+    it holds."""
+    by_window = {str(row["window_start"]): row for row in expected["summary"]}
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    assert rows
+    for row in rows:
+        text = row["threshold"].split(":")[-1]
+        op = next(op for op in _OPS if op in text)  # the two-character ones are tried first
+        column, limit = text.split(op)
+        value = (expected["totals"][0] if row["scope"] == "run" else by_window[row["scope"]])[column]
+        assert isinstance(value, int | float)
+        assert float(row["value"]) == pytest.approx(value, abs=0.0005), row
+        assert row["ok"] == ("true" if _OPS[op](round(float(value), 4), float(limit)) else "false"), row
 
 
 class TestSplitProperty:

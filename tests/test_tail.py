@@ -25,7 +25,9 @@ from tracker.cli import main
 from tracker.errors import CheckpointError, ReportError
 from tracker.replayer import replay
 from tracker.store import WindowStore
+from tracker.tables import schemas
 from tracker.tail import CHECKPOINT_DIR, CHECKPOINT_FILE, WINDOWS_DIR, Tail
+from tracker.thresholds import Threshold, parse_threshold
 
 S = 1_000_000
 
@@ -829,3 +831,176 @@ class TestLiveEqualsReplay:
         tail.close()
         replay([log], tmp / "final", interval_s=10)
         assert csv_files(tmp / "out") == csv_files(tmp / "final")
+
+
+def thresholds(*texts: str, goodput: bool = False) -> list[Threshold]:
+    return [parse_threshold(text, *schemas(goodput)) for text in texts]
+
+
+MAX_BELOW_5 = "response_time_ms_max<5"
+HEADER = "scope,threshold,value,ok\n"
+
+
+def breach(window: str, value: str) -> str:
+    return f"threshold {MAX_BELOW_5} failed in the window from 2026-11-24T{window}Z: {value}"
+
+
+def said(tail: Tail) -> list[str]:
+    return [w for w in tail.warnings if w.startswith("threshold ")]
+
+
+class TestThresholds:
+    """A window that breaks a threshold is said once, when it closes; the verdicts file follows the closed windows."""
+
+    def test_a_breach_is_said_once_when_its_window_closes(self, tmp_path: Path) -> None:
+        """The window of 22:00 (answers of 1 and 9 ms) breaks max<5: said when an event past its end closes it,
+        not before and never again (a late event rewriting it, later windows, close); the file follows."""
+        log, out = tmp_path / "events.jsonl", tmp_path / "out"
+        log.write_bytes(line(1, 10) + line(9, 20))
+        tail = Tail([log], out, interval_s=60, grace_s=0, late_flush_s=0, thresholds=thresholds(MAX_BELOW_5))
+        assert not tail.step(now=0)  # 22:00 is still open
+        assert (said(tail), (out / "session_tracking_thresholds.csv").exists()) == ([], False)
+        append(log, line(2, 70))  # 22:01:10 closes the window of 22:00 (no grace)
+        assert tail.step(now=0)
+        assert said(tail) == [breach("22:00:00", "9.000")]
+        assert (out / "session_tracking_thresholds.csv").read_text() == (
+            HEADER
+            + f"2026-11-24T22:00:00Z,{MAX_BELOW_5},9.000,false\n"
+            + f"run,{MAX_BELOW_5},9.000,false\n")
+        append(log, line(10, 30) + line(3, 130))  # late into 22:00 (still failing); 22:02:10 closes 22:01
+        assert tail.step(now=0)
+        assert tail.reporter.late == 1
+        assert said(tail) == [breach("22:00:00", "9.000")]
+        assert (out / "session_tracking_thresholds.csv").read_text() == (
+            HEADER
+            + f"2026-11-24T22:00:00Z,{MAX_BELOW_5},10.000,false\n"
+            + f"2026-11-24T22:01:00Z,{MAX_BELOW_5},2.000,true\n"
+            + f"run,{MAX_BELOW_5},10.000,false\n")
+        assert not tail.step(now=0)
+        final = tail.close()
+        assert final is not None
+        assert final.breaches == ()
+        assert said(tail) == [breach("22:00:00", "9.000")]
+        assert (out / "session_tracking_thresholds.csv").read_text() == (
+            HEADER
+            + f"2026-11-24T22:00:00Z,{MAX_BELOW_5},10.000,false\n"
+            + f"2026-11-24T22:01:00Z,{MAX_BELOW_5},2.000,true\n"
+            + f"2026-11-24T22:02:00Z,{MAX_BELOW_5},3.000,true\n"
+            + f"run,{MAX_BELOW_5},10.000,false\n")
+        replay([log], tmp_path / "replayed", interval_s=60, thresholds=thresholds(MAX_BELOW_5))
+        assert csv_files(out) == csv_files(tmp_path / "replayed")
+
+    def test_close_says_the_breach_of_the_open_window(self, tmp_path: Path) -> None:
+        """A breach in the window still open when the tail stops is said by close(), which writes the verdicts."""
+        log, out = tmp_path / "events.jsonl", tmp_path / "out"
+        log.write_bytes(line(1, 10) + line(7, 70))
+        tail = Tail([log], out, interval_s=60, grace_s=0, thresholds=thresholds(MAX_BELOW_5))
+        tail.step(now=0)
+        assert said(tail) == []
+        tail.close()
+        assert said(tail) == [breach("22:01:00", "7.000")]
+        assert (out / "session_tracking_thresholds.csv").read_text() == (
+            HEADER
+            + f"2026-11-24T22:00:00Z,{MAX_BELOW_5},1.000,true\n"
+            + f"2026-11-24T22:01:00Z,{MAX_BELOW_5},7.000,false\n"
+            + f"run,{MAX_BELOW_5},7.000,false\n")
+
+    def test_restart_does_not_say_an_old_breach_again(self, tmp_path: Path) -> None:
+        """Restarted from the checkpoint of a closed tail, the breach said before is not said again; a new
+        window's breach is, once."""
+        log, out = tmp_path / "events.jsonl", tmp_path / "out"
+        log.write_bytes(line(9, 10) + line(1, 70))
+        first = Tail([log], out, interval_s=60, grace_s=0, thresholds=thresholds(MAX_BELOW_5))
+        first.close()
+        assert said(first) == [breach("22:00:00", "9.000")]
+        second = Tail([log], out, interval_s=60, grace_s=0, thresholds=thresholds(MAX_BELOW_5))
+        assert second.warnings == []
+        append(log, line(2, 130))
+        second.step(now=0)
+        append(log, line(20, 250))
+        second.step(now=0)
+        second.close()
+        assert said(second) == [breach("22:04:00", "20.000")]
+        replay([log], tmp_path / "replayed", interval_s=60, thresholds=thresholds(MAX_BELOW_5))
+        assert csv_files(out) == csv_files(tmp_path / "replayed")
+
+    def test_restart_after_a_crash_does_not_say_it_again(self, tmp_path: Path) -> None:
+        """A tail that said a breach, checkpointed and died: its successor does not say that breach again."""
+        log, out = tmp_path / "events.jsonl", tmp_path / "out"
+        log.write_bytes(line(9, 10) + line(1, 70))
+        first = Tail([log], out, interval_s=60, grace_s=0, thresholds=thresholds(MAX_BELOW_5))
+        assert first.step(now=0)  # closes and checkpoints the window of 22:00
+        assert said(first) == [breach("22:00:00", "9.000")]
+        first.release()  # it died
+        second = Tail([log], out, interval_s=60, grace_s=0, thresholds=thresholds(MAX_BELOW_5))
+        append(log, line(2, 130))
+        second.step(now=0)
+        second.close()
+        assert said(second) == []
+        assert second.warnings == []
+
+    def test_restart_without_thresholds_removes_their_file(self, tmp_path: Path) -> None:
+        """Restarted without the thresholds the run had, the tail leaves no verdicts file of those thresholds
+        behind: its folder holds what replay writes (as a replay into an earlier replay's folder does)."""
+        log, out = tmp_path / "events.jsonl", tmp_path / "out"
+        log.write_bytes(line(9, 10) + line(1, 70))
+        Tail([log], out, interval_s=60, grace_s=0, thresholds=thresholds(MAX_BELOW_5)).close()
+        assert (out / "session_tracking_thresholds.csv").exists()
+        second = Tail([log], out, interval_s=60, grace_s=0)
+        assert second.warnings == []
+        second.close()
+        assert not (out / "session_tracking_thresholds.csv").exists()
+        assert_same_as_replay([log], out, tmp_path, 60)
+        third = Tail([log], out, interval_s=60, grace_s=0)  # the manifest no longer names it: nothing to say
+        assert third.warnings == []
+        third.close()
+
+    def test_restart_with_other_thresholds(self, tmp_path: Path) -> None:
+        """Thresholds are not part of the checkpoint: a restart with others writes their verdicts, equal to
+        replay's with those."""
+        log, out = tmp_path / "events.jsonl", tmp_path / "out"
+        log.write_bytes(line(9, 10) + line(1, 70))
+        Tail([log], out, interval_s=60, grace_s=0, thresholds=thresholds(MAX_BELOW_5)).close()
+        other = thresholds("run:questions_answered>=3")
+        second = Tail([log], out, interval_s=60, grace_s=0, thresholds=other)
+        assert second.warnings == []
+        second.close()
+        assert (out / "session_tracking_thresholds.csv").read_text() == (
+            HEADER + "run,run:questions_answered>=3,2,false\n")
+        replay([log], tmp_path / "replayed", interval_s=60, thresholds=other)
+        assert csv_files(out) == csv_files(tmp_path / "replayed")
+
+    @pytest.mark.parametrize(("before", "after", "reason"), [
+        ({"goodput": {"ttft_ms": 500.0}}, {"goodput": {"ttft_ms": 100.0}}, "--goodput {'ttft_ms': 500.0}"),
+        ({}, {"goodput": {"response_time_ms": 3.0}}, "--goodput None"),
+        ({"goodput": {"tpot_ms": 1.0}}, {}, "--goodput {'tpot_ms': 1.0}"),
+        ({"session_timeout_s": 60.0}, {"session_timeout_s": 30.0}, "--session-timeout 60.0"),
+        ({}, {"session_timeout_s": 30.0}, "--session-timeout None"),
+        ({"session_timeout_s": 30.0}, {}, "--session-timeout 30.0"),
+    ])
+    def test_checkpoint_of_other_options_is_not_used(self, tmp_path: Path, before: dict[str, Any],
+                                                     after: dict[str, Any], reason: str) -> None:
+        """A checkpoint made with another --goodput or --session-timeout is not used: a warning says which, every
+        log is read again, and the files equal a fresh replay's with the new options."""
+        def chat(seq: int, second: int, session: str) -> bytes:
+            return orjson.dumps(record(seq, session, "question_answered", T0 + second * S, "w:1:t",
+                                       response_time_ms=2.0 * seq, time_to_first_token_ms=200.0 * (seq % 3),
+                                       output_tokens=seq)) + b"\n"
+
+        log, out = tmp_path / "events.jsonl", tmp_path / "out"
+        log.write_bytes(b"".join(chat(i, 20 * i, f"s{i % 3 if i < 6 else 0}") for i in range(1, 12)))
+        gates = ("ttft_ms_p95<300", "run:goodput_ratio>=0.5") if "goodput" in after else ("ttft_ms_p95<300",)
+        first = Tail([log], out, interval_s=60, grace_s=0, thresholds=thresholds("ttft_ms_p95<300"), **before)
+        first.step(now=0)
+        first.close()
+        second = Tail([log], out, interval_s=60, grace_s=0,
+                      thresholds=thresholds(*gates, goodput="goodput" in after), **after)
+        assert [w for w in second.warnings if "unusable" in w] == [
+            f"checkpoint {out / CHECKPOINT_DIR / CHECKPOINT_FILE} is unusable (it was made with {reason}); reading "
+            "every log from the start"]
+        assert second.poll() == 11
+        second.close()
+        assert second.stats.events == 11
+        replay([log], tmp_path / "replayed", interval_s=60, thresholds=thresholds(*gates, goodput="goodput" in after),
+               **after)
+        assert csv_files(out) == csv_files(tmp_path / "replayed")

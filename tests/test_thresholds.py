@@ -25,7 +25,6 @@ from tracker.thresholds import (
     parse_threshold,
     report_lines,
     verdicts_frame,
-    window_breaches,
 )
 
 MINUTE = 60_000_000
@@ -274,21 +273,6 @@ class TestEvaluate:
         ok = evaluate([parse("run:errors<1")], summary_frame([]), totals(errors=0))
         bad = evaluate([parse("run:errors<1")], summary_frame([]), totals(errors=1))
         assert (failed([]), failed(ok), failed(ok + bad)) == (False, False, True)
-
-
-class TestWindowBreaches:
-    def test_failing_window_verdicts_only(self) -> None:
-        """Only failing window verdicts of the given rows; run: thresholds and run-only columns are ignored."""
-        one = summary_frame([window(3, ttft_ms_p95=700.0, error_rate=0.01)])
-        thresholds = [parse("ttft_ms_p95<500"), parse("error_rate<0.05"), parse("run:ttft_ms_p95<1"),
-                      parse("duration_s>1"), parse("window:ttft_ms_p95<600")]
-        assert rows(window_breaches(thresholds, one)) == [
-            ("ttft_ms_p95<500", "2026-11-24T22:35:00Z", 700.0, False),
-            ("window:ttft_ms_p95<600", "2026-11-24T22:35:00Z", 700.0, False)]
-
-    def test_no_value_no_breach(self) -> None:
-        """A window without a value breaches nothing."""
-        assert window_breaches([parse("ttft_ms_p95<500")], summary_frame([window(0)])) == []
 
 
 class TestVerdictsFrame:

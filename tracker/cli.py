@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -24,6 +25,7 @@ from .options import (
     MAX_MEMORY_MIB,
     MAX_SEED,
     demo_duration,
+    goodput,
     grace,
     interval,
     max_line_bytes,
@@ -41,6 +43,7 @@ EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_STOPPED = 130  # stopped by SIGINT or SIGTERM before the end
+EXIT_THRESHOLDS = 99  # a threshold failed (k6's status), after every report file was written
 
 
 
@@ -139,8 +142,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     config = DemoConfig(sessions=args.sessions, duration=args.duration, seed=args.seed)
     # The command as it was run (.venv/bin/tracker, python -m tracker...): a bare "tracker" may not be on the PATH.
-    clean = run_demo(Path(args.out), config, interval_s=args.interval, command=args.invoked_as)
-    return EXIT_OK if clean else EXIT_REJECTED
+    clean, passed = run_demo(Path(args.out), config, interval_s=args.interval, command=args.invoked_as)
+    return EXIT_THRESHOLDS if not passed else EXIT_OK if clean else EXIT_REJECTED
 
 
 class _Terminated(Exception):
@@ -151,15 +154,67 @@ def _terminate(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def _thresholds(args: argparse.Namespace, logs: Sequence[Path]) -> list[Any]:
+    """The --threshold expressions, checked against the reports' columns, and the --junit file, checked against
+    ``logs`` and the report files, before any log is read."""
+    from .logs import report_outputs
+    from .tables import schemas
+    from .thresholds import parse_threshold
+
+    summary, totals = schemas(args.goodput is not None)
+    thresholds = [parse_threshold(text, summary, totals) for text in args.threshold]
+    if args.junit is not None:
+        _refuse_junit(args.junit, logs)
+        reports = {os.path.abspath(path) for _, path in report_outputs(args.out)}
+        out = os.path.abspath(args.out)
+        if os.path.abspath(args.junit) in reports or (os.path.dirname(os.path.abspath(args.junit)) == out and \
+                os.path.basename(args.junit).startswith("session_tracking_")):
+            raise _UsageError(f"--junit {str(args.junit)!r} is a report file of --out: give it another name")
+    return thresholds
+
+
+def _refuse_junit(junit: Path, logs: Sequence[Path]) -> None:
+    for log in logs:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(junit, log):
+                raise _UsageError(f"--junit {str(junit)!r} is one of the logs read: not overwritten")
+
+
+def _verdicts(args: argparse.Namespace, thresholds: list[Any], verdicts: Sequence[Any],
+              logs: Sequence[Path]) -> bool:
+    """Print the thresholds' table and write the --junit file; True when a threshold failed."""
+    from .output import write_atomically
+    from .thresholds import failed, junit_xml, report_lines
+
+    if thresholds:
+        print("\n".join(report_lines(verdicts, thresholds)))
+    if args.junit is not None:
+        _refuse_junit(args.junit, logs)  # again: a followed folder may have gained it
+        try:
+            write_atomically(args.junit, junit_xml(verdicts, thresholds))
+        except OSError as exc:
+            raise _UsageError(_cannot("write", exc)) from exc
+        print(f"JUnit report in {args.junit}")
+    return failed(verdicts)
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from .replayer import replay
 
     in_main = threading.current_thread() is threading.main_thread()
+    from .logs import expand_logs
+
+    try:
+        logs = expand_logs(args.logs)
+    except OSError:
+        logs = []  # replay says what cannot be read
+    thresholds = _thresholds(args, logs)
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         result = replay(args.logs, args.out, interval_s=args.interval, quarantine_path=args.quarantine,
                         memory_bytes=int(args.memory * 2**20), spool_dir=args.spool_dir,
-                        max_line_bytes=args.max_line_bytes, session_timeout_s=args.session_timeout)
+                        max_line_bytes=args.max_line_bytes, session_timeout_s=args.session_timeout,
+                        goodput=args.goodput, thresholds=thresholds)
     except OSError as exc:
         raise _UsageError(_cannot("use", exc)) from exc
     except (_Terminated, KeyboardInterrupt):
@@ -174,11 +229,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if result.quarantine.count:
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
         print(f"  rejected lines ({reasons}) in {result.quarantine.path}")
-    print(f"wrote {len(result.written)} files to {args.out}: the summary, totals, errors and "
-          f"{len(result.written) - 3} per-window session reports")
+    windows = sum(1 for path in result.written if path.name.startswith("session_tracking_report_"))
+    run_files = "the summary, totals, errors" + (", thresholds" if thresholds else "")
+    print(f"wrote {len(result.written)} files to {args.out}: {run_files} and {windows} per-window session reports")
     if result.removed:
-        print(f"  removed {len(result.removed)} session reports of an earlier run")
+        print(f"  removed {len(result.removed)} report files of an earlier run")
     print("\n".join(run_summary(result.engine)))
+    if _verdicts(args, thresholds, result.verdicts, result.logs):
+        return EXIT_THRESHOLDS
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
@@ -196,11 +254,15 @@ def _cmd_tail(args: argparse.Namespace) -> int:
         if not target.exists():  # a typo, or a log not written yet: said once, then waited for
             print(f"tracker tail: warning: {str(target)!r} does not exist (yet); waiting for it to appear",
                   file=sys.stderr)
+    from .logs import folder_logs
+
+    thresholds = _thresholds(args, [p for t in args.logs for p in (folder_logs(t, []) if t.is_dir() else [t])])
     warnings_to_stderr()
     try:
         tail = Tail(args.logs, args.out, interval_s=args.interval, grace_s=args.grace,
                     checkpoint_dir=args.checkpoint_dir, quarantine_path=args.quarantine,
-                    max_line_bytes=args.max_line_bytes, session_timeout_s=args.session_timeout)
+                    max_line_bytes=args.max_line_bytes, session_timeout_s=args.session_timeout,
+                    goodput=args.goodput, thresholds=thresholds)
     except OSError as exc:
         raise _UsageError(_cannot("use", exc)) from exc
     names = ", ".join(str(p) for p in args.logs)
@@ -230,6 +292,8 @@ def _cmd_tail(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(f"reports in {args.out} (every window written; replay gives the same files)")
     print("\n".join(run_summary(tail.reporter.engine)))
+    if _verdicts(args, thresholds, tail.reporter.writer.verdicts, tail.paths()):
+        return EXIT_THRESHOLDS
     return EXIT_REJECTED if tail.decoder.rejected.total() else EXIT_OK
 
 
@@ -237,6 +301,14 @@ _INTERVAL_HELP: Final = "window length in whole seconds, or with a unit: 90s, 5m
 _TIMEOUT_HELP: Final = ("a session with no event for this long before the run's last event counts as ended, "
                         "status timed_out, at its last event plus the timeout: seconds, or with a unit: 90s, 5m, "
                         "1h (default: off)")
+_THRESHOLD_HELP: Final = (
+    "fail the run (exit status 99, after every file is written) unless COLUMN OP NUMBER holds, OP one of < <= > >=, "
+    "COLUMN any number column of the summary or the totals: checked on every window with a value and on the whole "
+    "run; prefix run: or window: for one of them (e.g. 'ttft_ms_p95<500', 'run:error_rate<=0.01'); repeatable; the "
+    "verdicts go to session_tracking_thresholds.csv")
+_GOODPUT_HELP: Final = ("per-request limits in ms, any of response_time_ms, ttft_ms, tpot_ms (e.g. "
+                        "response_time_ms=3000,ttft_ms=500,tpot_ms=50): adds goodput_per_s and goodput_ratio, the "
+                        "answers within every limit")
 _MAX_LINE_HELP: Final = (f"reject longer lines as too_long, keeping their first N bytes (1 to {MAX_LINE_BYTES}; "
                          f"default: {DEFAULT_MAX_LINE_BYTES}, 1 MiB)")
 
@@ -285,6 +357,9 @@ def _parser() -> argparse.ArgumentParser:
     replay_.add_argument("--interval", type=interval, default=DEFAULT_INTERVAL_S, metavar="DURATION",
                          help=f"{_INTERVAL_HELP} (default: {DEFAULT_INTERVAL_S} s)")
     replay_.add_argument("--session-timeout", type=session_timeout, metavar="DURATION", help=_TIMEOUT_HELP)
+    replay_.add_argument("--threshold", action="append", default=[], metavar="EXPR", help=_THRESHOLD_HELP)
+    replay_.add_argument("--junit", type=Path, metavar="FILE", help="write the thresholds' verdicts as JUnit XML")
+    replay_.add_argument("--goodput", type=goodput, metavar="LIMITS", help=_GOODPUT_HELP)
     replay_.add_argument("--quarantine", type=Path, metavar="FILE",
                          help="where rejected lines go (default: OUT/quarantine.jsonl)")
     replay_.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
@@ -314,6 +389,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="how long after a window's end late events are awaited: seconds, or with a unit: "
                             f"0.5s, 90s, 5m, 1h (at most 1d; default: {DEFAULT_GRACE_S} s)")
     tail_.add_argument("--session-timeout", type=session_timeout, metavar="DURATION", help=_TIMEOUT_HELP)
+    tail_.add_argument("--threshold", action="append", default=[], metavar="EXPR",
+                       help=_THRESHOLD_HELP + "; a window that fails one is said when it closes")
+    tail_.add_argument("--junit", type=Path, metavar="FILE", help="write the thresholds' verdicts as JUnit XML")
+    tail_.add_argument("--goodput", type=goodput, metavar="LIMITS", help=_GOODPUT_HELP)
     tail_.add_argument("--checkpoint-dir", type=Path, metavar="DIR", help="default: OUT/.tracker-checkpoint")
     tail_.add_argument("--quarantine", type=Path, metavar="FILE", help="default: OUT/quarantine.jsonl")
     tail_.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",

@@ -66,6 +66,9 @@ class Figures(TypedDict):
     #: (session, answers, mean response time ms), the five slowest and the five busiest sessions.
     slowest: list[tuple[str, int, float]]
     busiest: list[tuple[str, int, float]]
+    #: How many thresholds were given, and the ones failing so far in the windows written (and the run so far).
+    thresholds: int
+    failing: list[str]
 
 
 def snapshot(tail: Tail, *, now: float | None = None, since: float | None = None,
@@ -91,6 +94,7 @@ def snapshot(tail: Tail, *, now: float | None = None, since: float | None = None
         idle_s=max(0.0, now - tail.recent[-1].at) if tail.recent else None,
         questions_per_s=0.0, answers_per_s=0.0, cycles_per_s=0.0, errors_per_s=0.0,
         rt=None, slowest=[], busiest=[],
+        thresholds=len(tail.thresholds), failing=tail.reporter.failing(),
     )
     if not batches:
         return figures
@@ -142,6 +146,15 @@ def _sid(session_id: str) -> Text:
     text = Text(session_id, no_wrap=True, overflow="ellipsis")
     text.truncate(_ID_CELLS, overflow="ellipsis")
     return text
+
+
+def _thresholds(f: Figures) -> str | None:
+    """The thresholds' state in a line (None without thresholds)."""
+    if not f["thresholds"]:
+        return None
+    if not f["failing"]:
+        return f"thresholds: all {f['thresholds']} passing"
+    return f"thresholds failing: {'; '.join(f['failing'])}"
 
 
 def render(title: str, f: Figures, *, warning: str | None = None) -> RenderableType:
@@ -205,6 +218,11 @@ def render(title: str, f: Figures, *, warning: str | None = None) -> RenderableT
     parts: list[RenderableType] = [head, "", counts, "", rolling, "", sessions]
     if not f["slowest"]:
         parts.append(Text(f"no answers read in the last {ROLLING_S} s", style="dim"))
+    verdict = _thresholds(f)
+    if verdict is not None:
+        text = Text(verdict, style="bold red" if f["failing"] else "green", overflow="fold")
+        text.truncate(_WARNING_CHARS, overflow="ellipsis")
+        parts += ["", text]
     if warning is not None:
         text = Text(f"warning: {warning}", style="yellow", overflow="fold")
         text.truncate(_WARNING_CHARS, overflow="ellipsis")  # at most three lines
@@ -218,6 +236,8 @@ def line(f: Figures) -> str:
     text = (f"active {f['active']} events {f['events']} answers/s {f['answers_per_s']:.1f} p95 {p95} ms "
             f"errors/s {f['errors_per_s']:.2f} late {f['late']} rejected {f['rejected']} windows {f['windows']}")
     idle = f["idle_s"]
+    if f["thresholds"]:
+        text += f" thresholds failing {len(f['failing'])} of {f['thresholds']}"
     return f"{text} ({_idle(idle)})" if idle is not None and idle > IDLE_S else text
 
 
@@ -238,6 +258,9 @@ def summary(title: str, f: Figures, warnings: list[str]) -> list[str]:
         lines.append("  response ms: " + ", ".join(f"{name} {_ms(value)}" for name, value in rt.items()))
         lines.append("  slowest sessions (mean ms): " + ", ".join(f"{s} {_ms(m)}" for s, _, m in f["slowest"]))
         lines.append("  busiest sessions (answers): " + ", ".join(f"{s} {n:,}" for s, n, _ in f["busiest"]))
+    verdict = _thresholds(f)
+    if verdict is not None:
+        lines.append(f"  {verdict}")
     if warnings:
         lines.append(f"  {len(warnings)} warning{'s' if len(warnings) > 1 else ''} while the live view was on"
                      + (f", the last {_SUMMARY_WARNINGS}:" if len(warnings) > _SUMMARY_WARNINGS else ":"))

@@ -26,6 +26,7 @@ from .frames import events_frame
 from .limits import DEFAULT_GRACE_S, DEFAULT_INTERVAL_S
 from .output import ReportWriter
 from .store import WindowStore
+from .thresholds import Threshold, Verdict
 
 __all__ = ("DEFAULT_GRACE_S", "FlushResult", "LiveReporter")
 
@@ -40,6 +41,8 @@ class FlushResult:
     written: tuple[Path, ...]
     failed: tuple[Path, ...]
     closed_until: int | None
+    #: Window verdicts that failed in the windows this flush closed (each said once).
+    breaches: tuple[Verdict, ...] = ()
 
 
 class LiveReporter:
@@ -47,7 +50,8 @@ class LiveReporter:
 
     def __init__(self, out_dir: str | os.PathLike[str], *, interval_s: int = DEFAULT_INTERVAL_S,
                  grace_s: float = DEFAULT_GRACE_S, store: WindowStore | None = None,
-                 warn: Callable[[str], None] | None = None, session_timeout_s: float | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, session_timeout_s: float | None = None,
+                 goodput: dict[str, float] | None = None, thresholds: Iterable[Threshold] = ()) -> None:
         if type(interval_s) is not int or interval_s < 1:
             raise ValueError(f"interval_s: must be a whole number of seconds >= 1, got {interval_s!r}")
         if not grace_s >= 0:
@@ -58,8 +62,10 @@ class LiveReporter:
         self.interval_s = interval_s
         self.grace_us = int(grace_s * _SECOND)
         self._every = interval_s * _SECOND
-        self.engine = Engine(interval_s, store=store, session_timeout_s=session_timeout_s)
-        self.writer = ReportWriter(self.engine, out_dir, warn=warn)
+        self.engine = Engine(interval_s, store=store, session_timeout_s=session_timeout_s, goodput=goodput)
+        self.writer = ReportWriter(self.engine, out_dir, warn=warn, thresholds=thresholds)
+        #: The windows starting before this (µs) were checked for threshold breaches already.
+        self.breaches_checked_until: int | None = None
         self._pending = 0  # events added since the last flush
         self.closed_until: int | None = None  # windows ending at or before this are closed
         self.late = 0  # events read for a window already closed
@@ -135,10 +141,39 @@ class LiveReporter:
             k_last = self.closed_until // self._every - 1 if self.closed_until is not None else -(2**62)
         result = self.writer.flush(k_last)
         self.windows_written = result.windows
+        breaches = self._breaches(k_last)
         if not result.failed:
             self.written_end = self.engine.ts_max
         self._pending = 0
         if final and self.max_ts is not None:
             every_window = (self.max_ts // self._every + 1) * self._every
             self.closed_until = max(every_window, self.closed_until if self.closed_until is not None else every_window)
-        return FlushResult(result.written, result.failed, None if final else self.closed_until)
+        return FlushResult(result.written, result.failed, None if final else self.closed_until, breaches)
+
+    def _breaches(self, k_last: int | None) -> tuple[Verdict, ...]:
+        """The failed window verdicts of windows not checked before, up to ``k_last`` (None: every window)."""
+        since = self.breaches_checked_until
+        new = tuple(v for v in self.writer.verdicts if not v.ok and v.window_start is not None
+                    and (since is None or v.window_start >= since)
+                    and (k_last is None or v.window_start <= k_last * self._every))
+        span = self.engine.span()
+        if span is not None:
+            last = span[1] if k_last is None else min(k_last, span[1])
+            until = (last + 1) * self._every
+            self.breaches_checked_until = until if since is None else max(since, until)
+        return new
+
+    def failing(self) -> list[str]:
+        """The thresholds failing so far, each with where: ``ttft_ms_p95<500 (3 windows, run)``."""
+        where: dict[str, list[str]] = {}
+        for verdict in self.writer.verdicts:
+            if not verdict.ok:
+                where.setdefault(verdict.threshold.text, []).append(
+                    "run" if verdict.window_start is None else "window")
+        return [f"{text} ({', '.join(_counted(places))})" for text, places in where.items()]
+
+
+def _counted(places: list[str]) -> list[str]:
+    windows = places.count("window")
+    return [*([f"{windows} window{'s' if windows > 1 else ''}"] if windows else []),
+            *(["run"] if "run" in places else [])]

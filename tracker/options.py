@@ -13,7 +13,7 @@ from .limits import MAX_INTERVAL_S
 __all__ = (
     "MAX_DEMO_DURATION_S", "MAX_DEMO_SESSIONS", "MAX_GRACE_S", "MAX_LINE_BYTES", "MAX_MEMORY_MIB", "MAX_SEED",
     "demo_duration", "duration", "grace", "interval", "max_line_bytes", "memory_mib", "seconds", "seed",
-    "session_timeout", "sessions",
+    "goodput", "session_timeout", "sessions",
     "whole",
 )
 
@@ -113,6 +113,28 @@ def memory_mib(text: str) -> float:
     if value > MAX_MEMORY_MIB:
         raise _bad(f"must be at most {MAX_MEMORY_MIB} (1 TiB), got {text!r}")
     return value
+
+
+#: The per-request limits ``--goodput`` takes (tracker.tables.GOODPUT_LIMITS: kept here so that the option
+#: parser imports nothing heavy; a test holds the two equal).
+GOODPUT_NAMES: Final = ("response_time_ms", "ttft_ms", "tpot_ms")
+_LIMIT: Final = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def goodput(text: str) -> dict[str, float]:
+    """Per-request limits in ms: ``response_time_ms=3000,ttft_ms=500,tpot_ms=50`` (any of them, each once)."""
+    limits: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, number = (part.strip() for part in item.partition("="))
+        if not sep or name not in GOODPUT_NAMES:
+            raise _bad(f"expected NAME=MS items separated by commas, NAME one of {', '.join(GOODPUT_NAMES)} "
+                       f"(e.g. ttft_ms=500,tpot_ms=50), got {item.strip()!r} in {text!r}")
+        if name in limits:
+            raise _bad(f"{name} is given twice in {text!r}")
+        if not _LIMIT.fullmatch(number) or len(number) > _MAX_DIGITS:
+            raise _bad(f"{name}: expected a number of milliseconds >= 0, got {number!r}")
+        limits[name] = float(number)
+    return limits
 
 
 def max_line_bytes(text: str) -> int:

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,13 +28,15 @@ import polars as pl
 
 from .engine import Engine
 from .errors import ReportError
-from .tables import Tables
+from .tables import FOUR_DECIMALS, Tables
+from .thresholds import Threshold, Verdict, evaluate, verdicts_frame
 
 __all__ = (
     "ERRORS_FILE",
     "MANIFEST_FILE",
     "SESSIONS_FILE_PREFIX",
     "SUMMARY_FILE",
+    "THRESHOLDS_FILE",
     "TOTALS_FILE",
     "FlushResult",
     "ReportWriter",
@@ -46,14 +48,14 @@ __all__ = (
 SUMMARY_FILE: Final = "session_tracking_summary.csv"
 TOTALS_FILE: Final = "session_tracking_totals.csv"
 ERRORS_FILE: Final = "session_tracking_errors.csv"
+#: The verdicts of the thresholds (written only when some are given).
+THRESHOLDS_FILE: Final = "session_tracking_thresholds.csv"
 SESSIONS_FILE_PREFIX: Final = "session_tracking_report_"
 #: The list of report files a writer wrote into its folder, so that a later run removes only those.
 MANIFEST_FILE: Final = ".tracker-reports.json"
-_REPORT_NAME: Final = re.compile(r"session_tracking_(summary|totals|errors|report_\d{8}_\d{6})\.csv")
+_REPORT_NAME: Final = re.compile(r"session_tracking_(summary|totals|errors|thresholds|report_\d{8}_\d{6})\.csv")
 FLOAT_PRECISION: Final = 3
 _FORMULA_START: Final = r"^[=+\-@\t\r]"
-#: Columns written with 4 decimals (a rate between 0 and 1), every other float with FLOAT_PRECISION.
-_FOUR_DECIMALS: Final = ("error_rate",)
 _SECOND: Final = 1_000_000
 _log = logging.getLogger("tracker.output")
 
@@ -76,15 +78,16 @@ def _neutralise(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
     )
 
 
-def csv_bytes(frame: pl.DataFrame) -> bytes:
-    """A table as file bytes: times in ISO-8601 UTC, floats with 3 decimals, formula-like text neutralised."""
+def csv_bytes(frame: pl.DataFrame, *, numbers: Collection[str] = ()) -> bytes:
+    """A table as file bytes: times in ISO-8601 UTC, floats with 3 decimals, formula-like text neutralised (but in
+    the text columns ``numbers``, which hold numbers as the reports write them: ``-50.000`` is no formula)."""
     times = [c for c in ("window_start", "window_end") if c in frame.columns]
     instants = [c for c in ("run_start", "run_end", "first_seen", "last_seen") if c in frame.columns]  # events' times
-    text = [c for c, dtype in frame.schema.items() if dtype == pl.String]
+    text = [c for c, dtype in frame.schema.items() if dtype == pl.String and c not in numbers]
     frame = _neutralise(frame, text).with_columns(
         *(_iso(c).alias(c) for c in times), *(_iso(c, "%Y-%m-%dT%H:%M:%S%.6fZ").alias(c) for c in instants),
         *(pl.Series(c, [None if v is None else f"{v:.4f}" for v in frame[c].to_list()], pl.String)
-          for c in _FOUR_DECIMALS if c in frame.columns))
+          for c in FOUR_DECIMALS if c in frame.columns))
     return frame.write_csv(float_precision=FLOAT_PRECISION, line_terminator="\n").encode()
 
 
@@ -121,8 +124,11 @@ class ReportWriter:
     """Writes an engine's report files into ``out_dir``: the windows up to a given one, and the whole run."""
 
     def __init__(self, engine: Engine, out_dir: str | os.PathLike[str], *,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, thresholds: Iterable[Threshold] = ()) -> None:
         self.engine = engine
+        self.thresholds = tuple(thresholds)
+        #: The thresholds' verdicts on the tables of the last flush (empty without thresholds).
+        self.verdicts: list[Verdict] = []
         self.out_dir = Path(out_dir)
         self._warn = warn if warn is not None else _log.warning
         self._hashes: dict[str, bytes] = {}  # what each file on disk holds
@@ -262,8 +268,17 @@ class ReportWriter:
                 tables.append(engine.tables(last if span is not None else None))
             return csv_bytes(pick(tables[0]))
 
+        def verdicts() -> bytes:
+            table(lambda t: t.summary)
+            self.verdicts = evaluate(self.thresholds, tables[0].summary, tables[0].totals)
+            return csv_bytes(verdicts_frame(self.verdicts), numbers=("value",))
+
         files += [(SUMMARY_FILE, lambda: table(lambda t: t.summary)), (TOTALS_FILE, lambda: table(lambda t: t.totals)),
                   (ERRORS_FILE, lambda: table(lambda t: t.errors))]
+        if self.thresholds:
+            files.append((THRESHOLDS_FILE, verdicts))
+        elif THRESHOLDS_FILE in self._listed:  # a tail restarted without the thresholds it had: their verdicts go
+            self._remove_thresholds_file()
         self._write(files, written, failed)
         # Only now that the files are written: a flush stopped half-way (an exception, Ctrl-C) is done again whole.
         if span is not None and last is not None:
@@ -273,6 +288,16 @@ class ReportWriter:
             self._last = last if self._last is None else max(self._last, last)
         windows = sum(1 for name in self._hashes if name.startswith(SESSIONS_FILE_PREFIX))
         return FlushResult(tuple(written), tuple(failed), windows)
+
+    def _remove_thresholds_file(self) -> None:
+        """Remove the verdicts file an earlier writer of this run left (tried again at the next flush on failure)."""
+        self._hashes.pop(THRESHOLDS_FILE, None)
+        try:
+            (self.out_dir / THRESHOLDS_FILE).unlink(missing_ok=True)
+            self._write_manifest(self._listed - {THRESHOLDS_FILE})
+        except OSError as exc:
+            self._note_failure(f"cannot remove {self.out_dir / THRESHOLDS_FILE} ({exc.strerror or exc}); tried again "
+                               "at the next flush")
 
     def _write(self, files: list[tuple[str, Callable[[], bytes]]], written: list[Path], failed: list[Path]) -> None:
         try:

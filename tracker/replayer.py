@@ -29,6 +29,7 @@ from .limits import DEFAULT_INTERVAL_S, DEFAULT_MAX_LINE_BYTES, DEFAULT_MEMORY_B
 from .logs import expand_logs, open_log, quarantine_outputs, refuse_outputs_that_are_logs, report_outputs
 from .output import ReportWriter
 from .store import WindowStore
+from .thresholds import Threshold, Verdict
 
 __all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "read_events", "replay")
 
@@ -46,6 +47,7 @@ class ReplayResult:
     read: ReadStats
     rejected: Counter[str]
     quarantine: Quarantine
+    verdicts: tuple[Verdict, ...] = ()  # the thresholds' (none given: none)
 
 
 @dataclass(slots=True)
@@ -115,6 +117,8 @@ def replay(
     block_bytes: int = BLOCK_BYTES,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     session_timeout_s: float | None = None,
+    goodput: dict[str, float] | None = None,
+    thresholds: Sequence[Threshold] = (),
 ) -> ReplayResult:
     """Write the reports of ``logs`` into ``out_dir`` and return what was read and written.
 
@@ -127,6 +131,8 @@ def replay(
     ``logs`` are files, glob patterns and folders (see :func:`expand_logs`; the quarantine files are never
     read from a pattern or folder). Lines longer than ``max_line_bytes`` are rejected as ``too_long``. With
     ``session_timeout_s``, a session silent that long before the run's last event timed out (:mod:`tracker.sessions`).
+    ``goodput`` limits add the goodput columns; ``thresholds`` are checked into ``session_tracking_thresholds.csv``
+    (their verdicts are in the result).
     Raises :class:`OutputIsInputError`, before anything is removed or written, when the quarantine (or its
     reasons file) or a report file in ``out_dir`` is one of the logs.
     """
@@ -138,8 +144,8 @@ def replay(
     refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine) + report_outputs(out))
     store = WindowStore(memory_bytes=memory_bytes, spool_dir=spool_dir if spool_dir is not None else out)
     try:
-        engine = Engine(interval_s, store=store, session_timeout_s=session_timeout_s)
-        writer = ReportWriter(engine, out)
+        engine = Engine(interval_s, store=store, session_timeout_s=session_timeout_s, goodput=goodput)
+        writer = ReportWriter(engine, out, thresholds=thresholds)
         earlier = writer.own_earlier_files()  # before anything is read or written
         quarantine.reset()  # this replay's rejected lines only: the same logs give the same files
         try:
@@ -158,4 +164,5 @@ def replay(
         path.unlink(missing_ok=True)
     writer.forget(earlier - keep)
     stats = ReadStats({t: engine.counts[t] for t in EVENT_TYPES if engine.counts[t]}, engine.duplicates)
-    return ReplayResult(paths, engine, tables, flushed.written, removed, stats, rejected, quarantine)
+    return ReplayResult(paths, engine, tables, flushed.written, removed, stats, rejected, quarantine,
+                        tuple(writer.verdicts))

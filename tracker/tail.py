@@ -38,6 +38,7 @@ from .live import DEFAULT_GRACE_S, FlushResult, LiveReporter
 from .logs import folder_logs, quarantine_outputs, refuse_outputs_that_are_logs, report_outputs
 from .output import write_atomically
 from .store import DEFAULT_MEMORY_BYTES, WindowStore
+from .thresholds import Threshold, shown
 
 __all__ = ("CHECKPOINT_DIR", "Tail", "TailStats")
 
@@ -105,11 +106,13 @@ class Tail:
         late_flush_s: float = 1.0,
         memory_bytes: int = DEFAULT_MEMORY_BYTES,
         session_timeout_s: float | None = None,
+        goodput: dict[str, float] | None = None,
+        thresholds: Sequence[Threshold] = (),
     ) -> None:
         self.out_dir = Path(out_dir)
         self.targets = [Path(t) for t in targets]
         self.interval_s, self.grace_s, self.memory_bytes = interval_s, grace_s, memory_bytes
-        self.session_timeout_s = session_timeout_s
+        self.session_timeout_s, self.goodput, self.thresholds = session_timeout_s, goodput, tuple(thresholds)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else self.out_dir / CHECKPOINT_DIR
         self.warnings: list[str] = []
         self.quarantine = Quarantine(quarantine_path if quarantine_path is not None
@@ -155,7 +158,8 @@ class Tail:
     def _new_reporter(self) -> LiveReporter:
         store = WindowStore(memory_bytes=self.memory_bytes, folder=self.checkpoint_dir / WINDOWS_DIR, warn=self._warn)
         return LiveReporter(self.out_dir, interval_s=self.interval_s, grace_s=self.grace_s, store=store,
-                            warn=self._warn, session_timeout_s=self.session_timeout_s)
+                            warn=self._warn, session_timeout_s=self.session_timeout_s, goodput=self.goodput,
+                            thresholds=self.thresholds)
 
     # -- files --------------------------------------------------------------
 
@@ -205,6 +209,12 @@ class Tail:
         engine = self.reporter.engine
         return sum(1 for session_id in engine.sessions if engine.closing(session_id) is None)
 
+    def _say_breaches(self, result: FlushResult | None) -> None:
+        """A threshold a window broke, said when that window closes."""
+        for verdict in () if result is None else result.breaches:
+            self._warn(f"threshold {verdict.threshold.text} failed in the window from {verdict.scope}: "
+                       f"{shown(verdict)}")
+
     def _not_written(self, exc: ReportError) -> None:
         """Say once why the report files are not updated."""
         message = f"reports not written: {exc}"
@@ -227,7 +237,7 @@ class Tail:
         late_due = self._late_unflushed and time.monotonic() - self._flushed_at >= self.late_flush_s
         if closed or late_due or self.reporter.run_changed:
             try:
-                self.reporter.flush()
+                self._say_breaches(self.reporter.flush())
             except ReportError as exc:  # keep following and checkpointing; say why the files are not updated
                 self._not_written(exc)
             self._late_unflushed = 0
@@ -252,6 +262,7 @@ class Tail:
                 "targets": self._identity(),
                 "interval_s": self.reporter.interval_s,
                 "session_timeout_s": self.session_timeout_s,
+                "goodput": self.goodput,
                 "engine": self.reporter.engine.state(),
                 "windows": windows,
                 "closed_until": self.reporter.closed_until,
@@ -293,6 +304,8 @@ class Tail:
                 raise ValueError(f"it was made with --interval {state.get('interval_s')!r}")
             if state.get("session_timeout_s") != self.session_timeout_s:
                 raise ValueError(f"it was made with --session-timeout {state.get('session_timeout_s')!r}")
+            if state.get("goodput") != self.goodput:
+                raise ValueError(f"it was made with --goodput {state.get('goodput')!r}")
             if state.get("targets") != self._identity():
                 raise ValueError(f"it was made for other logs: {state.get('targets')!r}")
             closed, late, events, rejected, written_end = (
@@ -314,6 +327,7 @@ class Tail:
             self._start_clean()
             return
         self.reporter.closed_until = closed
+        self.reporter.breaches_checked_until = closed  # the windows closed before were checked before
         self.reporter.written_end = written_end
         self.reporter.late = late
         self.stats.events = events
@@ -375,6 +389,7 @@ class Tail:
             self.follower.finish()
             try:
                 result: FlushResult | None = self.reporter.flush(final=True)
+                self._say_breaches(result)
             except ReportError as exc:
                 self._not_written(exc)
                 result = None

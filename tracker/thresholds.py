@@ -21,19 +21,20 @@ from typing import Final, Literal, cast
 import polars as pl
 
 from .errors import ThresholdError
+from .tables import FOUR_DECIMALS, GOODPUT_COLUMNS
 
 __all__ = ("OPS", "Threshold", "Verdict", "evaluate", "failed", "junit_xml", "parse_threshold", "report_lines",
-           "verdicts_frame", "window_breaches")
+           "shown", "verdicts_frame")
 
 Columns = Mapping[str, pl.DataType | type[pl.DataType]]
 Scope = Literal["all", "run", "window"]
 OPS: Final[Mapping[str, Callable[[float, float], bool]]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-#: The decimals a float column is written with: this must match tracker.output.csv_bytes (4 for these, else 3).
-_DECIMALS: Final = {"error_rate": 4}
+#: The decimals a float column is written with, as tracker.output.csv_bytes writes it (4 for these, else 3).
+_DECIMALS: Final = dict.fromkeys(FOUR_DECIMALS, 4)
 _FLOAT_DECIMALS: Final = 3
 _TIMES: Final = frozenset({"window_start", "window_end", "run_start", "run_end"})
-_GOODPUT: Final = ("goodput_per_s", "goodput_ratio")
+_GOODPUT: Final = tuple(GOODPUT_COLUMNS)
 _FORM: Final = "expected [run:|window:]COLUMN OP NUMBER with OP one of <, <=, >, >= (e.g. 'ttft_ms_p95<500')"
 _EXPR: Final = re.compile(
     r"\s*(?:(?P<prefix>[^\s:<>=!]+)\s*:)?\s*(?P<column>[^\s:<>=!]+)\s*(?P<op>[<>=!]+)\s*(?P<number>\S*)\s*")
@@ -151,10 +152,9 @@ def evaluate(thresholds: Iterable[Threshold], summary: pl.DataFrame, totals: pl.
     return verdicts
 
 
-def window_breaches(thresholds: Iterable[Threshold], rows: pl.DataFrame) -> list[Verdict]:
-    """The failing window verdicts of the given summary rows (a window just closed), for the live tail."""
-    return [v for t in _unique(thresholds) if t.scope != "run" and t.column in rows.columns
-            for v in _window_verdicts(t, rows) if not v.ok]
+def shown(verdict: Verdict) -> str:
+    """A verdict's value as the report files write it (``no value`` when it has none)."""
+    return _text(verdict.threshold.column, verdict.value) or "no value"
 
 
 def failed(verdicts: Iterable[Verdict]) -> bool:
