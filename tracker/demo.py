@@ -16,10 +16,17 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from .emitter import EventLog
 
-__all__ = ("DemoConfig", "run_demo", "run_sessions", "simulate_session")
+__all__ = ("DEMO_GOODPUT", "DEMO_THRESHOLDS", "DemoConfig", "run_demo", "run_sessions", "simulate_session")
+
+#: The demo's per-request limits (goodput: answers within 5 s with a first token within 1 s) and the thresholds
+#: it is gated by, on the whole run: what a CI job of a chatbot test would check.
+DEMO_GOODPUT: Final = {"response_time_ms": 5000.0, "ttft_ms": 1000.0}
+DEMO_THRESHOLDS: Final = ("run:error_rate<=0.1", "run:response_time_ms_p95<5000", "run:ttft_ms_p95<1000",
+                          "run:goodput_ratio>=0.9")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +88,18 @@ async def run_sessions(log: EventLog, config: DemoConfig) -> None:
             group.create_task(simulate_session(log, index, config, deadline))
 
 
-def run_demo(out: Path, config: DemoConfig, *, interval_s: int, command: str) -> bool:
+def run_demo(out: Path, config: DemoConfig, *, interval_s: int, command: str) -> tuple[bool, bool]:
     """Run the simulated test writing ``out/events.jsonl`` while a live tail follows it into ``out/reports``, then
-    print the sessions, the whole run and how to check and replay the log (``command`` is how tracker was started).
-    True when no line was rejected."""
+    print the sessions, the whole run, the verdicts of :data:`DEMO_THRESHOLDS` and how to check and replay the log
+    (``command`` is how tracker was started). Returns whether no line was rejected, and whether every threshold
+    passed."""
     from .console import LiveView, warnings_to_stderr
     from .decoder import Rejected, decode_file
     from .fold import anomalies, fold_all
     from .summaries import counts_lines, run_summary, session_table
+    from .tables import schemas
     from .tail import CHECKPOINT_DIR, Tail
+    from .thresholds import failed, parse_threshold, report_lines
 
     log_path, reports = out / "events.jsonl", out / "reports"
     log_path.unlink(missing_ok=True)
@@ -98,7 +108,9 @@ def run_demo(out: Path, config: DemoConfig, *, interval_s: int, command: str) ->
     print(f"simulating {config.sessions} chatbot sessions for {config.duration:g} s, writing {log_path}; "
           f"tracker tail follows it into {reports} ({interval_s} s windows)")
     warnings_to_stderr()
-    tail = Tail([log_path], reports, interval_s=interval_s, grace_s=min(1.0, interval_s / 2))
+    thresholds = [parse_threshold(text, *schemas(goodput=True)) for text in DEMO_THRESHOLDS]
+    tail = Tail([log_path], reports, interval_s=interval_s, grace_s=min(1.0, interval_s / 2),
+                goodput=dict(DEMO_GOODPUT), thresholds=thresholds)
     view = LiveView(f"tracker demo: {config.sessions} sessions -> {reports}")
     stop = threading.Event()
     follower = threading.Thread(target=tail.run, args=(stop,), kwargs={"on_tick": view.update}, daemon=True)
@@ -116,10 +128,13 @@ def run_demo(out: Path, config: DemoConfig, *, interval_s: int, command: str) ->
     lines = [*session_table(sessions), *counts_lines("anomalies:", found),
              f"{tail.stats.events} events, {tail.decoder.rejected.total()} rejected lines, {tail.reporter.late} late; "
              f"reports ({tail.reporter.windows_written} windows) in {reports}",
-             *run_summary(tail.reporter.engine)]
+             *run_summary(tail.reporter.engine), *report_lines(tail.reporter.writer.verdicts, thresholds)]
     log_arg = shlex.quote(str(log_path))
+    limits = ",".join(f"{name}={limit:g}" for name, limit in DEMO_GOODPUT.items())
+    gates = " ".join(f"--threshold {shlex.quote(text)}" for text in DEMO_THRESHOLDS)
     lines += [f"check the log with:  {command} validate {log_arg}",
-              f"replay it with:      {command} replay {log_arg} --out OTHER_DIR --interval {interval_s}",
+              f"replay it with:      {command} replay {log_arg} --out OTHER_DIR --interval {interval_s} "
+              f"--goodput {limits} {gates}",
               "                     (gives the same files as the live tail wrote)"]
     print("\n".join(lines))
-    return not tail.decoder.rejected.total()
+    return not tail.decoder.rejected.total(), not failed(tail.reporter.writer.verdicts)
