@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -162,9 +162,9 @@ def _log_line(seq: int, session: str = "s1", second: int = 0) -> bytes:
 
 
 @contextlib.contextmanager
-def _sigterm_once_following() -> Iterator[None]:
+def _sigterm_once_following(before: Callable[[], object] | None = None) -> Iterator[None]:
     """Send this process SIGTERM once ``tracker tail`` (run by main() here) has installed its handler, so that
-    it stops; nothing is sent when main() returns before that."""
+    it stops (calling ``before`` first); nothing is sent when main() returns before that."""
     original, done = signal.getsignal(signal.SIGTERM), threading.Event()
 
     def send() -> None:
@@ -174,6 +174,8 @@ def _sigterm_once_following() -> Iterator[None]:
             installed = signal.getsignal(signal.SIGTERM) is not original
             installed_at = (installed_at or time.monotonic()) if installed else None
             if installed_at is not None and time.monotonic() - installed_at > 0.3:  # following for a while
+                if before is not None:
+                    before()
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
             time.sleep(0.01)
@@ -835,11 +837,68 @@ class TestThresholds:
         assert _replay(log, tmp_path / "out", *_thresholds("errors<1"), "--junit", str(log)) == 2
         assert not (tmp_path / "out").exists()
         capsys.readouterr()
-        junit = tmp_path / "out" / "session_tracking_thresholds.csv"
-        assert _replay(log, tmp_path / "out", *_thresholds("errors<1"), "--junit", str(junit)) == 2
-        assert capsys.readouterr().err == (
-            f"tracker replay: error: --junit {str(junit)!r} is a report file of --out: give it another name\n")
+        own = [tmp_path / "out" / name for name in ("session_tracking_thresholds.csv", "quarantine.jsonl",
+                                                    "quarantine.jsonl.reasons.jsonl")]
+        for junit in own:
+            assert _replay(log, tmp_path / "out", *_thresholds("errors<1"), "--junit", str(junit)) == 2
+            assert capsys.readouterr().err == (
+                f"tracker replay: error: --junit {str(junit)!r} is one of the files this command writes (a report, "
+                "the quarantine or the checkpoint): give it another name\n")
         assert not (tmp_path / "out").exists()
+
+    @pytest.mark.parametrize("where", ["missing/junit.xml", "."])
+    def test_junit_that_cannot_be_written_is_refused_first(self, tmp_path: Path, where: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+        """--junit in a folder that does not exist, or naming a folder: exit 2 before anything is read."""
+        log = _two_windows(tmp_path / "log.jsonl")
+        assert _replay(log, tmp_path / "out", *_thresholds("errors<1"), "--junit", str(tmp_path / where)) == 2
+        assert "--junit" in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+
+    def test_junit_that_is_not_a_regular_file_is_refused(self, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+        """--junit naming a FIFO (as /dev/null would be, not tried here: a regression would replace it): refused
+        before anything is read, the FIFO left as it was."""
+        log = _two_windows(tmp_path / "log.jsonl")
+        os.mkfifo(tmp_path / "fifo")
+        junit = str(tmp_path / "fifo")
+        assert _replay(log, tmp_path / "out", *_thresholds("errors<1"), "--junit", junit) == 2
+        assert capsys.readouterr().err == (f"tracker replay: error: --junit {junit!r} is not a regular file: it "
+                                           "would be replaced; give a file name\n")
+        assert (tmp_path / "fifo").is_fifo()
+        assert not (tmp_path / "out").exists()
+
+    def test_junit_through_a_symlink_writes_its_target(self, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+        """--junit naming a symlink writes the file it names; the link stays a link."""
+        log = _two_windows(tmp_path / "log.jsonl")
+        (tmp_path / "reports").mkdir()
+        (tmp_path / "junit.xml").symlink_to(tmp_path / "reports" / "junit.xml")
+        assert _replay(log, tmp_path / "out", *_thresholds("errors<5"), "--junit", str(tmp_path / "junit.xml")) == 0
+        assert (tmp_path / "junit.xml").is_symlink()
+        assert ET.parse(tmp_path / "reports" / "junit.xml").getroot().tag == "testsuites"
+
+    def test_tail_junit_in_its_checkpoint_is_refused(self, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+        """tracker tail --junit inside its checkpoint folder would be written over the checkpoint: exit 2."""
+        log = _two_windows(tmp_path / "log.jsonl")
+        junit = tmp_path / "out" / ".tracker-checkpoint" / "checkpoint.json"
+        assert main("tail", str(log), "--out", str(tmp_path / "out"), "--quiet", *_thresholds("errors<1"),
+                    "--junit", str(junit)) == 2
+        assert "is one of the files this command writes" in capsys.readouterr().err
+
+    def test_junit_unwritable_at_the_end_keeps_99(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """The folder of --junit removed while the tail runs: the error names the file the user gave, and the failed
+        threshold's 99 stays (the reports were written)."""
+        log, out, folder = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out", tmp_path / "ci"
+        folder.mkdir()
+        with _sigterm_once_following(before=folder.rmdir):
+            status = main("tail", str(log), "--out", str(out), "--interval", "60", "--grace", "0", "--quiet",
+                          *_thresholds("response_time_ms_max<500"), "--junit", str(folder / "junit.xml"))
+        assert status == 99
+        assert capsys.readouterr().err.endswith(
+            f"tracker tail: error: cannot write --junit {str(folder / 'junit.xml')!r}: No such file or directory\n")
+        assert (out / "session_tracking_thresholds.csv").exists()
 
     def test_a_thresholds_file_that_is_a_log_is_refused(self, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -868,15 +927,16 @@ class TestThresholds:
         assert failure.get("message") == (
             "the whole run has no value for ttft_ms_p95: run:ttft_ms_p95<500 cannot be checked, so it fails")
 
-    def test_window_threshold_without_any_value_is_skipped(self, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
-        """window:ttft_ms_p95<500 where no window has a TTFT: nothing to check, so skipped (exit 0), said."""
+    def test_window_threshold_without_any_value_fails(self, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+        """window:ttft_ms_p95<500 where no window has a TTFT: it cannot be checked, so it fails (99), said."""
         log, out = _two_windows(tmp_path / "log.jsonl"), tmp_path / "out"
-        assert _replay(log, out, *_thresholds("window:ttft_ms_p95<500")) == 0
+        assert _replay(log, out, *_thresholds("window:ttft_ms_p95<500")) == 99
         assert capsys.readouterr().out.endswith(
-            "thresholds: 0 of 1 passed, 1 skipped\n"
-            "  skip  window:ttft_ms_p95<500  no window had a value\n")
-        assert (out / "session_tracking_thresholds.csv").read_text() == THRESHOLDS_HEADER
+            "thresholds: 1 of 1 failed\n"
+            "  FAIL  window:ttft_ms_p95<500  no window had a value\n")
+        assert (out / "session_tracking_thresholds.csv").read_text() == (
+            THRESHOLDS_HEADER + "windows,window:ttft_ms_p95<500,,false\n")
 
     def test_negative_value_written_as_the_summary_writes_it(self, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
@@ -1019,11 +1079,12 @@ class TestGoodputOption:
         ("foo=1", f"{_ITEMS}got 'foo=1' in 'foo=1'"),
         ("ttft_ms=500,tpot_ms", f"{_ITEMS}got 'tpot_ms' in 'ttft_ms=500,tpot_ms'"),
         ("ttft_ms=1,ttft_ms=2", "ttft_ms is given twice in 'ttft_ms=1,ttft_ms=2'"),
-        ("ttft_ms=-5", "ttft_ms: expected a number of milliseconds >= 0, got '-5'"),
-        ("ttft_ms=", "ttft_ms: expected a number of milliseconds >= 0, got ''"),
-        ("ttft_ms=inf", "ttft_ms: expected a number of milliseconds >= 0, got 'inf'"),
-        ("ttft_ms=nan", "ttft_ms: expected a number of milliseconds >= 0, got 'nan'"),
-        ("tpot_ms=1" + "0" * 40, "tpot_ms: expected a number of milliseconds >= 0, got '1000000000"),
+        ("ttft_ms=-5", "ttft_ms: expected a finite number of milliseconds >= 0, got '-5'"),
+        ("ttft_ms=", "ttft_ms: expected a finite number of milliseconds >= 0, got ''"),
+        ("ttft_ms=inf", "ttft_ms: expected a finite number of milliseconds >= 0, got 'inf'"),
+        ("ttft_ms=nan", "ttft_ms: expected a finite number of milliseconds >= 0, got 'nan'"),
+        ("ttft_ms=1e999", "ttft_ms: expected a finite number of milliseconds >= 0, got '1e999'"),
+        ("tpot_ms=1" + "0" * 40, "tpot_ms: expected a finite number of milliseconds >= 0, got '1000000000"),
         ("", f"{_ITEMS}got '' in ''"),
         ("ttft_ms=500,", f"{_ITEMS}got '' in 'ttft_ms=500,'"),
     ])

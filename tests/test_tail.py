@@ -890,6 +890,24 @@ class TestThresholds:
         replay([log], tmp_path / "replayed", interval_s=60, thresholds=thresholds(MAX_BELOW_5))
         assert csv_files(out) == csv_files(tmp_path / "replayed")
 
+    def test_a_late_event_that_breaks_a_closed_window_is_said(self, tmp_path: Path) -> None:
+        """22:00 closes passing (1 ms); a late answer of 9 ms into it makes it fail: said at the rewrite, once, and
+        not again after a restart."""
+        log, out = tmp_path / "events.jsonl", tmp_path / "out"
+        log.write_bytes(line(1, 10) + line(2, 70))
+        tail = Tail([log], out, interval_s=60, grace_s=0, late_flush_s=0, thresholds=thresholds(MAX_BELOW_5))
+        assert tail.step(now=0)
+        assert said(tail) == []
+        append(log, line(9, 20))  # late into the closed window of 22:00
+        tail.step(now=0)
+        assert said(tail) == [breach("22:00:00", "9.000")]
+        tail.close()
+        again = Tail([log], out, interval_s=60, grace_s=0, late_flush_s=0, thresholds=thresholds(MAX_BELOW_5))
+        append(log, line(3, 130))
+        again.step(now=0)
+        again.close()
+        assert said(again) == []
+
     def test_close_says_the_breach_of_the_open_window(self, tmp_path: Path) -> None:
         """A breach in the window still open when the tail stops is said by close(), which writes the verdicts."""
         log, out = tmp_path / "events.jsonl", tmp_path / "out"

@@ -119,7 +119,8 @@ class TestParse:
         with pytest.raises(ThresholdError, match="windows have no column 'duration_s'"):
             parse("window:duration_s>1")
 
-    @pytest.mark.parametrize("number", ["nan", "NaN", "inf", "-inf", "1e999", "abc", "", "1_000", "0x10", "5ms"])
+    @pytest.mark.parametrize("number", ["nan", "NaN", "inf", "-inf", "1e999", "abc", "", "1_000", "0x10", "5ms",
+                                        "\u0664\u0660\u0660", "\uff14\uff10\uff10"])  # Arabic-Indic, full-width digits
     def test_bad_number(self, number: str) -> None:
         """Not a finite decimal number: the message quotes the whole expression and gives the expected form."""
         text = f"ttft_ms_p95<{number}"
@@ -309,7 +310,8 @@ class TestVerdictsFrame:
 
 class TestJunitXml:
     def test_parsed_back(self) -> None:
-        """A testcase per verdict, failures counted and explained, a skipped one for a threshold with no verdict."""
+        """A testcase per verdict, failures counted and explained; a threshold on windows none of which had a value
+        fails (it could not be checked)."""
         thresholds = [parse("ttft_ms_p95<500"), parse("window:tpot_ms_p95<50"), parse("run:errors<1")]
         verdicts = evaluate(thresholds, summary_frame([window(0, ttft_ms_p95=400.0), window(1, ttft_ms_p95=612.4)]),
                             totals(ttft_ms_p95=450.0, errors=None))
@@ -319,20 +321,22 @@ class TestJunitXml:
         assert suites.tag == "testsuites"
         (suite,) = suites.findall("testsuite")
         assert (suite.get("name"), suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (
-            "tracker thresholds", "5", "2", "1")
+            "tracker thresholds", "5", "3", "0")
         cases = suite.findall("testcase")
         assert [(c.get("classname"), c.get("name")) for c in cases] == [
             ("tracker.thresholds", "ttft_ms_p95<500 [2026-11-24T22:20:00Z]"),
             ("tracker.thresholds", "ttft_ms_p95<500 [2026-11-24T22:25:00Z]"),
             ("tracker.thresholds", "ttft_ms_p95<500 [run]"),
-            ("tracker.thresholds", "window:tpot_ms_p95<50 [no window had a value]"),
+            ("tracker.thresholds", "window:tpot_ms_p95<50 [windows]"),
             ("tracker.thresholds", "run:errors<1 [run]")]
         failure = cases[1].find("failure")
         assert failure is not None
         assert (failure.get("message"), failure.get("type")) == (
             "value 612.400 does not satisfy ttft_ms_p95<500", "threshold")
-        assert cases[3].find("skipped") is not None
-        assert cases[3].find("failure") is None
+        unchecked = cases[3].find("failure")
+        assert unchecked is not None
+        assert unchecked.get("message") == (
+            "no window has a value for tpot_ms_p95: window:tpot_ms_p95<50 cannot be checked, so it fails")
         no_value = cases[4].find("failure")
         assert no_value is not None
         assert "no value" in (no_value.get("message") or "")
@@ -355,11 +359,11 @@ class TestReportLines:
                                  window(2, ttft_ms_p95=800.0, error_rate=0.03)])
         verdicts = evaluate(thresholds, summary, totals(ttft_ms_p95=612.4, error_rate=0.023))
         assert report_lines(verdicts, thresholds) == [
-            "thresholds: 2 of 4 failed, 1 skipped",
+            "thresholds: 3 of 4 failed",
             "  FAIL  ttft_ms_p95<500        run 612.400; 2 of 3 windows failed (first at 2026-11-24T22:25:00Z: "
             "701.200)",
             "  ok    error_rate<=0.05       run 0.0230; 3 windows passed",
-            "  skip  window:tpot_ms_p95<50  no window had a value",
+            "  FAIL  window:tpot_ms_p95<50  no window had a value",
             "  FAIL  run:ttft_ms_mean<1     run: no value",
         ]
 
@@ -373,8 +377,9 @@ class TestReportLines:
             "  ok    run:sessions>=1  run 3",
         ]
 
-    def test_passed_with_skipped(self) -> None:
-        """No failure but a threshold without any value: 'N of M passed, K skipped'."""
+    def test_unchecked_fails(self) -> None:
+        """A window-only threshold that no window had a value for fails, like a run without a value."""
         thresholds = [parse("run:errors<1"), parse("window:ttft_ms_p95<1")]
         verdicts = evaluate(thresholds, summary_frame([window(0)]), totals(errors=0))
-        assert report_lines(verdicts, thresholds)[0] == "thresholds: 1 of 2 passed, 1 skipped"
+        assert report_lines(verdicts, thresholds)[0] == "thresholds: 1 of 2 failed"
+        assert [(v.scope, v.value, v.ok) for v in verdicts] == [("run", 0, True), ("windows", None, False)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -164,13 +165,34 @@ def _thresholds(args: argparse.Namespace, logs: Sequence[Path]) -> list[Any]:
     summary, totals = schemas(args.goodput is not None)
     thresholds = [parse_threshold(text, summary, totals) for text in args.threshold]
     if args.junit is not None:
-        _refuse_junit(args.junit, logs)
-        reports = {os.path.abspath(path) for _, path in report_outputs(args.out)}
-        out = os.path.abspath(args.out)
-        if os.path.abspath(args.junit) in reports or (os.path.dirname(os.path.abspath(args.junit)) == out and \
-                os.path.basename(args.junit).startswith("session_tracking_")):
-            raise _UsageError(f"--junit {str(args.junit)!r} is a report file of --out: give it another name")
+        _check_junit(args, logs, [path for _, path in report_outputs(args.out)])
     return thresholds
+
+
+def _check_junit(args: argparse.Namespace, logs: Sequence[Path], reports: Sequence[Path]) -> None:
+    """Refuse a --junit file that is a log, one of the command's own files (reports, quarantine, checkpoint), a
+    folder, or in a folder that does not exist: before anything is read, not after an hour of tail."""
+    from .decoder import QUARANTINE_FILE
+    from .tail import CHECKPOINT_DIR
+
+    junit, out = Path(os.path.realpath(args.junit)), Path(os.path.realpath(args.out))
+    _refuse_junit(args.junit, logs)
+    quarantine = Path(os.path.realpath(args.quarantine if args.quarantine is not None else out / QUARANTINE_FILE))
+    own = {Path(os.path.realpath(p)) for p in reports} | {quarantine,
+                                                          quarantine.with_name(quarantine.name + ".reasons.jsonl")}
+    checkpoint = getattr(args, "checkpoint_dir", None)
+    checkpoints = Path(os.path.realpath(checkpoint if checkpoint is not None else out / CHECKPOINT_DIR))
+    if junit in own or (junit.parent == out and junit.name.startswith("session_tracking_")) \
+            or junit.is_relative_to(checkpoints):
+        raise _UsageError(f"--junit {str(args.junit)!r} is one of the files this command writes (a report, the "
+                          "quarantine or the checkpoint): give it another name")
+    if junit.is_dir():
+        raise _UsageError(f"--junit {str(args.junit)!r} is a folder: give a file name")
+    if junit.exists() and not junit.is_file():  # /dev/null, a FIFO: a new file would be renamed over it
+        raise _UsageError(f"--junit {str(args.junit)!r} is not a regular file: it would be replaced; give a file "
+                          "name")
+    if not junit.parent.is_dir():
+        raise _UsageError(f"--junit {str(args.junit)!r}: the folder {str(junit.parent)!r} does not exist")
 
 
 def _refuse_junit(junit: Path, logs: Sequence[Path]) -> None:
@@ -181,8 +203,9 @@ def _refuse_junit(junit: Path, logs: Sequence[Path]) -> None:
 
 
 def _verdicts(args: argparse.Namespace, thresholds: list[Any], verdicts: Sequence[Any],
-              logs: Sequence[Path]) -> bool:
-    """Print the thresholds' table and write the --junit file; True when a threshold failed."""
+              logs: Sequence[Path]) -> bool | None:
+    """Print the thresholds' table and write the --junit file; True when a threshold failed, None when the --junit
+    file could not be written (and none failed)."""
     from .output import write_atomically
     from .thresholds import failed, junit_xml, report_lines
 
@@ -191,9 +214,15 @@ def _verdicts(args: argparse.Namespace, thresholds: list[Any], verdicts: Sequenc
     if args.junit is not None:
         _refuse_junit(args.junit, logs)  # again: a followed folder may have gained it
         try:
-            write_atomically(args.junit, junit_xml(verdicts, thresholds))
-        except OSError as exc:
-            raise _UsageError(_cannot("write", exc)) from exc
+            # Into the file a symlink names (the link stays), never over something that is not a file.
+            target = Path(os.path.realpath(args.junit))
+            if target.exists() and not target.is_file():
+                raise OSError(errno.EEXIST, "it is no longer a regular file")
+            write_atomically(target, junit_xml(verdicts, thresholds))
+        except OSError as exc:  # the reports are written: say it, and keep the thresholds' status
+            print(f"tracker {args.command}: error: cannot write --junit {str(args.junit)!r}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return True if failed(verdicts) else None
         print(f"JUnit report in {args.junit}")
     return failed(verdicts)
 
@@ -235,9 +264,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if result.removed:
         print(f"  removed {len(result.removed)} report files of an earlier run")
     print("\n".join(run_summary(result.engine)))
-    if _verdicts(args, thresholds, result.verdicts, result.logs):
-        return EXIT_THRESHOLDS
-    return EXIT_REJECTED if rejected else EXIT_OK
+    return _status(_verdicts(args, thresholds, result.verdicts, result.logs), bool(rejected))
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
@@ -292,9 +319,14 @@ def _cmd_tail(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(f"reports in {args.out} (every window written; replay gives the same files)")
     print("\n".join(run_summary(tail.reporter.engine)))
-    if _verdicts(args, thresholds, tail.reporter.writer.verdicts, tail.paths()):
-        return EXIT_THRESHOLDS
-    return EXIT_REJECTED if tail.decoder.rejected.total() else EXIT_OK
+    return _status(_verdicts(args, thresholds, tail.reporter.writer.verdicts, tail.paths()),
+                   bool(tail.decoder.rejected.total()))
+
+
+def _status(failed: bool | None, rejected: bool) -> int:
+    """99 when a threshold failed, else 2 when the --junit file could not be written (None), else 1 when lines
+    were rejected, else 0."""
+    return EXIT_THRESHOLDS if failed else EXIT_USAGE if failed is None else EXIT_REJECTED if rejected else EXIT_OK
 
 
 _INTERVAL_HELP: Final = "window length in whole seconds, or with a unit: 90s, 5m, 1.5h, 1d (at most 366d)"

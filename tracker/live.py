@@ -26,7 +26,7 @@ from .frames import events_frame
 from .limits import DEFAULT_GRACE_S, DEFAULT_INTERVAL_S
 from .output import ReportWriter
 from .store import WindowStore
-from .thresholds import Threshold, Verdict
+from .thresholds import NO_WINDOW, Threshold, Verdict
 
 __all__ = ("DEFAULT_GRACE_S", "FlushResult", "LiveReporter")
 
@@ -64,8 +64,9 @@ class LiveReporter:
         self._every = interval_s * _SECOND
         self.engine = Engine(interval_s, store=store, session_timeout_s=session_timeout_s, goodput=goodput)
         self.writer = ReportWriter(self.engine, out_dir, warn=warn, thresholds=thresholds)
-        #: The windows starting before this (µs) were checked for threshold breaches already.
-        self.breaches_checked_until: int | None = None
+        #: The (threshold, window start) breaches said so far: each is said once, also when a late event makes a
+        #: window closed earlier fail.
+        self.breaches_said: set[tuple[str, int]] = set()
         self._pending = 0  # events added since the last flush
         self.closed_until: int | None = None  # windows ending at or before this are closed
         self.late = 0  # events read for a window already closed
@@ -151,17 +152,17 @@ class LiveReporter:
         return FlushResult(result.written, result.failed, None if final else self.closed_until, breaches)
 
     def _breaches(self, k_last: int | None) -> tuple[Verdict, ...]:
-        """The failed window verdicts of windows not checked before, up to ``k_last`` (None: every window)."""
-        since = self.breaches_checked_until
-        new = tuple(v for v in self.writer.verdicts if not v.ok and v.window_start is not None
-                    and (since is None or v.window_start >= since)
-                    and (k_last is None or v.window_start <= k_last * self._every))
-        span = self.engine.span()
-        if span is not None:
-            last = span[1] if k_last is None else min(k_last, span[1])
-            until = (last + 1) * self._every
-            self.breaches_checked_until = until if since is None else max(since, until)
-        return new
+        """The failed verdicts of closed windows (up to ``k_last``; None: every window) not said before."""
+        new = []
+        for verdict in self.writer.verdicts:
+            start = verdict.window_start
+            if verdict.ok or start is None or (k_last is not None and start > k_last * self._every):
+                continue
+            key = (verdict.threshold.text, start)
+            if key not in self.breaches_said:
+                self.breaches_said.add(key)
+                new.append(verdict)
+        return tuple(new)
 
     def failing(self) -> list[str]:
         """The thresholds failing so far, each with where: ``ttft_ms_p95<500 (3 windows, run)``."""
@@ -169,11 +170,11 @@ class LiveReporter:
         for verdict in self.writer.verdicts:
             if not verdict.ok:
                 where.setdefault(verdict.threshold.text, []).append(
-                    "run" if verdict.window_start is None else "window")
+                    "window" if verdict.window_start is not None else verdict.scope)
         return [f"{text} ({', '.join(_counted(places))})" for text, places in where.items()]
 
 
 def _counted(places: list[str]) -> list[str]:
     windows = places.count("window")
     return [*([f"{windows} window{'s' if windows > 1 else ''}"] if windows else []),
-            *(["run"] if "run" in places else [])]
+            *(["no window had a value"] if NO_WINDOW in places else []), *(["run"] if "run" in places else [])]

@@ -118,7 +118,7 @@ def memory_mib(text: str) -> float:
 #: The per-request limits ``--goodput`` takes (tracker.tables.GOODPUT_LIMITS: kept here so that the option
 #: parser imports nothing heavy; a test holds the two equal).
 GOODPUT_NAMES: Final = ("response_time_ms", "ttft_ms", "tpot_ms")
-_LIMIT: Final = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+_LIMIT: Final = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # as --threshold's NUMBER
 
 
 def goodput(text: str) -> dict[str, float]:
@@ -131,8 +131,8 @@ def goodput(text: str) -> dict[str, float]:
                        f"(e.g. ttft_ms=500,tpot_ms=50), got {item.strip()!r} in {text!r}")
         if name in limits:
             raise _bad(f"{name} is given twice in {text!r}")
-        if not _LIMIT.fullmatch(number) or len(number) > _MAX_DIGITS:
-            raise _bad(f"{name}: expected a number of milliseconds >= 0, got {number!r}")
+        if not _LIMIT.fullmatch(number) or len(number) > _MAX_DIGITS or not math.isfinite(float(number)):
+            raise _bad(f"{name}: expected a finite number of milliseconds >= 0, got {number!r}")
         limits[name] = float(number)
     return limits
 

@@ -268,6 +268,7 @@ class Tail:
                 "closed_until": self.reporter.closed_until,
                 "written_end": self.reporter.written_end,
                 "late": self.reporter.late,
+                "breaches": sorted([text, start] for text, start in self.reporter.breaches_said),
                 "events": self.stats.events,
                 "rejected": dict(self.decoder.rejected),
                 "files": self.follower.positions(),
@@ -308,10 +309,13 @@ class Tail:
                 raise ValueError(f"it was made with --goodput {state.get('goodput')!r}")
             if state.get("targets") != self._identity():
                 raise ValueError(f"it was made for other logs: {state.get('targets')!r}")
-            closed, late, events, rejected, written_end = (
-                state.get(k) for k in ("closed_until", "late", "events", "rejected", "written_end"))
+            closed, late, events, rejected, written_end, breaches = (
+                state.get(k) for k in ("closed_until", "late", "events", "rejected", "written_end", "breaches"))
             if not ((closed is None or type(closed) is int) and type(late) is int and type(events) is int
                     and (written_end is None or type(written_end) is int)
+                    and isinstance(breaches, list) and all(
+                        isinstance(b, list) and len(b) == 2 and isinstance(b[0], str) and type(b[1]) is int
+                        for b in breaches)
                     and isinstance(rejected, dict) and all(type(v) is int for v in rejected.values())):
                 raise ValueError("its counters are damaged")
             resume = check_positions(state.get("files"))
@@ -327,7 +331,7 @@ class Tail:
             self._start_clean()
             return
         self.reporter.closed_until = closed
-        self.reporter.breaches_checked_until = closed  # the windows closed before were checked before
+        self.reporter.breaches_said = {(text, start) for text, start in breaches}  # said before the restart
         self.reporter.written_end = written_end
         self.reporter.late = late
         self.stats.events = events

@@ -4,7 +4,9 @@ A threshold is ``[run:|window:]COLUMN OP NUMBER`` with OP one of ``<``, ``<=``, 
 ``ttft_ms_p95<500``. It is checked on every window that has a value for COLUMN and on the whole run; ``run:``
 checks only the run, ``window:`` only the windows. A column the run's row lacks is checked on the windows only (one
 only the run's row has, on the run only). The value compared is the value as the report files write it: integers
-exact, floats rounded to the CSV's decimals. A whole run without a value fails; a window without one is skipped.
+exact, floats rounded to the CSV's decimals. A window without a value is skipped; a whole run without one fails, and so
+does a threshold on the windows alone when no window had a value (scope ``windows``): a gate that cannot be checked
+must not pass.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import polars as pl
 from .errors import ThresholdError
 from .tables import FOUR_DECIMALS, GOODPUT_COLUMNS
 
-__all__ = ("OPS", "Threshold", "Verdict", "evaluate", "failed", "junit_xml", "parse_threshold", "report_lines",
-           "shown", "verdicts_frame")
+__all__ = ("NO_WINDOW", "OPS", "Threshold", "Verdict", "evaluate", "failed", "junit_xml", "parse_threshold",
+           "report_lines", "shown", "verdicts_frame")
 
 Columns = Mapping[str, pl.DataType | type[pl.DataType]]
 Scope = Literal["all", "run", "window"]
@@ -38,7 +40,9 @@ _GOODPUT: Final = tuple(GOODPUT_COLUMNS)
 _FORM: Final = "expected [run:|window:]COLUMN OP NUMBER with OP one of <, <=, >, >= (e.g. 'ttft_ms_p95<500')"
 _EXPR: Final = re.compile(
     r"\s*(?:(?P<prefix>[^\s:<>=!]+)\s*:)?\s*(?P<column>[^\s:<>=!]+)\s*(?P<op>[<>=!]+)\s*(?P<number>\S*)\s*")
-_NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII digits only
+#: The scope of the verdict of a threshold on the windows alone when no window had a value.
+NO_WINDOW: Final = "windows"
 
 
 def _written(column: str, value: float | None) -> float | None:
@@ -144,7 +148,10 @@ def evaluate(thresholds: Iterable[Threshold], summary: pl.DataFrame, totals: pl.
     for threshold in _unique(thresholds):
         on_windows, on_run = _targets(threshold, summary.schema, totals.schema)
         if on_windows:
-            verdicts += _window_verdicts(threshold, summary)
+            own = _window_verdicts(threshold, summary)
+            if not own and not on_run:  # nothing checked it: it fails
+                own = [Verdict(threshold, NO_WINDOW, None, None, False)]
+            verdicts += own
         if on_run:
             value = totals[threshold.column][0] if totals.height else None
             verdicts.append(Verdict(threshold, "run", None, _written(threshold.column, value),
@@ -180,29 +187,26 @@ def _grouped(verdicts: Iterable[Verdict], thresholds: Iterable[Threshold]) -> di
 
 def _failure(verdict: Verdict) -> str:
     t = verdict.threshold
+    if verdict.scope == NO_WINDOW:
+        return f"no window has a value for {t.column}: {t.text} cannot be checked, so it fails"
     if verdict.value is None:
         return f"the whole run has no value for {t.column}: {t.text} cannot be checked, so it fails"
     return f"value {_text(t.column, verdict.value)} does not satisfy {t.text}"
 
 
 def junit_xml(verdicts: Iterable[Verdict], thresholds: Iterable[Threshold]) -> bytes:
-    """The verdicts as a JUnit XML report: a testcase per verdict, a skipped one per threshold without any."""
+    """The verdicts as a JUnit XML report: a testcase per verdict."""
     cases: list[ET.Element] = []
     for threshold, own in _grouped(verdicts, thresholds).items():
-        if not own:
-            case = ET.Element("testcase", classname="tracker.thresholds", name=f"{threshold.text} [no window had a "
-                              "value]")
-            ET.SubElement(case, "skipped", message="no window had a value")
-            cases.append(case)
         for verdict in own:
             case = ET.Element("testcase", classname="tracker.thresholds", name=f"{threshold.text} [{verdict.scope}]")
             if not verdict.ok:
                 ET.SubElement(case, "failure", message=_failure(verdict), type="threshold")
             cases.append(case)
-    counts = {kind: sum(1 for c in cases if c.find(kind) is not None) for kind in ("failure", "skipped")}
+    failures = sum(1 for c in cases if c.find("failure") is not None)
     root = ET.Element("testsuites")
     suite = ET.SubElement(root, "testsuite", name="tracker thresholds", tests=str(len(cases)),
-                          failures=str(counts["failure"]), errors="0", skipped=str(counts["skipped"]))
+                          failures=str(failures), errors="0", skipped="0")
     suite.extend(cases)
     ET.indent(root)
     data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
@@ -227,17 +231,15 @@ def report_lines(verdicts: Iterable[Verdict], thresholds: Iterable[Threshold]) -
     if not groups:
         return ["thresholds: none given"]
     width = max(len(t.text) for t in groups)
-    lines, failures, skipped = [], 0, 0
+    lines, failures = [], 0
     for threshold, own in groups.items():
-        run = [v for v in own if v.window_start is None]
+        run = [v for v in own if v.scope == "run"]
         windows = [v for v in own if v.window_start is not None]
         parts = [f"run {_text(threshold.column, v.value)}" if v.value is not None else "run: no value" for v in run]
-        if windows or threshold.scope == "window" or not own:
+        if windows or not run:
             parts.append(_windows_part(windows))
-        status = "FAIL" if failed(own) else "ok" if own else "skip"
-        failures, skipped = failures + (status == "FAIL"), skipped + (status == "skip")
+        status = "FAIL" if failed(own) or not own else "ok"
+        failures += status == "FAIL"
         lines.append(f"  {status:<4}  {threshold.text:<{width}}  {'; '.join(parts)}")
     n = len(groups)
-    head = (f"{failures} of {n} failed" if failures else f"all {n} passed" if not skipped
-            else f"{n - skipped} of {n} passed")
-    return [f"thresholds: {head}{f', {skipped} skipped' if skipped else ''}", *lines]
+    return [f"thresholds: {f'{failures} of {n} failed' if failures else f'all {n} passed'}", *lines]
