@@ -2,20 +2,97 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Playwright
+
+T = TypeVar("T")
+#: How long one task in the browser may take before the test fails (a hung page must not hang the suite).
+BROWSER_TIMEOUT = 60.0
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 1 MiB tmpfs mounted for the test (the tests run as root, as CI does)."""
+    """A real 4 MiB tmpfs (room for the HTML report, about 1.2 MB) mounted for the test (the tests run as root, as
+    CI does)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
     try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+class Chromium:
+    """The system's headless Chromium, driven by Playwright on a thread of its own.
+
+    ``run(task)`` calls ``task(browser)`` on that thread and returns its result (or raises its exception).
+    Playwright's sync API marks its event loop as running on the thread that drives it, between calls too: on
+    the main thread every later ``asyncio.run`` of the session (tests of the emitter, of tracking) would fail.
+    """
+
+    def __init__(self, executable: str) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chromium")
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        try:
+            self._thread.submit(self._start, executable).result(BROWSER_TIMEOUT)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, executable: str) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self._playwright = sync_playwright().start()
+        # --no-sandbox: the tests run as root (as CI does), where Chromium's sandbox refuses to start.
+        self._browser = self._playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+
+    def run(self, task: Callable[[Browser], T]) -> T:
+        """``task(browser)``, run on the browser's thread."""
+
+        def call() -> T:
+            assert self._browser is not None
+            return task(self._browser)
+
+        return self._thread.submit(call).result(BROWSER_TIMEOUT)
+
+    def _stop(self) -> None:
+        try:
+            if self._browser is not None:
+                self._browser.close()
+        finally:
+            if self._playwright is not None:
+                self._playwright.stop()
+
+    def close(self) -> None:
+        try:
+            self._thread.submit(self._stop).result(BROWSER_TIMEOUT)
+        finally:
+            self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Chromium]:
+    """One headless Chromium for the session: Debian's ``chromium`` (.ci/run installs it); a test fails without it."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("no chromium on the PATH: the HTML report is tested in Debian's chromium "
+                    "(apt-get install chromium, as .ci/run does)")
+    try:
+        browser = Chromium(executable)
+    except Exception as exc:  # playwright missing, or Chromium cannot start: a failure, never a skip
+        pytest.fail(f"cannot start Chromium ({executable}) with Playwright: {type(exc).__name__}: {exc}")
+    try:
+        yield browser
+    finally:
+        browser.close()

@@ -236,7 +236,7 @@ class TestCost:
         assert derived == [T0 // (60 * S) + 39]
         assert sorted(p.name for p in written) == sorted([
             "session_tracking_report_20261124_224000.csv", "session_tracking_summary.csv",
-            "session_tracking_totals.csv"])
+            "session_tracking_totals.csv", "session_tracking_report.html"])
 
 
 class TestSessionRules:

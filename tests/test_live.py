@@ -17,7 +17,7 @@ from tests.helpers import T0, event
 from tests.test_engine import LOGS, random_events
 from tracker.events import Event
 from tracker.live import LiveReporter
-from tracker.output import ERRORS_FILE, SESSIONS_FILE_PREFIX, SUMMARY_FILE, TOTALS_FILE, session_file_name
+from tracker.output import ERRORS_FILE, REPORT_HTML, SESSIONS_FILE_PREFIX, SUMMARY_FILE, TOTALS_FILE, session_file_name
 from tracker.replayer import replay
 
 S = 1_000_000
@@ -65,7 +65,8 @@ def _window_ends(summary: bytes) -> list[int]:
 def assert_closed_part_matches(live: Path, expected: dict[str, bytes], closed_until: int | None) -> None:
     """The live folder holds replay's files for the closed windows only: summary and errors rows, per-window files."""
     on_disk = disk_files(live)
-    assert set(on_disk) - set(window_files(on_disk)) == {SUMMARY_FILE, TOTALS_FILE, ERRORS_FILE}
+    assert set(on_disk) - set(window_files(on_disk)) == {SUMMARY_FILE, TOTALS_FILE, ERRORS_FILE, REPORT_HTML}
+    assert b'<meta http-equiv="refresh"' in on_disk[REPORT_HTML]  # live: the page reloads itself
     ends = _window_ends(expected[SUMMARY_FILE])
     closed = [] if closed_until is None else [end for end in ends if end <= closed_until]
     assert _lines(on_disk[SUMMARY_FILE]) == _lines(expected[SUMMARY_FILE])[:len(closed) + 1]
@@ -208,7 +209,7 @@ class TestFlush:
         assert live.add_events([late]) == 1
         assert live.late == 1
         result = live.flush()
-        assert sorted(p.name for p in result.written) == sorted([first, SUMMARY_FILE, TOTALS_FILE])
+        assert sorted(p.name for p in result.written) == sorted([first, SUMMARY_FILE, TOTALS_FILE, REPORT_HTML])
         assert (out / first).read_bytes() != before
         expected = replay_files(tmp_path, [*events, late], 60)
         assert (out / first).read_bytes() == expected[first]

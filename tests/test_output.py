@@ -39,17 +39,18 @@ class TestCsvBytes:
 
 class TestReportWriter:
     def test_second_flush_writes_only_what_changed(self, tmp_path: Path) -> None:
-        """After a flush, new events in the last window rewrite that window's file and the run files, no other."""
+        """After a flush, new events in the last window rewrite that window's file, the run files and the HTML report
+        made from them, no other."""
         engine = Engine(60)
         engine.add(events_frame(events(2999)))
         writer = ReportWriter(engine, tmp_path)
         first = writer.flush()
-        assert len(first.written) == 3 + 5
+        assert len(first.written) == 3 + 5 + 1  # the run's files, the windows' and the HTML report
         engine.add(events_frame([event(9999, "s-new", "question_asked", T0 + 299 * S)]))
         second = writer.flush()
         assert sorted(p.name for p in second.written) == sorted([
             "session_tracking_report_20261124_220500.csv", "session_tracking_summary.csv",
-            "session_tracking_totals.csv"])
+            "session_tracking_totals.csv", "session_tracking_report.html"])
 
     def test_full_disk_is_a_warning_and_the_files_come_later(self, tmp_path: Path, small_disk: Path) -> None:
         """Writes to a full disk fail with a warning, leave no temporary file, and succeed at the next flush."""
@@ -58,7 +59,7 @@ class TestReportWriter:
         engine.add(events_frame(events(4000)))
         ballast = small_disk / "ballast"
         with open(ballast, "wb") as stream, pytest.raises(OSError, match="No space"):
-            stream.write(b"x" * (2 << 20))
+            stream.write(b"x" * (8 << 20))
         writer = ReportWriter(engine, small_disk / "out", warn=warnings.append)
         result = writer.flush()
         assert result.failed

@@ -36,7 +36,10 @@ CASES = sorted(glob(str(ROOT / "fixtures" / "replay" / "*") + os.sep))
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
+    """The CSV files of a folder (the golden cases keep no HTML report: it is made from these files, 1.2 MB each,
+    and tested in a browser by tests/test_html_report.py)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+            if not p.name.startswith(".") and p.name != "session_tracking_report.html"}
 
 
 def _write_log(path: Path, events: list[Event]) -> None:
@@ -325,7 +328,8 @@ class TestReplayCommand:
         assert main("replay", str(tmp_path / "log.jsonl"), "--out", str(out), "--interval", "60") == 0
         assert capsys.readouterr().out == (
             "read 1 log: 3 events, 0 rejected, 0 duplicates\n"
-            f"wrote 5 files to {out}: the summary, totals, errors and 2 per-window session reports\n"
+            f"wrote 6 files to {out}: the summary, totals, errors, 2 per-window session reports and the HTML report, "
+            "session_tracking_report.html\n"
             "whole run: 2026-11-24T22:00:00Z to 2026-11-24T22:01:01Z (61.0 s), 2 windows of 60 s\n"
             "  sessions 1 (at most 1 active), questions 0, answers 2 (0.033/s), cycles 0, errors 0 (error rate 0.00%)\n"
             "  response time ms: mean 500.0, p50 500.0, p95 725.0, p99 745.0, max 750.0\n"

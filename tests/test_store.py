@@ -94,7 +94,7 @@ class TestWindowStore:
         store = WindowStore(memory_bytes=0, folder=small_disk / "w", warn=warnings.append)
         ballast = small_disk / "ballast"
         with open(ballast, "wb") as stream, pytest.raises(OSError, match="No space"):
-            stream.write(b"x" * (2 << 20))
+            stream.write(b"x" * (8 << 20))
         add(store, 1, rows(2000))
         store.trim()
         add(store, 2, rows(2000, start=5000))

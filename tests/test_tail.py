@@ -213,7 +213,7 @@ class TestFullDisk:
         log.write_bytes(b"".join(line(i, i * 3, session=f"s{i % 7}") for i in range(1, 300)))
         ballast = small_disk / "ballast"
         with open(ballast, "wb") as stream, pytest.raises(OSError, match="No space"):
-            stream.write(b"x" * (2 << 20))
+            stream.write(b"x" * (8 << 20))
         tail = Tail([log], small_disk / "out", interval_s=60, grace_s=0, checkpoint_every_s=0)
         for now in (0, 1, 2):
             tail.step(now=now)
@@ -236,7 +236,7 @@ class TestFullDisk:
         log.write_bytes(line(1) + b"bad line\n" + line(2))
         tail = Tail([log], small_disk / "out", interval_s=60)
         with open(small_disk / "ballast", "wb") as stream, pytest.raises(OSError, match="No space"):
-            stream.write(b"x" * (2 << 20))
+            stream.write(b"x" * (8 << 20))
         assert tail.poll() == 2
         assert any("not quarantined" in w and ":2:" in w for w in tail.warnings)
         assert tail.decoder.rejected.total() == 1

@@ -140,7 +140,8 @@ class LiveReporter:
         k_last: int | None = None  # final: every window
         if not final:
             k_last = self.closed_until // self._every - 1 if self.closed_until is not None else -(2**62)
-        result = self.writer.flush(k_last)
+        # The HTML report reloads itself while the run is live (at most once a minute), not after the final flush.
+        result = self.writer.flush(k_last, reload_s=None if final else max(5, min(60, self.interval_s)))
         self.windows_written = result.windows
         breaches = self._breaches(k_last)
         if not result.failed:

@@ -18,7 +18,15 @@ from .decoder import Decoder, Quarantine, Rejected
 from .errors import OutputIsInputError
 from .events import Event
 from .follow import FILE_KINDS, folder_entries
-from .output import ERRORS_FILE, MANIFEST_FILE, SESSIONS_FILE_PREFIX, SUMMARY_FILE, THRESHOLDS_FILE, TOTALS_FILE
+from .output import (
+    ERRORS_FILE,
+    MANIFEST_FILE,
+    REPORT_HTML,
+    SESSIONS_FILE_PREFIX,
+    SUMMARY_FILE,
+    THRESHOLDS_FILE,
+    TOTALS_FILE,
+)
 
 __all__ = (
     "decode_log",
@@ -138,7 +146,7 @@ def report_outputs(out_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     out = Path(out_dir)
     if not out.is_dir():
         return []
-    names = {SUMMARY_FILE, TOTALS_FILE, ERRORS_FILE, THRESHOLDS_FILE, MANIFEST_FILE}
+    names = {SUMMARY_FILE, TOTALS_FILE, ERRORS_FILE, THRESHOLDS_FILE, REPORT_HTML, MANIFEST_FILE}
     names |= {p.name for p in out.glob(f"{SESSIONS_FILE_PREFIX}*.csv") if _SESSIONS_FILE.fullmatch(p.name)}
     return [("the report file", out / name) for name in sorted(names)]
 

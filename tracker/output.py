@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,15 +27,29 @@ import polars as pl
 
 from .engine import Engine
 from .errors import ReportError
+from .html_report import HtmlReport
+from .names import (
+    ERRORS_FILE,
+    MANIFEST_FILE,
+    REPORT_HTML,
+    REPORT_NAME,
+    SESSIONS_FILE_PREFIX,
+    SUMMARY_FILE,
+    THRESHOLDS_FILE,
+    TOTALS_FILE,
+    session_file_name,
+)
 from .tables import FOUR_DECIMALS, Tables
 from .thresholds import Threshold, Verdict, evaluate, verdicts_frame
 
 __all__ = (
     "ERRORS_FILE",
     "MANIFEST_FILE",
+    "REPORT_HTML",
     "SESSIONS_FILE_PREFIX",
     "SUMMARY_FILE",
     "THRESHOLDS_FILE",
+    "add_to_manifest",
     "TOTALS_FILE",
     "FlushResult",
     "ReportWriter",
@@ -45,25 +58,11 @@ __all__ = (
     "write_atomically",
 )
 
-SUMMARY_FILE: Final = "session_tracking_summary.csv"
-TOTALS_FILE: Final = "session_tracking_totals.csv"
-ERRORS_FILE: Final = "session_tracking_errors.csv"
-#: The verdicts of the thresholds (written only when some are given).
-THRESHOLDS_FILE: Final = "session_tracking_thresholds.csv"
-SESSIONS_FILE_PREFIX: Final = "session_tracking_report_"
-#: The list of report files a writer wrote into its folder, so that a later run removes only those.
-MANIFEST_FILE: Final = ".tracker-reports.json"
-_REPORT_NAME: Final = re.compile(r"session_tracking_(summary|totals|errors|thresholds|report_\d{8}_\d{6})\.csv")
+_REPORT_NAME: Final = REPORT_NAME
 FLOAT_PRECISION: Final = 3
 _FORMULA_START: Final = r"^[=+\-@\t\r]"
 _SECOND: Final = 1_000_000
 _log = logging.getLogger("tracker.output")
-
-
-def session_file_name(window_end_us: int) -> str:
-    """``session_tracking_report_YYYYMMDD_HHMMSS.csv``, stamped with the window's end in UTC."""
-    stamp = datetime.fromtimestamp(window_end_us // _SECOND, UTC).strftime("%Y%m%d_%H%M%S")
-    return f"{SESSIONS_FILE_PREFIX}{stamp}.csv"
 
 
 def _iso(column: str, form: str = "%Y-%m-%dT%H:%M:%SZ") -> pl.Expr:
@@ -107,6 +106,16 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def add_to_manifest(out_dir: Path, name: str) -> None:
+    """Name one more file in the folder's manifest, when it has one of ours (``tracker report``'s page)."""
+    try:
+        listed = orjson.loads((out_dir / MANIFEST_FILE).read_bytes()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return  # no manifest of ours: nothing is listed
+    if isinstance(listed, list) and name not in listed:
+        write_atomically(out_dir / MANIFEST_FILE, orjson.dumps({"files": sorted({*listed, name})}))
+
+
 def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
@@ -137,6 +146,7 @@ class ReportWriter:
         self._last: int | None = None  # the last window written so far
         self._failing: str | None = None  # the last write error, said once until a write succeeds
         self._listed: set[str] = set()  # the files the manifest names
+        self._html = HtmlReport()
 
     def earlier_files(self) -> tuple[set[str], set[str]]:
         """Report files in the folder: those an earlier writer listed in its manifest, and those it did not."""
@@ -237,8 +247,9 @@ class ReportWriter:
         """The last window whose files were written, or None."""
         return self._last
 
-    def flush(self, k_last: int | None = None) -> FlushResult:
-        """Write the files that changed: the windows up to ``k_last`` (default: every window), and the run's files.
+    def flush(self, k_last: int | None = None, *, reload_s: int | None = None) -> FlushResult:
+        """Write the files that changed: the windows up to ``k_last`` (default: every window), and the run's files,
+        then the HTML report from them (reloading itself every ``reload_s`` seconds while the run is live).
 
         The summary and errors files hold the rows of those windows; the totals cover every event.
         """
@@ -247,7 +258,7 @@ class ReportWriter:
         span = engine.span()
         written: list[Path] = []
         failed: list[Path] = []
-        files: list[tuple[str, Callable[[], bytes]]] = []
+        files: list[tuple[str, Callable[[], bytes | None]]] = []
         if span is not None:
             k_min, k_max = span
             last = k_max if k_last is None else min(k_last, k_max)
@@ -279,6 +290,18 @@ class ReportWriter:
             files.append((THRESHOLDS_FILE, verdicts))
         elif THRESHOLDS_FILE in self._listed:  # a tail restarted without the thresholds it had: their verdicts go
             self._remove_thresholds_file()
+
+        def page() -> bytes | None:
+            if failed:  # made from the CSV files: once they are all written (the next flush)
+                return None
+            try:
+                return self._html.render(self.out_dir, reload_s=reload_s)
+            except ReportError as exc:  # a CSV file removed or damaged by hand: said; written at the next flush
+                self._note_failure(f"cannot write {self.out_dir / REPORT_HTML} ({exc}); it will be written again at "
+                                   "the next flush")
+                return None
+
+        files.append((REPORT_HTML, page))  # last: it is made from the files written before it
         self._write(files, written, failed)
         # Only now that the files are written: a flush stopped half-way (an exception, Ctrl-C) is done again whole.
         if span is not None and last is not None:
@@ -299,7 +322,8 @@ class ReportWriter:
             self._note_failure(f"cannot remove {self.out_dir / THRESHOLDS_FILE} ({exc.strerror or exc}); tried again "
                                "at the next flush")
 
-    def _write(self, files: list[tuple[str, Callable[[], bytes]]], written: list[Path], failed: list[Path]) -> None:
+    def _write(self, files: list[tuple[str, Callable[[], bytes | None]]], written: list[Path],
+               failed: list[Path]) -> None:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             # The manifest names a file before it exists: a crash never leaves a file of ours unlisted.
@@ -311,6 +335,9 @@ class ReportWriter:
             return
         for name, render in files:
             data = render()
+            if data is None:
+                failed.append(self.out_dir / name)
+                continue
             digest = _digest(data)
             if self._hashes.get(name) == digest:
                 continue
