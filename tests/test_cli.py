@@ -670,7 +670,7 @@ S = 1_000_000
 WINDOW_0, WINDOW_1 = "2026-11-24T22:00:00Z", "2026-11-24T22:01:00Z"
 RUN_FILES = {"session_tracking_summary.csv", "session_tracking_totals.csv", "session_tracking_errors.csv",
              "session_tracking_thresholds.csv", "session_tracking_report_20261124_220100.csv",
-             "session_tracking_report_20261124_220200.csv", ".tracker-reports.json"}
+             "session_tracking_report_20261124_220200.csv", "session_tracking_report.html", ".tracker-reports.json"}
 THRESHOLDS_HEADER = "scope,threshold,value,ok\n"
 
 
@@ -776,7 +776,8 @@ class TestThresholds:
         assert _replay(log, out, *_thresholds("response_time_ms_max<500", "run:error_rate<=0.01")) == 99
         assert capsys.readouterr() == (
             "read 1 log: 4 events, 0 rejected, 0 duplicates\n"
-            f"wrote 6 files to {out}: the summary, totals, errors, thresholds and 2 per-window session reports\n"
+            f"wrote 7 files to {out}: the summary, totals, errors, thresholds, 2 per-window session reports and the "
+            "HTML report, session_tracking_report.html\n"
             "whole run: 2026-11-24T22:00:00Z to 2026-11-24T22:01:10Z (70.0 s), 2 windows of 60 s\n"
             "  sessions 1 (at most 1 active), questions 0, answers 3 (0.043/s), cycles 0, errors 0 (error rate "
             "0.00%)\n"

@@ -260,7 +260,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         print(f"  rejected lines ({reasons}) in {result.quarantine.path}")
     windows = sum(1 for path in result.written if path.name.startswith("session_tracking_report_"))
     run_files = "the summary, totals, errors" + (", thresholds" if thresholds else "")
-    print(f"wrote {len(result.written)} files to {args.out}: {run_files} and {windows} per-window session reports")
+    print(f"wrote {len(result.written)} files to {args.out}: {run_files}, {windows} per-window session reports and "
+          "the HTML report, session_tracking_report.html")
     if result.removed:
         print(f"  removed {len(result.removed)} report files of an earlier run")
     print("\n".join(run_summary(result.engine)))
@@ -327,6 +328,44 @@ def _status(failed: bool | None, rejected: bool) -> int:
     """99 when a threshold failed, else 2 when the --junit file could not be written (None), else 1 when lines
     were rejected, else 0."""
     return EXIT_THRESHOLDS if failed else EXIT_USAGE if failed is None else EXIT_REJECTED if rejected else EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .html_report import REPORT_HTML, HtmlReport
+    from .output import add_to_manifest, write_atomically
+
+    out = Path(args.out)
+    data = HtmlReport().render(out)  # ReportError (no reports there) is a usage error
+    try:
+        write_atomically(out / REPORT_HTML, data)
+        add_to_manifest(out, REPORT_HTML)  # a later run into the folder replaces it as its own
+    except OSError as exc:
+        raise _UsageError(_cannot("write", exc)) from exc
+    print(f"wrote {out / REPORT_HTML} ({len(data):,} bytes) from the reports in {out}")
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import check_html, compare_html, evaluate_all, gate_lines, parse_gate, read_run, table_lines
+    from .output import write_atomically
+
+    gates = [parse_gate(text) for text in args.fail_if]  # a malformed gate: exit 2 before anything is read
+    html = check_html(args.html, (args.run_a, args.run_b))
+    a, b = read_run(args.run_a), read_run(args.run_b)
+    verdicts = evaluate_all(gates, a, b)
+    print("\n".join(table_lines(a, b)))
+    unwritten = False
+    try:
+        write_atomically(html, compare_html(a, b, verdicts))
+    except OSError as exc:  # the table is printed: say it, and keep the gates' status
+        print(f"tracker compare: error: cannot write --html {str(args.html)!r}: {exc.strerror or exc}",
+              file=sys.stderr)
+        unwritten = True
+    else:
+        print(f"wrote {args.html}")
+    if verdicts:
+        print("\n".join(gate_lines(verdicts)))
+    return EXIT_THRESHOLDS if not all(v.ok for v in verdicts) else EXIT_USAGE if unwritten else EXIT_OK
 
 
 _INTERVAL_HELP: Final = "window length in whole seconds, or with a unit: 90s, 5m, 1.5h, 1d (at most 366d)"
@@ -431,6 +470,38 @@ def _parser() -> argparse.ArgumentParser:
                        help=_MAX_LINE_HELP)
     tail_.add_argument("--quiet", action="store_true", help="no live view")
     tail_.set_defaults(run=_cmd_tail)
+
+    report = commands.add_parser(
+        "report", help="write the HTML report of a reports folder",
+        description="Write (again) the self-contained HTML report, session_tracking_report.html, from the CSV files "
+                    "of a folder that tracker replay or tracker tail wrote (also one made before the HTML report "
+                    "existed). Nothing else is changed.",
+        epilog="example: tracker report reports",
+    )
+    report.add_argument("out", metavar="OUT_DIR", help="a folder of tracker reports")
+    report.set_defaults(run=_cmd_report)
+
+    compare = commands.add_parser(
+        "compare", help="compare two runs' reports: figures, charts and gates",
+        description="Compare two report folders that tracker replay or tracker tail wrote: RUN_A the baseline, "
+                    "RUN_B the run compared with it. Prints the whole-run figures side by side with the change in "
+                    "percent ((B - A) / A; 'new' when A is 0, '-' when either is empty), writes an HTML page with "
+                    "both runs' curves (x: seconds since each run's start) and checks the --fail-if gates: exit "
+                    "status 99, after the page is written, when one fails.",
+        epilog="example: tracker compare baseline/ candidate/ --fail-if 'response_time_ms_p95>+10%' "
+               "--fail-if 'answers_per_s<-5%' --fail-if 'error_rate>+0.01'",
+    )
+    compare.add_argument("run_a", metavar="RUN_A", type=Path, help="the baseline run's report folder")
+    compare.add_argument("run_b", metavar="RUN_B", type=Path, help="the report folder of the run compared with it")
+    compare.add_argument("--html", type=Path, default=Path("compare.html"), metavar="FILE",
+                         help="where the comparison page goes (default: ./compare.html)")
+    compare.add_argument("--fail-if", action="append", default=[], metavar="EXPR", dest="fail_if",
+                         help="fail (exit status 99) when B is worse than A: COLUMN>+N%% (the change in percent is "
+                              "above N, e.g. 'response_time_ms_p95>+10%%'), COLUMN<-N%% (below -N, e.g. "
+                              "'answers_per_s<-5%%'), or without %% on the difference B - A (e.g. "
+                              "'error_rate>+0.01'); COLUMN any number column of the totals; a gate that cannot be "
+                              "evaluated (an empty value, a change in percent from 0) fails; repeatable")
+    compare.set_defaults(run=_cmd_compare)
 
     demo = commands.add_parser(
         "demo", help="run a simulated stress test",
