@@ -135,6 +135,7 @@ def run_demo(out: Path, config: DemoConfig, *, interval_s: int, command: str) ->
     lines += [f"check the log with:  {command} validate {log_arg}",
               f"replay it with:      {command} replay {log_arg} --out OTHER_DIR --interval {interval_s} "
               f"--goodput {limits} {gates}",
-              "                     (gives the same files as the live tail wrote)"]
+              "                     (gives the same files as the live tail wrote)",
+              f"the HTML report:     {reports / 'session_tracking_report.html'}"]
     print("\n".join(lines))
     return not tail.decoder.rejected.total(), not failed(tail.reporter.writer.verdicts)
