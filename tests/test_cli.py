@@ -152,6 +152,9 @@ class TestDemoCommand:
         assert main("demo", "--sessions", "4", "--duration", "1", "--out", str(tmp_path)) == 0
         out = capsys.readouterr().out
         assert all(f"session-000{i}" in out for i in range(4))
+        html = tmp_path / "reports" / "session_tracking_report.html"
+        assert out.endswith(f"the HTML report:     {html}\n")  # the last line: what to open
+        assert html.read_bytes().startswith(b"<!DOCTYPE html>")
         assert main("validate", str(tmp_path / "events.jsonl")) == 0
 
 

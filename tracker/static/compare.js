@@ -23,7 +23,7 @@
   for (const run of runs) {
     header.append(el("div", { class: "muted", id: `run-${run.label}` }, `${legend(run)} (${run.folder}): ` +
       (run.run_start ? `${run.run_start} to ${run.run_end} (UTC), ${cell(run.duration_s)} s, ` : "no events, ") +
-      `${run.x.length} windows`));
+      `${run.x.length} window${run.x.length === 1 ? "" : "s"}`));
   }
   if (data.gates.length) {
     const verdicts = el("div", { class: "verdicts", id: "verdicts" });
