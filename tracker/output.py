@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import orjson
 import polars as pl
@@ -147,6 +147,7 @@ class ReportWriter:
         self._failing: str | None = None  # the last write error, said once until a write succeeds
         self._listed: set[str] = set()  # the files the manifest names
         self._html = HtmlReport()
+        self._html_reload: int | None = None  # how the last page written reloads itself
 
     def earlier_files(self) -> tuple[set[str], set[str]]:
         """Report files in the folder: those an earlier writer listed in its manifest, and those it did not."""
@@ -258,7 +259,7 @@ class ReportWriter:
         span = engine.span()
         written: list[Path] = []
         failed: list[Path] = []
-        files: list[tuple[str, Callable[[], bytes | None]]] = []
+        files: list[tuple[str, Callable[[], bytes | Literal[False] | None]]] = []
         if span is not None:
             k_min, k_max = span
             last = k_max if k_last is None else min(k_last, k_max)
@@ -291,11 +292,15 @@ class ReportWriter:
         elif THRESHOLDS_FILE in self._listed:  # a tail restarted without the thresholds it had: their verdicts go
             self._remove_thresholds_file()
 
-        def page() -> bytes | None:
+        def page() -> bytes | Literal[False] | None:
             if failed:  # made from the CSV files: once they are all written (the next flush)
                 return None
+            if not written and self._html_reload == reload_s and REPORT_HTML in self._hashes:
+                return False  # no file it is made from changed: the same page
             try:
-                return self._html.render(self.out_dir, reload_s=reload_s)
+                data = self._html.render(self.out_dir, reload_s=reload_s)
+                self._html_reload = reload_s
+                return data
             except ReportError as exc:  # a CSV file removed or damaged by hand: said; written at the next flush
                 self._note_failure(f"cannot write {self.out_dir / REPORT_HTML} ({exc}); it will be written again at "
                                    "the next flush")
@@ -322,7 +327,7 @@ class ReportWriter:
             self._note_failure(f"cannot remove {self.out_dir / THRESHOLDS_FILE} ({exc.strerror or exc}); tried again "
                                "at the next flush")
 
-    def _write(self, files: list[tuple[str, Callable[[], bytes | None]]], written: list[Path],
+    def _write(self, files: list[tuple[str, Callable[[], bytes | Literal[False] | None]]], written: list[Path],
                failed: list[Path]) -> None:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -337,6 +342,8 @@ class ReportWriter:
             data = render()
             if data is None:
                 failed.append(self.out_dir / name)
+                continue
+            if data is False:  # unchanged, known without rendering it
                 continue
             digest = _digest(data)
             if self._hashes.get(name) == digest:
