@@ -260,24 +260,30 @@ class TestHtmlPage:
         assert (tmp_path / "compare.html").is_file()
 
     def test_refused_html(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """A folder, a report file's name in a run folder, and a missing folder are refused, exit 2; another name
-        in a run folder is fine."""
+        """A folder, a report file's name (in a run folder or any other), a log's name and a missing folder are
+        refused, exit 2; another name in a run folder is fine."""
         run = _copy(tmp_path)
+        (tmp_path / "other").mkdir()
+        (tmp_path / "events.jsonl").write_text("a log\n")
         before = sorted(p.name for p in run.iterdir())
         for html, message in (
                 (tmp_path, f"--html {str(tmp_path)!r} is a folder: give a file name"),
                 (run / "session_tracking_totals.csv",
-                 f"--html {str(run / 'session_tracking_totals.csv')!r} is named like a report file of the run folder "
-                 f"{str(run)!r}: give it another name"),
-                (run / "session_tracking_report.html",
-                 f"--html {str(run / 'session_tracking_report.html')!r} is named like a report file of the run "
-                 f"folder {str(run)!r}: give it another name"),
+                 f"--html {str(run / 'session_tracking_totals.csv')!r} is named like a file of a reports folder: give "
+                 "it another name"),
+                (tmp_path / "other" / "session_tracking_report.html",
+                 f"--html {str(tmp_path / 'other' / 'session_tracking_report.html')!r} is named like a file of a "
+                 "reports folder: give it another name"),
+                (tmp_path / "events.jsonl",
+                 f"--html {str(tmp_path / 'events.jsonl')!r} is named like a log (*.jsonl): give the page another "
+                 "name"),
                 (tmp_path / "nowhere" / "c.html",
                  f"--html {str(tmp_path / 'nowhere' / 'c.html')!r}: the folder {str(tmp_path / 'nowhere')!r} does not "
                  "exist")):
             assert main("compare", str(run), str(RUN_B), "--html", str(html)) == 2
             assert capsys.readouterr() == ("", f"tracker compare: error: {message}\n")
         assert sorted(p.name for p in run.iterdir()) == before
+        assert (tmp_path / "events.jsonl").read_text() == "a log\n"
         assert main("compare", str(RUN_B), str(run), "--html", str(run / "compare.html")) == 0
         assert (run / "compare.html").is_file()
 

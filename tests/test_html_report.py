@@ -23,6 +23,7 @@ from tests.conftest import Chromium
 from tests.helpers import T0, event
 from tracker.cli import main
 from tracker.events import Event
+from tracker.html_report import HtmlReport
 from tracker.page import STATIC
 from tracker.replayer import replay
 from tracker.tables import schemas
@@ -407,14 +408,17 @@ class TestPage:
         assert cell == ["s2", "2026-11-24T22:01:00Z", "1"]
         assert visit(tab, run.html, tip).result == ["s2\n2026-11-24T22:01:00.000Z: 1"]
 
-    def test_data_is_shown_as_text_never_as_html(self, tab: Tab, tmp_path: Path) -> None:
-        """Session ids, users, error kinds and messages that look like HTML run nothing (tooltips included)."""
+    @pytest.mark.parametrize("hostile", [HOSTILE, "<!--<script>", "</script><script>document.body.dataset.pwned=1"
+                                         "</script>"])
+    def test_data_is_shown_as_text_never_as_html(self, tab: Tab, tmp_path: Path, hostile: str) -> None:
+        """Session ids, users, error kinds and messages that look like HTML run nothing (tooltips included), and
+        cannot end the data block or make the parser swallow the scripts after it (``<!--<script>``)."""
         log = _write_log(tmp_path / "events.jsonl", [
-            event(1, HOSTILE, "session_registered", T0, username=HOSTILE, course_numbers=[]),
-            event(2, HOSTILE, "question_asked", T0 + S),
-            event(3, HOSTILE, "question_answered", T0 + 2 * S, response_time_ms=50.0),
-            event(4, HOSTILE, "question_asked", T0 + 3 * S),
-            event(5, HOSTILE, "error", T0 + 4 * S, error=HOSTILE, kind=HOSTILE),
+            event(1, hostile, "session_registered", T0, username=hostile, course_numbers=[]),
+            event(2, hostile, "question_asked", T0 + S),
+            event(3, hostile, "question_answered", T0 + 2 * S, response_time_ms=50.0),
+            event(4, hostile, "question_asked", T0 + 3 * S),
+            event(5, hostile, "error", T0 + 4 * S, error=hostile, kind=hostile),
         ])
         replay([log], tmp_path / "out", interval_s=INTERVAL_S)
 
@@ -431,7 +435,7 @@ class TestPage:
             })""")
 
         assert visit(tab, tmp_path / "out" / HTML, hover).result == {
-            "pwned": None, "images": 0, "session": HOSTILE, "message": HOSTILE}
+            "pwned": None, "images": 0, "session": hostile, "message": hostile}
 
 
 class TestLiveAndRewritten:
@@ -492,3 +496,61 @@ class TestSelfContained:
         assert re.findall(r"(?i)\b(?:src|href|srcset|action)\s*=", rest) == []
         assert re.findall(r"(?i)url\(|@import", rest) == []
         assert set(re.findall(r"https?://[^\s\"'<>)\\]+", echarts)) <= ECHARTS_URLS
+
+
+class TestBuilding:
+    """How the page is built from the files: a fold a file at a time, and damaged files said, never a traceback."""
+
+    def test_a_kept_fold_gives_the_page_of_a_fresh_build(self, tmp_path: Path) -> None:
+        """One builder used across replays of a growing log (files added, and files rewritten by a late event)
+        gives the bytes a new builder gives each time."""
+        events = _events()
+        builder = HtmlReport()
+        for cut in (len(events) // 3, 2 * len(events) // 3, len(events)):
+            out = _replay(_write_log(tmp_path / "events.jsonl", events[:cut]), tmp_path / "out")
+            assert builder.render(out) == HtmlReport().render(out)
+        late = event(999, "s1", "question_answered", T0 + 5 * 1_000_000, response_time_ms=12_345.0)
+        out = _replay(_write_log(tmp_path / "events.jsonl", [*events, late]), tmp_path / "out")
+        page = builder.render(out)
+        assert page == HtmlReport().render(out)
+        assert b"12345.0" in page  # the late answer is the worst p95 of its session's first window
+
+    @pytest.mark.parametrize(("name", "old", "new"), [
+        ("session_tracking_report_20261124_220100.csv", ",0\n", ",0x\n"),  # errors_total: not a number
+        ("session_tracking_summary.csv", "2026-11-24T22:00:00Z", "2026-11-24T22:00:00.000Z"),
+        ("session_tracking_errors.csv", ",1,1,", ",x,1,"),
+    ])
+    def test_a_file_changed_by_hand_is_an_error_naming_it(self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          name: str, old: str, new: str) -> None:
+        """tracker report on a folder with a file edited into something tracker does not write: exit 2 and a
+        message, no traceback, the old page left as it was."""
+        out = _replay(_write_log(tmp_path / "events.jsonl", _events()), tmp_path / "out")
+        page = (out / HTML).read_bytes()
+        text = (out / name).read_text()
+        assert old in text
+        (out / name).write_text(text.replace(old, new, 1))
+        assert main("report", str(out)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("tracker report: error: ")
+        assert "HTML report" in err
+        assert (out / HTML).read_bytes() == page
+
+    def test_a_tail_goes_on_when_a_file_is_changed_by_hand(self, tmp_path: Path) -> None:
+        """A per-window file edited by hand while the tail runs: the page is not written (a warning names the file),
+        the tail stops cleanly, and ``tracker report`` writes the page once the file is whole again."""
+        log = _write_log(tmp_path / "events.jsonl", _events())
+        out = tmp_path / "out"
+        tail = Tail([log], out, interval_s=INTERVAL_S, grace_s=0)
+        tail.step(now=0)
+        window = sorted(out.glob("session_tracking_report_2*.csv"))[0]
+        good = window.read_bytes()
+        window.write_bytes(good.replace(b"Z,", b".000Z,", 1))
+        with log.open("ab") as stream:
+            stream.write(orjson.dumps(event(998, "s9", "question_asked", T0 + 3600 * 1_000_000).to_record()) + b"\n")
+        final = tail.close()
+        assert final is not None
+        assert [p.name for p in final.failed] == [HTML]
+        assert any("HTML report" in w and window.name in w for w in tail.warnings)
+        window.write_bytes(good)
+        assert main("report", str(out)) == 0
+        assert (out / HTML).read_bytes() == HtmlReport().render(out)

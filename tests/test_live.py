@@ -209,7 +209,8 @@ class TestFlush:
         assert live.add_events([late]) == 1
         assert live.late == 1
         result = live.flush()
-        assert sorted(p.name for p in result.written) == sorted([first, SUMMARY_FILE, TOTALS_FILE, REPORT_HTML])
+        # The HTML report is not built again within a reload period of the last build (60 s here): the next one has it.
+        assert sorted(p.name for p in result.written) == sorted([first, SUMMARY_FILE, TOTALS_FILE])
         assert (out / first).read_bytes() != before
         expected = replay_files(tmp_path, [*events, late], 60)
         assert (out / first).read_bytes() == expected[first]

@@ -314,7 +314,7 @@ def gate_lines(verdicts: Sequence[GateVerdict]) -> list[str]:
 
 def check_html(html: str | os.PathLike[str], folders: Iterable[str | os.PathLike[str]]) -> Path:
     """The --html file, refused (CompareError) when it is a folder, not a regular file, in a folder that does not
-    exist, or a report file of a run folder (named like one, in it): before anything is read."""
+    exist, a log (``*.jsonl``) or named like a report file of any folder: before anything is read."""
     label = os.fspath(html)
     target = Path(os.path.realpath(html))
     if target.is_dir():
@@ -323,11 +323,11 @@ def check_html(html: str | os.PathLike[str], folders: Iterable[str | os.PathLike
         raise CompareError(f"--html {label!r} is not a regular file: it would be replaced; give a file name")
     if not target.parent.is_dir():
         raise CompareError(f"--html {label!r}: the folder {str(target.parent)!r} does not exist")
-    for folder in folders:
-        if target.parent == Path(os.path.realpath(folder)) and (
-                target.name.startswith(_REPORT_PREFIX) or target.name == MANIFEST_FILE):
-            raise CompareError(f"--html {label!r} is named like a report file of the run folder "
-                               f"{os.fspath(folder)!r}: give it another name")
+    if target.name.endswith(".jsonl"):
+        raise CompareError(f"--html {label!r} is named like a log (*.jsonl): give the page another name")
+    if target.name.startswith(_REPORT_PREFIX) or target.name == MANIFEST_FILE:
+        raise CompareError(f"--html {label!r} is named like a file of a reports folder: give it another name")
+    del folders  # any reports folder's files are refused by name, not only the two compared
     return target
 
 

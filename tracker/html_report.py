@@ -7,8 +7,9 @@ self-contained page (:mod:`tracker.page`). The per-session view takes each
 session's figures from the per-window files: its running totals at its last
 window, its worst window p95 and TTFT p95, its last status; the heatmap shows
 the sessions with the most answers and those with the worst p95 (at most
-:data:`TOP_SESSIONS` each). :class:`HtmlReport` keeps each per-window file's
-rows until the file changes, so a live tail reads only the files it rewrote.
+:data:`TOP_SESSIONS` each). :class:`HtmlReport` folds the per-window files
+one at a time and keeps the fold, so memory holds a row per session, and a
+live tail folds in only the files it added.
 """
 
 from __future__ import annotations
@@ -63,60 +64,120 @@ def _epoch_ms(column: str) -> pl.Expr:
 
 
 class HtmlReport:
-    """Builds the report page of a folder, keeping each per-window file's rows until that file changes."""
+    """Builds the report page of a folder. The per-session figures are folded over the per-window files one file at
+    a time (memory: a row per session, never every file's rows); the fold is kept, and a later build folds in only
+    the files added since, unless an earlier one changed (a late event): then it folds them all again."""
 
     def __init__(self) -> None:
-        self._windows: dict[str, tuple[_Key, pl.DataFrame]] = {}
-
-    def window_rows(self, out_dir: Path, names: Iterable[str]) -> pl.DataFrame:
-        """The per-window session rows of the files ``names`` (the summary's windows: not an earlier run's file, not
-        a user's), the columns the session view needs, oldest first; a file not written yet is left out."""
-        frames = []
-        seen = set()
-        for name in names:
-            path = out_dir / name
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            key = (path.name, st.st_size, st.st_mtime_ns)
-            cached = self._windows.get(path.name)
-            if cached is None or cached[0] != key:
-                cached = (key, _read(path, _SESSION_COLUMNS))
-                self._windows[path.name] = cached
-            seen.add(path.name)
-            frames.append(cached[1])
-        for name in set(self._windows) - seen:
-            del self._windows[name]
-        if not frames:
-            return pl.DataFrame(schema=dict.fromkeys(_SESSION_COLUMNS, pl.String))
-        return pl.concat(frames)
+        self._keys: list[_Key] = []
+        self._fold: pl.DataFrame | None = None
 
     def render(self, out_dir: str | os.PathLike[str], *, reload_s: int | None = None) -> bytes:
         """The page of ``out_dir``'s reports (reloading every ``reload_s`` seconds while the run is live)."""
         return report_html(report_data(out_dir, self), reload_s=reload_s)
 
+    def sessions(self, files: list[tuple[Path, _Key]]) -> pl.DataFrame:
+        """A row per session, folded over the per-window ``files`` (oldest first): see :func:`_fold`."""
+        keys = [key for _, key in files]
+        fold = self._fold if self._fold is not None and keys[:len(self._keys)] == self._keys else None
+        done = len(self._keys) if fold is not None else 0
+        for paths in _batches(files[done:]):
+            fold = _fold(fold, _window_rows(paths))
+        self._keys, self._fold = keys, fold
+        return fold if fold is not None else _fold(None, None)
+
+
+def _files(out: Path, names: Iterable[str]) -> list[tuple[Path, _Key]]:
+    """The per-window files of ``names`` that exist, each with what tells a changed file (name, size, time)."""
+    found = []
+    for name in names:
+        try:
+            st = (out / name).stat()
+        except OSError:
+            continue  # not written yet (a full disk): the next build has it
+        found.append((out / name, (name, st.st_size, st.st_mtime_ns)))
+    return found
+
+
+#: Per-window files read in one polars call (a row per session each: memory stays a few files' rows).
+_BATCH: Final = 256
+
+
+def _batches(files: list[tuple[Path, _Key]]) -> Iterable[list[Path]]:
+    for i in range(0, len(files), _BATCH):
+        yield [path for path, _ in files[i:i + _BATCH]]
+
+
+def _window_rows(paths: list[Path], sessions: Iterable[str] | None = None) -> pl.DataFrame:
+    """The per-window files' rows (in their order; only ``sessions``' when given), the columns the session view
+    needs, typed: ReportError naming the files when one is damaged."""
+    try:
+        rows = pl.scan_csv(paths, infer_schema=False).select(_SESSION_COLUMNS)
+        if sessions is not None:
+            rows = rows.filter(pl.col("session_id").is_in(list(sessions)))
+        return rows.with_columns(
+            pl.col("questions_answered", "questions_asked_total", "questions_answered_total", "errors_total")
+            .cast(pl.Int64), pl.col("response_time_ms_p95", "ttft_ms_p95").cast(pl.Float64),
+            _epoch_ms("window_start").alias("t")).collect()
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        names = ", ".join(repr(p.name) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+        raise ReportError(f"cannot read the per-window files {names} in {str(paths[0].parent)!r} for the HTML "
+                          f"report: a cell is not what tracker writes ({exc}); was one changed by hand? (tracker "
+                          "replay writes them again)") from exc
+
+
+#: A session's row in the session view: its figures at its last window and over its windows.
+_FOLDED: Final = {"session_id": pl.String, "username": pl.String, "questions": pl.Int64, "answers": pl.Int64,
+                  "errors": pl.Int64, "worst_p95_ms": pl.Float64, "worst_ttft_p95_ms": pl.Float64,
+                  "status": pl.String, "answered": pl.Int64}
+
+
+def _fold(fold: pl.DataFrame | None, rows: pl.DataFrame | None) -> pl.DataFrame:
+    """The session rows after one more window's rows: running totals and name and status as of the latest window,
+    the worst window p95 and TTFT p95, and the answers summed (``answered``, to rank the heatmap's sessions)."""
+    if rows is None:
+        return pl.DataFrame(schema=_FOLDED) if fold is None else fold
+    part = rows.select(
+        "session_id", "username", pl.col("questions_asked_total").alias("questions"),
+        pl.col("questions_answered_total").alias("answers"), pl.col("errors_total").alias("errors"),
+        pl.col("response_time_ms_p95").alias("worst_p95_ms"), pl.col("ttft_ms_p95").alias("worst_ttft_p95_ms"),
+        "status", pl.col("questions_answered").alias("answered"))
+    both = part if fold is None else pl.concat([fold, part])
+    return both.group_by("session_id", maintain_order=True).agg(
+        pl.col("username").last(), pl.col("questions").max(), pl.col("answers").max(), pl.col("errors").max(),
+        pl.col("worst_p95_ms").max(), pl.col("worst_ttft_p95_ms").max(), pl.col("status").last(),
+        pl.col("answered").sum())
+
 
 def report_data(out_dir: str | os.PathLike[str], cache: HtmlReport | None = None) -> dict[str, object]:
-    """What the page shows, from the folder's CSV files (ReportError when the summary or totals is missing)."""
+    """What the page shows, from the folder's CSV files (ReportError when they are missing or damaged)."""
     out = Path(out_dir)
     if not (out / _SUMMARY).is_file() or not (out / _TOTALS).is_file():
         raise ReportError(f"{str(out)!r} holds no tracker reports ({_SUMMARY} and {_TOTALS}): run tracker replay or "
                           "tracker tail into it first")
+    try:
+        return _data(out, cache if cache is not None else HtmlReport())
+    except (pl.exceptions.PolarsError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ReportError(f"the reports in {str(out)!r} cannot be read for the HTML report: a file is not what "
+                          f"tracker writes ({type(exc).__name__}: {exc}); was one changed by hand? (tracker replay "
+                          "writes them again)") from exc
+
+
+def _data(out: Path, cache: HtmlReport) -> dict[str, object]:
     summary, totals = _read(out / _SUMMARY), _read(out / _TOTALS)
     errors = _read(out / _ERRORS) if (out / _ERRORS).is_file() else None
     thresholds = _read(out / _THRESHOLDS) if (out / _THRESHOLDS).is_file() else None
     times = summary.select(_epoch_ms("window_start").alias("start"), _epoch_ms("window_end").alias("end"))
-    names = [session_file_name(end * 1000) for end in times["end"].to_list()]
-    rows = (cache if cache is not None else HtmlReport()).window_rows(out, names)
+    files = _files(out, [session_file_name(end * 1000) for end in times["end"].to_list()])
     starts: list[int] = times["start"].to_list()
+    sessions = cache.sessions(files).sort("session_id")
     return {
         "totals": dict(zip(totals.columns, totals.row(0), strict=True)) if totals.height else {},
         "windows": {"start": starts, **{c: [_number(v) for v in summary[c].to_list()]
                                          for c in _SERIES if c in summary.columns}},
         "errors": _errors(errors, starts),
-        "sessions": _sessions(rows),
-        "heatmap": _heatmap(rows, len(starts)),
+        "sessions": {"columns": list(_FOLDED)[:-1], "rows": [list(r) for r in sessions.drop("answered").rows()]},
+        "heatmap": _heatmap(files, sessions, len(starts)),
         "thresholds": [] if thresholds is None else [list(r) for r in thresholds.rows()],
     }
 
@@ -137,41 +198,23 @@ def _errors(errors: pl.DataFrame | None, starts: list[int]) -> dict[str, object]
     return {"kinds": dict(sorted(kinds.items())), "rows": rows}
 
 
-def _sessions(rows: pl.DataFrame) -> dict[str, object]:
-    """A row per session: its running totals at its last window, its worst window p95 and TTFT p95, last status."""
-    columns = ["session_id", "username", "questions", "answers", "errors", "worst_p95_ms", "worst_ttft_p95_ms",
-               "status"]
-    if not rows.height:
-        return {"columns": columns, "rows": []}
-    number = pl.col
-    table = (rows.with_columns(*(number(c).cast(pl.Float64) for c in ("response_time_ms_p95", "ttft_ms_p95")),
-                               *(number(c).cast(pl.Int64) for c in ("questions_asked_total",
-                                                                    "questions_answered_total", "errors_total")))
-             .group_by("session_id", maintain_order=True)
-             .agg(pl.col("username").last(), pl.col("questions_asked_total").max(),
-                  pl.col("questions_answered_total").max(), pl.col("errors_total").max(),
-                  pl.col("response_time_ms_p95").max(), pl.col("ttft_ms_p95").max(), pl.col("status").last())
-             .sort("session_id"))
-    return {"columns": columns, "rows": [list(r) for r in table.rows()]}
-
-
-def _heatmap(rows: pl.DataFrame, windows: int) -> dict[str, object]:
-    """Sessions x windows of answers, and of p95, for the top sessions by each (most answers; worst p95)."""
+def _heatmap(files: list[tuple[Path, _Key]], sessions: pl.DataFrame, windows: int) -> dict[str, object]:
+    """Sessions x windows of answers, and of p95, for the top sessions by each (most answers; worst p95): the files
+    are read again for those sessions' cells only."""
     top = max(1, min(TOP_SESSIONS, _MAX_CELLS // max(1, windows)))
-    if not rows.height:
-        return {"answers": {"sessions": [], "cells": []}, "p95": {"sessions": [], "cells": []}}
-    cells = rows.select(_epoch_ms("window_start").alias("t"), "session_id",
-                        pl.col("questions_answered").cast(pl.Int64).alias("answers"),
-                        pl.col("response_time_ms_p95").cast(pl.Float64).alias("p95"))
+    ranked = {measure: sessions.drop_nulls(rank).sort([rank, "session_id"], descending=[True, False]).head(top)[
+        "session_id"].to_list() for measure, rank in (("answers", "answered"), ("p95", "worst_p95_ms"))}
+    chosen = {sid for ids in ranked.values() for sid in ids}
+    cells: list[tuple[int, str, int | None, float | None]] = []
+    for paths in _batches(files) if chosen else ():
+        rows = _window_rows(paths, chosen)
+        cells += rows.select("t", "session_id", "questions_answered", "response_time_ms_p95").rows()
     out: dict[str, object] = {}
-    for measure, rank in (("answers", pl.col("answers").sum()), ("p95", pl.col("p95").max())):
-        ranked = (cells.group_by("session_id").agg(rank.alias("rank")).drop_nulls("rank")
-                  .sort(["rank", "session_id"], descending=[True, False]).head(top))
-        ids = ranked["session_id"].to_list()
-        position = {sid: i for i, sid in enumerate(ids)}
-        chosen = cells.filter(pl.col("session_id").is_in(ids)).drop_nulls(measure)
-        out[measure] = {"sessions": ids, "cells": [[t, position[sid], v] for t, sid, v in
-                                                    chosen.select("t", "session_id", measure).iter_rows()]}
+    for measure, column in (("answers", 2), ("p95", 3)):
+        position = {sid: i for i, sid in enumerate(ranked[measure])}
+        out[measure] = {"sessions": ranked[measure],
+                        "cells": [[c[0], position[c[1]], c[column]] for c in cells
+                                  if c[1] in position and c[column] is not None]}
     return out
 
 

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -148,6 +149,7 @@ class ReportWriter:
         self._listed: set[str] = set()  # the files the manifest names
         self._html = HtmlReport()
         self._html_reload: int | None = None  # how the last page written reloads itself
+        self._html_due = 0.0  # while live, the page is not built again before this (time.monotonic())
 
     def earlier_files(self) -> tuple[set[str], set[str]]:
         """Report files in the folder: those an earlier writer listed in its manifest, and those it did not."""
@@ -295,11 +297,16 @@ class ReportWriter:
         def page() -> bytes | Literal[False] | None:
             if failed:  # made from the CSV files: once they are all written (the next flush)
                 return None
-            if not written and self._html_reload == reload_s and REPORT_HTML in self._hashes:
-                return False  # no file it is made from changed: the same page
+            if REPORT_HTML in self._hashes and self._html_reload == reload_s and (not written or (
+                    reload_s is not None and time.monotonic() < self._html_due)):
+                # No file it is made from changed: the same page. Or live, and built less than a reload (or ten
+                # builds' time: at most a tenth of the time goes to the page) ago: the next flush builds it.
+                return False
             try:
+                start = time.monotonic()
                 data = self._html.render(self.out_dir, reload_s=reload_s)
-                self._html_reload = reload_s
+                now = time.monotonic()
+                self._html_reload, self._html_due = reload_s, now + max(reload_s or 0, 10 * (now - start))
                 return data
             except ReportError as exc:  # a CSV file removed or damaged by hand: said; written at the next flush
                 self._note_failure(f"cannot write {self.out_dir / REPORT_HTML} ({exc}); it will be written again at "

@@ -38,8 +38,11 @@ def _scripts(script: str) -> bytes:
 
 
 def _json(data: object) -> str:
-    """JSON that cannot end its <script> block (``</`` is written ``<\\/``)."""
-    return orjson.dumps(data).decode().replace("</", "<\\/")
+    """JSON that an HTML parser reads as plain text inside its <script> block: ``<``, ``>`` and ``&`` (which only
+    occur inside strings) are written ``\\u003c``, ``\\u003e``, ``\\u0026``, so no value can end the block
+    (``</script>``) or switch the parser into another state (``<!--<script>`` would swallow the scripts after it)."""
+    return (orjson.dumps(data).decode().replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("&", "\\u0026"))
 
 
 def page(title: str, data: Mapping[str, object], script: str, *, reload_s: int | None = None) -> bytes:
