@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 # Only light modules here: ``tracker emit`` (and its --help) must start without polars or watchfiles. The
 # commands that need them import them when they run.
@@ -98,9 +98,24 @@ def _cannot(verb: str, exc: OSError) -> str:
     return f"cannot {verb}{name}: {exc.strerror or exc}"
 
 
+def _human(args: argparse.Namespace) -> TextIO:
+    """Where the human summary goes: stdout, or stderr when stdout is for --json's object."""
+    return sys.stderr if getattr(args, "json", False) else sys.stdout
+
+
+def _print_json(result: dict[str, object]) -> None:
+    from .results import dumps
+
+    print(dumps(result))
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .decoder import Decoder, Quarantine, Rejected
     from .logs import decode_log, expand_logs, quarantine_outputs, refuse_outputs_that_are_logs
+    from .progress import ReadProgress, progress_wanted
+
+    human = _human(args)
+    per_log: list[dict[str, object]] = []
 
     decoder = Decoder(max_line_bytes=args.max_line_bytes)
     quarantine = Quarantine(args.quarantine) if args.quarantine else None
@@ -111,31 +126,53 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         raise _UsageError(_cannot("read", exc)) from exc
     if quarantine is not None:
         refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine))
+    progress = ReadProgress(_size(paths), label="validate", enabled=progress_wanted(args.quiet))
+    seen = [0, 0]  # events and rejected lines the progress line has counted
+
+    def advance(nbytes: int) -> None:
+        events, rejected = decoder.events, decoder.rejected.total()
+        progress.advance(nbytes, events - seen[0], rejected - seen[1])
+        seen[:] = [events, rejected]
+
     try:
-        for path in paths:
-            events, rejected, duplicates = decoder.events, decoder.rejected.total(), decoder.duplicates
-            try:
-                for item in decode_log(path, decoder):
-                    if isinstance(item, Rejected):
-                        print(f"  {item.describe()}")
-                        if quarantine is not None:
-                            quarantine.add(item)
-            except OSError as exc:
-                raise _UsageError(_cannot("read", exc)) from exc
-            print(f"{path}: {decoder.events - events} events, {decoder.rejected.total() - rejected} rejected, "
-                  f"{decoder.duplicates - duplicates} duplicates")
+        with progress:
+            for path in paths:
+                events, rejected, duplicates = decoder.events, decoder.rejected.total(), decoder.duplicates
+                try:
+                    for item in decode_log(path, decoder, on_span=advance):
+                        if isinstance(item, Rejected):
+                            print(f"  {item.describe()}", file=human)
+                            if quarantine is not None:
+                                quarantine.add(item)
+                except OSError as exc:
+                    raise _UsageError(_cannot("read", exc)) from exc
+                counts = (decoder.events - events, decoder.rejected.total() - rejected,
+                          decoder.duplicates - duplicates)
+                per_log.append(dict(zip(("path", "events", "rejected", "duplicates"), (str(path), *counts),
+                                        strict=True)))
+                print(f"{path}: {counts[0]} events, {counts[1]} rejected, {counts[2]} duplicates", file=human)
     finally:
         if quarantine is not None:
             quarantine.close()
     if len(paths) > 1:
-        print(f"total: {decoder.events} events, {decoder.rejected.total()} rejected, {decoder.duplicates} duplicates")
-    for line in (*counts_lines("events by type:", dict(sorted(decoder.by_type.items()))),
-                 *counts_lines("rejected lines by reason:", dict(sorted(decoder.rejected.items()))),
+        print(f"total: {decoder.events} events, {decoder.rejected.total()} rejected, {decoder.duplicates} duplicates",
+              file=human)
+    by_type, by_reason = dict(sorted(decoder.by_type.items())), dict(sorted(decoder.rejected.items()))
+    for line in (*counts_lines("events by type:", by_type), *counts_lines("rejected lines by reason:", by_reason),
                  *counts_lines("writers with missing sequence numbers:", decoder.gaps())):
-        print(line)
-    if quarantine is not None and quarantine.count:
-        print(f"{quarantine.count} rejected lines written to {quarantine.path} (reasons in {quarantine.reasons_path})")
-    return EXIT_REJECTED if decoder.rejected.total() else EXIT_OK
+        print(line, file=human)
+    quarantined = quarantine is not None and quarantine.count
+    if quarantine is not None and quarantined:
+        print(f"{quarantine.count} rejected lines written to {quarantine.path} (reasons in {quarantine.reasons_path})",
+              file=human)
+    status = EXIT_REJECTED if decoder.rejected.total() else EXIT_OK
+    if args.json:
+        _print_json({"command": "validate", "version": 1, "exit_status": status, "logs": per_log,
+                     "events": decoder.events, "by_type": by_type, "duplicates": decoder.duplicates,
+                     "rejected": {"total": decoder.rejected.total(), "by_reason": by_reason},
+                     "writers_with_gaps": dict(decoder.gaps()),
+                     "quarantine": str(quarantine.path) if quarantine is not None and quarantined else None})
+    return status
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -203,14 +240,14 @@ def _refuse_junit(junit: Path, logs: Sequence[Path]) -> None:
 
 
 def _verdicts(args: argparse.Namespace, thresholds: list[Any], verdicts: Sequence[Any],
-              logs: Sequence[Path]) -> bool | None:
+              logs: Sequence[Path], human: TextIO) -> bool | None:
     """Print the thresholds' table and write the --junit file; True when a threshold failed, None when the --junit
     file could not be written (and none failed)."""
     from .output import write_atomically
     from .thresholds import failed, junit_xml, report_lines
 
     if thresholds:
-        print("\n".join(report_lines(verdicts, thresholds)))
+        print("\n".join(report_lines(verdicts, thresholds)), file=human)
     if args.junit is not None:
         _refuse_junit(args.junit, logs)  # again: a followed folder may have gained it
         try:
@@ -223,16 +260,25 @@ def _verdicts(args: argparse.Namespace, thresholds: list[Any], verdicts: Sequenc
             print(f"tracker {args.command}: error: cannot write --junit {str(args.junit)!r}: "
                   f"{exc.strerror or exc}", file=sys.stderr)
             return True if failed(verdicts) else None
-        print(f"JUnit report in {args.junit}")
+        print(f"JUnit report in {args.junit}", file=human)
     return failed(verdicts)
 
 
+def _size(paths: Sequence[Path]) -> int:
+    """The logs' bytes, for the progress line (a file that cannot be read counts 0: its error comes later)."""
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
+    return total
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from .logs import expand_logs
+    from .progress import ReadProgress, progress_wanted
     from .replayer import replay
 
     in_main = threading.current_thread() is threading.main_thread()
-    from .logs import expand_logs
-
     try:
         logs = expand_logs(args.logs)
     except OSError:
@@ -240,10 +286,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     thresholds = _thresholds(args, logs)
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
-        result = replay(args.logs, args.out, interval_s=args.interval, quarantine_path=args.quarantine,
-                        memory_bytes=int(args.memory * 2**20), spool_dir=args.spool_dir,
-                        max_line_bytes=args.max_line_bytes, session_timeout_s=args.session_timeout,
-                        goodput=args.goodput, thresholds=thresholds)
+        with ReadProgress(_size(logs), label="replay", enabled=progress_wanted(args.quiet)) as progress:
+            result = replay(args.logs, args.out, interval_s=args.interval, quarantine_path=args.quarantine,
+                            memory_bytes=int(args.memory * 2**20), spool_dir=args.spool_dir,
+                            max_line_bytes=args.max_line_bytes, session_timeout_s=args.session_timeout,
+                            goodput=args.goodput, thresholds=thresholds, on_block=progress.advance)
     except OSError as exc:
         raise _UsageError(_cannot("use", exc)) from exc
     except (_Terminated, KeyboardInterrupt):
@@ -252,20 +299,34 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
-    read, rejected = result.read, result.rejected
+    read, rejected, human = result.read, result.rejected, _human(args)
     print(f"read {len(result.logs)} log{'s' if len(result.logs) != 1 else ''}: {read.events} events, "
-          f"{rejected.total()} rejected, {read.duplicates} duplicates")
+          f"{rejected.total()} rejected, {read.duplicates} duplicates", file=human)
     if result.quarantine.count:
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
-        print(f"  rejected lines ({reasons}) in {result.quarantine.path}")
+        print(f"  rejected lines ({reasons}) in {result.quarantine.path}", file=human)
     windows = sum(1 for path in result.written if path.name.startswith("session_tracking_report_"))
     run_files = "the summary, totals, errors" + (", thresholds" if thresholds else "")
     print(f"wrote {len(result.written)} files to {args.out}: {run_files}, {windows} per-window session reports and "
-          "the HTML report, session_tracking_report.html")
+          "the HTML report, session_tracking_report.html", file=human)
     if result.removed:
-        print(f"  removed {len(result.removed)} report files of an earlier run")
-    print("\n".join(run_summary(result.engine)))
-    return _status(_verdicts(args, thresholds, result.verdicts, result.logs), bool(rejected))
+        print(f"  removed {len(result.removed)} report files of an earlier run", file=human)
+    print("\n".join(run_summary(result.engine)), file=human)
+    status = _status(_verdicts(args, thresholds, result.verdicts, result.logs, human), bool(rejected))
+    if args.json:
+        from .results import run_figures, verdicts_json
+
+        _print_json({
+            "command": "replay", "version": 1, "exit_status": status, "logs": [str(p) for p in result.logs],
+            "out": str(args.out), "interval_s": args.interval, "events": read.events, "by_type": read.by_type,
+            "duplicates": read.duplicates,
+            "rejected": {"total": rejected.total(), "by_reason": dict(sorted(rejected.items()))},
+            "quarantine": str(result.quarantine.path) if result.quarantine.count else None,
+            "files_written": sorted(p.name for p in result.written),
+            "files_removed": sorted(p.name for p in result.removed),
+            "windows": len(list(result.engine.windows())), "run": run_figures(result.tables.totals),
+            "thresholds": verdicts_json(result.verdicts), "junit": None if args.junit is None else str(args.junit)})
+    return status
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
@@ -294,7 +355,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _UsageError(_cannot("use", exc)) from exc
     names = ", ".join(str(p) for p in args.logs)
-    view = LiveView(f"tracker tail {names} -> {args.out}") if not args.quiet else None
+    view = LiveView(f"tracker tail {names} -> {args.out}", _human(args)) if not args.quiet else None
     stop = threading.Event()
     # Ctrl-C and SIGTERM only ask the tail to stop between two steps: an interrupt inside a step (a flush half
     # written, an engine half updated) could lose events.
@@ -307,21 +368,38 @@ def _cmd_tail(args: argparse.Namespace) -> int:
         final = tail.close()
         if view is not None:
             view.close(tail)
-    stats = tail.stats
-    print(f"stopped: {stats.events} events, {tail.decoder.rejected.total()} rejected lines, "
+    stats, human, rejected = tail.stats, _human(args), tail.decoder.rejected
+    print(f"stopped: {stats.events} events, {rejected.total()} rejected lines, "
           f"{tail.reporter.late} late events, {stats.rotations} rotations, {stats.truncations} truncations, "
-          f"{tail.reporter.engine.duplicates} duplicates")
+          f"{tail.reporter.engine.duplicates} duplicates", file=human)
     if tail.quarantine.count:
-        print(f"  rejected lines in {tail.quarantine.path}")
+        print(f"  rejected lines in {tail.quarantine.path}", file=human)
     if final is None or final.failed:
         missing = "no report could be made" if final is None else f"{len(final.failed)} report files not written"
         print(f"tracker tail: {missing} in {args.out} (see the warnings above); replay the logs once the cause is "
               "fixed", file=sys.stderr)
-        return EXIT_USAGE
-    print(f"reports in {args.out} (every window written; replay gives the same files)")
-    print("\n".join(run_summary(tail.reporter.engine)))
-    return _status(_verdicts(args, thresholds, tail.reporter.writer.verdicts, tail.paths()),
-                   bool(tail.decoder.rejected.total()))
+        status = EXIT_USAGE
+    else:
+        print(f"reports in {args.out} (every window written; replay gives the same files)", file=human)
+        print("\n".join(run_summary(tail.reporter.engine)), file=human)
+        status = _status(_verdicts(args, thresholds, tail.reporter.writer.verdicts, tail.paths(), human),
+                         bool(rejected.total()))
+    if args.json:
+        from .results import run_figures, verdicts_json
+
+        _print_json({
+            "command": "tail", "version": 1, "exit_status": status, "logs": [str(p) for p in args.logs],
+            "out": str(args.out), "interval_s": args.interval, "events": stats.events,
+            "by_type": {t: n for t, n in sorted(tail.reporter.engine.counts.items()) if n},
+            "duplicates": tail.reporter.engine.duplicates,
+            "rejected": {"total": rejected.total(), "by_reason": dict(sorted(rejected.items()))},
+            "late": tail.reporter.late, "rotations": stats.rotations, "truncations": stats.truncations,
+            "quarantine": str(tail.quarantine.path) if tail.quarantine.count else None,
+            "files_failed": [] if final is None else sorted(p.name for p in final.failed),
+            "run": run_figures(tail.reporter.engine.totals()),
+            "thresholds": verdicts_json(tail.reporter.writer.verdicts),
+            "junit": None if args.junit is None else str(args.junit)})
+    return status
 
 
 def _status(failed: bool | None, rejected: bool) -> int:
@@ -353,7 +431,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     html = check_html(args.html, (args.run_a, args.run_b))
     a, b = read_run(args.run_a), read_run(args.run_b)
     verdicts = evaluate_all(gates, a, b)
-    print("\n".join(table_lines(a, b)))
+    human = _human(args)
+    print("\n".join(table_lines(a, b)), file=human)
     unwritten = False
     try:
         write_atomically(html, compare_html(a, b, verdicts))
@@ -362,12 +441,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
               file=sys.stderr)
         unwritten = True
     else:
-        print(f"wrote {args.html}")
+        print(f"wrote {args.html}", file=human)
     if verdicts:
-        print("\n".join(gate_lines(verdicts)))
-    return EXIT_THRESHOLDS if not all(v.ok for v in verdicts) else EXIT_USAGE if unwritten else EXIT_OK
+        print("\n".join(gate_lines(verdicts)), file=human)
+    status = EXIT_THRESHOLDS if not all(v.ok for v in verdicts) else EXIT_USAGE if unwritten else EXIT_OK
+    if args.json:
+        from .compare import figure_rows
+        from .results import compare_result
+
+        _print_json(compare_result(a, b, figure_rows(a, b), verdicts, None if unwritten else html, status))
+    return status
 
 
+_JSON_HELP: Final = ("print the result as one JSON object on stdout (schema: schemas/output.schema.json); the human "
+                     "summary goes to stderr")
 _INTERVAL_HELP: Final = "window length in whole seconds, or with a unit: 90s, 5m, 1.5h, 1d (at most 366d)"
 _TIMEOUT_HELP: Final = ("a session with no event for this long before the run's last event counts as ended, "
                         "status timed_out, at its last event plus the timeout: seconds, or with a unit: 90s, 5m, "
@@ -414,6 +501,8 @@ def _parser() -> argparse.ArgumentParser:
                           help="append rejected lines verbatim to FILE (reasons to FILE.reasons.jsonl)")
     validate.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
                           help=_MAX_LINE_HELP)
+    validate.add_argument("--json", action="store_true", help=_JSON_HELP)
+    validate.add_argument("--quiet", action="store_true", help="no progress line on a terminal")
     validate.set_defaults(run=_cmd_validate)
 
     replay_ = commands.add_parser(
@@ -440,6 +529,8 @@ def _parser() -> argparse.ArgumentParser:
                               f"(default: {DEFAULT_MEMORY_BYTES >> 20})")
     replay_.add_argument("--spool-dir", type=Path, metavar="DIR",
                          help="where events beyond --memory wait, in a temporary folder (default: OUT)")
+    replay_.add_argument("--json", action="store_true", help=_JSON_HELP)
+    replay_.add_argument("--quiet", action="store_true", help="no progress line on a terminal")
     replay_.set_defaults(run=_cmd_replay)
 
     tail_ = commands.add_parser(
@@ -469,6 +560,7 @@ def _parser() -> argparse.ArgumentParser:
     tail_.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
                        help=_MAX_LINE_HELP)
     tail_.add_argument("--quiet", action="store_true", help="no live view")
+    tail_.add_argument("--json", action="store_true", help=_JSON_HELP)
     tail_.set_defaults(run=_cmd_tail)
 
     report = commands.add_parser(
@@ -501,6 +593,7 @@ def _parser() -> argparse.ArgumentParser:
                               "'answers_per_s<-5%%'), or without %% on the difference B - A (e.g. "
                               "'error_rate>+0.01'); COLUMN any number column of the totals; a gate that cannot be "
                               "evaluated (an empty value, a change in percent from 0) fails; repeatable")
+    compare.add_argument("--json", action="store_true", help=_JSON_HELP)
     compare.set_defaults(run=_cmd_compare)
 
     demo = commands.add_parser(

@@ -9,15 +9,16 @@ import glob
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from .batch import BLOCK_BYTES, split_blocks
+from .batch import BLOCK_BYTES, Span, split_blocks
 from .decoder import Decoder, Quarantine, Rejected
 from .errors import OutputIsInputError
 from .events import Event
 from .follow import FILE_KINDS, folder_entries
+from .limits import DEFAULT_MAX_LINE_BYTES
 from .output import (
     ERRORS_FILE,
     MANIFEST_FILE,
@@ -32,6 +33,7 @@ __all__ = (
     "decode_log",
     "expand_logs",
     "folder_logs",
+    "measured_spans",
     "open_log",
     "quarantine_outputs",
     "refuse_outputs_that_are_logs",
@@ -156,15 +158,37 @@ def quarantine_outputs(quarantine: Quarantine) -> list[tuple[str, Path]]:
     return [("the quarantine file", quarantine.path), ("the quarantine's reasons file", quarantine.reasons_path)]
 
 
-def decode_log(path: str | os.PathLike[str], decoder: Decoder, *,
-               block_bytes: int = BLOCK_BYTES) -> Iterator[Event | Rejected]:
+def measured_spans(stream: BinaryIO, block_bytes: int = BLOCK_BYTES,
+                   max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[tuple[Span, int]]:
+    """The spans of :func:`tracker.batch.split_blocks`, each with the bytes of the log it stands for, so the
+    counts sum to the bytes read (the file's size for a finished log): a span's ``len(data)``, but a ``too_long``
+    span counts the rest of its line too, skipped unread (up to where the next span starts, or the end of the
+    stream), so it comes only once that is known: after the next span is read."""
+    held: Span | None = None
+    for span in split_blocks(stream, block_bytes, max_line_bytes):
+        if held is not None:
+            yield held, span.offset - held.offset
+            held = None
+        if span.too_long:
+            held = span
+        else:
+            yield span, len(span.data)
+    if held is not None:
+        yield held, stream.tell() - held.offset
+
+
+def decode_log(path: str | os.PathLike[str], decoder: Decoder, *, block_bytes: int = BLOCK_BYTES,
+               on_span: Callable[[int], None] | None = None) -> Iterator[Event | Rejected]:
     """Every line of a finished log as events and rejections, one by one with ``decoder`` (its counts and
     duplicates), cut into lines as replay cuts them (:func:`tracker.batch.split_blocks`): a line longer than
     ``decoder.max_line_bytes`` is ``too_long`` (its first bytes kept, the rest skipped unread into memory),
-    whether it ends or not; an unterminated last line is ``unterminated``. Memory stays within a block."""
+    whether it ends or not; an unterminated last line is ``unterminated``. Memory stays within a block.
+
+    ``on_span``, when given, is called with each span's byte count after its lines were yielded (see
+    :func:`measured_spans`: the counts sum to the log's size, an over-long line's skipped rest included)."""
     source = os.fspath(path)
     with open_log(path) as stream:
-        for span in split_blocks(stream, block_bytes, decoder.max_line_bytes):
+        for span, nbytes in measured_spans(stream, block_bytes, decoder.max_line_bytes):
             if span.too_long:
                 yield decoder.too_long(span.data, source=source, line_no=span.first_line, offset=span.offset)
             elif not span.ended:
@@ -175,3 +199,5 @@ def decode_log(path: str | os.PathLike[str], decoder: Decoder, *,
                     raw = piece + b"\n"
                     yield from decoder.decode(raw, source=source, line_no=line_no, offset=offset)
                     offset, line_no = offset + len(raw), line_no + 1
+            if on_span is not None:
+                on_span(nbytes)

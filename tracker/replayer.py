@@ -16,17 +16,24 @@ from __future__ import annotations
 
 import os
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .batch import BLOCK_BYTES, Block, Span, decode_span, split_blocks
+from .batch import BLOCK_BYTES, Block, Span, decode_span
 from .decoder import QUARANTINE_FILE, Decoder, Quarantine
 from .engine import Engine, Tables
 from .events import EVENT_TYPES
 from .limits import DEFAULT_INTERVAL_S, DEFAULT_MAX_LINE_BYTES, DEFAULT_MEMORY_BYTES
-from .logs import expand_logs, open_log, quarantine_outputs, refuse_outputs_that_are_logs, report_outputs
+from .logs import (
+    expand_logs,
+    measured_spans,
+    open_log,
+    quarantine_outputs,
+    refuse_outputs_that_are_logs,
+    report_outputs,
+)
 from .output import ReportWriter
 from .store import WindowStore
 from .thresholds import Threshold, Verdict
@@ -69,40 +76,49 @@ def _decode(span: Span, path: Path, max_line_bytes: int, engine: Engine) -> Bloc
 
 
 def _decoded(paths: Sequence[Path], block_bytes: int, max_line_bytes: int, workers: int,
-             engine: Engine) -> Iterator[Block]:
-    """The logs' blocks, decoded and keyed in order by ``workers`` threads, a few blocks ahead of the caller.
+             engine: Engine) -> Iterator[tuple[Block, int]]:
+    """The logs' blocks, decoded and keyed in order by ``workers`` threads, a few blocks ahead of the caller, each
+    with the bytes of the log it stands for (:func:`~tracker.logs.measured_spans`: they sum to the logs' sizes).
 
     polars and file reads release the GIL, so parsing blocks and the caller's
     work overlap on several cores. The caller counts rejections from the blocks.
     """
     with ThreadPoolExecutor(workers, thread_name_prefix="tracker-decode") as pool:
-        pending: deque[Future[Block]] = deque()
+        pending: deque[tuple[Future[Block], int]] = deque()
         try:
             for path in paths:
                 with open_log(path) as stream:
-                    for span in split_blocks(stream, block_bytes, max_line_bytes):
-                        pending.append(pool.submit(_decode, span, path, max_line_bytes, engine))
+                    for span, nbytes in measured_spans(stream, block_bytes, max_line_bytes):
+                        pending.append((pool.submit(_decode, span, path, max_line_bytes, engine), nbytes))
                         while len(pending) > workers:
-                            yield pending.popleft().result()
+                            future, size = pending.popleft()
+                            yield future.result(), size
             while pending:
-                yield pending.popleft().result()
+                future, size = pending.popleft()
+                yield future.result(), size
         finally:
-            for future in pending:
+            for future, _ in pending:
                 future.cancel()
 
 
 def read_events(paths: Sequence[Path], quarantine: Quarantine, engine: Engine, *, block_bytes: int = BLOCK_BYTES,
-                max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, workers: int = 2) -> Counter[str]:
+                max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, workers: int = 2,
+                on_block: Callable[[int, int, int], None] | None = None) -> Counter[str]:
     """Fold every valid event of the logs into ``engine``, in read order; rejected lines go to ``quarantine``.
 
-    Returns the rejected lines' count by reason.
+    Returns the rejected lines' count by reason. ``on_block``, when given (a progress display), is called after
+    each block is folded in, with the bytes of the log it stands for (over a run they sum to the logs' sizes, an
+    over-long line's skipped rest included), its events (duplicates included: the engine drops those) and its
+    rejected lines.
     """
     rejected: Counter[str] = Counter()
-    for block in _decoded(paths, block_bytes, max_line_bytes, workers, engine):
+    for block, nbytes in _decoded(paths, block_bytes, max_line_bytes, workers, engine):
         for line in block.rejected:
             quarantine.add(line)
             rejected[line.reason] += 1
         engine.add(block.frame)
+        if on_block is not None:
+            on_block(nbytes, block.frame.height, len(block.rejected))
     return rejected
 
 
@@ -119,6 +135,7 @@ def replay(
     session_timeout_s: float | None = None,
     goodput: dict[str, float] | None = None,
     thresholds: Sequence[Threshold] = (),
+    on_block: Callable[[int, int, int], None] | None = None,
 ) -> ReplayResult:
     """Write the reports of ``logs`` into ``out_dir`` and return what was read and written.
 
@@ -132,7 +149,7 @@ def replay(
     read from a pattern or folder). Lines longer than ``max_line_bytes`` are rejected as ``too_long``. With
     ``session_timeout_s``, a session silent that long before the run's last event timed out (:mod:`tracker.sessions`).
     ``goodput`` limits add the goodput columns; ``thresholds`` are checked into ``session_tracking_thresholds.csv``
-    (their verdicts are in the result).
+    (their verdicts are in the result). ``on_block`` is called after each block read (see :func:`read_events`).
     Raises :class:`OutputIsInputError`, before anything is removed or written, when the quarantine (or its
     reasons file) or a report file in ``out_dir`` is one of the logs.
     """
@@ -149,7 +166,8 @@ def replay(
         earlier = writer.own_earlier_files()  # before anything is read or written
         quarantine.reset()  # this replay's rejected lines only: the same logs give the same files
         try:
-            rejected = read_events(paths, quarantine, engine, block_bytes=block_bytes, max_line_bytes=max_line_bytes)
+            rejected = read_events(paths, quarantine, engine, block_bytes=block_bytes, max_line_bytes=max_line_bytes,
+                                   on_block=on_block)
         finally:
             quarantine.close()
         flushed = writer.flush()
