@@ -13,6 +13,7 @@ import sys
 import termios
 import time
 from pathlib import Path
+from typing import Final
 
 import orjson
 import pytest
@@ -209,3 +210,47 @@ class TestCommands:
             text = _ANSI.sub("", _child(False, True, args, stdout.fileno()).decode())
         assert "events/s" in text
         assert orjson.loads((tmp_path / "stdout").read_bytes())["events"] == 200
+
+    def test_rejected_lines_stay_clear_of_the_line(self, tmp_path: Path) -> None:
+        """validate with stdout and stderr on one terminal: each rejected line is a line of its own, never drawn
+        after a stale progress line (they go above the line, through its console)."""
+        log = _log(tmp_path / "events.jsonl", 3000, bad=5)
+        args = [sys.executable, "-m", "tracker", "validate", str(log)]
+        screen = _screen(_child(False, True, args, status=1).decode())
+        rejected = [line for line in screen if "schema:" in line]
+        assert len(rejected) == 5, screen
+        assert all(line.startswith("  ") and "━" not in line for line in rejected), rejected
+        assert screen[-1].startswith("validate ━") or any(line.startswith("validate ━") for line in screen)
+
+
+_CSI: Final = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])")
+
+
+def _screen(output: str) -> list[str]:
+    """The lines a terminal shows after ``output``: carriage returns, newlines, erase-line (``ESC[2K``) and
+    cursor-up (``ESC[nA``) played as a terminal plays them; colours and other sequences ignored."""
+    lines, row, col = [""], 0, 0
+    position = 0
+    while position < len(output):
+        match = _CSI.match(output, position)
+        if match is not None:
+            argument, command = match.groups()
+            if command == "K" and argument == "2":
+                lines[row], col = "", 0
+            elif command == "A":
+                row = max(0, row - int(argument or "1"))
+            position = match.end()
+            continue
+        char = output[position]
+        position += 1
+        if char == "\r":
+            col = 0
+        elif char == "\n":
+            row, col = row + 1, 0
+            if row == len(lines):
+                lines.append("")
+        else:
+            line = lines[row]
+            lines[row] = line[:col] + char + line[col + 1:]
+            col += 1
+    return [line for line in lines if line.strip()]

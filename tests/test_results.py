@@ -145,3 +145,33 @@ class TestTail:
         assert status == result["exit_status"] == 0
         assert (result["events"], result["late"], result["rotations"], result["files_failed"]) == (6, 0, 0, [])
         _as_file(result["run"], _totals(out))
+
+
+class TestEdges:
+    def test_a_value_json_cannot_hold_is_the_files_text(self, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+        """Two answers of 1e308 and 1.7e308 ms overflow the mean: the files write inf, and so does the JSON (not
+        null, which means an empty cell), in the run and in a verdict."""
+        log = tmp_path / "log.jsonl"
+        log.write_bytes(b"".join(orjson.dumps(event(i, "s1", "question_answered", T0 + i * S,
+                                                    response_time_ms=rt).to_record()) + b"\n"
+                                 for i, rt in ((1, 1e308), (2, 1.7e308))))
+        assert main("replay", str(log), "--out", str(tmp_path / "out"), "--threshold", "run:response_time_ms_mean<5",
+                    "--json") == 99
+        result, _ = _json(capsys)
+        assert _totals(tmp_path / "out")["response_time_ms_mean"] == "inf"
+        assert result["run"]["response_time_ms_mean"] == "inf"
+        assert result["thresholds"][0]["value"] == "inf"
+
+    def test_junit_is_null_when_not_written(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """tail --json --junit whose folder went away: the JSON names no JUnit file, and the failed threshold's 99
+        stays."""
+        log, out, folder = _log(tmp_path / "log.jsonl"), tmp_path / "out", tmp_path / "ci"
+        folder.mkdir()
+        with _sigterm_once_following(before=folder.rmdir):
+            status = main("tail", str(log), "--out", str(out), "--interval", "60", "--quiet", "--json",
+                          "--threshold", "run:errors<1", "--junit", str(folder / "junit.xml"))
+        result, err = _json(capsys)
+        assert status == result["exit_status"] == 99
+        assert result["junit"] is None
+        assert "cannot write --junit" in err

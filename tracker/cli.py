@@ -141,7 +141,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 try:
                     for item in decode_log(path, decoder, on_span=advance):
                         if isinstance(item, Rejected):
-                            print(f"  {item.describe()}", file=human)
+                            progress.say(f"  {item.describe()}", human)
                             if quarantine is not None:
                                 quarantine.add(item)
                 except OSError as exc:
@@ -150,7 +150,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                           decoder.duplicates - duplicates)
                 per_log.append(dict(zip(("path", "events", "rejected", "duplicates"), (str(path), *counts),
                                         strict=True)))
-                print(f"{path}: {counts[0]} events, {counts[1]} rejected, {counts[2]} duplicates", file=human)
+                progress.say(f"{path}: {counts[0]} events, {counts[1]} rejected, {counts[2]} duplicates", human)
     finally:
         if quarantine is not None:
             quarantine.close()
@@ -250,6 +250,7 @@ def _verdicts(args: argparse.Namespace, thresholds: list[Any], verdicts: Sequenc
         print("\n".join(report_lines(verdicts, thresholds)), file=human)
     if args.junit is not None:
         _refuse_junit(args.junit, logs)  # again: a followed folder may have gained it
+        args.junit_written = False
         try:
             # Into the file a symlink names (the link stays), never over something that is not a file.
             target = Path(os.path.realpath(args.junit))
@@ -260,6 +261,7 @@ def _verdicts(args: argparse.Namespace, thresholds: list[Any], verdicts: Sequenc
             print(f"tracker {args.command}: error: cannot write --junit {str(args.junit)!r}: "
                   f"{exc.strerror or exc}", file=sys.stderr)
             return True if failed(verdicts) else None
+        args.junit_written = True
         print(f"JUnit report in {args.junit}", file=human)
     return failed(verdicts)
 
@@ -274,13 +276,15 @@ def _size(paths: Sequence[Path]) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from .decoder import QUARANTINE_FILE
     from .logs import expand_logs
     from .progress import ReadProgress, progress_wanted
     from .replayer import replay
 
     in_main = threading.current_thread() is threading.main_thread()
     try:
-        logs = expand_logs(args.logs)
+        quarantine = Path(args.quarantine) if args.quarantine is not None else Path(args.out) / QUARANTINE_FILE
+        logs = expand_logs(args.logs, exclude=[quarantine, quarantine.with_name(f"{quarantine.name}.reasons.jsonl")])
     except OSError:
         logs = []  # replay says what cannot be read
     thresholds = _thresholds(args, logs)
@@ -318,14 +322,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
         _print_json({
             "command": "replay", "version": 1, "exit_status": status, "logs": [str(p) for p in result.logs],
-            "out": str(args.out), "interval_s": args.interval, "events": read.events, "by_type": read.by_type,
+            "out": str(args.out), "interval_s": args.interval, "events": read.events,
+            "by_type": dict(sorted(read.by_type.items())),
             "duplicates": read.duplicates,
             "rejected": {"total": rejected.total(), "by_reason": dict(sorted(rejected.items()))},
             "quarantine": str(result.quarantine.path) if result.quarantine.count else None,
             "files_written": sorted(p.name for p in result.written),
             "files_removed": sorted(p.name for p in result.removed),
             "windows": len(list(result.engine.windows())), "run": run_figures(result.tables.totals),
-            "thresholds": verdicts_json(result.verdicts), "junit": None if args.junit is None else str(args.junit)})
+            "thresholds": verdicts_json(result.verdicts),
+            "junit": str(args.junit) if getattr(args, "junit_written", False) else None})
     return status
 
 
@@ -398,7 +404,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
             "files_failed": [] if final is None else sorted(p.name for p in final.failed),
             "run": run_figures(tail.reporter.engine.totals()),
             "thresholds": verdicts_json(tail.reporter.writer.verdicts),
-            "junit": None if args.junit is None else str(args.junit)})
+            "junit": str(args.junit) if getattr(args, "junit_written", False) else None})
     return status
 
 

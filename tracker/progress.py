@@ -75,6 +75,14 @@ class ReadProgress:
         if self._progress is not None:
             self._progress.stop()  # draws the line a last time and leaves it
 
+    def say(self, text: str, stream: TextIO) -> None:
+        """Write a line of the command's output to ``stream``: above the progress line when both are on the terminal
+        (a plain write there would be drawn over), else to ``stream`` as it is."""
+        if self._progress is not None and stream.isatty():
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, file=stream)
+
     def advance(self, nbytes: int, events: int = 0, rejected: int = 0) -> None:
         """Count ``nbytes`` more read, holding ``events`` events and ``rejected`` rejected lines."""
         if self._progress is None or self._task is None:

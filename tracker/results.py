@@ -4,13 +4,16 @@ Each object has ``command``, ``version`` (of this format; see the schemas in
 ``schemas/``) and ``exit_status``, then the command's own fields. The
 whole-run figures (``run``) are the totals file's cells, typed: an integer, a
 number as the file writes it (3 decimals, 4 for rates between 0 and 1), a
-time as its ISO-8601 text, or null for an empty cell.
+time as its ISO-8601 text, or null for an empty cell. A value JSON has no
+number for (a mean of huge times overflowing) is the file's text: ``"inf"``,
+``"-inf"`` or ``"NaN"``, never null.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -47,8 +50,13 @@ def _typed(name: str, text: str, dtype: pl.DataType) -> object:
     if dtype.is_integer():
         return int(text)
     if dtype.is_float():
-        return float(text)
+        return _number(float(text))
     return text
+
+
+def _number(value: float) -> float | str:
+    """A float, or the CSV's text for one JSON cannot hold (``inf``, ``-inf``, ``NaN``)."""
+    return value if math.isfinite(value) else "NaN" if math.isnan(value) else "inf" if value > 0 else "-inf"
 
 
 def run_figures(totals: pl.DataFrame) -> dict[str, object]:
@@ -60,7 +68,8 @@ def run_figures(totals: pl.DataFrame) -> dict[str, object]:
 def verdicts_json(verdicts: Iterable[Verdict]) -> list[dict[str, object]]:
     """Each threshold verdict: its scope (a window's start, ``run`` or ``windows``), the threshold, the value as the
     files write it (null when none) and whether it held."""
-    return [{"scope": v.scope, "threshold": v.threshold.text, "value": v.value, "ok": v.ok} for v in verdicts]
+    return [{"scope": v.scope, "threshold": v.threshold.text,
+             "value": _number(v.value) if isinstance(v.value, float) else v.value, "ok": v.ok} for v in verdicts]
 
 
 def compare_result(a: Run, b: Run, rows: Sequence[tuple[str, str, str, str]], verdicts: Sequence[GateVerdict],
@@ -71,8 +80,10 @@ def compare_result(a: Run, b: Run, rows: Sequence[tuple[str, str, str, str]], ve
         return {"folder": r.folder, "run_start": r.totals.get("run_start") or None,
                 "run_end": r.totals.get("run_end") or None, "windows": len(r.windows)}
 
-    def cell(text: str) -> float | None:
-        return None if text in ("", "-") else float(text)
+    def cell(text: str) -> int | float | str | None:
+        if text in ("", "-"):
+            return None
+        return int(text) if text.lstrip("-").isdigit() else _number(float(text))
 
     return {"command": "compare", "version": VERSION, "exit_status": status, "run_a": run(a), "run_b": run(b),
             "figures": [{"figure": name, "a": cell(va), "b": cell(vb), "change": change}
