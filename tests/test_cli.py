@@ -73,6 +73,18 @@ class TestEmitCommand:
 
 
 class TestValidateCommand:
+    def test_sigterm_stops_with_status_130(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """SIGTERM while validate reads: exit 130 and a message saying the counts are partial, no traceback."""
+        log = tmp_path / "big.jsonl"
+        line = _log_line(1)
+        log.write_bytes(b"".join(line.replace(b'"seq":1', b'"seq":%d' % i).replace(b'"t-1"', b'"t-%d"' % i)
+                                 for i in range(1, 600_001)))
+        with _sigterm_once_following():
+            status = main("validate", str(log))
+        assert status == 130
+        assert capsys.readouterr().err == (
+            "tracker validate: stopped before the end: the counts above cover the logs read so far\n")
+
     def test_clean_log(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A clean log prints its counts by type and exits 0."""
         log = tmp_path / "log.jsonl"

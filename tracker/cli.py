@@ -134,6 +134,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         progress.advance(nbytes, events - seen[0], rejected - seen[1])
         seen[:] = [events, rejected]
 
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         with progress:
             for path in paths:
@@ -151,7 +153,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 per_log.append(dict(zip(("path", "events", "rejected", "duplicates"), (str(path), *counts),
                                         strict=True)))
                 progress.say(f"{path}: {counts[0]} events, {counts[1]} rejected, {counts[2]} duplicates", human)
+    except (_Terminated, KeyboardInterrupt):
+        print("tracker validate: stopped before the end: the counts above cover the logs read so far",
+              file=sys.stderr)
+        return EXIT_STOPPED
     finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
         if quarantine is not None:
             quarantine.close()
     if len(paths) > 1:
