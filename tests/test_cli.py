@@ -73,17 +73,28 @@ class TestEmitCommand:
 
 
 class TestValidateCommand:
-    def test_sigterm_stops_with_status_130(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """SIGTERM while validate reads: exit 130 and a message saying the counts are partial, no traceback."""
-        log = tmp_path / "big.jsonl"
-        line = _log_line(1)
-        log.write_bytes(b"".join(line.replace(b'"seq":1', b'"seq":%d' % i).replace(b'"t-1"', b'"t-%d"' % i)
-                                 for i in range(1, 600_001)))
-        with _sigterm_once_following():
-            status = main("validate", str(log))
-        assert status == 130
-        assert capsys.readouterr().err == (
-            "tracker validate: stopped before the end: the counts above cover the logs read so far\n")
+    def test_sigterm_stops_with_status_130(self, tmp_path: Path) -> None:
+        """SIGTERM while validate reads (sent once it has finished a first log and reads a long second one): exit
+        130 and a message saying the counts are partial, no traceback."""
+        small, big = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+        small.write_bytes(_log_line(1))
+        line = _log_line(2)
+        big.write_bytes(b"".join(line.replace(b'"seq":2', b'"seq":%d' % i).replace(b'"t-2"', b'"t-%d"' % i)
+                                 for i in range(2, 800_002)))
+        child = subprocess.Popen([sys.executable, "-u", "-m", "tracker", "validate", str(small), str(big)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            assert child.stdout is not None
+            first = child.stdout.readline()  # the first log's line: it now reads the second
+            assert first.startswith(str(small).encode()), first
+            child.send_signal(signal.SIGTERM)
+            out, err = child.communicate(timeout=TIMEOUT)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert child.returncode == 130, (out, err)
+        assert err == b"tracker validate: stopped before the end: the counts above cover the logs read so far\n"
 
     def test_clean_log(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A clean log prints its counts by type and exits 0."""
