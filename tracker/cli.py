@@ -485,6 +485,22 @@ _MAX_LINE_HELP: Final = (f"reject longer lines as too_long, keeping their first 
                          f"default: {DEFAULT_MAX_LINE_BYTES}, 1 MiB)")
 
 
+def _report_options(command: argparse.ArgumentParser, threshold_help: str) -> None:
+    """The options replay and tail share: where the reports go, how they are made, what gates them."""
+    command.add_argument("--out", required=True, type=Path, help="folder for the reports")
+    command.add_argument("--interval", type=interval, default=DEFAULT_INTERVAL_S, metavar="DURATION",
+                         help=f"{_INTERVAL_HELP} (default: {DEFAULT_INTERVAL_S} s)")
+    command.add_argument("--session-timeout", type=session_timeout, metavar="DURATION", help=_TIMEOUT_HELP)
+    command.add_argument("--threshold", action="append", default=[], metavar="EXPR", help=threshold_help)
+    command.add_argument("--junit", type=Path, metavar="FILE", help="write the thresholds' verdicts as JUnit XML")
+    command.add_argument("--goodput", type=goodput, metavar="LIMITS", help=_GOODPUT_HELP)
+    command.add_argument("--quarantine", type=Path, metavar="FILE",
+                         help="where rejected lines go (default: OUT/quarantine.jsonl)")
+    command.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
+                         help=_MAX_LINE_HELP)
+    command.add_argument("--json", action="store_true", help=_JSON_HELP)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracker", description="Track what every session of a chatbot stress test did, from its event log."
@@ -527,23 +543,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay_.add_argument("logs", metavar="LOG", nargs="+",
                          help="log files, quoted glob patterns, or folders (their *.jsonl files)")
-    replay_.add_argument("--out", required=True, type=Path, help="folder for the reports")
-    replay_.add_argument("--interval", type=interval, default=DEFAULT_INTERVAL_S, metavar="DURATION",
-                         help=f"{_INTERVAL_HELP} (default: {DEFAULT_INTERVAL_S} s)")
-    replay_.add_argument("--session-timeout", type=session_timeout, metavar="DURATION", help=_TIMEOUT_HELP)
-    replay_.add_argument("--threshold", action="append", default=[], metavar="EXPR", help=_THRESHOLD_HELP)
-    replay_.add_argument("--junit", type=Path, metavar="FILE", help="write the thresholds' verdicts as JUnit XML")
-    replay_.add_argument("--goodput", type=goodput, metavar="LIMITS", help=_GOODPUT_HELP)
-    replay_.add_argument("--quarantine", type=Path, metavar="FILE",
-                         help="where rejected lines go (default: OUT/quarantine.jsonl)")
-    replay_.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
-                         help=_MAX_LINE_HELP)
+    _report_options(replay_, _THRESHOLD_HELP)
     replay_.add_argument("--memory", type=memory_mib, default=DEFAULT_MEMORY_BYTES / 2**20, metavar="MIB",
                          help=f"events held in memory before the rest wait on disk, 0 to {MAX_MEMORY_MIB} (1 TiB) "
                               f"(default: {DEFAULT_MEMORY_BYTES >> 20})")
     replay_.add_argument("--spool-dir", type=Path, metavar="DIR",
                          help="where events beyond --memory wait, in a temporary folder (default: OUT)")
-    replay_.add_argument("--json", action="store_true", help=_JSON_HELP)
     replay_.add_argument("--quiet", action="store_true", help="no progress line on a terminal")
     replay_.set_defaults(run=_cmd_replay)
 
@@ -558,23 +563,12 @@ def _parser() -> argparse.ArgumentParser:
     tail_.add_argument("logs", metavar="LOG_OR_DIR", nargs="+", type=Path,
                        help="log files, or folders (their *.jsonl files); a path that does not exist yet is "
                             "waited for")
-    tail_.add_argument("--out", required=True, type=Path, help="folder for the reports")
-    tail_.add_argument("--interval", type=interval, default=DEFAULT_INTERVAL_S, metavar="DURATION",
-                       help=f"{_INTERVAL_HELP} (default: {DEFAULT_INTERVAL_S} s)")
+    _report_options(tail_, _THRESHOLD_HELP + "; a window that fails one is said when it closes")
     tail_.add_argument("--grace", type=grace, default=DEFAULT_GRACE_S, metavar="DURATION",
                        help="how long after a window's end late events are awaited: seconds, or with a unit: "
                             f"0.5s, 90s, 5m, 1h (at most 1d; default: {DEFAULT_GRACE_S} s)")
-    tail_.add_argument("--session-timeout", type=session_timeout, metavar="DURATION", help=_TIMEOUT_HELP)
-    tail_.add_argument("--threshold", action="append", default=[], metavar="EXPR",
-                       help=_THRESHOLD_HELP + "; a window that fails one is said when it closes")
-    tail_.add_argument("--junit", type=Path, metavar="FILE", help="write the thresholds' verdicts as JUnit XML")
-    tail_.add_argument("--goodput", type=goodput, metavar="LIMITS", help=_GOODPUT_HELP)
     tail_.add_argument("--checkpoint-dir", type=Path, metavar="DIR", help="default: OUT/.tracker-checkpoint")
-    tail_.add_argument("--quarantine", type=Path, metavar="FILE", help="default: OUT/quarantine.jsonl")
-    tail_.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
-                       help=_MAX_LINE_HELP)
     tail_.add_argument("--quiet", action="store_true", help="no live view")
-    tail_.add_argument("--json", action="store_true", help=_JSON_HELP)
     tail_.set_defaults(run=_cmd_tail)
 
     report = commands.add_parser(
