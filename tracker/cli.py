@@ -218,6 +218,7 @@ def _check_junit(args: argparse.Namespace, logs: Sequence[Path], reports: Sequen
     """Refuse a --junit file that is a log, one of the command's own files (reports, quarantine, checkpoint), a
     folder, or in a folder that does not exist: before anything is read, not after an hour of tail."""
     from .decoder import QUARANTINE_FILE
+    from .logs import new_file_problem
     from .tail import CHECKPOINT_DIR
 
     junit, out = Path(os.path.realpath(args.junit)), Path(os.path.realpath(args.out))
@@ -231,13 +232,9 @@ def _check_junit(args: argparse.Namespace, logs: Sequence[Path], reports: Sequen
             or junit.is_relative_to(checkpoints):
         raise _UsageError(f"--junit {str(args.junit)!r} is one of the files this command writes (a report, the "
                           "quarantine or the checkpoint): give it another name")
-    if junit.is_dir():
-        raise _UsageError(f"--junit {str(args.junit)!r} is a folder: give a file name")
-    if junit.exists() and not junit.is_file():  # /dev/null, a FIFO: a new file would be renamed over it
-        raise _UsageError(f"--junit {str(args.junit)!r} is not a regular file: it would be replaced; give a file "
-                          "name")
-    if not junit.parent.is_dir():
-        raise _UsageError(f"--junit {str(args.junit)!r}: the folder {str(junit.parent)!r} does not exist")
+    problem = new_file_problem(junit)
+    if problem is not None:
+        raise _UsageError(f"--junit {str(args.junit)!r}{':' if problem.startswith('the folder') else ''} {problem}")
 
 
 def _refuse_junit(junit: Path, logs: Sequence[Path]) -> None:
@@ -442,7 +439,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .output import write_atomically
 
     gates = [parse_gate(text) for text in args.fail_if]  # a malformed gate: exit 2 before anything is read
-    html = check_html(args.html, (args.run_a, args.run_b))
+    html = check_html(args.html)
     a, b = read_run(args.run_a), read_run(args.run_b)
     verdicts = evaluate_all(gates, a, b)
     human = _human(args)

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Final
 
 from .errors import TrackerError
+from .logs import new_file_problem
 from .output import MANIFEST_FILE, SUMMARY_FILE, TOTALS_FILE
 from .page import page
 from .tables import GOODPUT_SCHEMA, TOTALS_SCHEMA
@@ -312,22 +313,18 @@ def gate_lines(verdicts: Sequence[GateVerdict]) -> list[str]:
             *(f"  {'ok' if v.ok else 'FAIL':<4}  {v.gate.text:<{width}}  {v.detail}" for v in verdicts)]
 
 
-def check_html(html: str | os.PathLike[str], folders: Iterable[str | os.PathLike[str]]) -> Path:
-    """The --html file, refused (CompareError) when it is a folder, not a regular file, in a folder that does not
-    exist, a log (``*.jsonl``) or named like a report file of any folder: before anything is read."""
+def check_html(html: str | os.PathLike[str]) -> Path:
+    """The --html file, refused (CompareError) when it cannot be written (:func:`tracker.logs.new_file_problem`),
+    is named like a log (``*.jsonl``) or like a file of any reports folder: before anything is read."""
     label = os.fspath(html)
     target = Path(os.path.realpath(html))
-    if target.is_dir():
-        raise CompareError(f"--html {label!r} is a folder: give a file name")
-    if target.exists() and not target.is_file():  # /dev/null, a FIFO: a new file would be renamed over it
-        raise CompareError(f"--html {label!r} is not a regular file: it would be replaced; give a file name")
-    if not target.parent.is_dir():
-        raise CompareError(f"--html {label!r}: the folder {str(target.parent)!r} does not exist")
+    problem = new_file_problem(target)
+    if problem is not None:
+        raise CompareError(f"--html {label!r}{':' if problem.startswith('the folder') else ''} {problem}")
     if target.name.endswith(".jsonl"):
         raise CompareError(f"--html {label!r} is named like a log (*.jsonl): give the page another name")
     if target.name.startswith(_REPORT_PREFIX) or target.name == MANIFEST_FILE:
         raise CompareError(f"--html {label!r} is named like a file of a reports folder: give it another name")
-    del folders  # any reports folder's files are refused by name, not only the two compared
     return target
 
 

@@ -142,6 +142,20 @@ def refuse_outputs_that_are_logs(logs: Iterable[str | os.PathLike[str]],
                                      "choose another path")
 
 
+def new_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a file a command will write (atomically: a new file renamed over the path) cannot be ``path``, or None:
+    a folder, something that is not a regular file (/dev/null, a FIFO: the rename would replace it), or a path
+    whose folder does not exist."""
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        return "is a folder: give a file name"
+    if target.exists() and not target.is_file():
+        return "is not a regular file: it would be replaced; give a file name"
+    if not target.parent.is_dir():
+        return f"the folder {str(target.parent)!r} does not exist"
+    return None
+
+
 def report_outputs(out_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     """The files a report writer may write or remove in ``out_dir`` that exist now, for
     :func:`refuse_outputs_that_are_logs`."""

@@ -59,7 +59,6 @@ __all__ = (
     "write_atomically",
 )
 
-_REPORT_NAME: Final = REPORT_NAME
 FLOAT_PRECISION: Final = 3
 _FORMULA_START: Final = r"^[=+\-@\t\r]"
 _SECOND: Final = 1_000_000
@@ -156,10 +155,10 @@ class ReportWriter:
         listed: set[str] = set()
         try:
             names = orjson.loads((self.out_dir / MANIFEST_FILE).read_bytes()).get("files", [])
-            listed = {n for n in names if isinstance(n, str) and _REPORT_NAME.fullmatch(n)}
+            listed = {n for n in names if isinstance(n, str) and REPORT_NAME.fullmatch(n)}
         except (OSError, ValueError, AttributeError):
             pass  # no manifest, or not ours: nothing is taken as ours
-        present = {p.name for p in self.out_dir.glob("session_tracking_*.csv") if _REPORT_NAME.fullmatch(p.name)} \
+        present = {p.name for p in self.out_dir.glob("session_tracking_*.csv") if REPORT_NAME.fullmatch(p.name)} \
             if self.out_dir.is_dir() else set()
         return present & listed, present - listed
 
@@ -215,7 +214,7 @@ class ReportWriter:
         last, stale, pending, hashes = (state.get(k) for k in ("last", "stale_from", "pending", "hashes"))
         if not (all(v is None or type(v) is int for v in (last, stale)) and isinstance(pending, list)
                 and all(type(k) is int for k in pending) and isinstance(hashes, dict)
-                and all(isinstance(n, str) and _REPORT_NAME.fullmatch(n) and isinstance(h, str) and len(h) == 32
+                and all(isinstance(n, str) and REPORT_NAME.fullmatch(n) and isinstance(h, str) and len(h) == 32
                         for n, h in hashes.items())):
             raise ValueError("writer state: damaged")
         self._last, self._stale_from, self._pending = last, stale, set(pending)

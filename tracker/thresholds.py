@@ -17,12 +17,12 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final, Literal, cast
 
 import polars as pl
 
 from .errors import ThresholdError
+from .events import format_ts
 from .tables import FOUR_DECIMALS, GOODPUT_COLUMNS
 
 __all__ = ("NO_WINDOW", "OPS", "Threshold", "Verdict", "evaluate", "failed", "junit_xml", "parse_threshold",
@@ -57,10 +57,6 @@ def _text(column: str, value: float | None) -> str | None:
     if value is None or isinstance(value, int):
         return None if value is None else str(value)
     return "NaN" if math.isnan(value) else f"{value:.{_DECIMALS.get(column, _FLOAT_DECIMALS)}f}"
-
-
-def _iso(us: int) -> str:
-    return datetime.fromtimestamp(us // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -138,7 +134,7 @@ def _unique(thresholds: Iterable[Threshold]) -> list[Threshold]:
 
 def _window_verdicts(threshold: Threshold, summary: pl.DataFrame) -> list[Verdict]:
     rows = summary.select("window_start", threshold.column).drop_nulls(threshold.column).sort("window_start")
-    return [Verdict(threshold, _iso(start), start, _written(threshold.column, value), threshold.passes(value))
+    return [Verdict(threshold, format_ts(start), start, _written(threshold.column, value), threshold.passes(value))
             for start, value in rows.iter_rows()]
 
 
