@@ -34,7 +34,8 @@ from .decoder import DEFAULT_MAX_LINE_BYTES, Decoder, Rejected
 from .events import CURRENT_VERSION, END_TS, EVENT_TYPES, MIN_TS, Event
 from .frames import EVENT_SCHEMA, events_frame
 
-__all__ = ("BLOCK_BYTES", "Block", "Span", "decode_block", "decode_span", "read_blocks", "read_file", "split_blocks")
+__all__ = ("BLOCK_BYTES", "Block", "Span", "decode_block", "decode_events", "decode_span", "read_blocks", "read_file",
+           "split_blocks")
 
 #: Bytes read at a time: big enough for polars to be fast, small enough to bound memory.
 BLOCK_BYTES: Final = 16 << 20
@@ -366,6 +367,15 @@ def decode_span(span: Span, decoder: Decoder, *, source: str = "") -> Block:
                                                              offset=span.offset)])
     return decode_block(span.data, decoder, source=source, first_line=span.first_line, first_offset=span.offset,
                         lines=span.lines)
+
+
+def decode_events(span: Span, decoder: Decoder, source: str = "") -> tuple[list[Event], list[Rejected]]:
+    """Decode one span line by line into events (in line order) and rejections: the same as
+    :func:`decode_span` gives, as event objects (a shipper sends each one on its own)."""
+    if span.too_long or not span.ended:
+        return [], decode_span(span, decoder, source=source).rejected
+    events, rejected = _decide(_lines_of(_pieces(span.data), span.offset), decoder, source, span.first_line)
+    return [event for _, event in events], rejected
 
 
 def read_blocks(stream: BinaryIO, decoder: Decoder, *, source: str = "",

@@ -17,7 +17,7 @@ from typing import Any, Final, TextIO
 # Only light modules here: ``tracker emit`` (and its --help) must start without polars or watchfiles. The
 # commands that need them import them when they run.
 from .emitter import LOG_ENV_VAR, EventLog
-from .errors import TrackerError
+from .errors import StoppedError, TrackerError
 from .events import EVENT_TYPES, to_ts
 from .limits import DEFAULT_GRACE_S, DEFAULT_INTERVAL_S, DEFAULT_MAX_LINE_BYTES, DEFAULT_MEMORY_BYTES
 from .options import (
@@ -31,6 +31,9 @@ from .options import (
     interval,
     max_line_bytes,
     memory_mib,
+    nats_name,
+    nats_subject,
+    nats_url,
     seed,
     session_timeout,
     sessions,
@@ -287,6 +290,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from .replayer import replay
 
     in_main = threading.current_thread() is threading.main_thread()
+    stream = _stream(args)
     try:
         quarantine = Path(args.quarantine) if args.quarantine is not None else Path(args.out) / QUARANTINE_FILE
         logs = expand_logs(args.logs, exclude=[quarantine, quarantine.with_name(f"{quarantine.name}.reasons.jsonl")])
@@ -294,23 +298,28 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         logs = []  # replay says what cannot be read
     thresholds = _thresholds(args, logs)
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
+    if stream is not None:
+        from .console import warnings_to_stderr
+
+        warnings_to_stderr()  # NATS outages are said as they happen
     try:
         with ReadProgress(_size(logs), label="replay", enabled=progress_wanted(args.quiet)) as progress:
             result = replay(args.logs, args.out, interval_s=args.interval, quarantine_path=args.quarantine,
                             memory_bytes=int(args.memory * 2**20), spool_dir=args.spool_dir,
                             max_line_bytes=args.max_line_bytes, session_timeout_s=args.session_timeout,
-                            goodput=args.goodput, thresholds=thresholds, on_block=progress.advance)
+                            goodput=args.goodput, thresholds=thresholds, on_block=progress.advance, stream=stream)
     except OSError as exc:
         raise _UsageError(_cannot("use", exc)) from exc
-    except (_Terminated, KeyboardInterrupt):
+    except (_Terminated, KeyboardInterrupt, StoppedError):
         print("tracker replay: stopped before the end; the reports in the folder are incomplete", file=sys.stderr)
         return EXIT_STOPPED
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
     read, rejected, human = result.read, result.rejected, _human(args)
-    print(f"read {len(result.logs)} log{'s' if len(result.logs) != 1 else ''}: {read.events} events, "
-          f"{rejected.total()} rejected, {read.duplicates} duplicates", file=human)
+    what = (f"the stream {stream.stream!r}" if stream is not None
+            else f"{len(result.logs)} log{'s' if len(result.logs) != 1 else ''}")
+    print(f"read {what}: {read.events} events, {rejected.total()} rejected, {read.duplicates} duplicates", file=human)
     if result.quarantine.count:
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
         print(f"  rejected lines ({reasons}) in {result.quarantine.path}", file=human)
@@ -356,21 +365,29 @@ def _cmd_tail(args: argparse.Namespace) -> int:
                   file=sys.stderr)
     from .logs import folder_logs
 
+    stream = _stream(args)
     thresholds = _thresholds(args, [p for t in args.logs for p in (folder_logs(t, []) if t.is_dir() else [t])])
     warnings_to_stderr()
-    try:
-        tail = Tail(args.logs, args.out, interval_s=args.interval, grace_s=args.grace,
-                    checkpoint_dir=args.checkpoint_dir, quarantine_path=args.quarantine,
-                    max_line_bytes=args.max_line_bytes, session_timeout_s=args.session_timeout,
-                    goodput=args.goodput, thresholds=thresholds)
-    except OSError as exc:
-        raise _UsageError(_cannot("use", exc)) from exc
-    names = ", ".join(str(p) for p in args.logs)
-    view = LiveView(f"tracker tail {names} -> {args.out}", _human(args)) if not args.quiet else None
     stop = threading.Event()
     # Ctrl-C and SIGTERM only ask the tail to stop between two steps: an interrupt inside a step (a flush half
     # written, an engine half updated) could lose events.
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        tail = Tail(args.logs, args.out, interval_s=args.interval, grace_s=args.grace,
+                    checkpoint_dir=args.checkpoint_dir, quarantine_path=args.quarantine,
+                    max_line_bytes=args.max_line_bytes, session_timeout_s=args.session_timeout,
+                    goodput=args.goodput, thresholds=thresholds, stream=stream, consumer=args.consumer, stop=stop)
+    except BaseException as exc:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if isinstance(exc, OSError):
+            raise _UsageError(_cannot("use", exc)) from exc
+        if isinstance(exc, StoppedError):
+            print("tracker tail: stopped before NATS could be reached; nothing was read", file=sys.stderr)
+            return EXIT_STOPPED
+        raise
+    names = f"nats:{stream.stream}" if stream is not None else ", ".join(str(p) for p in args.logs)
+    view = LiveView(f"tracker tail {names} -> {args.out}", _human(args)) if not args.quiet else None
     try:
         tail.run(stop, on_tick=view.update if view is not None else None)
     finally:
@@ -411,6 +428,64 @@ def _cmd_tail(args: argparse.Namespace) -> int:
             "thresholds": verdicts_json(tail.reporter.writer.verdicts),
             "junit": str(args.junit) if getattr(args, "junit_written", False) else None})
     return status
+
+
+def _stream(args: argparse.Namespace) -> Any:
+    """The --nats/--stream stream a command reads (a StreamSpec), or None when it reads logs."""
+    from .jetstream import StreamSpec
+
+    if (args.nats is None) != (args.stream is None):
+        raise _UsageError("--nats and --stream go together: the server's address and the stream's name")
+    if args.nats is None:
+        if not args.logs:
+            raise _UsageError("give the logs to read, or --nats URL --stream NAME")
+        return None
+    if args.logs:
+        raise _UsageError("give the logs to read or --nats URL --stream NAME, not both")
+    return StreamSpec(args.nats, args.stream, getattr(args, "subject", None))
+
+
+def _cmd_ship(args: argparse.Namespace) -> int:
+    from .console import warnings_to_stderr
+    from .jetstream import StreamSpec
+    from .ship import Shipper
+
+    spec = StreamSpec(args.nats, args.stream, args.subject)
+    warnings_to_stderr()
+    stop, stopped = threading.Event(), False
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            shipper = Shipper(args.logs, spec, stop=stop, state_dir=args.state_dir, quarantine_path=args.quarantine,
+                              max_line_bytes=args.max_line_bytes)
+        except OSError as exc:
+            raise _UsageError(_cannot("use", exc)) from exc
+        try:
+            shipper.run(once=args.once)
+        except StoppedError:
+            stopped = True
+        finally:
+            pending = shipper.pending_bytes()
+            shipper.release()
+    except StoppedError:
+        print("tracker ship: stopped before NATS could be reached; nothing was shipped", file=sys.stderr)
+        return EXIT_STOPPED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    stats, rejected = shipper.stats, shipper.decoder.rejected
+    print(f"shipped {stats.events} events to the stream {spec.stream!r} ({stats.duplicates} of them it had already), "
+          f"{rejected.total()} rejected lines", file=_human(args))
+    if shipper.quarantine.count:
+        print(f"  rejected lines in {shipper.quarantine.path} (never shipped)", file=_human(args))
+    if pending:
+        print(f"  {pending} bytes not shipped yet (an unfinished last line, or stopped first): shipped by the next "
+              "tracker ship of these logs", file=_human(args))
+    if stopped:
+        print("tracker ship: stopped while NATS had not acknowledged every event: the next tracker ship of these "
+              "logs publishes them again", file=sys.stderr)
+        return EXIT_STOPPED
+    return EXIT_REJECTED if rejected.total() else EXIT_OK
 
 
 def _status(failed: bool | None, rejected: bool) -> int:
@@ -498,6 +573,14 @@ def _report_options(command: argparse.ArgumentParser, threshold_help: str) -> No
     command.add_argument("--json", action="store_true", help=_JSON_HELP)
 
 
+_NATS_HELP: Final = "the NATS server, e.g. nats://127.0.0.1:4222 (several: comma-separated)"
+
+
+def _nats_options(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument("--nats", type=nats_url, metavar="URL", help=f"{_NATS_HELP}: {what}")
+    command.add_argument("--stream", type=nats_name, metavar="NAME", help="the JetStream stream (with --nats)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracker", description="Track what every session of a chatbot stress test did, from its event log."
@@ -538,8 +621,10 @@ def _parser() -> argparse.ArgumentParser:
                     "Exit status 1 when any line is rejected (the rejected lines are quarantined).",
         epilog="example: tracker replay 'run/*.jsonl' --out reports --interval 60",
     )
-    replay_.add_argument("logs", metavar="LOG", nargs="+",
+    replay_.add_argument("logs", metavar="LOG", nargs="*",
                          help="log files, quoted glob patterns, or folders (their *.jsonl files)")
+    _nats_options(replay_, "read the stream's events instead of logs, from its first message to the last one "
+                           "present when the replay starts")
     _report_options(replay_, _THRESHOLD_HELP)
     replay_.add_argument("--memory", type=memory_mib, default=DEFAULT_MEMORY_BYTES / 2**20, metavar="MIB",
                          help=f"events held in memory before the rest wait on disk, 0 to {MAX_MEMORY_MIB} (1 TiB) "
@@ -557,9 +642,13 @@ def _parser() -> argparse.ArgumentParser:
                     "checkpoint saved and a summary printed.",
         epilog="example: tracker tail run/events.jsonl --out reports --interval 60",
     )
-    tail_.add_argument("logs", metavar="LOG_OR_DIR", nargs="+", type=Path,
+    tail_.add_argument("logs", metavar="LOG_OR_DIR", nargs="*", type=Path,
                        help="log files, or folders (their *.jsonl files); a path that does not exist yet is "
                             "waited for")
+    _nats_options(tail_, "follow the stream's events instead of logs (what tracker ship publishes)")
+    tail_.add_argument("--consumer", type=nats_name, metavar="NAME",
+                       help="the durable consumer reading the stream (default: one per machine and checkpoint "
+                            "folder); acknowledged after each checkpoint")
     _report_options(tail_, _THRESHOLD_HELP + "; a window that fails one is said when it closes")
     tail_.add_argument("--grace", type=grace, default=DEFAULT_GRACE_S, metavar="DURATION",
                        help="how long after a window's end late events are awaited: seconds, or with a unit: "
@@ -567,6 +656,33 @@ def _parser() -> argparse.ArgumentParser:
     tail_.add_argument("--checkpoint-dir", type=Path, metavar="DIR", help="default: OUT/.tracker-checkpoint")
     tail_.add_argument("--quiet", action="store_true", help="no live view")
     tail_.set_defaults(run=_cmd_tail)
+
+    ship = commands.add_parser(
+        "ship", help="publish local logs' events to a NATS JetStream stream",
+        description="Follow local logs as tracker tail does (rotation, truncation, restarts) and publish each valid "
+                    "event to a NATS JetStream stream, for a central tracker tail --nats or tracker replay --nats. "
+                    "Bad lines are quarantined here, never shipped. The files' positions are saved (in "
+                    f"{'.tracker-ship/STREAM'} beside the first log) only after JetStream acknowledged every event "
+                    "before them; a repeat is dropped by the server and by the central engine. The stream is "
+                    "created when missing. Ctrl-C (or SIGTERM) stops. Exit status 1 when lines were rejected.",
+        epilog="example: tracker ship run/ --nats nats://central:4222 --stream loadtest",
+    )
+    ship.add_argument("logs", metavar="LOG_OR_DIR", nargs="+", type=Path,
+                      help="log files, or folders (their *.jsonl files); a path that does not exist yet is waited for")
+    ship.add_argument("--nats", type=nats_url, metavar="URL", required=True, help=_NATS_HELP)
+    ship.add_argument("--stream", type=nats_name, metavar="NAME", required=True,
+                      help="the JetStream stream (created when missing: file storage, 7 days, subjects NAME.>)")
+    ship.add_argument("--subject", type=nats_subject, metavar="SUBJECT",
+                      help="the subject to publish on (default: STREAM.events); the stream must take it")
+    ship.add_argument("--once", action="store_true", help="ship what the logs hold now, then exit")
+    ship.add_argument("--state-dir", type=Path, metavar="DIR",
+                      help="where the positions and the quarantine go (default: .tracker-ship/STREAM in the first "
+                           "log's folder)")
+    ship.add_argument("--quarantine", type=Path, metavar="FILE",
+                      help="where rejected lines go (default: STATE_DIR/quarantine.jsonl)")
+    ship.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
+                      help=_MAX_LINE_HELP)
+    ship.set_defaults(run=_cmd_ship)
 
     report = commands.add_parser(
         "report", help="write the HTML report of a reports folder",

@@ -13,6 +13,8 @@ __all__ = (
     "ThresholdError",
     "EmitError",
     "EventValidationError",
+    "NatsError",
+    "StoppedError",
     "TrackerError",
 )
 
@@ -68,3 +70,13 @@ class OutputIsInputError(TrackerError, ValueError):
 
 class ThresholdError(TrackerError, ValueError):
     """Raised when a threshold expression is malformed or names a column the reports do not have."""
+
+
+class NatsError(TrackerError):
+    """Raised when NATS JetStream cannot be used as asked: a stream that does not exist or does not take the subject,
+    a bad server address. (A connection lost or a server restarted is retried, not raised.)"""
+
+
+class StoppedError(TrackerError):
+    """Raised when a command is stopped (Ctrl-C, SIGTERM) while it waits for something outside: the work done so
+    far is kept, and what was not finished is done again at the next start."""

@@ -30,10 +30,11 @@ from typing import Any, Final
 
 import polars as pl
 
-from .batch import decode_span, split_blocks
+from .batch import Span, decode_span, split_blocks
 from .decoder import Decoder, Rejected
 
-__all__ = ("FILE_KINDS", "FINGERPRINT_BYTES", "FollowStats", "folder_entries", "Follower", "OnBlock", "check_positions")
+__all__ = ("FILE_KINDS", "FINGERPRINT_BYTES", "Decode", "FollowStats", "folder_entries", "Follower", "OnBlock",
+           "check_positions")
 
 FINGERPRINT_BYTES: Final = 1024
 #: The most one poll reads of one file: a big backlog is taken in steps, with reports and checkpoints between.
@@ -49,6 +50,13 @@ _log = logging.getLogger("tracker.follow")
 
 #: Receives each decoded block: its valid events (or None) and its rejected lines.
 OnBlock = Callable[[pl.DataFrame | None, Iterable[Rejected]], None]
+#: Decodes a span of a file (its source named): its valid events, in whatever form the receiver takes them
+#: (by default a frame: :func:`~tracker.batch.decode_span`), and its rejected lines.
+Decode = Callable[[Span, Decoder, str], tuple[Any, list[Rejected]]]
+
+
+def _frame_of(span: Span, decoder: Decoder, source: str) -> tuple[pl.DataFrame, list[Rejected]]:
+    return decode_span(span, decoder, source=source).frame_and_rejected()
 
 
 @dataclass(slots=True)
@@ -113,13 +121,15 @@ def folder_entries(folder: Path, excluded: set[str]) -> list[Path]:
 class Follower:
     """Follows files (or folders of ``*.jsonl``) and hands every decoded block to ``on_block``."""
 
-    def __init__(self, targets: Sequence[str | os.PathLike[str]], decoder: Decoder, on_block: OnBlock, *,
+    def __init__(self, targets: Sequence[str | os.PathLike[str]], decoder: Decoder,
+                 on_block: Callable[[Any, Iterable[Rejected]], None], *,
                  resume: Iterable[dict[str, Any]] = (), warn: Callable[[str], None] | None = None,
-                 exclude: Iterable[str | os.PathLike[str]] = ()) -> None:
+                 exclude: Iterable[str | os.PathLike[str]] = (), decode: Decode | None = None) -> None:
         self.targets = [Path(t) for t in targets]
         self.exclude = [Path(p) for p in exclude]  # never followed: the tracker's own outputs
         self.decoder = decoder
         self.on_block = on_block
+        self.decode: Decode = decode if decode is not None else _frame_of
         self.stats = FollowStats()
         self.backlog = False  # the last poll left unread bytes (it reads at most POLL_BYTES of a file)
         self._warn = warn if warn is not None else _log.warning
@@ -358,8 +368,8 @@ class Follower:
             if not (span.ended or span.too_long):
                 f.pending = len(span.data)  # an incomplete last line, held back
             elif cut.offset >= len(stand_in):
-                block = decode_span(span, self.decoder, source=str(f.path))
-                self.on_block(None if span.too_long else block.frame, block.rejected)
+                decoded, rejected = self.decode(span, self.decoder, str(f.path))
+                self.on_block(None if span.too_long else decoded, rejected)
                 if span.ended:
                     f.offset, f.line_no = span.offset + len(span.data), f.line_no + span.lines
         if span is not None and span.too_long:  # skipped to the end of data: to a last newline, or not yet

@@ -7,6 +7,7 @@ import argparse
 import math
 import re
 from typing import Final
+from urllib.parse import urlsplit
 
 from .limits import MAX_INTERVAL_S
 
@@ -14,7 +15,7 @@ __all__ = (
     "MAX_DEMO_DURATION_S", "MAX_DEMO_SESSIONS", "MAX_GRACE_S", "MAX_LINE_BYTES", "MAX_MEMORY_MIB", "MAX_SEED",
     "demo_duration", "duration", "grace", "interval", "max_line_bytes", "memory_mib", "seconds", "seed",
     "goodput", "session_timeout", "sessions",
-    "whole",
+    "whole", "nats_url", "nats_name", "nats_subject",
 )
 
 # The command line's own bounds: anything beyond is a typo, refused with a usage error.
@@ -147,3 +148,38 @@ def sessions(text: str) -> int:
 
 def seed(text: str) -> int:
     return whole(text, 0, MAX_SEED)
+
+
+#: NATS stream and consumer names: no dots, wildcards, spaces or path separators (the server refuses those).
+_NATS_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NATS_SUBJECT: Final = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+){0,15}")
+_NATS_SCHEMES: Final = ("nats", "tls", "ws", "wss")
+
+
+def nats_url(text: str) -> str:
+    """One or more NATS server addresses, comma-separated: nats://host:port (tls://, ws://, wss:// too)."""
+    for part in text.split(","):
+        try:
+            split = urlsplit(part.strip())
+            valid = split.scheme in _NATS_SCHEMES and bool(split.hostname) and split.port != 0
+        except ValueError:  # a port that is not a number, or out of range
+            valid = False
+        if not valid:
+            raise _bad(f"expected a NATS server address such as nats://127.0.0.1:4222 (several comma-separated), "
+                       f"got {part.strip()!r}")
+    return text
+
+
+def nats_name(text: str) -> str:
+    """A stream or consumer name: letters, digits, - and _ (at most 64)."""
+    if not _NATS_NAME.fullmatch(text):
+        raise _bad(f"expected a name of letters, digits, - and _ (at most 64; no dots or spaces), got {text!r}")
+    return text
+
+
+def nats_subject(text: str) -> str:
+    """A subject to publish on: tokens of letters, digits, - and _ joined by dots (no wildcards)."""
+    if not _NATS_SUBJECT.fullmatch(text):
+        raise _bad(f"expected a subject such as loadtest.events.host1 (letters, digits, - and _ between dots, no "
+                   f"wildcards), got {text!r}")
+    return text

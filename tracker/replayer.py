@@ -15,6 +15,7 @@ big the logs are.
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .batch import BLOCK_BYTES, Block, Span, decode_span
-from .decoder import QUARANTINE_FILE, Decoder, Quarantine
+from .decoder import QUARANTINE_FILE, Decoder, Quarantine, Rejected
 from .engine import Engine, Tables
 from .events import EVENT_TYPES
+from .jetstream import StreamSpec
 from .limits import DEFAULT_INTERVAL_S, DEFAULT_MAX_LINE_BYTES, DEFAULT_MEMORY_BYTES
 from .logs import (
     expand_logs,
@@ -136,6 +138,9 @@ def replay(
     goodput: dict[str, float] | None = None,
     thresholds: Sequence[Threshold] = (),
     on_block: Callable[[int, int, int], None] | None = None,
+    stream: StreamSpec | None = None,
+    stop: threading.Event | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> ReplayResult:
     """Write the reports of ``logs`` into ``out_dir`` and return what was read and written.
 
@@ -150,6 +155,9 @@ def replay(
     ``session_timeout_s``, a session silent that long before the run's last event timed out (:mod:`tracker.sessions`).
     ``goodput`` limits add the goodput columns; ``thresholds`` are checked into ``session_tracking_thresholds.csv``
     (their verdicts are in the result). ``on_block`` is called after each block read (see :func:`read_events`).
+    With ``stream`` (and no ``logs``), the events are a NATS JetStream stream's, from its first message to the last
+    one present when the replay starts (:func:`~tracker.consume.read_stream`; ``stop`` ends a wait for the server,
+    ``warn`` hears of outages).
     Raises :class:`OutputIsInputError`, before anything is removed or written, when the quarantine (or its
     reasons file) or a report file in ``out_dir`` is one of the logs.
     """
@@ -158,6 +166,8 @@ def replay(
     out = Path(out_dir)
     quarantine = Quarantine(quarantine_path if quarantine_path is not None else out / QUARANTINE_FILE)
     paths = tuple(expand_logs(logs, exclude=[quarantine.path, quarantine.reasons_path]))
+    if stream is not None and paths:
+        raise ValueError("a replay reads either logs or a stream, not both")
     refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine) + report_outputs(out))
     store = WindowStore(memory_bytes=memory_bytes, spool_dir=spool_dir if spool_dir is not None else out)
     try:
@@ -166,8 +176,20 @@ def replay(
         earlier = writer.own_earlier_files()  # before anything is read or written
         quarantine.reset()  # this replay's rejected lines only: the same logs give the same files
         try:
-            rejected = read_events(paths, quarantine, engine, block_bytes=block_bytes, max_line_bytes=max_line_bytes,
-                                   on_block=on_block)
+            if stream is None:
+                rejected = read_events(paths, quarantine, engine, block_bytes=block_bytes,
+                                       max_line_bytes=max_line_bytes, on_block=on_block)
+            else:
+                from .consume import read_stream
+
+                rejected = Counter()
+
+                def reject(line: Rejected) -> None:
+                    quarantine.add(line)
+                    rejected[line.reason] += 1
+
+                read_stream(stream, engine, stop=stop if stop is not None else threading.Event(), on_rejected=reject,
+                            max_line_bytes=max_line_bytes, warn=warn, on_block=on_block)
         finally:
             quarantine.close()
         flushed = writer.flush()

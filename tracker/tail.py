@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
+import socket
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import orjson
 import polars as pl
@@ -32,15 +34,19 @@ import watchfiles
 
 from .decoder import DEFAULT_MAX_LINE_BYTES, QUARANTINE_FILE, Decoder, Quarantine, Rejected
 from .engine import DEFAULT_INTERVAL_S
-from .errors import CheckpointError, ReportError
+from .errors import CheckpointError, ReportError, StoppedError
 from .follow import Follower, FollowStats, check_positions
+from .jetstream import StreamSpec
 from .live import DEFAULT_GRACE_S, FlushResult, LiveReporter
 from .logs import folder_logs, quarantine_outputs, refuse_outputs_that_are_logs, report_outputs
 from .output import write_atomically
 from .store import DEFAULT_MEMORY_BYTES, WindowStore
 from .thresholds import Threshold, shown
 
-__all__ = ("CHECKPOINT_DIR", "Tail", "TailStats")
+if TYPE_CHECKING:
+    from .consume import StreamReader
+
+__all__ = ("CHECKPOINT_DIR", "Tail", "TailStats", "default_consumer")
 
 CHECKPOINT_DIR: Final = ".tracker-checkpoint"
 CHECKPOINT_FILE: Final = "checkpoint.json"
@@ -64,6 +70,13 @@ class RecentBatch:
     at: float
     counts: dict[str, int]
     answers: pl.DataFrame
+def default_consumer(checkpoint_dir: Path) -> str:
+    """The durable consumer of a tail reading a stream: one per machine and checkpoint folder (two tails sharing a
+    consumer would each get part of the messages)."""
+    where = f"{socket.gethostname()}:{checkpoint_dir.absolute()}"
+    return f"tracker-tail-{hashlib.blake2b(where.encode(), digest_size=6).hexdigest()}"
+
+
 _LEGACY: Final = ("segment-*.parquet", ".segment-*.parquet.tmp")
 _log = logging.getLogger("tracker.tail")
 
@@ -108,8 +121,13 @@ class Tail:
         session_timeout_s: float | None = None,
         goodput: dict[str, float] | None = None,
         thresholds: Sequence[Threshold] = (),
+        stream: StreamSpec | None = None,
+        consumer: str | None = None,
+        stop: threading.Event | None = None,
+        nats_timeout_s: float = 5.0,
     ) -> None:
         self.out_dir = Path(out_dir)
+        self.stream = stream
         self.targets = [Path(t) for t in targets]
         self.interval_s, self.grace_s, self.memory_bytes = interval_s, grace_s, memory_bytes
         self.session_timeout_s, self.goodput, self.thresholds = session_timeout_s, goodput, tuple(thresholds)
@@ -124,9 +142,26 @@ class Tail:
         refuse_outputs_that_are_logs(logs, quarantine_outputs(self.quarantine) + report_outputs(self.out_dir))
         self._lock = self._lock_folder()
         self.decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
-        # Never follow our own outputs (a folder target may be the --out folder itself).
-        self.follower = Follower(targets, self.decoder, self._take, warn=self._warn,
-                                 exclude=[self.quarantine.path, self.quarantine.reasons_path])
+        self.follower: Follower | StreamReader
+        if stream is not None:
+            from .consume import StreamReader
+
+            if self.targets:
+                raise ValueError("a tail reads either logs or a stream, not both")
+            try:
+                self.follower = StreamReader(stream, self.decoder, self._take, warn=self._warn,
+                                             stop=stop if stop is not None else threading.Event(),
+                                             consumer=consumer or default_consumer(self.checkpoint_dir),
+                                             timeout_s=nats_timeout_s)
+            except BaseException:
+                self.release_lock()
+                raise
+        else:
+            # Never follow our own outputs (a folder target may be the --out folder itself).
+            self.follower = Follower(targets, self.decoder, self._take, warn=self._warn,
+                                     exclude=[self.quarantine.path, self.quarantine.reasons_path])
+        #: How long a step waits for a stream's next messages (the run loop sets it; files are watched instead).
+        self.wait_s = 0.0
         self.stats = TailStats(rejected=self.decoder.rejected, follow=self.follower.stats)
         self.reporter = self._new_reporter()
         self._late_unflushed = 0
@@ -170,7 +205,10 @@ class Tail:
     def poll(self) -> int:
         """Read every followed file to its end; return the number of new events."""
         before = self.stats.events
-        self.follower.poll()
+        if isinstance(self.follower, Follower):
+            self.follower.poll()
+        else:
+            self.follower.poll(self.wait_s)
         return self.stats.events - before
 
     def _take(self, frame: pl.DataFrame | None, rejected: Iterable[Rejected]) -> None:
@@ -249,6 +287,8 @@ class Tail:
         return False
 
     def _identity(self) -> list[str]:
+        if not isinstance(self.follower, Follower):
+            return self.follower.identity()
         return sorted(str(t.absolute()) for t in self.targets)
 
     def checkpoint(self) -> None:
@@ -286,6 +326,8 @@ class Tail:
             self._warn(f"checkpoint saved again in {self.checkpoint_dir}")
             self._checkpoint_failing = False
         self.reporter.engine.store.remove_files(obsolete)  # only once the checkpoint no longer names them
+        if not isinstance(self.follower, Follower):
+            self.follower.saved()  # the stream's messages read so far are held: acknowledged
         self._unsaved = False
         self._saved_at = time.monotonic()
 
@@ -318,7 +360,11 @@ class Tail:
                         for b in breaches)
                     and isinstance(rejected, dict) and all(type(v) is int for v in rejected.values())):
                 raise ValueError("its counters are damaged")
-            resume = check_positions(state.get("files"))
+            if isinstance(self.follower, Follower):
+                resume = check_positions(state.get("files"))
+            else:
+                self.follower.resume(state.get("files"))
+                resume = []
             self.quarantine.restore(state.get("quarantine"))  # what came after the checkpoint is read again
             self.reporter.engine.store.restore(state.get("windows"))
             self.reporter.engine.restore(state.get("engine"))
@@ -336,7 +382,8 @@ class Tail:
         self.reporter.late = late
         self.stats.events = events
         self.decoder.rejected.update(rejected)
-        self.follower.resume(resume)
+        if isinstance(self.follower, Follower):
+            self.follower.resume(resume)
 
     def _start_clean(self) -> None:
         """A new run: remove the report files an earlier run wrote into the folder, saying so (and refuse a folder
@@ -369,6 +416,14 @@ class Tail:
         self.step()
         if on_tick is not None:
             on_tick(self)
+        if not isinstance(self.follower, Follower):  # a stream: each step waits a tick for messages
+            self.wait_s = tick_ms / 1000
+            with contextlib.suppress(StoppedError):  # stopped while waiting for the server: closed as usual
+                while not stop.is_set():
+                    self.step()
+                    if on_tick is not None:
+                        on_tick(self)
+            return
         for _changes in watchfiles.watch(
             *self.follower.watch_dirs(), watch_filter=None, debounce=debounce_ms, step=step_ms, stop_event=stop,
             rust_timeout=tick_ms, yield_on_timeout=True, raise_interrupt=False, recursive=False,
@@ -406,6 +461,9 @@ class Tail:
         """Close the open files and the quarantine without writing anything (as a crash would leave it)."""
         self.quarantine.close()
         self.follower.release()
+        self.release_lock()
+
+    def release_lock(self) -> None:
         if self._lock >= 0:
             os.close(self._lock)  # and with it the lock
             self._lock = -1

@@ -1,0 +1,413 @@
+"""NATS JetStream: one client connection on an event-loop thread of its own, for tracker's synchronous readers.
+
+One message crosses the network per event: the event's JSON object (:meth:`~tracker.events.Event.to_record`,
+the current version), with the message id :func:`message_id`, so that JetStream drops a message published
+again (within the stream's duplicate window) and the central engine drops any other repeat by its content.
+Every call that goes to the server is retried with back-off until it works or the command is stopped: a lost
+connection, a server restarted or paused, JetStream not ready yet. Each outage is said once when it starts and
+once when it ends; nothing is dropped meanwhile. ``nats-py`` is imported here only, so the commands that do not
+use NATS never load it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import NatsError, StoppedError
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js.client import JetStreamContext
+
+__all__ = (
+    "ACK_WAIT_S", "DUPLICATE_WINDOW_S", "MAX_AGE_S", "Link", "StreamSpec", "message_id", "redacted",
+    "subject_taken",
+)
+
+#: How long the stream keeps events (a stream tracker creates; an existing one keeps its own limits).
+MAX_AGE_S: Final = 7 * 24 * 3600
+#: How long JetStream remembers a message id to drop a repeat: NATS's default.
+DUPLICATE_WINDOW_S: Final = 120
+#: A message the central tail was given and did not acknowledge is given again after this long.
+ACK_WAIT_S: Final = 60.0
+#: Waits between retries grow from the first to the last.
+BACKOFF_S: Final = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+_T = TypeVar("_T")
+_log = logging.getLogger("tracker.nats")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """Where events go or come from: the server(s), the stream, and (for shipping) the subject."""
+
+    url: str
+    stream: str
+    subject: str | None = None
+
+    @property
+    def publish_subject(self) -> str:
+        """The subject events are published on: ``--subject``, else ``STREAM.events``."""
+        return self.subject if self.subject is not None else f"{self.stream}.events"
+
+
+def message_id(event_id: str, body: bytes) -> str:
+    """The JetStream message id of an event: its id and a digest of its content. The same event published twice
+    has the same id (the server drops the repeat); two different events that share an ``event_id`` (a writer's
+    mistake) keep both, as a replay of the files does."""
+    return f"{event_id}:{hashlib.blake2b(body, digest_size=8).hexdigest()}"
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password or token, to print."""
+    parts = []
+    for one in url.split(","):
+        split = urlsplit(one.strip())
+        if split.username is not None or split.password is not None:
+            host = split.hostname or ""
+            netloc = f"***@{host}" + (f":{split.port}" if split.port is not None else "")
+            one = urlunsplit(split._replace(netloc=netloc))
+        parts.append(one.strip())
+    return ",".join(parts)
+
+
+def subject_taken(pattern: str, subject: str) -> bool:
+    """True when a stream bound to ``pattern`` (with ``*`` and ``>`` wildcards) takes ``subject``."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)
+
+
+def _retryable() -> tuple[type[BaseException], ...]:
+    import nats.errors
+    import nats.js.errors
+
+    return (asyncio.TimeoutError, TimeoutError, OSError, nats.errors.Error, nats.js.errors.Error)
+
+
+class Link:
+    """A NATS connection and its JetStream context, on an event loop in a thread of its own.
+
+    Synchronous code calls :meth:`call`; it returns when the work is done, or raises
+    :class:`~tracker.errors.StoppedError` when ``stop`` is set first.
+    """
+
+    def __init__(self, url: str, *, stop: threading.Event, warn: Callable[[str], None] | None = None,
+                 timeout_s: float = 5.0, ping_s: float = 5.0, name: str = "tracker") -> None:
+        self.url, self.stop, self.timeout_s, self.ping_s, self.name = url, stop, timeout_s, ping_s, name
+        self._warn = warn if warn is not None else _log.warning
+        self._outage: str | None = None  # what is failing now, said once
+        self._closing = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tracker-nats", daemon=True)
+        self._thread.start()
+        self.nc: Client
+        self.js: JetStreamContext
+        try:
+            self.nc = self.call(self.retry(f"connecting to {redacted(url)}", self._connect))
+        except BaseException:
+            self._stop_loop()
+            raise
+        self.js = self.nc.jetstream(timeout=timeout_s)
+
+    # -- the loop --------------------------------------------------------------------
+
+    def call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coro`` on the connection's loop and wait for it (or for ``stop``)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        while True:
+            try:
+                return future.result(timeout=0.1)
+            except concurrent.futures.TimeoutError:
+                if self.stop.is_set():
+                    future.cancel()
+                    raise StoppedError("stopped while waiting for NATS") from None
+
+    async def retry(self, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
+        """``attempt()`` until it works, waiting longer after each failure (said once an outage)."""
+        retryable = _retryable()
+        for tries in range(1 << 62):
+            try:
+                result = await attempt()
+            except retryable as exc:
+                if self.stop.is_set():
+                    raise StoppedError(f"stopped while {what}") from None
+                delay = BACKOFF_S[min(tries, len(BACKOFF_S) - 1)]
+                self.down(f"NATS: {what} failed ({_why(exc)}); trying again every {BACKOFF_S[-1]:g} s at most")
+                await asyncio.sleep(delay)
+                continue
+            self.up()
+            return result
+        raise AssertionError("unreachable")
+
+    def down(self, message: str) -> None:
+        """Say an outage once (a new kind of failure is said too)."""
+        if self._outage != message:
+            self._outage = message
+            self._warn(message)
+
+    def up(self) -> None:
+        if self._outage is not None:
+            self._outage = None
+            self._warn(f"NATS: {redacted(self.url)} works again")
+
+    async def _connect(self) -> Client:
+        import nats
+
+        async def disconnected() -> None:
+            if self._closing:
+                return
+            self.down(f"NATS: disconnected from {redacted(self.url)}; reconnecting")
+
+        async def reconnected() -> None:
+            self.up()
+
+        async def error(exc: Exception) -> None:  # said by the calls that fail; nats-py would log a traceback
+            _log.debug("nats: %s", exc)
+
+        return await nats.connect(
+            servers=[part.strip() for part in self.url.split(",")], name=self.name, connect_timeout=self.timeout_s,
+            allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5, ping_interval=self.ping_s,
+            max_outstanding_pings=2, disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error)
+
+    def close(self) -> None:
+        """Close the connection (what is buffered is sent first: every publish and acknowledgement was already
+        waited for) and the loop's thread."""
+        self._closing = True
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self.nc.close(), self._loop).result(timeout=self.timeout_s)
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        async def cancel_the_rest() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel_the_rest(), self._loop).result(timeout=self.timeout_s)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    # -- streams ------------------------------------------------------------------------
+
+    def ensure_stream(self, spec: StreamSpec) -> tuple[str, int, int]:
+        """Create the stream when missing (file storage, :data:`MAX_AGE_S`, :data:`DUPLICATE_WINDOW_S`) and check
+        that it takes the publish subject; return its creation time (its identity) and its first and last
+        message's sequence numbers."""
+        from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+        from nats.js.errors import NotFoundError
+
+        subject = spec.publish_subject
+
+        async def ensure() -> Any:
+            try:
+                return await self.js.stream_info(spec.stream)
+            except NotFoundError:
+                bound = f"{spec.stream}.>" if subject.startswith(f"{spec.stream}.") else subject
+                config = StreamConfig(name=spec.stream, subjects=[bound], storage=StorageType.FILE,
+                                      retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD,
+                                      max_age=MAX_AGE_S, duplicate_window=DUPLICATE_WINDOW_S)
+                try:
+                    return await self.js.add_stream(config)
+                except Exception as exc:  # another shipper made it meanwhile: read it
+                    if "already in use" in str(exc):
+                        return await self.js.stream_info(spec.stream)
+                    raise
+
+        info = self.call(self.retry(f"opening the stream {spec.stream!r}", ensure))
+        subjects = list(info.config.subjects or [])
+        if not any(subject_taken(pattern, subject) for pattern in subjects):
+            raise NatsError(f"the stream {spec.stream!r} does not take the subject {subject!r} (it takes "
+                                f"{', '.join(subjects) or 'none'}): give --subject one of those")
+        return _created(info), int(info.state.first_seq), int(info.state.last_seq)
+
+    def stream_state(self, stream: str) -> tuple[str, int, int]:
+        """The stream's creation time and its first and last sequence numbers (NatsError when it does not exist)."""
+        from nats.js.errors import NotFoundError
+
+        async def look() -> Any:
+            try:
+                return await self.js.stream_info(stream)
+            except NotFoundError:
+                return None
+
+        info = self.call(self.retry(f"reading the stream {stream!r}", look))
+        if info is None:
+            raise NatsError(f"there is no stream {stream!r} on {redacted(self.url)}")
+        return _created(info), int(info.state.first_seq), int(info.state.last_seq)
+
+    # -- publishing -------------------------------------------------------------------
+
+    def publish(self, subject: str, items: Sequence[tuple[str, bytes]]) -> int:
+        """Publish ``(message id, body)`` pairs and wait until JetStream acknowledged every one, publishing again
+        what was not (with the same id); return how many the server already had."""
+        return self.call(self._publish(subject, items)) if items else 0
+
+    async def _publish(self, subject: str, items: Sequence[tuple[str, bytes]]) -> int:
+        retryable = _retryable()
+        pending, duplicates = list(items), 0
+        for tries in range(1 << 62):
+            sent: list[tuple[tuple[str, bytes], asyncio.Future[Any]]] = []
+            failure: BaseException | None = None
+            for item in pending:
+                try:
+                    future = await self.js.publish_async(subject, item[1], headers={"Nats-Msg-Id": item[0]},
+                                                         wait_stall=self.timeout_s)
+                except retryable as exc:
+                    failure = exc
+                    break
+                sent.append((item, future))
+            unsent = pending[len(sent):]
+            if sent:
+                await asyncio.wait([f for _, f in sent], timeout=self.timeout_s)
+            again = []
+            for item, future in sent:
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    duplicates += bool(future.result().duplicate)
+                    continue
+                if future.done() and not future.cancelled():
+                    failure = failure or future.exception()
+                else:
+                    future.cancel()
+                    failure = failure or TimeoutError(f"no acknowledgement in {self.timeout_s:g} s")
+                again.append(item)
+            pending = again + unsent
+            if not pending:
+                self.up()
+                return duplicates
+            if self.stop.is_set():
+                raise StoppedError(f"stopped with {len(pending)} events not acknowledged by NATS")
+            self.down(f"NATS: publishing failed ({_why(failure)}); {len(pending)} events are published again "
+                      "until the server acknowledges them")
+            await asyncio.sleep(BACKOFF_S[min(tries, len(BACKOFF_S) - 1)])
+        raise AssertionError("unreachable")
+
+    # -- consuming ---------------------------------------------------------------------
+
+    def durable(self, stream: str, name: str, *, from_start: bool) -> tuple[Any, int]:
+        """A pull subscription of the durable consumer ``name``, made anew so that it gives every message after its
+        acknowledged floor at once (or every message, ``from_start``); returns it and the first sequence asked."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import NotFoundError
+
+        async def make() -> tuple[Any, int]:
+            floor = 0
+            try:
+                info = await self.js.consumer_info(stream, name)
+            except NotFoundError:
+                info = None
+            if info is not None:
+                floor = int(info.ack_floor.stream_seq)
+                await self.js.delete_consumer(stream, name)
+            first = 1 if from_start else floor + 1
+            config = ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
+                                    max_ack_pending=-1, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                    opt_start_seq=first)
+            await self.js.add_consumer(stream, config)
+            return await self.js.pull_subscribe_bind(name, stream), first
+
+        return self.call(self.retry(f"opening the consumer {name!r} of the stream {stream!r}", make))
+
+    def ephemeral(self, stream: str) -> Any:
+        """A pull subscription reading the whole stream once, without acknowledgements."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        async def make() -> Any:
+            info = await self.js.add_consumer(stream, ConsumerConfig(
+                ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=300.0))
+            return await self.js.pull_subscribe_bind(info.name, stream)
+
+        return self.call(self.retry(f"reading the stream {stream!r}", make))
+
+    def ack_floor(self, stream: str, name: str) -> int | None:
+        """The stream sequence up to which the consumer ``name`` was acknowledged (None: there is no such consumer)."""
+        from nats.js.errors import NotFoundError
+
+        async def look() -> int | None:
+            try:
+                info = await self.js.consumer_info(stream, name)
+            except NotFoundError:
+                return None
+            return int(info.ack_floor.stream_seq)
+
+        return self.call(self.retry(f"reading the consumer {name!r}", look))
+
+    def pending(self, subscription: Any) -> int:
+        """Messages of the stream the subscription's consumer has not given yet."""
+
+        async def look() -> int:
+            return int((await subscription.consumer_info()).num_pending)
+
+        return self.call(self.retry("reading the consumer", look))
+
+    def drop(self, stream: str, subscription: Any) -> None:
+        """Remove a consumer made for one read (the server would after a while anyway)."""
+
+        async def remove() -> None:
+            info = await subscription.consumer_info()
+            await self.js.delete_consumer(stream, info.name)
+
+        failures: tuple[type[BaseException], ...] = (StoppedError, *_retryable())
+        with contextlib.suppress(*failures):
+            self.call(remove())
+
+    def fetch(self, subscription: Any, batch: int, wait_s: float) -> list[Msg]:
+        """Up to ``batch`` messages, waiting at most ``wait_s`` for the first (none: an empty list)."""
+        import nats.errors
+
+        async def attempt() -> list[Msg]:
+            try:
+                return list(await subscription.fetch(batch, timeout=max(wait_s, 0.05)))
+            except nats.errors.TimeoutError:
+                return []
+
+        return self.call(self.retry("reading the stream", attempt))
+
+    def ack(self, replies: Sequence[str]) -> None:
+        """Acknowledge messages by their reply subjects (a lost acknowledgement gives the message again later: the
+        engine drops the repeat)."""
+        if not replies:
+            return
+
+        async def send() -> None:
+            for reply in replies:
+                await self.nc.publish(reply, b"+ACK")
+            await self.nc.flush(timeout=max(1, round(self.timeout_s)))
+
+        failures: tuple[type[BaseException], ...] = (StoppedError, *_retryable())
+        try:
+            self.call(send())
+        except failures as exc:
+            self.down(f"NATS: acknowledging {len(replies)} messages failed ({_why(exc)}); they are read again "
+                      f"after {ACK_WAIT_S:g} s and their repeats dropped")
+
+
+def _created(info: Any) -> str:
+    """A stream's creation time as text: a stream deleted and made again is another stream."""
+    created = getattr(info, "created", None)
+    return str(created) if created is not None else ""
+
+
+def _why(exc: BaseException | None) -> str:
+    if exc is None:
+        return "no reason given"
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) < 200 else text[:200] + "..."
+
