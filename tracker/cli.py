@@ -33,6 +33,7 @@ from .options import (
     memory_mib,
     nats_name,
     nats_subject,
+    nats_timeout,
     nats_url,
     seed,
     session_timeout,
@@ -307,7 +308,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             result = replay(args.logs, args.out, interval_s=args.interval, quarantine_path=args.quarantine,
                             memory_bytes=int(args.memory * 2**20), spool_dir=args.spool_dir,
                             max_line_bytes=args.max_line_bytes, session_timeout_s=args.session_timeout,
-                            goodput=args.goodput, thresholds=thresholds, on_block=progress.advance, stream=stream)
+                            goodput=args.goodput, thresholds=thresholds, on_block=progress.advance, stream=stream,
+                            nats_timeout_s=args.nats_timeout)
     except OSError as exc:
         raise _UsageError(_cannot("use", exc)) from exc
     except (_Terminated, KeyboardInterrupt, StoppedError):
@@ -376,7 +378,8 @@ def _cmd_tail(args: argparse.Namespace) -> int:
         tail = Tail(args.logs, args.out, interval_s=args.interval, grace_s=args.grace,
                     checkpoint_dir=args.checkpoint_dir, quarantine_path=args.quarantine,
                     max_line_bytes=args.max_line_bytes, session_timeout_s=args.session_timeout,
-                    goodput=args.goodput, thresholds=thresholds, stream=stream, consumer=args.consumer, stop=stop)
+                    goodput=args.goodput, thresholds=thresholds, stream=stream, consumer=args.consumer, stop=stop,
+                    nats_timeout_s=args.nats_timeout)
     except BaseException as exc:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -457,7 +460,7 @@ def _cmd_ship(args: argparse.Namespace) -> int:
     try:
         try:
             shipper = Shipper(args.logs, spec, stop=stop, state_dir=args.state_dir, quarantine_path=args.quarantine,
-                              max_line_bytes=args.max_line_bytes)
+                              max_line_bytes=args.max_line_bytes, timeout_s=args.nats_timeout)
         except OSError as exc:
             raise _UsageError(_cannot("use", exc)) from exc
         try:
@@ -576,9 +579,15 @@ def _report_options(command: argparse.ArgumentParser, threshold_help: str) -> No
 _NATS_HELP: Final = "the NATS server, e.g. nats://127.0.0.1:4222 (several: comma-separated)"
 
 
+_NATS_TIMEOUT_HELP: Final = ("how long one request to the server (a publish's acknowledgement, a fetch) may take "
+                              "before it is tried again: seconds, or with a unit: 0.5s, 10s, 1m (default: 5 s)")
+
+
 def _nats_options(command: argparse.ArgumentParser, what: str) -> None:
     command.add_argument("--nats", type=nats_url, metavar="URL", help=f"{_NATS_HELP}: {what}")
     command.add_argument("--stream", type=nats_name, metavar="NAME", help="the JetStream stream (with --nats)")
+    command.add_argument("--nats-timeout", type=nats_timeout, default=5.0, metavar="DURATION",
+                         help=_NATS_TIMEOUT_HELP)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -674,6 +683,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="the JetStream stream (created when missing: file storage, 7 days, subjects NAME.>)")
     ship.add_argument("--subject", type=nats_subject, metavar="SUBJECT",
                       help="the subject to publish on (default: STREAM.events); the stream must take it")
+    ship.add_argument("--nats-timeout", type=nats_timeout, default=5.0, metavar="DURATION", help=_NATS_TIMEOUT_HELP)
     ship.add_argument("--once", action="store_true", help="ship what the logs hold now, then exit")
     ship.add_argument("--state-dir", type=Path, metavar="DIR",
                       help="where the positions and the quarantine go (default: .tracker-ship/STREAM in the first "

@@ -15,7 +15,7 @@ __all__ = (
     "MAX_DEMO_DURATION_S", "MAX_DEMO_SESSIONS", "MAX_GRACE_S", "MAX_LINE_BYTES", "MAX_MEMORY_MIB", "MAX_SEED",
     "demo_duration", "duration", "grace", "interval", "max_line_bytes", "memory_mib", "seconds", "seed",
     "goodput", "session_timeout", "sessions",
-    "whole", "nats_url", "nats_name", "nats_subject",
+    "whole", "nats_url", "nats_name", "nats_subject", "nats_timeout",
 )
 
 # The command line's own bounds: anything beyond is a typo, refused with a usage error.
@@ -183,3 +183,11 @@ def nats_subject(text: str) -> str:
         raise _bad(f"expected a subject such as loadtest.events.host1 (letters, digits, - and _ between dots, no "
                    f"wildcards), got {text!r}")
     return text
+
+
+def nats_timeout(text: str) -> float:
+    """How long one call to the NATS server may take before it is tried again: 0.1 s to 1 d."""
+    value = duration(text, positive=True, maximum_s=86_400)
+    if value < 0.1:
+        raise _bad(f"expected at least 0.1 s, got {text!r}")
+    return value

@@ -141,6 +141,7 @@ def replay(
     stream: StreamSpec | None = None,
     stop: threading.Event | None = None,
     warn: Callable[[str], None] | None = None,
+    nats_timeout_s: float = 5.0,
 ) -> ReplayResult:
     """Write the reports of ``logs`` into ``out_dir`` and return what was read and written.
 
@@ -189,7 +190,7 @@ def replay(
                     rejected[line.reason] += 1
 
                 read_stream(stream, engine, stop=stop if stop is not None else threading.Event(), on_rejected=reject,
-                            max_line_bytes=max_line_bytes, warn=warn, on_block=on_block)
+                            max_line_bytes=max_line_bytes, warn=warn, on_block=on_block, timeout_s=nats_timeout_s)
         finally:
             quarantine.close()
         flushed = writer.flush()
