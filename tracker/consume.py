@@ -116,6 +116,10 @@ class StreamReader:
                              f"checkpoint's {position['seq']} (another tail with the same --consumer?)")
         self.last_seq, self._resumed = position["seq"], True
 
+    def start_over(self) -> None:
+        """Read the stream from its first message (the checkpoint was not usable after all)."""
+        self.last_seq, self._resumed = 0, False
+
     def _open(self) -> None:
         self._subscription, first = self.link.durable(self.spec.stream, self.consumer, from_start=not self._resumed)
         _, oldest, _ = self.link.stream_state(self.spec.stream)

@@ -10,6 +10,10 @@ restart after ``kill -9`` resumes where the last checkpoint left off: nothing
 lost, nothing counted twice (and a line read twice is one event). A checkpoint
 that does not match its logs (another run, another interval, damaged) gives a
 warning and a full re-read, never a crash.
+
+With ``stream=``, the events come from a NATS JetStream stream instead of files
+(:class:`~tracker.consume.StreamReader`): the checkpoint holds the stream's
+position, and the messages read are acknowledged once a checkpoint holds them.
 """
 
 from __future__ import annotations
@@ -103,7 +107,7 @@ class TailStats:
 
 
 class Tail:
-    """Follows logs (files or folders of ``*.jsonl``) into a :class:`LiveReporter` writing ``out_dir``."""
+    """Follows logs (files or folders of ``*.jsonl``), or a stream, into a :class:`LiveReporter` writing ``out_dir``."""
 
     def __init__(
         self,
@@ -374,6 +378,8 @@ class Tail:
             self._clear_checkpoint()
             self.reporter = self._new_reporter()
             self.quarantine.reset()  # it is filled again by the re-read
+            if not isinstance(self.follower, Follower):
+                self.follower.start_over()  # the stream too, from its first message
             self._start_clean()
             return
         self.reporter.closed_until = closed
