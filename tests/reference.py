@@ -224,7 +224,11 @@ def build_sessions(events: list[Event], timeout: int | None = None) -> dict[str,
     for session_id, own in by_id.items():
         registrations = [e for e in own if isinstance(e, SessionRegistered)]
         unregistrations = [e for e in own if isinstance(e, SessionUnregistered)]
-        registration = registrations[0] if registrations else None
+        # The first in event order (events come sorted); equal ones (a writer reusing its numbers): the lesser name,
+        # then the lesser course list as text.
+        registration = min(registrations, key=lambda e: (e.ts, e.writer, e.seq, e.event_id, e.username,
+                                                         ";".join(str(n) for n in e.course_numbers)),
+                           default=None)
         last = max(e.ts for e in own)
         end, how = (unregistrations[0].ts, "ended") if unregistrations else (None, "ended")
         if end is None and timeout is not None and run_end - last >= timeout:

@@ -247,6 +247,18 @@ class TestSessionRules:
         assert build([a, b]).sessions["s"].username == "ninth"
         assert build([b, a]).sessions["s"].username == "ninth"
 
+    def test_registrations_equal_in_event_order_do_not_depend_on_arrival(self) -> None:
+        """Same (ts, writer, seq, event_id), other names: the lesser (username, courses) is first, in any order."""
+        a = event(3, "s", "session_registered", T0, username="bob", course_numbers=[1])
+        b = event(3, "s", "session_registered", T0, username="alice", course_numbers=[2])
+        c = event(3, "s", "session_registered", T0, username="alice", course_numbers=[10])
+        for feed in ([a, b, c], [c, b, a], [a, c, b], [b, a, c]):
+            assert (build(feed).sessions["s"].username, build(feed).sessions["s"].course_numbers) == ("alice", (10,))
+            engine = Engine(60)
+            for one in feed:  # one batch each: the facts kept, then the next event
+                engine.add(events_frame([one]))
+            assert (engine.sessions["s"].username, engine.sessions["s"].course_numbers) == ("alice", (10,))
+
 
 class TestSessionTimeout:
     """--session-timeout: a session silent that long before the run's last event ends at its last event plus it."""

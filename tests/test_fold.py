@@ -161,3 +161,10 @@ class TestEventOrder:
         ninth = event(9, "s", "session_registered", T0, username="ninth", course_numbers=[])
         assert fold_all([tenth, ninth])["s"].username == "ninth"
         assert event_order(ninth) < event_order(tenth)
+
+    def test_registrations_equal_in_event_order_do_not_depend_on_arrival(self) -> None:
+        """Same (ts, writer, seq, event_id), other names: the lesser (username, courses) is first, as in the engine."""
+        bob = event(3, "s", "session_registered", T0, username="bob", course_numbers=[1])
+        alice = event(3, "s", "session_registered", T0, username="alice", course_numbers=[2])
+        assert fold_all([bob, alice])["s"].username == "alice"
+        assert fold_all([alice, bob])["s"].username == "alice"

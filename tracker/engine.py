@@ -224,8 +224,11 @@ class Engine:
         their last event times; ``now`` is the run's last event time before these events."""
         times = new.group_by("session_id").agg(first=pl.col("ts").min(), last=pl.col("ts").max())
         sessions, last_ts = self.sessions, self.last_ts
+        # In registration_rank's order: event order, then username, then the courses' text (equal event orders).
+        courses = pl.col("course_numbers").list.eval(pl.element().cast(pl.String)).list.join(";").fill_null("")
         deciding = (new.filter(pl.col("type").is_in(["session_registered", "session_unregistered"]))
-                    .sort(*ORDER).unique(["session_id", "type"], keep="first", maintain_order=True))
+                    .sort(*ORDER, pl.col("username").fill_null(""), courses)
+                    .unique(["session_id", "type"], keep="first", maintain_order=True))
         changed: list[tuple[SessionFacts | None, SessionFacts]] = []
         #: With a timeout, how each session touched here had ended before these events (to compare after).
         before: dict[str, tuple[SessionFacts | None, Closing]] = {}

@@ -20,7 +20,7 @@ from .events import (
     SessionRegistered,
     SessionUnregistered,
 )
-from .sessions import Order
+from .sessions import Order, registration_rank
 
 __all__ = ("ANOMALIES", "SessionState", "anomalies", "event_order", "fold", "fold_all")
 
@@ -127,12 +127,19 @@ def event_order(event: Event) -> Order:
     return (event.ts, event.writer, event.seq, event.event_id)
 
 
+def _rank(event: Event) -> tuple[Order, str, str]:
+    """Event order, and for registrations equal in it, :func:`~tracker.sessions.registration_rank`'s."""
+    if isinstance(event, SessionRegistered):
+        return registration_rank(event_order(event), event.username, event.course_numbers)
+    return event_order(event), "", ""
+
+
 def fold_all(
     events: Iterable[Event], sessions: Mapping[str, SessionState] | None = None
 ) -> dict[str, SessionState]:
     """Fold events, in event-time order, into a new mapping of ``session_id`` to state."""
     result = dict(sessions or {})
-    for event in sorted(events, key=event_order):
+    for event in sorted(events, key=_rank):
         result[event.session_id] = fold(result.get(event.session_id), event)
     return result
 

@@ -3,6 +3,9 @@
 - **Event order** is ``(ts, writer, seq, event_id)``: event time, then the
   writer's own order. It decides which registration is a session's first when
   several share a time, for the fold, the reports and the live view alike.
+  Two registrations equal in event order (a writer that reused its numbers)
+  are ordered by username, then course numbers as the reports write them
+  (``101;202``): never by which was read first.
 - A session **starts** at its first registration (in event order), or at its
   first event when it has none; it **ends** at its first unregistration, or
   never.
@@ -23,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-__all__ = ("ENDED", "ORDER", "TIMED_OUT", "Closing", "Order", "SessionFacts", "closing", "order_key")
+__all__ = ("ENDED", "ORDER", "TIMED_OUT", "Closing", "Order", "SessionFacts", "closing", "order_key",
+           "registration_rank")
 
 #: The columns (and event attributes) that order events: the one event order of the project.
 ORDER: Final = ("ts", "writer", "seq", "event_id")
@@ -65,11 +69,12 @@ class SessionFacts:
 
     def with_registration(self, order: Sequence[object], username: str | None,
                           courses: Sequence[int] | None) -> SessionFacts:
-        """The facts after a registration: it is the first one when it comes first in event order."""
-        key = order_key(order)
-        if self.registration is not None and self.registration <= key:
+        """The facts after a registration: it is the first one when it comes first (see :func:`registration_rank`)."""
+        key, numbers = order_key(order), tuple(courses or ())
+        if self.registration is not None and (registration_rank(self.registration, self.username, self.course_numbers)
+                                              <= registration_rank(key, username, numbers)):
             return self
-        return replace(self, registration=key, username=username, course_numbers=tuple(courses or ()))
+        return replace(self, registration=key, username=username, course_numbers=numbers)
 
     def with_end(self, order: Sequence[object]) -> SessionFacts:
         """The facts after an unregistration: it is the end when it comes first in event order."""
@@ -102,6 +107,12 @@ def closing(facts: SessionFacts, last_ts: int, timeout: int | None, now: int) ->
     if timeout is not None and last_ts + timeout <= now:
         return last_ts + timeout, TIMED_OUT
     return None
+
+
+def registration_rank(order: Order, username: str | None, courses: Sequence[int]) -> tuple[Order, str, str]:
+    """Which of two registrations of a session is its first: the lesser rank (event order, then username, then the
+    course numbers as the reports write them)."""
+    return order, username or "", ";".join(map(str, courses))
 
 
 def order_key(values: Sequence[object]) -> Order:
