@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
 import polars as pl
 
 from .batch import decode_block
@@ -58,9 +59,19 @@ def decode_messages(messages: Iterable[tuple[int, bytes]], decoder: Decoder,
         frames.append(block.frame)
         rejected += [Rejected(r.source, seqs[r.line_no - 1], 0, r.reason, r.detail, r.raw) for r in block.rejected]
     for seq, body in odd:
-        items = decoder.decode(body.rstrip(b"\n") + b"\n", source=source, line_no=seq)
-        rejected += [item for item in items if isinstance(item, Rejected)]
-        frames.append(events_frame(item for item in items if not isinstance(item, Rejected)))
+        try:  # one JSON value over several lines (a pretty-printed event): one line, as JSON allows
+            orjson.loads(body)
+            one = True
+        except orjson.JSONDecodeError:
+            one = False
+        if one:
+            items = decoder.decode(body.rstrip(b"\n") + b"\n", source=source, line_no=seq)
+            rejected += [item for item in items if isinstance(item, Rejected)]
+            frames.append(events_frame(item for item in items if not isinstance(item, Rejected)))
+        else:  # several lines, or none: each line as a log's line
+            block = decode_block(body.rstrip(b"\n") + b"\n", decoder, source=source, first_line=seq)
+            frames.append(block.frame)
+            rejected += [Rejected(r.source, seq, r.offset, r.reason, r.detail, r.raw) for r in block.rejected]
     frame = pl.concat(frames) if frames else pl.DataFrame(schema=EVENT_SCHEMA)
     return frame, rejected
 

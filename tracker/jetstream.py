@@ -72,10 +72,8 @@ def redacted(url: str) -> str:
     parts = []
     for one in url.split(","):
         split = urlsplit(one.strip())
-        if split.username is not None or split.password is not None:
-            host = split.hostname or ""
-            netloc = f"***@{host}" + (f":{split.port}" if split.port is not None else "")
-            one = urlunsplit(split._replace(netloc=netloc))
+        if "@" in split.netloc:  # user:password@ or token@: the host and port as written (IPv6 in brackets)
+            one = urlunsplit(split._replace(netloc="***@" + split.netloc.rpartition("@")[2]))
         parts.append(one.strip())
     return ",".join(parts)
 
@@ -137,11 +135,16 @@ class Link:
                     raise StoppedError("stopped while waiting for NATS") from None
 
     async def retry(self, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
-        """``attempt()`` until it works, waiting longer after each failure (said once an outage)."""
+        """``attempt()`` until it works, waiting longer after each failure (said once an outage); a request the
+        server refuses as bad (a subject another stream takes...) is a :class:`NatsError` at once."""
+        from nats.js.errors import BadRequestError
+
         retryable = _retryable()
         for tries in range(1 << 62):
             try:
                 result = await attempt()
+            except BadRequestError as exc:
+                raise NatsError(f"{what}: the server refused it: {exc.description or exc}") from None
             except retryable as exc:
                 if self.stop.is_set():
                     raise StoppedError(f"stopped while {what}") from None
@@ -178,14 +181,19 @@ class Link:
         async def error(exc: Exception) -> None:  # said by the calls that fail; nats-py would log a traceback
             _log.debug("nats: %s", exc)
 
-        return await nats.connect(
+        # nats-py keeps trying a first connection as long as later ones (forever): bounded here, so that the
+        # outage is said and retried by retry() like any other.
+        return await asyncio.wait_for(nats.connect(
             servers=[part.strip() for part in self.url.split(",")], name=self.name, connect_timeout=self.timeout_s,
             allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5, ping_interval=self.ping_s,
-            max_outstanding_pings=2, disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error)
+            max_outstanding_pings=2, disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error),
+            timeout=self.timeout_s)
 
     def close(self) -> None:
         """Close the connection (what is buffered is sent first: every publish and acknowledgement was already
         waited for) and the loop's thread."""
+        if self._closing:
+            return
         self._closing = True
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(self.nc.close(), self._loop).result(timeout=self.timeout_s)
@@ -198,6 +206,8 @@ class Link:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+        if self._loop.is_closed():
+            return
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(cancel_the_rest(), self._loop).result(timeout=self.timeout_s)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -261,6 +271,8 @@ class Link:
         return self.call(self._publish(subject, items)) if items else 0
 
     async def _publish(self, subject: str, items: Sequence[tuple[str, bytes]]) -> int:
+        from nats.errors import MaxPayloadError
+
         retryable = _retryable()
         pending, duplicates = list(items), 0
         for tries in range(1 << 62):
@@ -270,6 +282,10 @@ class Link:
                 try:
                     future = await self.js.publish_async(subject, item[1], headers={"Nats-Msg-Id": item[0]},
                                                          wait_stall=self.timeout_s)
+                except MaxPayloadError:
+                    raise NatsError(f"an event of {len(item[1])} bytes ({item[0]}) is larger than the server's "
+                                    f"max_payload ({self.nc.max_payload} bytes): raise it in the server's "
+                                    "configuration") from None
                 except retryable as exc:
                     failure = exc
                     break
