@@ -43,6 +43,7 @@ ACK_WAIT_S: Final = 60.0
 #: Waits between retries grow from the first to the last.
 BACKOFF_S: Final = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 _T = TypeVar("_T")
+_STOPPED: Final = object()
 _log = logging.getLogger("tracker.nats")
 
 
@@ -125,14 +126,28 @@ class Link:
 
     def call(self, coro: Coroutine[Any, Any, _T]) -> _T:
         """Run ``coro`` on the connection's loop and wait for it (or for ``stop``)."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._unless_stopped(coro), self._loop)
         while True:
             try:
-                return future.result(timeout=0.1)
+                result = future.result(timeout=0.1)
             except concurrent.futures.TimeoutError:
                 if self.stop.is_set():
                     future.cancel()
                     raise StoppedError("stopped while waiting for NATS") from None
+                continue
+            if result is _STOPPED:
+                raise StoppedError("stopped while waiting for NATS")
+            return result  # type: ignore[return-value]
+
+    async def _unless_stopped(self, coro: Coroutine[Any, Any, _T]) -> _T | object:
+        """``coro``'s result; once stopped, whatever it raises (the caller no longer waits) is :data:`_STOPPED`,
+        never an exception nobody retrieves."""
+        try:
+            return await coro
+        except BaseException:
+            if self.stop.is_set():
+                return _STOPPED
+            raise
 
     async def retry(self, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
         """``attempt()`` until it works, waiting longer after each failure (said once an outage); a request the
