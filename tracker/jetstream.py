@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js.client import JetStreamContext
 
+    from .publish import AckedPublisher
+
 __all__ = (
     "ACK_WAIT_S", "DUPLICATE_WINDOW_S", "MAX_AGE_S", "Link", "StreamSpec", "message_id", "redacted",
     "subject_taken",
@@ -110,6 +112,7 @@ class Link:
         self._warn = warn if warn is not None else _log.warning
         self._outage: str | None = None  # what is failing now, said once
         self._closing = False
+        self._publisher: AckedPublisher | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tracker-nats", daemon=True)
         self._thread.start()
@@ -288,45 +291,28 @@ class Link:
     async def _publish(self, subject: str, items: Sequence[tuple[str, bytes]]) -> int:
         from nats.errors import MaxPayloadError
 
-        retryable = _retryable()
+        from .publish import DUPLICATE, NEW, AckedPublisher
+
+        if self._publisher is None:
+            self._publisher = AckedPublisher(self.nc)
         pending, duplicates = list(items), 0
         for tries in range(1 << 62):
-            sent: list[tuple[tuple[str, bytes], asyncio.Future[Any]]] = []
-            failure: BaseException | None = None
-            for item in pending:
-                try:
-                    future = await self.js.publish_async(subject, item[1], headers={"Nats-Msg-Id": item[0]},
-                                                         wait_stall=self.timeout_s)
-                except MaxPayloadError:
-                    raise NatsError(f"an event of {len(item[1])} bytes ({item[0]}) is larger than the server's "
-                                    f"max_payload ({self.nc.max_payload} bytes): raise it in the server's "
-                                    "configuration") from None
-                except retryable as exc:
-                    failure = exc
-                    break
-                sent.append((item, future))
-            unsent = pending[len(sent):]
-            if sent:
-                await asyncio.wait([f for _, f in sent], timeout=self.timeout_s)
-            again = []
-            for item, future in sent:
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    duplicates += bool(future.result().duplicate)
-                    continue
-                if future.done() and not future.cancelled():
-                    failure = failure or future.exception()
-                else:
-                    future.cancel()
-                    failure = failure or TimeoutError(f"no acknowledgement in {self.timeout_s:g} s")
-                again.append(item)
-            pending = again + unsent
+            try:
+                results, reason = await self._publisher.send(subject, pending, timeout_s=self.timeout_s)
+            except MaxPayloadError:
+                largest = max(pending, key=lambda item: len(item[1]))
+                raise NatsError(f"an event of {len(largest[1])} bytes ({largest[0]}) is larger than the server's "
+                                f"max_payload ({self.nc.max_payload} bytes): raise it in the server's "
+                                "configuration") from None
+            duplicates += results.count(DUPLICATE)
+            pending = [item for item, result in zip(pending, results, strict=True) if result not in (NEW, DUPLICATE)]
             if not pending:
                 self.up()
                 return duplicates
             if self.stop.is_set():
                 raise StoppedError(f"stopped with {len(pending)} events not acknowledged by NATS")
-            self.down(f"NATS: publishing failed ({_why(failure)}); {len(pending)} events are published again "
-                      "until the server acknowledges them")
+            self.down(f"NATS: publishing failed ({reason}); {len(pending)} events are published again until the "
+                      "server acknowledges them")
             await asyncio.sleep(BACKOFF_S[min(tries, len(BACKOFF_S) - 1)])
         raise AssertionError("unreachable")
 
