@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
 
 from tests.conftest import NatsServer
 from tests.helpers import T0, record, wait_for
 from tests.test_jetstream import publish_raw
+from tests.test_results import SCHEMA as OUTPUT_SCHEMA
 from tests.test_ship import fresh_tracker_logger  # noqa: F401  (autouse: the warnings of each command run here)
 from tracker.cli import main
 from tracker.consume import decode_messages
@@ -149,6 +151,22 @@ class TestReplay:
         nats, files = report_files(tmp_path / "nats"), report_files(tmp_path / "files")
         assert len(nats) >= 6
         assert nats == files
+
+    def test_json_names_the_stream(self, tmp_path: Path, nats_server: NatsServer,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+        """replay --nats --json: the object (valid under schemas/output.schema.json) names the stream, and the
+        server's address without its password; a replay of logs says null."""
+        ship_logs(nats_server.url, *busy_logs(tmp_path / "run"))
+        capsys.readouterr()
+        address = nats_server.url.replace("nats://", "nats://me:secret@")
+        assert main("replay", "--nats", address, "--stream", "LT", "--out", str(tmp_path / "nats"), "--json",
+                    "--quiet") == 0
+        result = orjson.loads(capsys.readouterr().out)
+        jsonschema.validate(result, OUTPUT_SCHEMA)
+        assert result["stream"] == {"nats": nats_server.url.replace("nats://", "nats://***@"), "stream": "LT"}
+        assert result["events"] == 14
+        assert main("replay", str(tmp_path / "run"), "--out", str(tmp_path / "files"), "--json", "--quiet") == 0
+        assert orjson.loads(capsys.readouterr().out)["stream"] is None
 
     def test_shipped_in_several_runs_with_a_bad_line(self, tmp_path: Path, nats_server: NatsServer) -> None:
         """Logs shipped in two runs (a bad line quarantined by the shipper): the stream's reports equal the

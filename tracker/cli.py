@@ -338,6 +338,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
         _print_json({
             "command": "replay", "version": 1, "exit_status": status, "logs": [str(p) for p in result.logs],
+            "stream": _stream_json(stream),
             "out": str(args.out), "interval_s": args.interval, "events": read.events,
             "by_type": dict(sorted(read.by_type.items())),
             "duplicates": read.duplicates,
@@ -420,6 +421,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
 
         _print_json({
             "command": "tail", "version": 1, "exit_status": status, "logs": [str(p) for p in args.logs],
+            "stream": _stream_json(stream),
             "out": str(args.out), "interval_s": args.interval, "events": stats.events,
             "by_type": {t: n for t, n in sorted(tail.reporter.engine.counts.items()) if n},
             "duplicates": tail.reporter.engine.duplicates,
@@ -446,6 +448,13 @@ def _stream(args: argparse.Namespace) -> Any:
     if args.logs:
         raise _UsageError("give the logs to read or --nats URL --stream NAME, not both")
     return StreamSpec(args.nats, args.stream, getattr(args, "subject", None))
+
+
+def _stream_json(stream: Any) -> dict[str, str] | None:
+    """The stream a command read, for --json (the address without its password)."""
+    from .jetstream import redacted
+
+    return None if stream is None else {"nats": redacted(stream.url), "stream": stream.stream}
 
 
 def _cmd_ship(args: argparse.Namespace) -> int:
