@@ -101,6 +101,7 @@ class StreamReader:
         self.last_seq = 0  # the highest stream sequence folded in
         self._resumed = False
         self._subscription: Any = None
+        self._reconnects = 0
         self._replies: list[str] = []  # read since the last checkpoint: acknowledged once it holds them
 
     def identity(self) -> list[str]:
@@ -132,7 +133,11 @@ class StreamReader:
         self.last_seq, self._resumed = 0, False
 
     def _open(self) -> None:
+        self._reconnects = self.link.reconnects
         self._subscription, first = self.link.durable(self.spec.stream, self.consumer, from_start=not self._resumed)
+        # From now on the engine holds (or the checkpoint will) everything up to the consumer's floor: a consumer
+        # made again (after a reconnection) starts after it.
+        self._resumed = True
         _, oldest, _ = self.link.stream_state(self.spec.stream)
         if oldest > first:
             self._warn(f"NATS: messages {first} to {oldest - 1} of the stream {self.spec.stream!r} were removed by "
@@ -140,7 +145,9 @@ class StreamReader:
 
     def poll(self, wait_s: float = 0.05) -> None:
         """Fold in one fetch of messages (waiting at most ``wait_s`` for the first)."""
-        if self._subscription is None:
+        if self._subscription is None or self.link.reconnects != self._reconnects:
+            # After a reconnection the consumer is made again from its floor: messages it had delivered into the
+            # lost connection come at once, not after the ack wait (repeats of what was read are dropped).
             self._open()
         msgs = self.link.fetch(self._subscription, self.batch, wait_s)
         self.backlog = len(msgs) == self.batch

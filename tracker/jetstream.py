@@ -112,6 +112,9 @@ class Link:
         self._warn = warn if warn is not None else _log.warning
         self._outage: str | None = None  # what is failing now, said once
         self._closing = False
+        #: Reconnections so far: messages a consumer delivered into the lost connection are given again only after
+        #: the ack wait, unless the reader asks for them (see StreamReader).
+        self.reconnects = 0
         self._publisher: AckedPublisher | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tracker-nats", daemon=True)
@@ -130,17 +133,16 @@ class Link:
     def call(self, coro: Coroutine[Any, Any, _T]) -> _T:
         """Run ``coro`` on the connection's loop and wait for it (or for ``stop``)."""
         future = asyncio.run_coroutine_threadsafe(self._unless_stopped(coro), self._loop)
-        while True:
-            try:
-                result = future.result(timeout=0.1)
-            except concurrent.futures.TimeoutError:
-                if self.stop.is_set():
-                    future.cancel()
-                    raise StoppedError("stopped while waiting for NATS") from None
-                continue
-            if result is _STOPPED:
+        # Waited for with wait(), not result(timeout=): the coroutine's own TimeoutError (a flush, a request) is the
+        # same class as result()'s, and must be raised, not taken for "not done yet".
+        while not concurrent.futures.wait([future], timeout=0.1).done:
+            if self.stop.is_set():
+                future.cancel()
                 raise StoppedError("stopped while waiting for NATS")
-            return result  # type: ignore[return-value]
+        result = future.result()
+        if result is _STOPPED:
+            raise StoppedError("stopped while waiting for NATS")
+        return result  # type: ignore[return-value]
 
     async def _unless_stopped(self, coro: Coroutine[Any, Any, _T]) -> _T | object:
         """``coro``'s result; once stopped, whatever it raises (the caller no longer waits) is :data:`_STOPPED`,
@@ -194,6 +196,7 @@ class Link:
             self.down(f"NATS: disconnected from {redacted(self.url)}; reconnecting")
 
         async def reconnected() -> None:
+            self.reconnects += 1
             self.up()
 
         async def error(exc: Exception) -> None:  # said by the calls that fail; nats-py would log a traceback
@@ -392,8 +395,8 @@ class Link:
         async def attempt() -> list[Msg]:
             try:
                 return list(await subscription.fetch(batch, timeout=max(wait_s, 0.05)))
-            except nats.errors.TimeoutError:
-                return []
+            except (TimeoutError, nats.errors.TimeoutError):  # nothing to read in time (not an outage:
+                return []  # a lost connection is said by the client's callbacks)
 
         return self.call(self.retry("reading the stream", attempt))
 
@@ -406,7 +409,9 @@ class Link:
         async def send() -> None:
             for reply in replies:
                 await self.nc.publish(reply, b"+ACK")
-            await self.nc.flush(timeout=max(1, round(self.timeout_s)))
+            # nats-py's own flush timeout cancels its PONG future, and the late PONG then kills its read loop
+            # (InvalidStateError): the flush is waited for here instead, and left to finish in the background.
+            await asyncio.wait_for(asyncio.shield(self.nc.flush(timeout=3600)), self.timeout_s)
 
         failures: tuple[type[BaseException], ...] = (StoppedError, *_retryable())
         try:
