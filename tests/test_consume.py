@@ -3,6 +3,7 @@ gives the reports a replay of the shipped files gives."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 import warnings
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import nats
 import orjson
 import pytest
 
@@ -20,9 +22,10 @@ from tests.test_jetstream import publish_raw
 from tests.test_results import SCHEMA as OUTPUT_SCHEMA
 from tests.test_ship import fresh_tracker_logger  # noqa: F401  (autouse: the warnings of each command run here)
 from tracker.cli import main
-from tracker.consume import decode_messages
+from tracker.consume import StreamReader, decode_messages, read_stream
 from tracker.decoder import Decoder
 from tracker.emitter import EventLog
+from tracker.engine import Engine
 from tracker.jetstream import StreamSpec
 from tracker.replayer import replay
 from tracker.tail import Tail
@@ -368,3 +371,92 @@ class TestTail:
             tail.release()
             gc.collect()
         assert [str(w.message) for w in caught] == []
+
+
+def delete(url: str, what: str, stream: str, consumer: str | None = None) -> None:
+    """Delete a consumer (or, without one, the stream) with a client of its own, as an operator would."""
+
+    async def run() -> None:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            if what == "consumer":
+                assert consumer is not None
+                await js.delete_consumer(stream, consumer)
+            else:
+                await js.delete_stream(stream)
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+
+
+class TestGone:
+    """A consumer or a stream deleted under a reader: it goes on, says so, and loses nothing."""
+
+    def test_tail_makes_its_consumer_again(self, tmp_path: Path, nats_server: NatsServer,
+                                           tails: list[Tail]) -> None:
+        """The tail's durable consumer deleted: made again from its floor; later events are folded, the files end
+        as replay's, and a warning says it."""
+        log = tmp_path / "run" / "events.jsonl"
+        session(log, "s1", 0)
+        ship_logs(nats_server.url, log)
+        tail = stream_tail(nats_server.url, tmp_path / "out", tails)
+        fold_until(tail, 4)
+        assert isinstance(tail.follower, StreamReader)
+        delete(nats_server.url, "consumer", "LT", tail.follower.consumer)
+        session(log, "s2", 30)
+        ship_logs(nats_server.url, log)
+        fold_until(tail, 8)
+        assert any("was deleted: made again" in w for w in tail.warnings)
+        close(tail, tails)
+        assert_same_as_replay([log], tmp_path / "out", tmp_path / "replayed")
+
+    def test_tail_reads_a_stream_made_again(self, tmp_path: Path, nats_server: NatsServer,
+                                            tails: list[Tail]) -> None:
+        """The stream deleted and made again (the shipper ships everything again into it): the tail reads the new
+        one from its start, drops the repeats, and ends as replay of the log."""
+        log = tmp_path / "run" / "events.jsonl"
+        session(log, "s1", 0)
+        ship_logs(nats_server.url, log)
+        tail = stream_tail(nats_server.url, tmp_path / "out", tails)
+        fold_until(tail, 4)
+        delete(nats_server.url, "stream", "LT")
+        session(log, "s2", 30)
+        ship_logs(nats_server.url, log)  # its state names the old stream: everything shipped again
+        fold_until(tail, 8)
+        assert any("deleted and made again" in w for w in tail.warnings)
+        assert tail.reporter.engine.duplicates == 4
+        close(tail, tails)
+        assert_same_as_replay([log], tmp_path / "out", tmp_path / "replayed")
+
+    def test_replay_makes_its_consumer_again(self, tmp_path: Path, nats_server: NatsServer) -> None:
+        """replay's own consumer deleted between two fetches: a new one from the next message; every event read."""
+        log = tmp_path / "run" / "events.jsonl"
+        for i in range(5):
+            session(log, f"s{i}", 40 * i)
+        ship_logs(nats_server.url, log)
+        engine = Engine(60)
+        stop, blocks = threading.Event(), []
+
+        def on_block(nbytes: int, events: int, rejected: int) -> None:
+            blocks.append(events)
+            if len(blocks) == 1:  # the only consumer of the stream is replay's
+                delete(nats_server.url, "consumer", "LT", consumer_names(nats_server.url, "LT")[0])
+
+        read = read_stream(StreamSpec(nats_server.url, "LT"), engine, stop=stop, on_rejected=lambda r: None,
+                           on_block=on_block, batch=3, timeout_s=1.0)
+        assert read == 20
+        assert engine.counts.total() == 20
+        assert len(blocks) >= 2
+
+
+def consumer_names(url: str, stream: str) -> list[str]:
+    async def run() -> list[str]:
+        nc = await nats.connect(url)
+        try:
+            return [c.name for c in await nc.jetstream().consumers_info(stream)]
+        finally:
+            await nc.close()
+
+    return asyncio.run(run())

@@ -27,6 +27,7 @@ import polars as pl
 from .batch import decode_block
 from .decoder import Decoder, Rejected
 from .engine import Engine
+from .errors import NatsError
 from .follow import FollowStats
 from .frames import EVENT_SCHEMA, events_frame
 from .jetstream import Link, StreamSpec
@@ -128,6 +129,19 @@ class StreamReader:
                              f"checkpoint's {position['seq']} (another tail with the same --consumer?)")
         self.last_seq, self._resumed = position["seq"], True
 
+    def _consumer_gone(self) -> None:
+        """The consumer was deleted, or the stream with it: made again, from its floor; from the stream's first
+        message when the stream itself was made again (its events are new to this tail, or repeats it drops)."""
+        created, _, _ = self.link.stream_state(self.spec.stream)
+        if created != self.created:
+            self._warn(f"NATS: the stream {self.spec.stream!r} was deleted and made again: reading the new one from "
+                       "its first message (the events read from the old one stay in the reports; a restart of this "
+                       "tail reads only the new one)")
+            self.created, self._resumed = created, False
+        else:
+            self._warn(f"NATS: the consumer {self.consumer!r} was deleted: made again from its acknowledged floor")
+        self._open()
+
     def start_over(self) -> None:
         """Read the stream from its first message (the checkpoint was not usable after all)."""
         self.last_seq, self._resumed = 0, False
@@ -150,6 +164,9 @@ class StreamReader:
             # lost connection come at once, not after the ack wait (repeats of what was read are dropped).
             self._open()
         msgs = self.link.fetch(self._subscription, self.batch, wait_s)
+        if msgs is None:  # the consumer is gone
+            self._consumer_gone()
+            return
         self.backlog = len(msgs) == self.batch
         if not msgs:
             return
@@ -181,7 +198,7 @@ def read_stream(spec: StreamSpec, engine: Engine, *, stop: threading.Event, on_r
     say = warn if warn is not None else _log.warning
     link = Link(spec.url, stop=stop, warn=say, timeout_s=timeout_s, name="tracker replay")
     try:
-        _, first, last = link.stream_state(spec.stream)
+        created, first, last = link.stream_state(spec.stream)
         if first > 1:
             say(f"NATS: the stream {spec.stream!r} starts at message {first}: the messages before it were removed "
                 "by its limits (max age, size), and their events are not in the reports")
@@ -191,6 +208,13 @@ def read_stream(spec: StreamSpec, engine: Engine, *, stop: threading.Event, on_r
         decoder, read, seen = Decoder(max_line_bytes=max_line_bytes, dedupe=False), 0, 0
         while seen < last:
             msgs = link.fetch(subscription, batch, timeout_s)
+            if msgs is None:  # the consumer is gone (deleted, or idle past its limit): one from where it was
+                again, _, _ = link.stream_state(spec.stream)
+                if again != created:
+                    raise NatsError(f"the stream {spec.stream!r} was deleted (and made again) while it was read: "
+                                    "replay it again")
+                subscription = link.ephemeral(spec.stream, seen + 1)
+                continue
             if not msgs:
                 if link.pending(subscription) == 0:  # the rest was removed meanwhile
                     break

@@ -172,9 +172,15 @@ class Link:
                 self.down(f"NATS: {what} failed ({_why(exc)}); trying again every {BACKOFF_S[-1]:g} s at most")
                 await asyncio.sleep(delay)
                 continue
-            self.up()
+            if self.nc_connected():
+                self.up()
             return result
         raise AssertionError("unreachable")
+
+    def nc_connected(self) -> bool:
+        """True while the connection is up (before it is made: True, as a call that worked made it)."""
+        nc = getattr(self, "nc", None)
+        return nc is None or bool(nc.is_connected)
 
     def down(self, message: str) -> None:
         """Say an outage once (a new kind of failure is said too)."""
@@ -345,13 +351,14 @@ class Link:
 
         return self.call(self.retry(f"opening the consumer {name!r} of the stream {stream!r}", make))
 
-    def ephemeral(self, stream: str) -> Any:
-        """A pull subscription reading the whole stream once, without acknowledgements."""
+    def ephemeral(self, stream: str, first: int = 1) -> Any:
+        """A pull subscription reading the stream once from its message ``first`` on, without acknowledgements."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         async def make() -> Any:
             info = await self.js.add_consumer(stream, ConsumerConfig(
-                ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=300.0))
+                ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first,
+                inactive_threshold=300.0))
             return await self.js.pull_subscribe_bind(info.name, stream)
 
         return self.call(self.retry(f"reading the stream {stream!r}", make))
@@ -388,15 +395,29 @@ class Link:
         with contextlib.suppress(*failures):
             self.call(remove())
 
-    def fetch(self, subscription: Any, batch: int, wait_s: float) -> list[Msg]:
-        """Up to ``batch`` messages, waiting at most ``wait_s`` for the first (none: an empty list)."""
+    def fetch(self, subscription: Any, batch: int, wait_s: float) -> list[Msg] | None:
+        """Up to ``batch`` messages, waiting at most ``wait_s`` for the first (none: an empty list); None when the
+        subscription's consumer is gone (deleted, or its stream deleted and maybe made again): the caller makes a
+        new one."""
         import nats.errors
+        from nats.js.errors import NotFoundError, ServiceUnavailableError
 
-        async def attempt() -> list[Msg]:
+        async def gone() -> bool:
+            try:
+                await subscription.consumer_info()
+            except (NotFoundError, ServiceUnavailableError):
+                return True
+            return False
+
+        async def attempt() -> list[Msg] | None:
             try:
                 return list(await subscription.fetch(batch, timeout=max(wait_s, 0.05)))
             except (TimeoutError, nats.errors.TimeoutError):  # nothing to read in time (not an outage:
                 return []  # a lost connection is said by the client's callbacks)
+            except (NotFoundError, ServiceUnavailableError):
+                if await gone():
+                    return None
+                raise
 
         return self.call(self.retry("reading the stream", attempt))
 
