@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import polars as pl
@@ -11,7 +12,7 @@ from tests.helpers import T0, event
 from tracker.engine import Engine
 from tracker.events import Event
 from tracker.frames import events_frame
-from tracker.output import SUMMARY_FILE, ReportWriter, csv_bytes
+from tracker.output import SUMMARY_FILE, ReportWriter, csv_bytes, remove_temporaries
 
 S = 1_000_000
 
@@ -51,6 +52,34 @@ class TestReportWriter:
         assert sorted(p.name for p in second.written) == sorted([
             "session_tracking_report_20261124_220500.csv", "session_tracking_summary.csv",
             "session_tracking_totals.csv", "session_tracking_report.html"])
+
+    def test_a_restored_writer_ends_the_live_page(self, tmp_path: Path) -> None:
+        """A live page written, the writer's state restored by a new writer (a tail restarted), and a final flush
+        with nothing new: the page no longer reloads itself, and equals a fresh final write's."""
+        engine = Engine(60)
+        engine.add(events_frame(events(300)))
+        first = ReportWriter(engine, tmp_path / "out")
+        first.flush(reload_s=5)
+        page = tmp_path / "out" / "session_tracking_report.html"
+        assert b'http-equiv="refresh"' in page.read_bytes()
+        second = ReportWriter(engine, tmp_path / "out")
+        second.restore(first.state())
+        second.flush()
+        assert b'http-equiv="refresh"' not in page.read_bytes()
+        ReportWriter(engine, tmp_path / "fresh").flush()
+        assert page.read_bytes() == (tmp_path / "fresh" / "session_tracking_report.html").read_bytes()
+
+    def test_temporaries_of_a_killed_writer_are_removed(self, tmp_path: Path) -> None:
+        """The .NAME.PID.tmp of a report file or the manifest (a process killed mid-write) goes; a user's file of
+        that shape, and this process's own, stay."""
+        ours = [".session_tracking_summary.csv.4242.tmp", ".session_tracking_report_20261124_220500.csv.7.tmp",
+                "..tracker-reports.json.99.tmp"]
+        kept = [".notes.txt.4242.tmp", ".session_tracking_summary.csv.tmp", ".session_tracking_summary.csv.x1.tmp",
+                f".session_tracking_summary.csv.{os.getpid()}.tmp", "session_tracking_summary.csv.4242.tmp"]
+        for name in ours + kept:
+            (tmp_path / name).write_bytes(b"x")
+        assert sorted(p.name for p in remove_temporaries(tmp_path)) == sorted(ours)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
 
     def test_full_disk_is_a_warning_and_the_files_come_later(self, tmp_path: Path, small_disk: Path) -> None:
         """Writes to a full disk fail with a warning, leave no temporary file, and succeed at the next flush."""

@@ -106,6 +106,19 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files :func:`write_atomically` left in ``folder`` for report files when a process was
+    killed mid-write (``.NAME.PID.tmp`` of another process, NAME a report file or the manifest); nothing else."""
+    removed = []
+    for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+        name, _, rest = path.name[1:-len(".tmp")].rpartition(".")
+        if rest.isdigit() and int(rest) != os.getpid() and (REPORT_NAME.fullmatch(name) or name == MANIFEST_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def add_to_manifest(out_dir: Path, name: str) -> None:
     """Name one more file in the folder's manifest, when it has one of ours (``tracker report``'s page)."""
     try:
@@ -147,7 +160,9 @@ class ReportWriter:
         self._failing: str | None = None  # the last write error, said once until a write succeeds
         self._listed: set[str] = set()  # the files the manifest names
         self._html = HtmlReport()
-        self._html_reload: int | None = None  # how the last page written reloads itself
+        #: How the last page written reloads itself (None: it does not); unknown (-1) until this writer writes one,
+        #: so that a writer restored from a checkpoint writes the page again (a live one may be on disk).
+        self._html_reload: int | None = -1
         self._html_due = 0.0  # while live, the page is not built again before this (time.monotonic())
 
     def earlier_files(self) -> tuple[set[str], set[str]]:

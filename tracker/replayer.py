@@ -36,7 +36,7 @@ from .logs import (
     refuse_outputs_that_are_logs,
     report_outputs,
 )
-from .output import ReportWriter
+from .output import ReportWriter, remove_temporaries
 from .store import WindowStore
 from .thresholds import Threshold, Verdict
 
@@ -175,6 +175,7 @@ def replay(
         engine = Engine(interval_s, store=store, session_timeout_s=session_timeout_s, goodput=goodput)
         writer = ReportWriter(engine, out, thresholds=thresholds)
         earlier = writer.own_earlier_files()  # before anything is read or written
+        remove_temporaries(out)  # of a tail or replay killed while it wrote a report
         quarantine.reset()  # this replay's rejected lines only: the same logs give the same files
         try:
             if stream is None:

@@ -43,7 +43,7 @@ from .follow import Follower, FollowStats, check_positions
 from .jetstream import StreamSpec
 from .live import DEFAULT_GRACE_S, FlushResult, LiveReporter
 from .logs import folder_logs, quarantine_outputs, refuse_outputs_that_are_logs, report_outputs
-from .output import write_atomically
+from .output import remove_temporaries, write_atomically
 from .store import DEFAULT_MEMORY_BYTES, WindowStore
 from .thresholds import Threshold, shown
 
@@ -145,6 +145,7 @@ class Tail:
         logs = [p for t in self.targets for p in (folder_logs(t, own) if t.is_dir() else [t])]
         refuse_outputs_that_are_logs(logs, quarantine_outputs(self.quarantine) + report_outputs(self.out_dir))
         self._lock = self._lock_folder()
+        remove_temporaries(self.out_dir)  # of a tail killed while it wrote a report
         self.decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
         self.follower: Follower | StreamReader
         if stream is not None:
