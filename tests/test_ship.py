@@ -283,6 +283,8 @@ class TestRefused:
         ("nats://", "nats://"),
         ("nats://127.0.0.1:port", "nats://127.0.0.1:port"),
         ("nats://127.0.0.1:4222,bogus", "bogus"),
+        ("nats://alice:s3cret@127.0.0.1:99999", "nats://***@127.0.0.1:99999"),  # never the password
+        ("nats://alice:s3#c/ret@h:1:2", "nats://***@h:1:2"),
     ])
     def test_bad_url(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, quoted: str) -> None:
         """A --nats that is not a server address: exit 2 quoting it, nothing made."""

@@ -307,12 +307,15 @@ class Link:
         pending, duplicates = list(items), 0
         for tries in range(1 << 62):
             try:
-                results, reason = await self._publisher.send(subject, pending, timeout_s=self.timeout_s)
+                results, reason, refused = await self._publisher.send(subject, pending, timeout_s=self.timeout_s)
             except MaxPayloadError:
                 largest = max(pending, key=lambda item: len(item[1]))
                 raise NatsError(f"an event of {len(largest[1])} bytes ({largest[0]}) is larger than the server's "
                                 f"max_payload ({self.nc.max_payload} bytes): raise it in the server's "
                                 "configuration") from None
+            if refused is not None:
+                raise NatsError(f"the stream refuses events for good: {refused} (the positions are saved up to the "
+                                "last event it took; change the stream's limits, then ship again)")
             duplicates += results.count(DUPLICATE)
             pending = [item for item, result in zip(pending, results, strict=True) if result not in (NEW, DUPLICATE)]
             if not pending:

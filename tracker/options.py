@@ -165,8 +165,9 @@ def nats_url(text: str) -> str:
         except ValueError:  # a port that is not a number, or out of range
             valid = False
         if not valid:
+            shown = re.sub(r"//.*@", "//***@", part.strip())  # never a password on the screen (up to the last @)
             raise _bad(f"expected a NATS server address such as nats://127.0.0.1:4222 (several comma-separated), "
-                       f"got {part.strip()!r}")
+                       f"got {shown!r}")
     return text
 
 

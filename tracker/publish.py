@@ -39,6 +39,7 @@ class _Batch:
     results: list[int]
     answered: int = 0
     reason: str | None = None  # the last refusal's, said to the user
+    refused: str | None = None  # a refusal publishing again cannot change (the message is wrong for the stream)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -67,19 +68,23 @@ class AckedPublisher:
         i = int(index)
         if not 0 <= i < len(batch.results) or batch.results[i] != PENDING:
             return
-        reason, duplicate = _read(msg)
+        reason, duplicate, permanent = _read(msg)
         if reason is None:
             batch.results[i] = DUPLICATE if duplicate else NEW
         else:
             batch.results[i], batch.reason = FAILED, reason
+            if permanent:
+                batch.refused = reason
         batch.answered += 1
         batch.wake.set()
 
     async def send(self, subject: str, items: Sequence[tuple[str, bytes]], *, timeout_s: float,
-                   window: int = WINDOW) -> tuple[list[int], str | None]:
+                   window: int = WINDOW) -> tuple[list[int], str | None, str | None]:
         """Publish ``(message id, body)`` pairs; return what became of each (:data:`PENDING` when no answer came
         within ``timeout_s`` of the last one) and why the last one failed (None when none did). An exception while
-        sending (the connection lost) ends the batch early: the rest stays :data:`PENDING`, the reason says it."""
+        sending (the connection lost) ends the batch early: the rest stays :data:`PENDING`, the reason says it. The
+        third value is a refusal that publishing again cannot change (JetStream's 400: the message does not suit the
+        stream, e.g. larger than its max_msg_size), or None."""
         from nats.errors import MaxPayloadError
 
         prefix = await self._inbox()
@@ -103,7 +108,7 @@ class AckedPublisher:
             self._batch = None
         if batch.reason is None and batch.answered < len(items):
             batch.reason = f"no acknowledgement within {timeout_s:g} s"
-        return batch.results, batch.reason
+        return batch.results, batch.reason, batch.refused
 
     @staticmethod
     async def _progress(batch: _Batch, timeout_s: float) -> bool:
@@ -116,19 +121,23 @@ class AckedPublisher:
         return True
 
 
-def _read(msg: Msg) -> tuple[str | None, bool]:
+def _read(msg: Msg) -> tuple[str | None, bool, bool]:
     """Why JetStream refused a publish (an error answer, no stream for the subject; None for an acknowledgement),
-    and whether the acknowledgement says the message was a repeat."""
+    whether the acknowledgement says the message was a repeat, and whether the refusal is for good (a 400)."""
     headers: dict[str, Any] = dict(msg.headers or {})
     if headers.get("Status"):
-        return f"{headers['Status']} {headers.get('Description', '')}".strip(), False
+        text = f"{headers['Status']} {headers.get('Description', '')}".strip().splitlines()[0]
+        return " ".join(text.split()) + (" (no stream takes the subject)" if text.startswith("503") else ""), False, \
+            False
     try:
         answer = orjson.loads(msg.data)
     except orjson.JSONDecodeError:
         answer = None
     if not isinstance(answer, dict):
-        return f"not an acknowledgement: {msg.data[:80]!r}", False
+        return f"not an acknowledgement: {msg.data[:80]!r}", False, False
     error = answer.get("error")
     if error is not None:
-        return (str(error.get("description", error)) if isinstance(error, dict) else str(error)), False
-    return None, bool(answer.get("duplicate"))
+        if not isinstance(error, dict):
+            return str(error), False, False
+        return str(error.get("description", error)), False, error.get("code") == 400
+    return None, bool(answer.get("duplicate")), False

@@ -81,6 +81,7 @@ class Shipper:
                                  decode=decode_events)
         self.stats = ShipStats(rejected=self.decoder.rejected, follow=self.follower.stats)
         self._saved_state = b""
+        self._save_failing = False
         self.link: Link | None = None
         try:
             self.link = Link(spec.url, stop=stop, warn=self._warn, timeout_s=timeout_s, name="tracker ship")
@@ -144,9 +145,14 @@ class Shipper:
         try:
             write_atomically(self.state_dir / STATE_FILE, state)
         except OSError as exc:  # a full disk: keep shipping (a restart publishes again what came since)
-            self._warn(f"positions not saved in {self.state_dir} ({exc.strerror or exc}); tried again after the "
-                       "next read")
+            if not self._save_failing:  # said once, until it works again
+                self._warn(f"positions not saved in {self.state_dir} ({exc.strerror or exc}); tried again after "
+                           "every read (a restart meanwhile ships again what came since the last save)")
+            self._save_failing = True
             return
+        if self._save_failing:
+            self._warn(f"positions saved again in {self.state_dir}")
+            self._save_failing = False
         self._saved_state = state
 
     def _identity(self) -> list[str]:
