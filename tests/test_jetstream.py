@@ -18,7 +18,7 @@ from nats.js.api import StorageType
 from tests.conftest import NatsServer, _free_port
 from tests.helpers import wait_for
 from tracker.errors import NatsError, StoppedError
-from tracker.jetstream import Link, StreamSpec, message_id, redacted, subject_taken
+from tracker.jetstream import Link, StreamRemadeError, StreamSpec, message_id, redacted, subject_taken
 
 #: How long a stopped Link may take to give up.
 PROMPT_S = 1.5
@@ -217,20 +217,42 @@ class TestEnsureStream:
 class TestPublish:
     def test_publishing_again_counts_the_duplicates(self, nats_server: NatsServer, link: Link) -> None:
         """The same (id, body) pairs published twice: 0 duplicates, then all of them; the stream holds one copy."""
-        link.ensure_stream(StreamSpec(nats_server.url, "LT"))
+        spec = StreamSpec(nats_server.url, "LT")
+        created, _, _ = link.ensure_stream(spec)
         items = [(f"t-{i}:x", f'{{"seq":{i}}}'.encode()) for i in range(1, 6)]
-        assert link.publish("LT.events", items) == 0
-        assert link.publish("LT.events", items) == 5
-        assert link.publish("LT.events", [*items[:2], ("t-9:x", b'{"seq":9}')]) == 2
+        assert link.publish(spec, created, items) == 0
+        assert link.publish(spec, created, items) == 5
+        assert link.publish(spec, created, [*items[:2], ("t-9:x", b'{"seq":9}')]) == 2
         held = stream_messages(nats_server.url, "LT")
         assert [(body, headers["Nats-Msg-Id"]) for _, body, headers in held] == [
             *((body, mid) for mid, body in items), (b'{"seq":9}', "t-9:x")]
 
     def test_nothing_to_publish(self, nats_server: NatsServer, link: Link) -> None:
         """No items: nothing is sent, 0 duplicates."""
-        link.ensure_stream(StreamSpec(nats_server.url, "LT"))
-        assert link.publish("LT.events", []) == 0
+        spec = StreamSpec(nats_server.url, "LT")
+        created, _, _ = link.ensure_stream(spec)
+        assert link.publish(spec, created, []) == 0
         assert stream_messages(nats_server.url, "LT") == []
+
+
+    def test_a_stream_deleted_is_made_again_and_said(self, nats_server: NatsServer, link: Link) -> None:
+        """The stream deleted before a publish: made again (the publish is acknowledged by nobody first), and
+        StreamRemadeError names the new one's creation, not the old one's."""
+        spec = StreamSpec(nats_server.url, "LT")
+        created, _, _ = link.ensure_stream(spec)
+
+        async def drop() -> None:
+            nc = await nats.connect(nats_server.url)
+            try:
+                await nc.jetstream().delete_stream("LT")
+            finally:
+                await nc.close()
+
+        asyncio.run(drop())
+        with pytest.raises(StreamRemadeError) as info:
+            link.publish(spec, created, [("a:1", b"{}")])
+        assert info.value.created != created
+        assert info.value.created == link.stream_state("LT")[0]
 
 
 class TestClose:

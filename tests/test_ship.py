@@ -229,6 +229,23 @@ class TestState:
         assert out == summary(3, 0, 0)
         assert shipped(nats_server.url) == records
 
+    def test_stream_deleted_while_shipping(self, tmp_path: Path, nats_server: NatsServer) -> None:
+        """A running shipper whose stream is deleted: the stream is made again at its next publish, a warning says
+        so, and every log is shipped again from its start into the new one: it holds every event."""
+        log = tmp_path / "events.jsonl"
+        records = write_log(log, bad=False)
+        shipper = Shipper([log], StreamSpec(nats_server.url, "LT"), stop=threading.Event(), timeout_s=2.0)
+        try:
+            shipper.step()
+            delete_stream(nats_server.url, "LT")
+            records += write_log(log, first_seq=10, bad=False)
+            shipper.step()
+            shipper.step()
+        finally:
+            shipper.release()
+        assert any("was deleted and made again: shipping every log again" in w for w in shipper.warnings)
+        assert shipped(nats_server.url) == records
+
     def test_rotated_between_runs(self, tmp_path: Path, nats_server: NatsServer,
                                   capsys: pytest.CaptureFixture[str]) -> None:
         """events.jsonl renamed to events.jsonl.1 (after more lines were appended) and a new events.jsonl made

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from .publish import AckedPublisher
 
 __all__ = (
-    "ACK_WAIT_S", "DUPLICATE_WINDOW_S", "MAX_AGE_S", "Link", "StreamSpec", "message_id", "redacted",
+    "ACK_WAIT_S", "DUPLICATE_WINDOW_S", "MAX_AGE_S", "Link", "StreamRemadeError", "StreamSpec", "message_id",
+    "redacted",
     "subject_taken",
 )
 
@@ -248,32 +249,33 @@ class Link:
         """Create the stream when missing (file storage, :data:`MAX_AGE_S`, :data:`DUPLICATE_WINDOW_S`) and check
         that it takes the publish subject; return its creation time (its identity) and its first and last
         message's sequence numbers."""
+        info = self.call(self.retry(f"opening the stream {spec.stream!r}", lambda: self._ensure(spec)))
+        return _created(info), int(info.state.first_seq), int(info.state.last_seq)
+
+    async def _ensure(self, spec: StreamSpec) -> Any:
+        """The stream's info, made first when missing; NatsError when it does not take the publish subject."""
         from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
         from nats.js.errors import NotFoundError
 
         subject = spec.publish_subject
-
-        async def ensure() -> Any:
+        try:
+            info = await self.js.stream_info(spec.stream)
+        except NotFoundError:
+            bound = f"{spec.stream}.>" if subject.startswith(f"{spec.stream}.") else subject
+            config = StreamConfig(name=spec.stream, subjects=[bound], storage=StorageType.FILE,
+                                  retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD,
+                                  max_age=MAX_AGE_S, duplicate_window=DUPLICATE_WINDOW_S)
             try:
-                return await self.js.stream_info(spec.stream)
-            except NotFoundError:
-                bound = f"{spec.stream}.>" if subject.startswith(f"{spec.stream}.") else subject
-                config = StreamConfig(name=spec.stream, subjects=[bound], storage=StorageType.FILE,
-                                      retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD,
-                                      max_age=MAX_AGE_S, duplicate_window=DUPLICATE_WINDOW_S)
-                try:
-                    return await self.js.add_stream(config)
-                except Exception as exc:  # another shipper made it meanwhile: read it
-                    if "already in use" in str(exc):
-                        return await self.js.stream_info(spec.stream)
+                info = await self.js.add_stream(config)
+            except Exception as exc:  # another shipper made it meanwhile: read it
+                if "already in use" not in str(exc):
                     raise
-
-        info = self.call(self.retry(f"opening the stream {spec.stream!r}", ensure))
+                info = await self.js.stream_info(spec.stream)
         subjects = list(info.config.subjects or [])
         if not any(subject_taken(pattern, subject) for pattern in subjects):
             raise NatsError(f"the stream {spec.stream!r} does not take the subject {subject!r} (it takes "
-                                f"{', '.join(subjects) or 'none'}): give --subject one of those")
-        return _created(info), int(info.state.first_seq), int(info.state.last_seq)
+                            f"{', '.join(subjects) or 'none'}): give --subject one of those")
+        return info
 
     def stream_state(self, stream: str) -> tuple[str, int, int]:
         """The stream's creation time and its first and last sequence numbers (NatsError when it does not exist)."""
@@ -292,12 +294,15 @@ class Link:
 
     # -- publishing -------------------------------------------------------------------
 
-    def publish(self, subject: str, items: Sequence[tuple[str, bytes]]) -> int:
-        """Publish ``(message id, body)`` pairs and wait until JetStream acknowledged every one, publishing again
-        what was not (with the same id); return how many the server already had."""
-        return self.call(self._publish(subject, items)) if items else 0
+    def publish(self, spec: StreamSpec, created: str, items: Sequence[tuple[str, bytes]]) -> int:
+        """Publish ``(message id, body)`` pairs on ``spec``'s subject and wait until JetStream acknowledged every one,
+        publishing again what was not (with the same id); return how many the server already had. When no stream
+        takes the subject, the stream is made again; :class:`StreamRemadeError` when it is not the one made at
+        ``created`` (what was shipped to the old one is gone)."""
+        return self.call(self._publish(spec, created, items)) if items else 0
 
-    async def _publish(self, subject: str, items: Sequence[tuple[str, bytes]]) -> int:
+    async def _publish(self, spec: StreamSpec, created: str, items: Sequence[tuple[str, bytes]]) -> int:
+        subject = spec.publish_subject
         from nats.errors import MaxPayloadError
 
         from .publish import DUPLICATE, NEW, AckedPublisher
@@ -323,6 +328,11 @@ class Link:
                 return duplicates
             if self.stop.is_set():
                 raise StoppedError(f"stopped with {len(pending)} events not acknowledged by NATS")
+            if reason is not None and reason.startswith("503"):  # no stream: deleted? (made again if so)
+                with contextlib.suppress(*_retryable()):
+                    now = _created(await self._ensure(spec))
+                    if now != created:
+                        raise StreamRemadeError(now)
             self.down(f"NATS: publishing failed ({reason}); {len(pending)} events are published again until the "
                       "server acknowledges them")
             await asyncio.sleep(BACKOFF_S[min(tries, len(BACKOFF_S) - 1)])
@@ -443,6 +453,14 @@ class Link:
         except failures as exc:
             self.down(f"NATS: acknowledging {len(replies)} messages failed ({_why(exc)}); they are read again "
                       f"after {ACK_WAIT_S:g} s and their repeats dropped")
+
+
+class StreamRemadeError(NatsError):
+    """The stream was deleted (and made again) while events were shipped to it: ``created`` is the new one's."""
+
+    def __init__(self, created: str) -> None:
+        super().__init__("the stream was deleted and made again")
+        self.created = created
 
 
 def _created(info: Any) -> str:

@@ -29,7 +29,7 @@ from .decoder import DEFAULT_MAX_LINE_BYTES, QUARANTINE_FILE, Decoder, Quarantin
 from .errors import CheckpointError
 from .events import Event
 from .follow import Follower, FollowStats, check_positions
-from .jetstream import Link, StreamSpec, message_id
+from .jetstream import Link, StreamRemadeError, StreamSpec, message_id
 from .logs import folder_logs, quarantine_outputs, refuse_outputs_that_are_logs
 from .output import write_atomically
 
@@ -122,14 +122,18 @@ class Shipper:
             for event in events:
                 body = orjson.dumps(event.to_record())
                 items.append((message_id(event.event_id, body), body))
-            self.stats.duplicates += self.link.publish(self.spec.publish_subject, items)
+            self.stats.duplicates += self.link.publish(self.spec, self.created, items)
             self.stats.events += len(items)
 
     def step(self) -> bool:
         """Ship what the files hold now (a backlog in steps of the follower's size), then save the positions;
         True when there was anything new."""
         before = (self.stats.events, self.decoder.rejected.total())
-        self.follower.poll()
+        try:
+            self.follower.poll()
+        except StreamRemadeError as exc:
+            self._start_over(exc.created)
+            return True
         self.save()
         return (self.stats.events, self.decoder.rejected.total()) != before
 
@@ -154,6 +158,21 @@ class Shipper:
             self._warn(f"positions saved again in {self.state_dir}")
             self._save_failing = False
         self._saved_state = state
+
+    def _start_over(self, created: str) -> None:
+        """The stream was deleted and made again while shipping: what it held is gone, so every log is shipped
+        again from its start into the new one."""
+        self._warn(f"NATS: the stream {self.spec.stream!r} was deleted and made again: shipping every log again from "
+                   "its start")
+        self.created = created
+        self.follower.release()
+        self.decoder.rejected.clear()
+        self.quarantine.reset()
+        self.follower = Follower(self.targets, self.decoder, self._take, warn=self._warn,
+                                 exclude=[self.quarantine.path, self.quarantine.reasons_path], decode=decode_events)
+        self.stats.follow = self.follower.stats
+        self._saved_state = b""
+        self.save()
 
     def _identity(self) -> list[str]:
         return sorted(str(t.absolute()) for t in self.targets)
