@@ -77,8 +77,20 @@ def decode_messages(messages: Iterable[tuple[int, bytes]], decoder: Decoder,
     return frame, rejected
 
 
+def _stream_seq(msg: Any) -> int:
+    """A delivered message's stream sequence, read from its reply subject (``$JS.ACK.<stream>.<consumer>.
+    <delivered>.<stream seq>...``, 9 tokens; 12 with a domain and an account, the sequence then 7th); nats-py's
+    ``metadata`` parses every field into objects, a tenth of the time of a read."""
+    tokens = msg.reply.split(".")
+    if len(tokens) == 9:
+        return int(tokens[5])
+    if len(tokens) >= 12:
+        return int(tokens[7])
+    return int(msg.metadata.sequence.stream)
+
+
 def _messages(msgs: list[Any]) -> list[tuple[int, bytes]]:
-    return [(int(m.metadata.sequence.stream), bytes(m.data)) for m in msgs]
+    return [(_stream_seq(m), bytes(m.data)) for m in msgs]
 
 
 class StreamReader:
@@ -170,10 +182,11 @@ class StreamReader:
         self.backlog = len(msgs) == self.batch
         if not msgs:
             return
-        frame, rejected = decode_messages(_messages(msgs), self.decoder, self.source)
+        messages = _messages(msgs)
+        frame, rejected = decode_messages(messages, self.decoder, self.source)
         self.on_block(frame, rejected)
         self._replies += [m.reply for m in msgs]
-        self.last_seq = max(self.last_seq, *(int(m.metadata.sequence.stream) for m in msgs))
+        self.last_seq = max(self.last_seq, *(seq for seq, _ in messages))
         self.stats.last_read = time.time()
 
     def saved(self) -> None:
@@ -219,8 +232,9 @@ def read_stream(spec: StreamSpec, engine: Engine, *, stop: threading.Event, on_r
                 if link.pending(subscription) == 0:  # the rest was removed meanwhile
                     break
                 continue
-            messages = [(seq, body) for seq, body in _messages(msgs) if seq <= last]
-            seen = max(seen, *(int(m.metadata.sequence.stream) for m in msgs))
+            every = _messages(msgs)
+            messages = [(seq, body) for seq, body in every if seq <= last]
+            seen = max(seen, *(seq for seq, _ in every))
             frame, rejected = decode_messages(messages, decoder, f"nats:{spec.stream}")
             for item in rejected:
                 on_rejected(item)
