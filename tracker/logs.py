@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import glob
 import os
 import re
@@ -15,7 +16,7 @@ from typing import BinaryIO, Final
 
 from .batch import BLOCK_BYTES, Span, split_blocks
 from .decoder import Decoder, Quarantine, Rejected
-from .errors import OutputIsInputError
+from .errors import CheckpointError, OutputIsInputError
 from .events import Event
 from .follow import FILE_KINDS, folder_entries
 from .limits import DEFAULT_MAX_LINE_BYTES
@@ -30,6 +31,7 @@ from .output import (
 )
 
 __all__ = (
+    "lock_folder",
     "decode_log",
     "expand_logs",
     "folder_logs",
@@ -215,3 +217,17 @@ def decode_log(path: str | os.PathLike[str], decoder: Decoder, *, block_bytes: i
                     offset, line_no = offset + len(raw), line_no + 1
             if on_span is not None:
                 on_span(nbytes)
+
+
+def lock_folder(folder: Path, lock_name: str, holder: str, hint: str) -> int:
+    """Make ``folder`` and hold an exclusive lock on its file ``lock_name`` (released when the returned descriptor
+    is closed, or the process ends); CheckpointError naming the ``holder`` and what to do (``hint``) when another
+    process holds it: one tail a checkpoint folder, one shipper a state folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / lock_name, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CheckpointError(f"{folder} is in use by {holder} (it holds the lock {lock_name}); {hint}") from None
+    return fd

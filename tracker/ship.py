@@ -12,7 +12,6 @@ or by the central engine (by content).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import threading
@@ -26,11 +25,10 @@ import orjson
 
 from .batch import decode_events
 from .decoder import DEFAULT_MAX_LINE_BYTES, QUARANTINE_FILE, Decoder, Quarantine, Rejected
-from .errors import CheckpointError
 from .events import Event
 from .follow import Follower, FollowStats, check_positions
 from .jetstream import Link, StreamRemadeError, StreamSpec, message_id
-from .logs import folder_logs, quarantine_outputs, refuse_outputs_that_are_logs
+from .logs import folder_logs, lock_folder, quarantine_outputs, refuse_outputs_that_are_logs
 from .output import write_atomically
 
 __all__ = ("STATE_DIR", "ShipStats", "Shipper")
@@ -93,15 +91,7 @@ class Shipper:
 
     def _lock_folder(self) -> int:
         """One shipper a state folder: two would publish the same lines and save each other's positions."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise CheckpointError(f"{self.state_dir} is in use by another tracker ship (it holds the lock "
-                                  f"{LOCK_FILE}); give this one another --state-dir") from None
-        return fd
+        return lock_folder(self.state_dir, LOCK_FILE, "another tracker ship", "give this one another --state-dir")
 
     def _warn(self, message: str) -> None:
         self.warnings.append(message)

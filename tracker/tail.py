@@ -19,7 +19,6 @@ position, and the messages read are acknowledged once a checkpoint holds them.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -38,11 +37,11 @@ import watchfiles
 
 from .decoder import DEFAULT_MAX_LINE_BYTES, QUARANTINE_FILE, Decoder, Quarantine, Rejected
 from .engine import DEFAULT_INTERVAL_S
-from .errors import CheckpointError, ReportError, StoppedError
+from .errors import ReportError, StoppedError
 from .follow import Follower, FollowStats, check_positions
 from .jetstream import StreamSpec
 from .live import DEFAULT_GRACE_S, FlushResult, LiveReporter
-from .logs import folder_logs, quarantine_outputs, refuse_outputs_that_are_logs, report_outputs
+from .logs import folder_logs, lock_folder, quarantine_outputs, refuse_outputs_that_are_logs, report_outputs
 from .output import remove_temporaries, write_atomically
 from .store import DEFAULT_MEMORY_BYTES, WindowStore
 from .thresholds import Threshold, shown
@@ -185,15 +184,8 @@ class Tail:
 
     def _lock_folder(self) -> int:
         """One tail a checkpoint folder: a second one would mix its events into the first one's state."""
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.checkpoint_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise CheckpointError(f"{self.checkpoint_dir} is in use by another tracker tail (it holds the lock "
-                                  f"{LOCK_FILE}); give this one another --out or --checkpoint-dir") from None
-        return fd
+        return lock_folder(self.checkpoint_dir, LOCK_FILE, "another tracker tail",
+                           "give this one another --out or --checkpoint-dir")
 
     def _new_reporter(self) -> LiveReporter:
         store = WindowStore(memory_bytes=self.memory_bytes, folder=self.checkpoint_dir / WINDOWS_DIR, warn=self._warn)
