@@ -118,7 +118,7 @@ def _compare(path: Path, rows: list[dict[str, object]]) -> None:
 
 
 class TestAgainstReference:
-    @settings(max_examples=60, deadline=None)
+    @settings(max_examples=40, deadline=None)
     @given(LOGS, INTERVALS, TIMEOUTS, GOODPUTS)
     def test_random_logs(self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Any, ...]],
                          interval_s: int, timeout_s: float | None, goodput: dict[str, float] | None) -> None:
@@ -167,7 +167,7 @@ class TestDuplicates:
 
 
 class TestFeeding:
-    @settings(max_examples=30, deadline=None)
+    @settings(max_examples=20, deadline=None)
     @given(LOGS, INTERVALS, TIMEOUTS, st.randoms(use_true_random=False))
     def test_any_chunks_in_any_order_give_the_same_files(
         self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Any, ...]],
