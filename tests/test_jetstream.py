@@ -18,7 +18,7 @@ from nats.js.api import StorageType
 from tests.conftest import NatsServer, _free_port
 from tests.helpers import wait_for
 from tracker.errors import NatsError, StoppedError
-from tracker.jetstream import Link, StreamRemadeError, StreamSpec, message_id, redacted, subject_taken
+from tracker.jetstream import Link, Pull, StreamRemadeError, StreamSpec, message_id, redacted, subject_taken
 
 #: How long a stopped Link may take to give up.
 PROMPT_S = 1.5
@@ -253,6 +253,69 @@ class TestPublish:
             link.publish(spec, created, [("a:1", b"{}")])
         assert info.value.created != created
         assert info.value.created == link.stream_state("LT")[0]
+
+
+def awaiting_ack(url: str, stream: str, consumer: str) -> int:
+    """Messages the consumer delivered and that were not acknowledged, read with a client of its own."""
+
+    async def read() -> int:
+        nc = await nats.connect(url)
+        try:
+            return int((await nc.jetstream().consumer_info(stream, consumer)).num_ack_pending)
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def fetched_until(link: Link, pull: Pull, count: int, wait_s: float, timeout: float = 5.0) -> list[bytes]:
+    """The bodies fetched until ``count`` came (fails after ``timeout``)."""
+    got: list[bytes] = []
+
+    def enough() -> bool:
+        got.extend(m.data for m in link.fetch(pull, 100, wait_s) or [])
+        return len(got) >= count
+
+    wait_for(enough, timeout=timeout)
+    return got
+
+
+class TestFetch:
+    """Fetching from a pull consumer with requests of our own."""
+
+    def test_a_quiet_stream_gives_nothing_and_then_the_new_messages(self, nats_server: NatsServer,
+                                                                     link: Link) -> None:
+        """Nothing published: an empty list after the wait; then each message published comes at the next fetch,
+        in order."""
+        spec = StreamSpec(nats_server.url, "LT")
+        created, _, _ = link.ensure_stream(spec)
+        pull, first = link.durable("LT", "c", from_start=True)
+        assert first == 1
+        assert link.fetch(pull, 100, 0.2) == []
+        link.publish(spec, created, [(f"m{i}", b'{"n":%d}' % i) for i in range(3)])
+        got = fetched_until(link, pull, 3, 0.2)
+        assert got == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
+
+    def test_messages_sent_after_the_request_gave_up_come_at_the_next_fetch(self, nats_server: NatsServer) -> None:
+        """The server paused while a fetch waits: the fetch gives up (nothing); once the server resumes, it sends the
+        messages that request asked for into the consumer's inbox, and the next fetch gives them at once (not after
+        the 60 s ack wait, as an inbox of the request's own would have lost them)."""
+        link = Link(nats_server.url, stop=threading.Event(), warn=lambda _: None, timeout_s=0.5)
+        try:
+            spec = StreamSpec(nats_server.url, "LT")
+            created, _, _ = link.ensure_stream(spec)
+            link.publish(spec, created, [(f"m{i}", b'{"n":%d}' % i) for i in range(3)])
+            pull, _ = link.durable("LT", "c", from_start=True)
+            nats_server.pause()
+            try:
+                assert link.fetch(pull, 100, 0.1) == []  # no answer: given up
+            finally:
+                nats_server.resume()
+            wait_for(lambda: awaiting_ack(nats_server.url, "LT", "c") == 3)  # sent into the inbox by now
+            got = fetched_until(link, pull, 3, 0.1, timeout=10.0)
+            assert got == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
+        finally:
+            link.close()
 
 
 class TestClose:

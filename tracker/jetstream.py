@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .publish import AckedPublisher
 
 __all__ = (
-    "ACK_WAIT_S", "DUPLICATE_WINDOW_S", "MAX_AGE_S", "Link", "StreamRemadeError", "StreamSpec", "message_id",
+    "ACK_WAIT_S", "DUPLICATE_WINDOW_S", "MAX_AGE_S", "Link", "Pull", "StreamRemadeError", "StreamSpec", "message_id",
     "redacted",
     "subject_taken",
 )
