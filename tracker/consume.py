@@ -30,7 +30,7 @@ from .engine import Engine
 from .errors import NatsError
 from .follow import FollowStats
 from .frames import EVENT_SCHEMA, events_frame
-from .jetstream import Link, StreamSpec
+from .jetstream import Link, Pull, StreamSpec
 from .limits import DEFAULT_MAX_LINE_BYTES
 
 __all__ = ("FETCH_BATCH", "StreamReader", "decode_messages", "read_stream")
@@ -113,7 +113,7 @@ class StreamReader:
             raise
         self.last_seq = 0  # the highest stream sequence folded in
         self._resumed = False
-        self._subscription: Any = None
+        self._pull: Pull | None = None  # the consumer fetched from, made at the first poll
         self._reconnects = 0
         self._replies: list[str] = []  # read since the last checkpoint: acknowledged once it holds them
 
@@ -160,7 +160,7 @@ class StreamReader:
 
     def _open(self) -> None:
         self._reconnects = self.link.reconnects
-        self._subscription, first = self.link.durable(self.spec.stream, self.consumer, from_start=not self._resumed)
+        self._pull, first = self.link.durable(self.spec.stream, self.consumer, from_start=not self._resumed)
         # From now on the engine holds (or the checkpoint will) everything up to the consumer's floor: a consumer
         # made again (after a reconnection) starts after it.
         self._resumed = True
@@ -171,11 +171,12 @@ class StreamReader:
 
     def poll(self, wait_s: float = 0.05) -> None:
         """Fold in one fetch of messages (waiting at most ``wait_s`` for the first)."""
-        if self._subscription is None or self.link.reconnects != self._reconnects:
+        if self._pull is None or self.link.reconnects != self._reconnects:
             # After a reconnection the consumer is made again from its floor: messages it had delivered into the
             # lost connection come at once, not after the ack wait (repeats of what was read are dropped).
             self._open()
-        msgs = self.link.fetch(self._subscription, self.batch, wait_s)
+        assert self._pull is not None  # made just now
+        msgs = self.link.fetch(self._pull, self.batch, wait_s)
         if msgs is None:  # the consumer is gone
             self._consumer_gone()
             return
@@ -217,19 +218,19 @@ def read_stream(spec: StreamSpec, engine: Engine, *, stop: threading.Event, on_r
                 "by its limits (max age, size), and their events are not in the reports")
         if last < first:
             return 0
-        subscription = link.ephemeral(spec.stream)
+        pull = link.ephemeral(spec.stream)
         decoder, read, seen = Decoder(max_line_bytes=max_line_bytes, dedupe=False), 0, 0
         while seen < last:
-            msgs = link.fetch(subscription, batch, timeout_s)
+            msgs = link.fetch(pull, batch, timeout_s)
             if msgs is None:  # the consumer is gone (deleted, or idle past its limit): one from where it was
                 again, _, _ = link.stream_state(spec.stream)
                 if again != created:
                     raise NatsError(f"the stream {spec.stream!r} was deleted (and made again) while it was read: "
                                     "replay it again")
-                subscription = link.ephemeral(spec.stream, seen + 1)
+                pull = link.ephemeral(spec.stream, seen + 1)
                 continue
             if not msgs:
-                if link.pending(subscription) == 0:  # the rest was removed meanwhile
+                if link.pending(pull) == 0:  # the rest was removed meanwhile
                     break
                 continue
             every = _messages(msgs)
@@ -242,7 +243,7 @@ def read_stream(spec: StreamSpec, engine: Engine, *, stop: threading.Event, on_r
             read += len(messages)
             if on_block is not None:
                 on_block(sum(len(body) + 1 for _, body in messages), frame.height, len(rejected))
-        link.drop(spec.stream, subscription)
+        link.drop(spec.stream, pull)
         return read
     finally:
         link.close()
