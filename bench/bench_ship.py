@@ -78,6 +78,7 @@ from make_log import generate
 from tracker.decoder import Rejected
 from tracker.emitter import EventLog
 from tracker.jetstream import Link, StreamSpec
+from tracker.pull import ack_floor
 from tracker.tail import Tail
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -213,7 +214,7 @@ def _shipped_lines(state: Path) -> int:
 def _consumer_exists(url: str, stream: str, consumer: str) -> bool:
     link = Link(url, stop=threading.Event(), name="bench")
     try:
-        return link.ack_floor(stream, consumer) is not None
+        return ack_floor(link, stream, consumer) is not None
     finally:
         link.close()
 

@@ -1,4 +1,5 @@
-"""Tests for tracker.jetstream: message ids, printed addresses, subjects, and a Link to a real nats-server."""
+"""Tests for tracker.jetstream: message ids, printed addresses, subjects, and a Link to a real nats-server (its
+streams, publishing, closing, outages); its pull consumers are tested in tests/test_pull.py."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from nats.js.api import StorageType
 from tests.conftest import NatsServer, _free_port
 from tests.helpers import wait_for
 from tracker.errors import NatsError, StoppedError
-from tracker.jetstream import Link, Pull, StreamRemadeError, StreamSpec, message_id, redacted, subject_taken
+from tracker.jetstream import Link, StreamRemadeError, StreamSpec, message_id, redacted, subject_taken
 
 #: How long a stopped Link may take to give up.
 PROMPT_S = 1.5
@@ -95,6 +96,8 @@ def link(nats_server: NatsServer) -> Iterator[Link]:
 
 
 class TestMessageId:
+    """Message ids: the same event the same id, any other event another one."""
+
     def test_same_event_same_id(self) -> None:
         """The same event id and body always give the same message id (the server drops the repeat)."""
         body = b'{"event_id":"t-1","seq":1}'
@@ -111,6 +114,8 @@ class TestMessageId:
 
 
 class TestRedacted:
+    """Addresses as printed: passwords and tokens hidden."""
+
     @pytest.mark.parametrize(
         ("url", "shown"),
         [
@@ -132,6 +137,8 @@ class TestRedacted:
 
 
 class TestSubjectTaken:
+    """Which subjects a stream's subject pattern takes."""
+
     @pytest.mark.parametrize(
         ("pattern", "subject", "taken"),
         [
@@ -160,6 +167,8 @@ class TestSubjectTaken:
 
 
 class TestEnsureStream:
+    """Opening a stream: made when missing, refused when it does not take the subject."""
+
     def test_creates_a_file_stream_bound_to_its_name(self, nats_server: NatsServer, link: Link) -> None:
         """A missing stream is made: file storage, subjects STREAM.>, 7 days, a 2-minute duplicate window."""
         created, first, last = link.ensure_stream(StreamSpec(nats_server.url, "LT"))
@@ -215,6 +224,8 @@ class TestEnsureStream:
 
 
 class TestPublish:
+    """Publishing with acknowledgements: repeats counted, a deleted stream made again."""
+
     def test_publishing_again_counts_the_duplicates(self, nats_server: NatsServer, link: Link) -> None:
         """The same (id, body) pairs published twice: 0 duplicates, then all of them; the stream holds one copy."""
         spec = StreamSpec(nats_server.url, "LT")
@@ -255,70 +266,9 @@ class TestPublish:
         assert info.value.created == link.stream_state("LT")[0]
 
 
-def awaiting_ack(url: str, stream: str, consumer: str) -> int:
-    """Messages the consumer delivered and that were not acknowledged, read with a client of its own."""
-
-    async def read() -> int:
-        nc = await nats.connect(url)
-        try:
-            return int((await nc.jetstream().consumer_info(stream, consumer)).num_ack_pending)
-        finally:
-            await nc.close()
-
-    return asyncio.run(read())
-
-
-def fetched_until(link: Link, pull: Pull, count: int, wait_s: float, timeout: float = 5.0) -> list[bytes]:
-    """The bodies fetched until ``count`` came (fails after ``timeout``)."""
-    got: list[bytes] = []
-
-    def enough() -> bool:
-        got.extend(m.data for m in link.fetch(pull, 100, wait_s) or [])
-        return len(got) >= count
-
-    wait_for(enough, timeout=timeout)
-    return got
-
-
-class TestFetch:
-    """Fetching from a pull consumer with requests of our own."""
-
-    def test_a_quiet_stream_gives_nothing_and_then_the_new_messages(self, nats_server: NatsServer,
-                                                                     link: Link) -> None:
-        """Nothing published: an empty list after the wait; then each message published comes at the next fetch,
-        in order."""
-        spec = StreamSpec(nats_server.url, "LT")
-        created, _, _ = link.ensure_stream(spec)
-        pull, first = link.durable("LT", "c", from_start=True)
-        assert first == 1
-        assert link.fetch(pull, 100, 0.2) == []
-        link.publish(spec, created, [(f"m{i}", b'{"n":%d}' % i) for i in range(3)])
-        got = fetched_until(link, pull, 3, 0.2)
-        assert got == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
-
-    def test_messages_sent_after_the_request_gave_up_come_at_the_next_fetch(self, nats_server: NatsServer) -> None:
-        """The server paused while a fetch waits: the fetch gives up (nothing); once the server resumes, it sends the
-        messages that request asked for into the consumer's inbox, and the next fetch gives them at once (not after
-        the 60 s ack wait, as an inbox of the request's own would have lost them)."""
-        link = Link(nats_server.url, stop=threading.Event(), warn=lambda _: None, timeout_s=0.5)
-        try:
-            spec = StreamSpec(nats_server.url, "LT")
-            created, _, _ = link.ensure_stream(spec)
-            link.publish(spec, created, [(f"m{i}", b'{"n":%d}' % i) for i in range(3)])
-            pull, _ = link.durable("LT", "c", from_start=True)
-            nats_server.pause()
-            try:
-                assert link.fetch(pull, 100, 0.1) == []  # no answer: given up
-            finally:
-                nats_server.resume()
-            wait_for(lambda: awaiting_ack(nats_server.url, "LT", "c") == 3)  # sent into the inbox by now
-            got = fetched_until(link, pull, 3, 0.1, timeout=10.0)
-            assert got == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
-        finally:
-            link.close()
-
-
 class TestClose:
+    """Closing a Link."""
+
     def test_closing_twice_is_harmless(self, nats_server: NatsServer) -> None:
         """A second close() does nothing: no error, no coroutine left unawaited (cleanup code may close twice)."""
         link = Link(nats_server.url, stop=threading.Event(), warn=lambda _: None, timeout_s=2.0)
@@ -332,6 +282,8 @@ class TestClose:
 
 
 class TestNoServer:
+    """A Link to an address where no server listens."""
+
     def test_stop_from_another_thread_ends_the_wait(self) -> None:
         """A Link to a port where no server listens waits; ``stop`` set from another thread ends it promptly with
         StoppedError, and its loop thread is gone."""

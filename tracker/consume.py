@@ -30,8 +30,9 @@ from .engine import Engine
 from .errors import NatsError
 from .follow import FollowStats
 from .frames import EVENT_SCHEMA, events_frame
-from .jetstream import Link, Pull, StreamSpec
+from .jetstream import Link, StreamSpec
 from .limits import DEFAULT_MAX_LINE_BYTES
+from .pull import Pull, ack, ack_floor, drop, durable, ephemeral, fetch, pending
 
 __all__ = ("FETCH_BATCH", "StreamReader", "decode_messages", "read_stream")
 
@@ -135,7 +136,7 @@ class StreamReader:
                 and position.get("consumer") == self.consumer and type(position.get("seq")) is int
                 and position["seq"] >= 0):
             raise ValueError(f"its stream position is damaged or for another consumer: {position!r}")
-        floor = self.link.ack_floor(self.spec.stream, self.consumer)
+        floor = ack_floor(self.link, self.spec.stream, self.consumer)
         if floor is not None and floor > position["seq"]:
             raise ValueError(f"the consumer {self.consumer!r} was acknowledged up to message {floor}, beyond this "
                              f"checkpoint's {position['seq']} (another tail with the same --consumer?)")
@@ -160,7 +161,7 @@ class StreamReader:
 
     def _open(self) -> None:
         self._reconnects = self.link.reconnects
-        self._pull, first = self.link.durable(self.spec.stream, self.consumer, from_start=not self._resumed)
+        self._pull, first = durable(self.link, self.spec.stream, self.consumer, from_start=not self._resumed)
         # From now on the engine holds (or the checkpoint will) everything up to the consumer's floor: a consumer
         # made again (after a reconnection) starts after it.
         self._resumed = True
@@ -176,7 +177,7 @@ class StreamReader:
             # lost connection come at once, not after the ack wait (repeats of what was read are dropped).
             self._open()
         assert self._pull is not None  # made just now
-        msgs = self.link.fetch(self._pull, self.batch, wait_s)
+        msgs = fetch(self.link, self._pull, self.batch, wait_s)
         if msgs is None:  # the consumer is gone
             self._consumer_gone()
             return
@@ -193,7 +194,7 @@ class StreamReader:
     def saved(self) -> None:
         """The checkpoint holds everything read: acknowledge it."""
         replies, self._replies = self._replies, []
-        self.link.ack(replies)
+        ack(self.link, replies)
 
     def finish(self) -> None:
         """Nothing to finish: what is not read yet is read at the next start."""
@@ -218,19 +219,19 @@ def read_stream(spec: StreamSpec, engine: Engine, *, stop: threading.Event, on_r
                 "by its limits (max age, size), and their events are not in the reports")
         if last < first:
             return 0
-        pull = link.ephemeral(spec.stream)
+        pull = ephemeral(link, spec.stream)
         decoder, read, seen = Decoder(max_line_bytes=max_line_bytes, dedupe=False), 0, 0
         while seen < last:
-            msgs = link.fetch(pull, batch, timeout_s)
+            msgs = fetch(link, pull, batch, timeout_s)
             if msgs is None:  # the consumer is gone (deleted, or idle past its limit): one from where it was
                 again, _, _ = link.stream_state(spec.stream)
                 if again != created:
                     raise NatsError(f"the stream {spec.stream!r} was deleted (and made again) while it was read: "
                                     "replay it again")
-                pull = link.ephemeral(spec.stream, seen + 1)
+                pull = ephemeral(link, spec.stream, seen + 1)
                 continue
             if not msgs:
-                if link.pending(pull) == 0:  # the rest was removed meanwhile
+                if pending(link, pull) == 0:  # the rest was removed meanwhile
                     break
                 continue
             every = _messages(msgs)
@@ -243,7 +244,7 @@ def read_stream(spec: StreamSpec, engine: Engine, *, stop: threading.Event, on_r
             read += len(messages)
             if on_block is not None:
                 on_block(sum(len(body) + 1 for _, body in messages), frame.height, len(rejected))
-        link.drop(spec.stream, pull)
+        drop(link, spec.stream, pull)
         return read
     finally:
         link.close()

@@ -5,8 +5,9 @@ the current version), with the message id :func:`message_id`, so that JetStream 
 again (within the stream's duplicate window) and the central engine drops any other repeat by its content.
 Every call that goes to the server is retried with back-off until it works or the command is stopped: a lost
 connection, a server restarted or paused, JetStream not ready yet. Each outage is said once when it starts and
-once when it ends; nothing is dropped meanwhile. ``nats-py`` is imported here only, so the commands that do not
-use NATS never load it.
+once when it ends; nothing is dropped meanwhile. Reading a stream through its consumers is :mod:`tracker.pull`'s
+job, on a :class:`Link`. ``nats-py`` is imported only by the calls that need it, so the commands that do not use NATS
+never load it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,23 +27,19 @@ from .errors import NatsError, StoppedError
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
-    from nats.aio.msg import Msg
     from nats.js.client import JetStreamContext
 
     from .publish import AckedPublisher
 
 __all__ = (
-    "ACK_WAIT_S", "DUPLICATE_WINDOW_S", "MAX_AGE_S", "Link", "Pull", "StreamRemadeError", "StreamSpec", "message_id",
-    "redacted",
-    "subject_taken",
+    "DUPLICATE_WINDOW_S", "MAX_AGE_S", "Link", "StreamRemadeError", "StreamSpec", "TransientError", "message_id",
+    "redacted", "subject_taken", "transient_errors", "why",
 )
 
 #: How long the stream keeps events (a stream tracker creates; an existing one keeps its own limits).
 MAX_AGE_S: Final = 7 * 24 * 3600
 #: How long JetStream remembers a message id to drop a repeat: NATS's default.
 DUPLICATE_WINDOW_S: Final = 120
-#: A message the central tail was given and did not acknowledge is given again after this long.
-ACK_WAIT_S: Final = 60.0
 #: Waits between retries grow from the first to the last.
 BACKOFF_S: Final = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 _T = TypeVar("_T")
@@ -93,11 +90,18 @@ def subject_taken(pattern: str, subject: str) -> bool:
     return len(want) == len(have)
 
 
-def _retryable() -> tuple[type[BaseException], ...]:
+class TransientError(Exception):
+    """A failure :meth:`Link.retry` tries again after, as after a lost connection: raised by an attempt that got an
+    answer it did not expect (a pull request's odd status...)."""
+
+
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """The failures that may heal by waiting (a lost connection, a server restarted or paused, JetStream not ready,
+    a :class:`TransientError`): what :meth:`Link.retry` tries again after."""
     import nats.errors
     import nats.js.errors
 
-    return (asyncio.TimeoutError, TimeoutError, OSError, nats.errors.Error, nats.js.errors.Error, _PullError)
+    return (asyncio.TimeoutError, TimeoutError, OSError, nats.errors.Error, nats.js.errors.Error, TransientError)
 
 
 class Link:
@@ -160,7 +164,7 @@ class Link:
         server refuses as bad (a subject another stream takes...) is a :class:`NatsError` at once."""
         from nats.js.errors import BadRequestError
 
-        retryable = _retryable()
+        retryable = transient_errors()
         for tries in range(1 << 62):
             try:
                 result = await attempt()
@@ -170,7 +174,7 @@ class Link:
                 if self.stop.is_set():
                     raise StoppedError(f"stopped while {what}") from None
                 delay = BACKOFF_S[min(tries, len(BACKOFF_S) - 1)]
-                self.down(f"NATS: {what} failed ({_why(exc)}); trying again every {BACKOFF_S[-1]:g} s at most")
+                self.down(f"NATS: {what} failed ({why(exc)}); trying again every {BACKOFF_S[-1]:g} s at most")
                 await asyncio.sleep(delay)
                 continue
             if self.nc_connected():
@@ -329,7 +333,7 @@ class Link:
             if self.stop.is_set():
                 raise StoppedError(f"stopped with {len(pending)} events not acknowledged by NATS")
             if reason is not None and reason.startswith("503"):  # no stream: deleted? (made again if so)
-                with contextlib.suppress(*_retryable()):
+                with contextlib.suppress(*transient_errors()):
                     now = _created(await self._ensure(spec))
                     if now != created:
                         raise StreamRemadeError(now)
@@ -337,186 +341,6 @@ class Link:
                       "server acknowledges them")
             await asyncio.sleep(BACKOFF_S[min(tries, len(BACKOFF_S) - 1)])
         raise AssertionError("unreachable")
-
-    # -- consuming ---------------------------------------------------------------------
-
-    def durable(self, stream: str, name: str, *, from_start: bool) -> tuple[Pull, int]:
-        """A pull subscription of the durable consumer ``name``, made anew so that it gives every message after its
-        acknowledged floor at once (or every message, ``from_start``); returns it and the first sequence asked."""
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import NotFoundError
-
-        async def make() -> tuple[Pull, int]:
-            floor = 0
-            try:
-                info = await self.js.consumer_info(stream, name)
-            except NotFoundError:
-                info = None
-            if info is not None:
-                floor = int(info.ack_floor.stream_seq)
-                await self.js.delete_consumer(stream, name)
-            first = 1 if from_start else floor + 1
-            config = ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
-                                    max_ack_pending=-1, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                    opt_start_seq=first)
-            await self.js.add_consumer(stream, config)
-            return Pull(stream, name), first
-
-        return self.call(self.retry(f"opening the consumer {name!r} of the stream {stream!r}", make))
-
-    def ephemeral(self, stream: str, first: int = 1) -> Pull:
-        """A pull subscription reading the stream once from its message ``first`` on, without acknowledgements."""
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-        async def make() -> Pull:
-            info = await self.js.add_consumer(stream, ConsumerConfig(
-                ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first,
-                inactive_threshold=300.0))
-            return Pull(stream, info.name)
-
-        return self.call(self.retry(f"reading the stream {stream!r}", make))
-
-    def ack_floor(self, stream: str, name: str) -> int | None:
-        """The stream sequence up to which the consumer ``name`` was acknowledged (None: there is no such consumer)."""
-        from nats.js.errors import NotFoundError
-
-        async def look() -> int | None:
-            try:
-                info = await self.js.consumer_info(stream, name)
-            except NotFoundError:
-                return None
-            return int(info.ack_floor.stream_seq)
-
-        return self.call(self.retry(f"reading the consumer {name!r}", look))
-
-    def pending(self, pull: Pull) -> int:
-        """Messages of the stream the consumer has not given yet."""
-
-        async def look() -> int:
-            return int((await self.js.consumer_info(pull.stream, pull.consumer)).num_pending)
-
-        return self.call(self.retry("reading the consumer", look))
-
-    def drop(self, stream: str, pull: Pull) -> None:
-        """Remove a consumer made for one read (the server would after a while anyway)."""
-
-        async def remove() -> None:
-            await self.js.delete_consumer(stream, pull.consumer)
-
-        failures: tuple[type[BaseException], ...] = (StoppedError, *_retryable())
-        with contextlib.suppress(*failures):
-            self.call(remove())
-
-    def fetch(self, pull: Pull, batch: int, wait_s: float) -> list[Msg] | None:
-        """Up to ``batch`` messages, waiting at most ``wait_s`` for the first (none: an empty list); None when the
-        consumer is gone (deleted, or its stream deleted and maybe made again): the caller makes a new one.
-
-        One pull request whose messages come to an inbox subscription of its own (nats-py's ``fetch`` makes a task
-        and a uuid for every message: a quarter of the time of a read); it ends when ``batch`` messages came, or
-        with the server's 404 (none) or 408 (the request expired)."""
-        import orjson
-
-        async def open_inbox() -> None:
-            async def take(msg: Msg) -> None:
-                code = msg.headers.get("Status") if msg.headers else None
-                if code is None:
-                    pull.box.append(msg)
-                    if len(pull.box) < pull.want:
-                        return
-                elif code == "100":  # a heartbeat
-                    return
-                else:
-                    pull.status.append(f"{code} {msg.headers.get('Description', '') if msg.headers else ''}".strip())
-                assert pull.changed is not None
-                pull.changed.set()
-
-            pull.changed = asyncio.Event()
-            pull.inbox = self.nc.new_inbox()
-            await self.nc.subscribe(pull.inbox, cb=take, pending_msgs_limit=-1, pending_bytes_limit=-1)
-
-        async def request(asked: dict[str, object], want: int, wait_s: float) -> str | None:
-            """One pull request; wait until ``want`` messages are in the box or the request ended (its status)."""
-            assert pull.changed is not None
-            pull.status.clear()
-            pull.changed.clear()
-            pull.want = want
-            await self.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{pull.stream}.{pull.consumer}", orjson.dumps(asked),
-                                  reply=pull.inbox)
-            if len(pull.box) < want:
-                with contextlib.suppress(TimeoutError):  # no answer at all: as a quiet stream (an outage is said by
-                    await asyncio.wait_for(pull.changed.wait(), wait_s)  # the connection's callbacks)
-            return pull.status[0] if pull.status else None
-
-        def drain() -> list[Msg]:
-            got, pull.box[:] = pull.box[:batch], pull.box[batch:]
-            return got
-
-        async def attempt() -> list[Msg] | None:
-            if pull.changed is None:
-                await open_inbox()
-            if pull.box:  # sent late to an earlier request
-                return drain()
-            status = await request({"batch": batch, "no_wait": True}, batch, self.timeout_s)
-            if not pull.box and (status is None or status.startswith("404")):  # nothing now: wait for the next one
-                expires = max(wait_s, 0.05)
-                status = await request({"batch": 1, "expires": int(expires * 1e9)}, 1, expires + self.timeout_s)
-            got = drain()
-            ended_well = status is None or status.startswith(("404", "408"))  # none left, or the request expired
-            if not ended_well and not got and await self._gone(pull):  # 409 deleted, 503 no consumer answers...
-                return None
-            if not ended_well and status is not None and not status.startswith("409"):
-                raise _PullError(status)
-            return got
-
-        return self.call(self.retry("reading the stream", attempt))
-
-    async def _gone(self, pull: Pull) -> bool:
-        from nats.js.errors import NotFoundError, ServiceUnavailableError
-
-        try:
-            await self.js.consumer_info(pull.stream, pull.consumer)
-        except (NotFoundError, ServiceUnavailableError):
-            return True
-        return False
-
-    def ack(self, replies: Sequence[str]) -> None:
-        """Acknowledge messages by their reply subjects (a lost acknowledgement gives the message again later: the
-        engine drops the repeat)."""
-        if not replies:
-            return
-
-        async def send() -> None:
-            for reply in replies:
-                await self.nc.publish(reply, b"+ACK")
-            # nats-py's own flush timeout cancels its PONG future, and the late PONG then kills its read loop
-            # (InvalidStateError): the flush is waited for here instead, and left to finish in the background.
-            await asyncio.wait_for(asyncio.shield(self.nc.flush(timeout=3600)), self.timeout_s)
-
-        failures: tuple[type[BaseException], ...] = (StoppedError, *_retryable())
-        try:
-            self.call(send())
-        except failures as exc:
-            self.down(f"NATS: acknowledging {len(replies)} messages failed ({_why(exc)}); they are read again "
-                      f"after {ACK_WAIT_S:g} s and their repeats dropped")
-
-
-@dataclass(slots=True, eq=False)
-class Pull:
-    """A pull consumer to fetch from (its stream and its name), and the inbox its messages come to: one for every
-    request, so that a message the server sends late (after the request that asked for it gave up) is kept for the
-    next fetch, never lost to an inbox nobody reads."""
-
-    stream: str
-    consumer: str
-    box: list[Msg] = field(default_factory=list)  # delivered, not fetched yet
-    status: list[str] = field(default_factory=list)  # the last request's end (404, 408, 409...)
-    want: int = 0  # how many messages in the box end the wait
-    changed: asyncio.Event | None = None
-    inbox: str = ""
-
-
-class _PullError(Exception):
-    """A pull request the server answered with an unexpected status (retried)."""
 
 
 class StreamRemadeError(NatsError):
@@ -533,7 +357,8 @@ def _created(info: Any) -> str:
     return str(created) if created is not None else ""
 
 
-def _why(exc: BaseException | None) -> str:
+def why(exc: BaseException | None) -> str:
+    """What ``exc`` says, in at most about 200 characters, to print (its class when it says nothing)."""
     if exc is None:
         return "no reason given"
     text = str(exc).strip() or type(exc).__name__
