@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -117,7 +118,6 @@ class NatsServer:
 
     def start(self) -> None:
         import socket
-        import time
 
         binary = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
         self.process = subprocess.Popen(
@@ -139,8 +139,16 @@ class NatsServer:
             self.process = None
 
     def pause(self) -> None:
+        """Stop the server (SIGSTOP), and wait until the kernel says it is stopped: the signal takes effect a
+        moment after it is sent, and a request sent in that moment would still be answered."""
         assert self.process is not None
         self.process.send_signal(signal.SIGSTOP)
+        stat = Path(f"/proc/{self.process.pid}/stat")
+        deadline = time.monotonic() + 10
+        while stat.read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server {self.process.pid} did not stop within 10 s of SIGSTOP")
+            time.sleep(0.001)
 
     def resume(self) -> None:
         assert self.process is not None
