@@ -331,7 +331,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
           "the HTML report, session_tracking_report.html", file=human)
     if result.removed:
         print(f"  removed {len(result.removed)} report files of an earlier run", file=human)
-    print("\n".join(run_summary(result.engine)), file=human)
+    print("\n".join(run_summary(result.engine, result.tables.totals)), file=human)
     status = _status(_verdicts(args, thresholds, result.verdicts, result.logs, human), bool(rejected))
     if args.json:
         from .results import run_figures, verdicts_json
@@ -413,7 +413,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
         status = EXIT_USAGE
     else:
         print(f"reports in {args.out} (every window written; replay gives the same files)", file=human)
-        print("\n".join(run_summary(tail.reporter.engine)), file=human)
+        print("\n".join(run_summary(tail.reporter.engine, tail.reporter.engine.totals())), file=human)
         status = _status(_verdicts(args, thresholds, tail.reporter.writer.verdicts, tail.paths(), human),
                          bool(rejected.total()))
     if args.json:

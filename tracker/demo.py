@@ -128,7 +128,8 @@ def run_demo(out: Path, config: DemoConfig, *, interval_s: int, command: str) ->
     lines = [*session_table(sessions), *counts_lines("anomalies:", found),
              f"{tail.stats.events} events, {tail.decoder.rejected.total()} rejected lines, {tail.reporter.late} late; "
              f"reports ({tail.reporter.windows_written} windows) in {reports}",
-             *run_summary(tail.reporter.engine), *report_lines(tail.reporter.writer.verdicts, thresholds)]
+             *run_summary(tail.reporter.engine, tail.reporter.engine.totals()),
+             *report_lines(tail.reporter.writer.verdicts, thresholds)]
     log_arg = shlex.quote(str(log_path))
     limits = ",".join(f"{name}={limit:g}" for name, limit in DEMO_GOODPUT.items())
     gates = " ".join(f"--threshold {shlex.quote(text)}" for text in DEMO_THRESHOLDS)

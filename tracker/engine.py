@@ -30,6 +30,7 @@ from .errors import ReportError
 from .events import EVENT_TYPES, FORMAT_END_TS, format_ts
 from .frames import EVENT_SCHEMA
 from .limits import DEFAULT_INTERVAL_S, MAX_INTERVAL_S
+from .ranks import SortedValues
 from .sessions import ORDER, TIMED_OUT, Closing, SessionFacts, closing, order_key
 from .store import ROW_SCHEMA, SMALL_BATCH, WindowStore
 from .tables import (
@@ -39,6 +40,7 @@ from .tables import (
     ERRORS_SCHEMA,
     GOODPUT_LIMITS,
     RATE_COLUMNS,
+    SERIES,
     SESSION_COUNTED,
     STATS,
     TOTALS,
@@ -47,14 +49,14 @@ from .tables import (
     active_counts,
     aggregate,
     carried,
-    chat_figures,
+    chat_columns,
     chat_values,
     covered_seconds,
     good_answers,
     goodput_figures,
     rates,
+    run_stats,
     schemas,
-    stats,
     summary_frame,
     summed_totals,
     window_rows,
@@ -120,11 +122,9 @@ class Engine:
         self.ts_max: int | None = None
         self._aggs: dict[int, WindowAgg] = {}  # every window's counts, statistics and error rows
         self._cells: dict[int, pl.DataFrame] = {}  # the last few windows' per-session figures
-        self._answers = pl.Series("rt", [], dtype=pl.Float64)  # every answer's response time, sorted
-        self._new_answers: list[pl.Series] = []
-        #: Every answer's TTFT and TPOT, sorted (for the whole run's exact percentiles), and the token sums.
-        self._chat: dict[str, pl.Series] = {name: pl.Series(name, [], dtype=pl.Float64) for name in _SERIES}
-        self._new_chat: dict[str, list[pl.Series]] = {name: [] for name in _SERIES}
+        #: Every response time, TTFT, TPOT and failed request's time, for the whole run's exact percentiles (past a
+        #: budget in unnamed files beside the store's), and the token sums.
+        self._values = {name: SortedValues(self.store.spill_folder) for name in SERIES}
         self.tokens = {"input": 0, "output": 0}
         #: Running totals after each of the last few windows derived (k -> frame), the newest last.
         self._carries: dict[int, pl.DataFrame] = {}
@@ -166,8 +166,7 @@ class Engine:
         self.ts_max = high if self.ts_max is None else max(self.ts_max, high)
         self.counts.update(dict(new.group_by("type").len().iter_rows()))
         answers = new.filter(pl.col("type") == "question_answered")["response_time_ms"]
-        if answers.len():
-            self._new_answers.append(answers)
+        self._values["rt"].add(answers)
         if answers.len() or new["type"].eq("error").any():
             self._take_chat(new)
         self._fold_sessions(new, now)
@@ -181,8 +180,7 @@ class Engine:
         """Keep the TTFT and TPOT values and the token counts of new answers, for the whole run's figures."""
         ttft, tpot, tokens_in, tokens_out, failed = chat_values(rows)
         for name, values in (("ttft", ttft), ("tpot", tpot), ("failed", failed)):
-            if values.len():
-                self._new_chat[name].append(values)
+            self._values[name].add(values)
         self.tokens["input"] += tokens_in
         self.tokens["output"] += tokens_out
         self.good += good_answers(rows, self.goodput)
@@ -326,7 +324,8 @@ class Engine:
             # Derived, but saved so that a restart need not derive every window again.
             "aggs": {str(k): [[agg.counts[c] for c in COUNTED], [_json_float(agg.stats[s]) for s in STATS],
                               agg.errors.rows(), [_json_float(v) if isinstance(v, float) else v
-                                                  for v in agg.chat.values()], agg.good]
+                                                  for v in agg.chat.values()], agg.good,
+                              [_json_float(v) for v in agg.sums]]
                      for k, agg in self._aggs.items()},
             "carry": carry,
         }
@@ -372,17 +371,15 @@ class Engine:
         self._carries = {} if carry is None else {carry[0]: carry[1]}
         self._cells.clear()
         self._facts_frame = None
-        self._answers, self._new_answers = pl.Series("rt", [], dtype=pl.Float64), []
-        self._chat = {name: pl.Series(name, [], dtype=pl.Float64) for name in _SERIES}
-        self._new_chat, self.tokens = {name: [] for name in _SERIES}, {"input": 0, "output": 0}
+        for values in self._values.values():
+            values.clear()
+        self.tokens = {"input": 0, "output": 0}
         self.good = 0
         for k in self.windows():
             if self.store.has(k):
                 rows = self.store.rows(k, columns=("type", "response_time_ms", "time_to_first_token_ms",
                                                    "input_tokens", "output_tokens"))
-                answers = rows.filter(pl.col("type") == "question_answered")
-                if answers.height:
-                    self._new_answers.append(answers["response_time_ms"])
+                self._values["rt"].add(rows.filter(pl.col("type") == "question_answered")["response_time_ms"])
                 self._take_chat(rows)
         self._changed, self._stale_from = set(), None
 
@@ -533,13 +530,15 @@ class Engine:
                         pl.lit((k + 1) * self.every, pl.Int64).alias("window_end"), *ERROR_FIGURES.names()))
         return pl.concat(frames) if frames else pl.DataFrame(schema=ERRORS_SCHEMA)
 
-    def answers(self) -> pl.Series:
-        """Every answer's response time, sorted."""
-        if self._new_answers:
-            merged = pl.concat([self._answers, *self._new_answers])
-            self._answers = merged.sort().rename("rt")
-            self._new_answers = []
-        return self._answers
+    def _run_stats(self) -> dict[str, dict[str, float | None]]:
+        """:func:`~tracker.tables.run_stats` of each of :data:`~tracker.tables.SERIES`: every value, and the sum of
+        the windows' sums in window order (the same to the bit however the events came)."""
+        sums = [0.0] * len(SERIES)
+        for k in self.windows():
+            if self.store.has(k):
+                for i, value in enumerate(self.agg(k).sums):
+                    sums[i] += value
+        return {name: run_stats(self._values[name], total) for name, total in zip(SERIES, sums, strict=True)}
 
     def _run(self) -> tuple[int, int]:
         """The first and the last event's time (once there are events)."""
@@ -547,13 +546,6 @@ class Engine:
         assert start is not None
         assert end is not None
         return start, end
-
-    def _sorted(self, name: str) -> pl.Series:
-        """Every answer's TTFT (``ttft``) or TPOT (``tpot``), sorted."""
-        if self._new_chat[name]:
-            self._chat[name] = pl.concat([self._chat[name], *self._new_chat[name]]).sort().rename(name)
-            self._new_chat[name] = []
-        return self._chat[name]
 
     def totals(self) -> pl.DataFrame:
         """The whole run's row."""
@@ -571,12 +563,13 @@ class Engine:
         counts = {name: self.counts[kind] for name, kind in COUNTED.items()}
         run_start, run_end = self._run()
         duration = (run_end - run_start) / _SECOND
+        figures = self._run_stats()
         row = {"run_start": run_start, "run_end": run_end, "sessions": len(self.sessions),
                "max_active_sessions": max(active), **counts,
-               **{f"response_time_ms_{s}": v for s, v in stats(self.answers()).items()},
+               **{f"response_time_ms_{s}": v for s, v in figures["rt"].items()},
                "duration_s": duration, **rates(counts, duration),
-               **chat_figures(self._sorted("ttft"), self._sorted("tpot"), self.tokens["input"], self.tokens["output"],
-                              self._sorted("failed")),
+               **chat_columns(figures["ttft"], figures["tpot"], self.tokens["input"], self.tokens["output"],
+                              figures["failed"]),
                "output_tokens_per_s": self.tokens["output"] / duration if duration > 0 else None}
         if self.goodput is not None:
             row.update(goodput_figures(self.good, counts["questions_answered"], duration))
@@ -600,8 +593,9 @@ def _aggs_of(entries: object) -> dict[int, WindowAgg]:
     aggs = {}
     for key, entry in entries.items():
         try:
-            counts, figures, errors, chat, good = entry
-            if not (key.lstrip("-").isdigit() and type(good) is int and good >= 0
+            counts, figures, errors, chat, good, sums = entry
+            if not (key.lstrip("-").isdigit() and type(good) is int and good >= 0 and len(sums) == len(SERIES)
+                    and all(type(v) is float or v in _NON_FINITE for v in sums)
                     and len(counts) == len(COUNTED) and len(figures) == len(STATS)
                     and len(chat) == len(_NO_CHAT) and all(type(n) is int and n >= 0 for n in counts)
                     and all(v is None or type(v) is float or v in _NON_FINITE for v in figures)
@@ -613,7 +607,8 @@ def _aggs_of(entries: object) -> dict[int, WindowAgg]:
             raise ValueError(f"engine state: the figures of window {key!r} are damaged") from exc
         values = {s: float(v) if isinstance(v, str) else v for s, v in zip(STATS, figures, strict=True)}
         chat_map = {c: float(v) if isinstance(v, str) else v for c, v in zip(_NO_CHAT, chat, strict=True)}
-        aggs[int(key)] = WindowAgg(dict(zip(COUNTED, counts, strict=True)), values, frame, chat_map, good)
+        aggs[int(key)] = WindowAgg(dict(zip(COUNTED, counts, strict=True)), values, frame, chat_map, good,
+                                   tuple(float(v) for v in sums))
     return aggs
 
 
@@ -636,8 +631,6 @@ def _carry_of(entry: object) -> tuple[int, pl.DataFrame] | None:
 _TOKENS: Final = ("input_tokens", "output_tokens")
 _NO_CHAT: Final[dict[str, float | int | None]] = {c: 0 if c in _TOKENS else None for c in CHAT_COLUMNS
                                                   if c != "output_tokens_per_s"}
-#: The whole run's sorted values kept for its exact percentiles (besides the response times).
-_SERIES: Final = ("ttft", "tpot", "failed")
 
 #: How a figure that JSON has no number for (a mean of huge values can overflow to infinity) is saved.
 _NON_FINITE: Final = ("inf", "-inf", "nan")

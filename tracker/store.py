@@ -213,6 +213,10 @@ class WindowStore:
         self._failing = False
         self.spills += 1
 
+    def spill_folder(self) -> Path:
+        """The folder this store writes into (made when missing), for other state kept beside its files."""
+        return self._ensure_folder()
+
     def _path(self, name: str) -> Path:
         assert self._folder is not None
         return self._folder / name

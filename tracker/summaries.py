@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from .events import format_ts
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from .engine import Engine
     from .fold import SessionState
 
@@ -41,9 +43,10 @@ def _number(value: object) -> str:
     return "-" if value is None else f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
-def run_summary(engine: Engine) -> list[str]:
-    """The whole-run figures of the totals table, for people."""
-    t = engine.totals().row(0, named=True)
+def run_summary(engine: Engine, totals: pl.DataFrame) -> list[str]:
+    """The whole-run figures of the totals table (``totals``: the engine's, taken while its store was open), for
+    people."""
+    t = totals.row(0, named=True)
     if t["run_start"] is None:
         return ["whole run: no events"]
     start = format_ts(t["run_start"])

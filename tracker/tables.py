@@ -15,11 +15,14 @@ from typing import Final
 
 import polars as pl
 
+from .ranks import SortedValues
+
 __all__ = (
-    "CHAT_COLUMNS", "COUNTED", "ERROR_FIGURES", "ERRORS_SCHEMA", "RATE_COLUMNS", "SESSION_COUNTED", "STATS",
+    "CHAT_COLUMNS", "COUNTED", "ERROR_FIGURES", "ERRORS_SCHEMA", "RATE_COLUMNS", "SERIES", "SESSION_COUNTED", "STATS",
     "FOUR_DECIMALS", "GOODPUT_COLUMNS", "GOODPUT_LIMITS", "SUMMARY_SCHEMA", "TOTALS", "TOTALS_SCHEMA", "TPOT_STATS",
-    "TTFT_STATS", "Tables", "WindowAgg", "active_counts", "aggregate", "carried", "chat_figures", "chat_values",
-    "covered_seconds", "good_answers", "goodput_figures", "rates", "schemas", "stats", "summary_frame",
+    "TTFT_STATS", "Tables", "WindowAgg", "active_counts", "aggregate", "carried", "chat_columns", "chat_figures",
+    "chat_values",
+    "covered_seconds", "good_answers", "goodput_figures", "rates", "run_stats", "schemas", "stats", "summary_frame",
     "summed_totals", "window_rows",
 )
 
@@ -52,6 +55,22 @@ GOODPUT_SCHEMA: Final = pl.Schema(dict.fromkeys(GOODPUT_COLUMNS, pl.Float64))
 FOUR_DECIMALS: Final = ("error_rate", "goodput_ratio")
 
 
+#: The values the whole run's statistics need every one of (besides counts): response times, TTFT, TPOT and the
+#: failed requests' times (:func:`chat_values`).
+SERIES: Final = ("rt", "ttft", "tpot", "failed")
+
+
+def run_stats(values: SortedValues, total: float) -> dict[str, float | None]:
+    """:func:`stats` of the whole run's values, their sum given (the sum of the windows' sums, each taken in the
+    window's own order: so it is the same to the bit however the events were read)."""
+    if not len(values):
+        return dict.fromkeys(STATS)
+    figures: dict[str, float | None] = {"mean": total / len(values)}
+    figures.update({name: values.quantile(q) for name, q in _QUANTILES.items()})
+    figures["max"] = values.max()
+    return figures
+
+
 def stats(values: pl.Series) -> dict[str, float | None]:
     """Mean, exact linear-interpolation percentiles and max of sorted ``values`` (all None when empty)."""
     if not values.len():
@@ -75,6 +94,8 @@ class WindowAgg:
     errors: pl.DataFrame  # kind, message, count, sessions, first_seen, last_seen
     chat: dict[str, float | int | None]  # the CHAT_COLUMNS but output_tokens_per_s
     good: int = 0  # answers within every --goodput limit (0 without limits)
+    #: The sum of each of :data:`SERIES`'s values in this window (for the whole run's means).
+    sums: tuple[float, ...] = (0.0,) * len(SERIES)
 
 
 def good_answers(rows: pl.DataFrame, limits: dict[str, float] | None) -> int:
@@ -121,7 +142,12 @@ def chat_values(rows: pl.DataFrame) -> tuple[pl.Series, pl.Series, int, int, pl.
 def chat_figures(ttft: pl.Series, tpot: pl.Series, tokens_in: int, tokens_out: int,
                  failed: pl.Series) -> dict[str, float | int | None]:
     """The chat columns (but output_tokens_per_s) from sorted TTFT, TPOT and failed-request values and token sums."""
-    ttft_stats, tpot_stats, failed_stats = stats(ttft), stats(tpot), stats(failed)
+    return chat_columns(stats(ttft), stats(tpot), tokens_in, tokens_out, stats(failed))
+
+
+def chat_columns(ttft_stats: dict[str, float | None], tpot_stats: dict[str, float | None], tokens_in: int,
+                 tokens_out: int, failed_stats: dict[str, float | None]) -> dict[str, float | int | None]:
+    """The chat columns (but output_tokens_per_s) from the statistics of TTFT, TPOT and failed requests' times."""
     return {**{f"ttft_ms_{s}": ttft_stats[s] for s in TTFT_STATS},
             **{f"tpot_ms_{s}": tpot_stats[s] for s in TPOT_STATS},
             "input_tokens": tokens_in, "output_tokens": tokens_out,
@@ -156,7 +182,10 @@ def aggregate(rows: pl.DataFrame, goodput: dict[str, float] | None = None) -> tu
             first_seen=ts.min(), last_seen=ts.max())
         .sort(pl.col("kind").fill_null(""), "message", "kind", nulls_last=False)
     )
-    return WindowAgg(counts, stats(rt), errors, chat_figures(*chat_values(rows)), good_answers(rows, goodput)), cells
+    ttft, tpot, tokens_in, tokens_out, failed = chat_values(rows)
+    sums = tuple(float(values.sum()) for values in (rt, ttft, tpot, failed))
+    chat = chat_figures(ttft, tpot, tokens_in, tokens_out, failed)
+    return WindowAgg(counts, stats(rt), errors, chat, good_answers(rows, goodput), sums), cells
 
 
 @dataclass(frozen=True, slots=True)
