@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
+from fractions import Fraction
 
 from tracker.events import ErrorReported, Event, QuestionAnswered, SessionRegistered, SessionUnregistered
 
@@ -90,12 +91,14 @@ def run_rates(events: list[Event], seconds: float) -> Row:
 def chat_figures(events: list[Event], seconds: float) -> Row:
     """TTFT and TPOT statistics and token sums of the answers among ``events``, output tokens per ``seconds``.
 
-    TPOT (vLLM's): (response time - TTFT) / (output tokens - 1), for answers with a TTFT and >= 2 output tokens.
+    TPOT (vLLM's): (response time - TTFT) / (output tokens - 1), for answers with a TTFT and >= 2 output tokens
+    whose TTFT is at most their response time.
     """
     answers = [e for e in events if isinstance(e, QuestionAnswered)]
     ttft = [a.time_to_first_token_ms for a in answers if a.time_to_first_token_ms is not None]
     tpot = [(a.response_time_ms - a.time_to_first_token_ms) / (a.output_tokens - 1) for a in answers
-            if a.time_to_first_token_ms is not None and a.output_tokens is not None and a.output_tokens >= 2]
+            if a.time_to_first_token_ms is not None and a.output_tokens is not None and a.output_tokens >= 2
+            and a.time_to_first_token_ms <= a.response_time_ms]
     output_tokens = sum(a.output_tokens for a in answers if a.output_tokens is not None)
     return {
         "ttft_ms_mean": mean(ttft),
@@ -124,7 +127,8 @@ def failed_figures(events: list[Event]) -> Row:
 
 def is_good(answer: QuestionAnswered, limits: dict[str, float]) -> bool:
     """Whether an answer meets every goodput limit. A limit whose value the answer lacks is not met; an answer with
-    a TTFT but fewer than two output tokens has no time per output token, and meets any TPOT limit."""
+    a TTFT but fewer than two output tokens, or a TTFT over its response time, has no time per output token, and
+    meets any TPOT limit."""
     for name, limit in limits.items():
         ttft, tokens = answer.time_to_first_token_ms, answer.output_tokens
         if name == "response_time_ms" and not answer.response_time_ms <= limit:
@@ -134,7 +138,8 @@ def is_good(answer: QuestionAnswered, limits: dict[str, float]) -> bool:
         if name == "tpot_ms":
             if ttft is None or tokens is None:
                 return False
-            if tokens >= 2 and not (answer.response_time_ms - ttft) / (tokens - 1) <= limit:
+            if tokens >= 2 and ttft <= answer.response_time_ms and not (
+                    answer.response_time_ms - ttft) / (tokens - 1) <= limit:
                 return False
     return True
 
@@ -158,19 +163,21 @@ def neutralise_optional(text: str | None) -> str | None:
 
 
 def percentile(values: list[float], q: float) -> float | None:
-    """Exact percentile with linear interpolation (numpy's default method)."""
+    """Exact percentile with linear interpolation (numpy's default method), in exact rational arithmetic (no
+    overflow between values near the largest double), rounded once."""
     if not values:
         return None
     x = sorted(values)
-    h = (len(x) - 1) * q
+    h = (len(x) - 1) * Fraction(q)
     lower = math.floor(h)
     if lower >= len(x) - 1:
         return x[-1]
-    return x[lower] + (h - lower) * (x[lower + 1] - x[lower])
+    return float(Fraction(x[lower]) + (h - lower) * (Fraction(x[lower + 1]) - Fraction(x[lower])))
 
 
 def mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+    """The exact mean, rounded once (no overflow for values near the largest double)."""
+    return float(sum(map(Fraction, values)) / len(values)) if values else None
 
 
 def maximum(values: list[float]) -> float | None:

@@ -965,18 +965,19 @@ class TestThresholds:
         assert (out / "session_tracking_thresholds.csv").read_text() == (
             THRESHOLDS_HEADER + "windows,window:ttft_ms_p95<500,,false\n")
 
-    def test_negative_value_written_as_the_summary_writes_it(self, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
-        """A TTFT (200 ms) longer than the response (100 ms, 3 tokens) gives a TPOT of (100 - 200) / 2 = -50: the
-        verdicts file writes -50.000, as the summary does, not a spreadsheet-neutralised '-50.000."""
+    def test_no_tpot_when_the_first_token_comes_after_the_response(self, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+        """A TTFT (200 ms) longer than the response (100 ms, 3 tokens) gives no TPOT (not (100 - 200) / 2 = -50):
+        the summary's cell is empty, and a threshold on it fails for want of a value (windows without one are not
+        judged)."""
         log, out = tmp_path / "log.jsonl", tmp_path / "out"
         log.write_bytes(_lines(record(1, "s1", "question_answered", T0 + 10 * S, response_time_ms=100.0,
                                       time_to_first_token_ms=200.0, output_tokens=3)))
-        assert _replay(log, out, *_thresholds("tpot_ms_mean<0")) == 0
+        assert _replay(log, out, *_thresholds("tpot_ms_mean<0")) == 99
         (summary,) = _columns(out / "session_tracking_summary.csv")
-        assert summary["tpot_ms_mean"] == "-50.000"
+        assert summary["tpot_ms_mean"] == ""
         assert (out / "session_tracking_thresholds.csv").read_text() == (
-            THRESHOLDS_HEADER + f"{WINDOW_0},tpot_ms_mean<0,-50.000,true\nrun,tpot_ms_mean<0,-50.000,true\n")
+            THRESHOLDS_HEADER + "run,tpot_ms_mean<0,,false\n")
 
     @pytest.mark.parametrize(("threshold", "message"), [
         ("bogus_column<5", "threshold 'bogus_column<5' names an unknown column 'bogus_column'; the reports' numeric "

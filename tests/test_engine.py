@@ -451,6 +451,46 @@ class TestReportRules:
         events = [event(i, "s", "question_answered", T0 + i, response_time_ms=float(i)) for i in range(1, 11)]
         assert build(events).summary()["response_time_ms_p90"].to_list() == [pytest.approx(9.1)]
 
+    def test_no_tpot_for_a_first_token_after_the_response(self) -> None:
+        """An answer whose TTFT exceeds its response time has no TPOT (it would be negative): only the other
+        answer's TPOT counts, in the window and the run."""
+        events = [event(1, "s", "question_answered", T0, response_time_ms=10.0, time_to_first_token_ms=50.0,
+                        output_tokens=5),
+                  event(2, "s", "question_answered", T0 + 1, response_time_ms=50.0, time_to_first_token_ms=10.0,
+                        output_tokens=5)]
+        engine = build(events)
+        assert engine.summary()["tpot_ms_p50"].to_list() == [10.0]
+        assert engine.totals()["tpot_ms_mean"].to_list() == [10.0]
+
+    def test_means_of_values_near_the_largest_double(self) -> None:
+        """The mean of M, M, 0, 0 (M the largest double) is M / 2, not infinity, in the window, the session row
+        and the run, though M + M overflows."""
+        m = 1.7976931348623157e308
+        events = [event(i, "s", "question_answered", T0 + i, response_time_ms=rt, time_to_first_token_ms=rt)
+                  for i, rt in enumerate((m, m, 0.0, 0.0), 1)]
+        engine = build(events)
+        assert engine.summary()["response_time_ms_mean"].to_list() == [m / 2]
+        assert engine.summary()["ttft_ms_mean"].to_list() == [m / 2]
+        assert engine.session_rows(next(engine.windows()))["response_time_ms_mean"].to_list() == [m / 2]
+        totals = engine.totals().row(0, named=True)
+        assert (totals["response_time_ms_mean"], totals["ttft_ms_mean"]) == (m / 2, m / 2)
+
+    def test_token_sums_beyond_64_bits(self, tmp_path: Path) -> None:
+        """Token counts of 2**63 - 1 sum exactly (no wrap-around) in the window, the session row and the run, and
+        the saved state (JSON) takes them back."""
+        big = 2**63 - 1
+        events = [event(i, "s", "question_answered", T0 + i, response_time_ms=1.0, input_tokens=big,
+                        output_tokens=big) for i in range(1, 5)]
+        engine = build(events)
+        k = next(engine.windows())
+        assert engine.summary()["output_tokens"].to_list() == [4 * big]
+        assert engine.session_rows(k)["output_tokens"].to_list() == [4 * big]
+        assert engine.totals()["input_tokens"].to_list() == [4 * big]
+        again = Engine(60, store=engine.store)
+        again.restore(orjson.loads(orjson.dumps(engine.state())))
+        assert again.agg(k).chat["output_tokens"] == 4 * big
+        assert again.totals()["output_tokens"].to_list() == [4 * big]
+
     def test_interval_must_be_whole_positive_seconds(self) -> None:
         """A zero, negative or fractional interval is refused with the value quoted."""
         for bad in (0, -5, 1.5):

@@ -148,10 +148,10 @@ class TestTail:
 
 
 class TestEdges:
-    def test_a_value_json_cannot_hold_is_the_files_text(self, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-        """Two answers of 1e308 and 1.7e308 ms overflow the mean: the files write inf, and so does the JSON (not
-        null, which means an empty cell), in the run and in a verdict."""
+    def test_means_near_the_largest_double_are_finite(self, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+        """Two answers of 1e308 and 1.7e308 ms: their sum overflows, their mean does not (1.35e308), in the files,
+        the JSON and a verdict."""
         log = tmp_path / "log.jsonl"
         log.write_bytes(b"".join(orjson.dumps(event(i, "s1", "question_answered", T0 + i * S,
                                                     response_time_ms=rt).to_record()) + b"\n"
@@ -159,9 +159,36 @@ class TestEdges:
         assert main("replay", str(log), "--out", str(tmp_path / "out"), "--threshold", "run:response_time_ms_mean<5",
                     "--json") == 99
         result, _ = _json(capsys)
-        assert _totals(tmp_path / "out")["response_time_ms_mean"] == "inf"
-        assert result["run"]["response_time_ms_mean"] == "inf"
-        assert result["thresholds"][0]["value"] == "inf"
+        assert float(_totals(tmp_path / "out")["response_time_ms_mean"]) == 1.35e308
+        assert result["run"]["response_time_ms_mean"] == 1.35e308
+        assert result["thresholds"][0]["value"] == 1.35e308
+
+    def test_a_value_json_cannot_hold_is_the_files_text(self) -> None:
+        """A cell JSON has no number for (inf, -inf, NaN: a file edited by hand) is the file's text, not null
+        (which means an empty cell)."""
+        import polars as pl
+
+        from tracker.results import run_figures
+        from tracker.tables import TOTALS_SCHEMA
+
+        row = dict.fromkeys(TOTALS_SCHEMA) | {"response_time_ms_mean": float("inf"),
+                                                        "response_time_ms_p50": float("-inf"),
+                                                        "response_time_ms_max": float("nan")}
+        figures = run_figures(pl.DataFrame([row], schema=TOTALS_SCHEMA))
+        assert (figures["response_time_ms_mean"], figures["response_time_ms_p50"],
+                figures["response_time_ms_max"]) == ("inf", "-inf", "NaN")
+
+    def test_token_sums_beyond_64_bits(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Four answers of 2**63 - 1 output tokens sum to more than 64 bits: exact in the files and the JSON."""
+        log = tmp_path / "log.jsonl"
+        big = 2**63 - 1
+        log.write_bytes(b"".join(orjson.dumps(event(i, "s1", "question_answered", T0 + i * S, response_time_ms=1.0,
+                                                    input_tokens=big, output_tokens=big).to_record()) + b"\n"
+                                 for i in range(1, 5)))
+        assert main("replay", str(log), "--out", str(tmp_path / "out"), "--json") == 0
+        result, _ = _json(capsys)
+        assert _totals(tmp_path / "out")["output_tokens"] == str(4 * big)
+        assert (result["run"]["input_tokens"], result["run"]["output_tokens"]) == (4 * big, 4 * big)
 
     def test_junit_is_null_when_not_written(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """tail --json --junit whose folder went away: the JSON names no JUnit file, and the failed threshold's 99

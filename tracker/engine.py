@@ -323,9 +323,9 @@ class Engine:
                           self.last_ts[f.session_id]] for f in self.sessions.values()],
             # Derived, but saved so that a restart need not derive every window again.
             "aggs": {str(k): [[agg.counts[c] for c in COUNTED], [_json_float(agg.stats[s]) for s in STATS],
-                              agg.errors.rows(), [_json_float(v) if isinstance(v, float) else v
+                              agg.errors.rows(), [_json_float(v) if isinstance(v, float) else _json_int(v)
                                                   for v in agg.chat.values()], agg.good,
-                              [_json_float(v) for v in agg.sums]]
+                              list(agg.sizes), [_json_float(v) for v in agg.means]]
                      for k, agg in self._aggs.items()},
             "carry": carry,
         }
@@ -531,14 +531,19 @@ class Engine:
         return pl.concat(frames) if frames else pl.DataFrame(schema=ERRORS_SCHEMA)
 
     def _run_stats(self) -> dict[str, dict[str, float | None]]:
-        """:func:`~tracker.tables.run_stats` of each of :data:`~tracker.tables.SERIES`: every value, and the sum of
-        the windows' sums in window order (the same to the bit however the events came)."""
-        sums = [0.0] * len(SERIES)
+        """:func:`~tracker.tables.run_stats` of each of :data:`~tracker.tables.SERIES`: every value, and the mean,
+        the windows' means each weighted by its share of the values, added in window order (the same to the bit
+        however the events came; finite, as each term is at most its window's mean)."""
+        sizes = [len(self._values[name]) for name in SERIES]
+        means = [0.0] * len(SERIES)
         for k in self.windows():
             if self.store.has(k):
-                for i, value in enumerate(self.agg(k).sums):
-                    sums[i] += value
-        return {name: run_stats(self._values[name], total) for name, total in zip(SERIES, sums, strict=True)}
+                agg = self.agg(k)
+                for i, (n, mean) in enumerate(zip(agg.sizes, agg.means, strict=True)):
+                    if n and mean is not None:
+                        means[i] += mean * (n / sizes[i])
+        return {name: run_stats(self._values[name], mean if size else None)
+                for name, size, mean in zip(SERIES, sizes, means, strict=True)}
 
     def _run(self) -> tuple[int, int]:
         """The first and the last event's time (once there are events)."""
@@ -593,22 +598,24 @@ def _aggs_of(entries: object) -> dict[int, WindowAgg]:
     aggs = {}
     for key, entry in entries.items():
         try:
-            counts, figures, errors, chat, good, sums = entry
-            if not (key.lstrip("-").isdigit() and type(good) is int and good >= 0 and len(sums) == len(SERIES)
-                    and all(type(v) is float or v in _NON_FINITE for v in sums)
+            counts, figures, errors, chat, good, sizes, means = entry
+            if not (key.lstrip("-").isdigit() and type(good) is int and good >= 0
+                    and len(sizes) == len(means) == len(SERIES) and all(type(n) is int and n >= 0 for n in sizes)
+                    and all(v is None or type(v) is float or v in _NON_FINITE for v in means)
                     and len(counts) == len(COUNTED) and len(figures) == len(STATS)
                     and len(chat) == len(_NO_CHAT) and all(type(n) is int and n >= 0 for n in counts)
                     and all(v is None or type(v) is float or v in _NON_FINITE for v in figures)
-                    and all(type(v) is int if c in _TOKENS else v is None or type(v) is float or v in _NON_FINITE
+                    and all(_is_count(v) if c in _TOKENS else v is None or type(v) is float or v in _NON_FINITE
                             for c, v in zip(_NO_CHAT, chat, strict=True))):
                 raise ValueError(key)
             frame = pl.DataFrame(errors, schema=ERROR_FIGURES, orient="row")
         except (TypeError, ValueError, AttributeError, pl.exceptions.PolarsError) as exc:
             raise ValueError(f"engine state: the figures of window {key!r} are damaged") from exc
         values = {s: float(v) if isinstance(v, str) else v for s, v in zip(STATS, figures, strict=True)}
-        chat_map = {c: float(v) if isinstance(v, str) else v for c, v in zip(_NO_CHAT, chat, strict=True)}
+        chat_map = {c: (int(v) if c in _TOKENS else float(v)) if isinstance(v, str) else v
+                    for c, v in zip(_NO_CHAT, chat, strict=True)}
         aggs[int(key)] = WindowAgg(dict(zip(COUNTED, counts, strict=True)), values, frame, chat_map, good,
-                                   tuple(float(v) for v in sums))
+                                   tuple(sizes), tuple(None if v is None else float(v) for v in means))
     return aggs
 
 
@@ -634,6 +641,16 @@ _NO_CHAT: Final[dict[str, float | int | None]] = {c: 0 if c in _TOKENS else None
 
 #: How a figure that JSON has no number for (a mean of huge values can overflow to infinity) is saved.
 _NON_FINITE: Final = ("inf", "-inf", "nan")
+
+
+def _json_int(value: object) -> object:
+    """A token sum as JSON holds it: a number up to 64 bits, else its digits (a sum of 64-bit counts may be more)."""
+    return str(value) if type(value) is int and not -(1 << 63) <= value < 1 << 63 else value
+
+
+def _is_count(value: object) -> bool:
+    """A saved token sum: a whole number >= 0, or the digits of one (see :func:`_json_int`)."""
+    return (type(value) is int and value >= 0) or (isinstance(value, str) and value.isascii() and value.isdigit())
 
 
 def _json_float(value: float | None) -> float | str | None:

@@ -151,7 +151,7 @@ class SortedValues:
         memory = self._sorted()
         runs = [run.values for run in self._runs]
         if not runs:
-            return float(memory[k])
+            return float(memory[k]) + 0.0  # (+ 0.0: -0.0 and 0.0 are one value, written one way)
         ends = [(run[0], run[-1]) for run in runs] + ([(memory[0], memory[-1])] if memory.len() else [])
         low, high = _ordered(min(first for first, _ in ends)), _ordered(max(last for _, last in ends))
         while low < high:  # the smallest value with more than k values at or below it
@@ -164,8 +164,9 @@ class SortedValues:
                 high = middle
             else:
                 low = middle + 1
-        # A stored value: the count rises only at one, and the search starts at the smallest stored.
-        return _unordered(low)
+        # A stored value: the count rises only at one, and the search starts at the smallest stored (+ 0.0: where
+        # -0.0 and 0.0 are both stored, which one the search meets first depends on the runs; write them one way).
+        return _unordered(low) + 0.0
 
     def quantile(self, q: float) -> float | None:
         """The exact ``q`` quantile with linear interpolation (None without values)."""
@@ -177,7 +178,13 @@ class SortedValues:
         if lower >= n - 1:
             return self.kth(n - 1)
         a = self.kth(lower)
-        return a + (h - lower) * (self.kth(lower + 1) - a)
+        fraction = h - lower
+        if not fraction:
+            return a
+        b = self.kth(lower + 1)
+        step = b - a
+        # (b - a overflows only between values of both signs near the largest double: weigh the two instead.)
+        return a + fraction * step if math.isfinite(step) else a * (1 - fraction) + b * fraction
 
     def max(self) -> float | None:
         return self.kth(self._count - 1) if self._count else None

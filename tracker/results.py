@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,8 +35,12 @@ VERSION: Final = 1
 
 
 def dumps(result: Mapping[str, object]) -> str:
-    """The object as indented JSON text, keys in the order given."""
-    return orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
+    """The object as indented JSON text, keys in the order given. (A whole number beyond 64 bits, a token sum,
+    is written by the standard library's encoder: orjson refuses it; the two write the same text otherwise.)"""
+    try:
+        return orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
+    except TypeError:
+        return json.dumps(result, indent=2, ensure_ascii=False)
 
 
 #: The totals' columns written as times (ISO-8601 text), not numbers.

@@ -21,7 +21,7 @@ __all__ = (
     "CHAT_COLUMNS", "COUNTED", "ERROR_FIGURES", "ERRORS_SCHEMA", "RATE_COLUMNS", "SERIES", "SESSION_COUNTED", "STATS",
     "FOUR_DECIMALS", "GOODPUT_COLUMNS", "GOODPUT_LIMITS", "SUMMARY_SCHEMA", "TOTALS", "TOTALS_SCHEMA", "TPOT_STATS",
     "TTFT_STATS", "Tables", "WindowAgg", "active_counts", "aggregate", "carried", "chat_columns", "chat_figures",
-    "chat_values",
+    "chat_values", "mean_of",
     "covered_seconds", "good_answers", "goodput_figures", "rates", "run_stats", "schemas", "stats", "summary_frame",
     "summed_totals", "window_rows",
 )
@@ -43,7 +43,8 @@ TPOT_STATS: Final = ("mean", "p50", "p95", "p99")
 #: The chat figures of a window and of the run, in the order of the files' columns.
 CHAT_COLUMNS: Final = {**{f"ttft_ms_{s}": pl.Float64 for s in TTFT_STATS},
                        **{f"tpot_ms_{s}": pl.Float64 for s in TPOT_STATS},
-                       "input_tokens": pl.Int64, "output_tokens": pl.Int64, "output_tokens_per_s": pl.Float64,
+                       # Sums of counts each up to 2**63 - 1: 128 bits, so that no sum wraps around.
+                       "input_tokens": pl.Int128, "output_tokens": pl.Int128, "output_tokens_per_s": pl.Float64,
                        # Failed requests' latency: over errors that carry response_time_ms (the time until failure).
                        **{f"failed_response_time_ms_{s}": pl.Float64 for s in ("mean", "p95", "max")}}
 _QUANTILES: Final = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
@@ -60,12 +61,22 @@ FOUR_DECIMALS: Final = ("error_rate", "goodput_ratio")
 SERIES: Final = ("rt", "ttft", "tpot", "failed")
 
 
-def run_stats(values: SortedValues, total: float) -> dict[str, float | None]:
-    """:func:`stats` of the whole run's values, their sum given (the sum of the windows' sums, each taken in the
-    window's own order: so it is the same to the bit however the events were read)."""
+#: A power of two to scale values by when their sum overflows (exact, but for values below about 1e-289).
+_SCALE: Final = 2.0 ** -64
+
+
+def mean_of(values: pl.Expr) -> pl.Expr:
+    """The mean of ``values``; when their sum overflows (values near the largest double), the mean of the values
+    scaled down by a power of two, scaled back: the mean of finite values is finite."""
+    return pl.when(values.sum().is_infinite()).then((values * _SCALE).mean() / _SCALE).otherwise(values.mean())
+
+
+def run_stats(values: SortedValues, mean: float | None) -> dict[str, float | None]:
+    """:func:`stats` of the whole run's values, their mean given (the windows' means weighted by their share of
+    the values, added in window order: the same to the bit however the events were read)."""
     if not len(values):
         return dict.fromkeys(STATS)
-    figures: dict[str, float | None] = {"mean": total / len(values)}
+    figures: dict[str, float | None] = {"mean": mean}
     figures.update({name: values.quantile(q) for name, q in _QUANTILES.items()})
     figures["max"] = values.max()
     return figures
@@ -75,8 +86,8 @@ def stats(values: pl.Series) -> dict[str, float | None]:
     """Mean, exact linear-interpolation percentiles and max of sorted ``values`` (all None when empty)."""
     if not values.len():
         return dict.fromkeys(STATS)
-    mean = values.mean()
-    stats: dict[str, float | None] = {"mean": float(mean) if mean is not None else None}  # type: ignore[arg-type]
+    mean = values.to_frame("v").select(mean_of(pl.col("v"))).item()
+    stats: dict[str, float | None] = {"mean": float(mean) if mean is not None else None}
     for name, q in _QUANTILES.items():
         value = values.quantile(q, interpolation="linear")
         stats[name] = float(value) if value is not None else None
@@ -94,14 +105,16 @@ class WindowAgg:
     errors: pl.DataFrame  # kind, message, count, sessions, first_seen, last_seen
     chat: dict[str, float | int | None]  # the CHAT_COLUMNS but output_tokens_per_s
     good: int = 0  # answers within every --goodput limit (0 without limits)
-    #: The sum of each of :data:`SERIES`'s values in this window (for the whole run's means).
-    sums: tuple[float, ...] = (0.0,) * len(SERIES)
+    #: How many of each of :data:`SERIES`'s values this window has, and their mean (for the whole run's means).
+    sizes: tuple[int, ...] = (0,) * len(SERIES)
+    means: tuple[float | None, ...] = (None,) * len(SERIES)
 
 
 def good_answers(rows: pl.DataFrame, limits: dict[str, float] | None) -> int:
     """How many answers meet every per-request limit (none without ``limits``): a response time, TTFT or TPOT at
-    most its limit. An answer without the value a limit needs does not meet it; one with a TTFT and fewer than 2
-    output tokens has no time per output token and meets any TPOT limit."""
+    most its limit. An answer without the value a limit needs does not meet it; one with a TTFT and no time per
+    output token (:func:`chat_values`: fewer than 2 output tokens, or a first token after the response) meets
+    any TPOT limit."""
     if not limits:
         return 0
     ttft, tokens, rt = pl.col("time_to_first_token_ms"), pl.col("output_tokens"), pl.col("response_time_ms")
@@ -109,7 +122,7 @@ def good_answers(rows: pl.DataFrame, limits: dict[str, float] | None) -> int:
         "response_time_ms": lambda limit: rt <= limit,
         "ttft_ms": lambda limit: ttft.is_not_null() & (ttft <= limit),
         "tpot_ms": lambda limit: ttft.is_not_null() & tokens.is_not_null() & (
-            (tokens < 2) | ((rt - ttft) / (tokens - 1) <= limit)),
+            (tokens < 2) | (ttft > rt) | ((rt - ttft) / (tokens - 1) <= limit)),
     }
     condition = pl.col("type") == "question_answered"
     for name, limit in limits.items():
@@ -128,13 +141,16 @@ def chat_values(rows: pl.DataFrame) -> tuple[pl.Series, pl.Series, int, int, pl.
     """The answers' TTFT values and TPOT values (each sorted), their input and output token sums, and the failed
     requests' times (errors with a response time, sorted).
 
-    TPOT of an answer with a TTFT and at least 2 output tokens is (response time - TTFT) / (output tokens - 1).
+    TPOT of an answer with a TTFT and at least 2 output tokens is (response time - TTFT) / (output tokens - 1);
+    an answer whose first token came after its response (TTFT over the response time) has none, as it cannot be
+    measured so.
     """
     answers = rows.filter(pl.col("type") == "question_answered")
     ttft = answers["time_to_first_token_ms"].drop_nulls().sort()
-    tpot = answers.filter(pl.col("time_to_first_token_ms").is_not_null() & (pl.col("output_tokens") >= 2)).select(
+    tpot = answers.filter(pl.col("time_to_first_token_ms").is_not_null() & (pl.col("output_tokens") >= 2)
+                          & (pl.col("time_to_first_token_ms") <= pl.col("response_time_ms"))).select(
         (pl.col("response_time_ms") - pl.col("time_to_first_token_ms")) / (pl.col("output_tokens") - 1))
-    tokens_in, tokens_out = answers["input_tokens"].sum(), answers["output_tokens"].sum()
+    tokens_in, tokens_out = (answers[name].cast(pl.Int128).sum() for name in ("input_tokens", "output_tokens"))
     failed = rows.filter(pl.col("type") == "error")["response_time_ms"].drop_nulls().sort()
     return ttft, tpot.to_series().sort(), int(tokens_in), int(tokens_out), failed
 
@@ -167,12 +183,12 @@ def aggregate(rows: pl.DataFrame, goodput: dict[str, float] | None = None) -> tu
     answers = pl.col("response_time_ms").filter(is_answer)
     cells = rows.group_by("session_id", maintain_order=True).agg(
         *((pl.col("type") == COUNTED[c]).sum().cast(pl.Int64).alias(c) for c in SESSION_COUNTED),
-        answers.mean().alias("response_time_ms_mean"),
+        mean_of(answers).alias("response_time_ms_mean"),
         answers.quantile(0.95, interpolation="linear").alias("response_time_ms_p95"),
         answers.max().alias("response_time_ms_max"),
         pl.col("time_to_first_token_ms").filter(is_answer).quantile(0.95, interpolation="linear")
         .alias("ttft_ms_p95"),
-        pl.col("output_tokens").filter(is_answer).sum().cast(pl.Int64).alias("output_tokens"),
+        pl.col("output_tokens").filter(is_answer).cast(pl.Int128).sum().alias("output_tokens"),
     )
     ts = (pl.col("key") // (1 << 64)).cast(pl.Int64)  # the key holds the event's time in its high 64 bits
     errors = (
@@ -183,9 +199,12 @@ def aggregate(rows: pl.DataFrame, goodput: dict[str, float] | None = None) -> tu
         .sort(pl.col("kind").fill_null(""), "message", "kind", nulls_last=False)
     )
     ttft, tpot, tokens_in, tokens_out, failed = chat_values(rows)
-    sums = tuple(float(values.sum()) for values in (rt, ttft, tpot, failed))
     chat = chat_figures(ttft, tpot, tokens_in, tokens_out, failed)
-    return WindowAgg(counts, stats(rt), errors, chat, good_answers(rows, goodput), sums), cells
+    rt_stats = stats(rt)
+    sizes = tuple(values.len() for values in (rt, ttft, tpot, failed))
+    means = (rt_stats["mean"], chat["ttft_ms_mean"], chat["tpot_ms_mean"], chat["failed_response_time_ms_mean"])
+    return WindowAgg(counts, rt_stats, errors, chat, good_answers(rows, goodput), sizes,
+                     tuple(float(m) if m is not None else None for m in means)), cells
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +284,7 @@ def window_rows(facts: pl.DataFrame, cells: pl.DataFrame | None, totals: pl.Data
         rows = rows.join(cells, on="session_id", how="left")
     else:
         rows = rows.with_columns(
-            *(pl.lit(None, pl.Int64).alias(c) for c in (*SESSION_COUNTED, "output_tokens")),
+            *(pl.lit(None, pl.Int64).alias(c) for c in SESSION_COUNTED), pl.lit(None, pl.Int128).alias("output_tokens"),
             *(pl.lit(None, pl.Float64).alias(c) for c in (*(f"response_time_ms_{s}" for s in ("mean", "p95", "max")),
                                                            "ttft_ms_p95")))
     answered, errors = pl.col("questions_answered").fill_null(0), pl.col("errors").fill_null(0)
@@ -276,7 +295,7 @@ def window_rows(facts: pl.DataFrame, cells: pl.DataFrame | None, totals: pl.Data
         .then(pl.col("how")).otherwise(pl.lit("active")).alias("status"),
         *(pl.col(c).fill_null(0).cast(pl.Int64) for c in SESSION_COUNTED),
         *(pl.col(f"response_time_ms_{s}").cast(pl.Float64) for s in ("mean", "p95", "max")),
-        pl.col("ttft_ms_p95").cast(pl.Float64), pl.col("output_tokens").fill_null(0).cast(pl.Int64),
+        pl.col("ttft_ms_p95").cast(pl.Float64), pl.col("output_tokens").fill_null(0).cast(pl.Int128),
         pl.when(answered + errors > 0).then(errors / (answered + errors)).otherwise(None).cast(pl.Float64)
         .alias("error_rate"),
         *(pl.col(t).fill_null(0).cast(pl.Int64) for t in TOTALS),
