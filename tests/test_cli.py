@@ -584,6 +584,16 @@ class TestTailMissingPath:
         assert err == f"tracker tail: warning: '{missing}' does not exist (yet); waiting for it to appear\n"
         assert out.startswith("stopped: 0 events")
 
+    def test_a_symbolic_link_loop_is_not_waited_for(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A link loop exists but cannot be read: the follower's warning says why, not "does not exist (yet)"."""
+        (tmp_path / "a.jsonl").symlink_to(tmp_path / "b.jsonl")
+        (tmp_path / "b.jsonl").symlink_to(tmp_path / "a.jsonl")
+        with _sigterm_once_following():
+            assert main("tail", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "out"), "--quiet") == 0
+        err = capsys.readouterr().err
+        assert "does not exist" not in err
+        assert "a.jsonl: cannot be read (Too many levels of symbolic links)" in err
+
     def test_a_quoted_pattern_is_refused(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """tail follows files and folders, not patterns: a quoted pattern (no such file) would be waited for
         forever, so it is an error pointing at the folder."""

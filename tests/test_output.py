@@ -81,6 +81,17 @@ class TestReportWriter:
         assert sorted(p.name for p in remove_temporaries(tmp_path)) == sorted(ours)
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
 
+    def test_a_writer_that_flushes_once_does_not_promise_a_next_flush(self, small_disk: Path) -> None:
+        """A replay's writer (once) says the replay fails, not that the files come at a next flush it never has."""
+        warnings: list[str] = []
+        engine = Engine(10)
+        engine.add(events_frame(events(4000)))
+        with open(small_disk / "ballast", "wb") as stream, pytest.raises(OSError, match="No space"):
+            stream.write(b"x" * (8 << 20))
+        assert ReportWriter(engine, small_disk / "out", warn=warnings.append, once=True).flush().failed
+        (full,) = [w for w in warnings if "No space left" in w]
+        assert full.endswith("this replay fails: run it again once they can be written")
+
     def test_full_disk_is_a_warning_and_the_files_come_later(self, tmp_path: Path, small_disk: Path) -> None:
         """Writes to a full disk fail with a warning, leave no temporary file, and succeed at the next flush."""
         warnings: list[str] = []

@@ -299,10 +299,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         logs = []  # replay says what cannot be read
     thresholds = _thresholds(args, logs)
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
-    if stream is not None:
-        from .console import warnings_to_stderr
+    from .console import warnings_to_stderr
 
-        warnings_to_stderr()  # NATS outages are said as they happen
+    warnings_to_stderr()  # NATS outages, and files that cannot be written to the spool, are said as they happen
     try:
         with ReadProgress(_size(logs), label="replay", enabled=progress_wanted(args.quiet)) as progress:
             result = replay(args.logs, args.out, interval_s=args.interval, quarantine_path=args.quarantine,
@@ -363,9 +362,13 @@ def _cmd_tail(args: argparse.Namespace) -> int:
             raise _UsageError(f"{str(target)!r} is a pattern: tail follows files, and folders (their *.jsonl "
                               f"files, also those created later): give the folder {str(target.parent)!r}")
     for target in args.logs:
-        if not target.exists():  # a typo, or a log not written yet: said once, then waited for
+        try:
+            target.stat()
+        except FileNotFoundError:  # a typo, or a log not written yet: said once, then waited for
             print(f"tracker tail: warning: {str(target)!r} does not exist (yet); waiting for it to appear",
                   file=sys.stderr)
+        except OSError:
+            pass  # a symbolic link loop, say: the follower says why it cannot read it
     from .logs import folder_logs
 
     stream = _stream(args)

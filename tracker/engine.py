@@ -124,7 +124,8 @@ class Engine:
         self._cells: dict[int, pl.DataFrame] = {}  # the last few windows' per-session figures
         #: Every response time, TTFT, TPOT and failed request's time, for the whole run's exact percentiles (past a
         #: budget in unnamed files beside the store's), and the token sums.
-        self._values = {name: SortedValues(self.store.spill_folder) for name in SERIES}
+        self._values = {name: SortedValues(self.store.spill_folder, warn=self.store.warn, label=_LABELS[name])
+                        for name in SERIES}
         self.tokens = {"input": 0, "output": 0}
         #: Running totals after each of the last few windows derived (k -> frame), the newest last.
         self._carries: dict[int, pl.DataFrame] = {}
@@ -638,6 +639,10 @@ def _carry_of(entry: object) -> tuple[int, pl.DataFrame] | None:
 _TOKENS: Final = ("input_tokens", "output_tokens")
 _NO_CHAT: Final[dict[str, float | int | None]] = {c: 0 if c in _TOKENS else None for c in CHAT_COLUMNS
                                                   if c != "output_tokens_per_s"}
+
+#: What each of SERIES is, for a warning.
+_LABELS: Final = {"rt": "response times", "ttft": "times to first token", "tpot": "times per output token",
+                  "failed": "failed requests' times"}
 
 #: How a figure that JSON has no number for (a mean of huge values can overflow to infinity) is saved.
 _NON_FINITE: Final = ("inf", "-inf", "nan")

@@ -146,8 +146,13 @@ class ReportWriter:
     """Writes an engine's report files into ``out_dir``: the windows up to a given one, and the whole run."""
 
     def __init__(self, engine: Engine, out_dir: str | os.PathLike[str], *,
-                 warn: Callable[[str], None] | None = None, thresholds: Iterable[Threshold] = ()) -> None:
+                 warn: Callable[[str], None] | None = None, thresholds: Iterable[Threshold] = (),
+                 once: bool = False) -> None:
+        """``once``: this writer flushes once (a replay), so a file it cannot write is not written again later."""
         self.engine = engine
+        #: What becomes of a file that could not be written, said with the failure.
+        self._again = ("this replay fails: run it again once they can be written" if once
+                       else "they will be written again at the next flush")
         self.thresholds = tuple(thresholds)
         #: The thresholds' verdicts on the tables of the last flush (empty without thresholds).
         self.verdicts: list[Verdict] = []
@@ -204,8 +209,8 @@ class ReportWriter:
             try:
                 self._write_manifest(set())
             except OSError as exc:  # a full disk: the list is written with the next files
-                self._note_failure(f"cannot write {self.out_dir / MANIFEST_FILE} ({exc.strerror or exc}); it "
-                                   "will be written again at the next flush")
+                self._note_failure(f"cannot write {self.out_dir / MANIFEST_FILE} ({exc.strerror or exc}); "
+                                   f"{self._again}")
         return removed
 
     def _absorb(self) -> None:
@@ -355,8 +360,7 @@ class ReportWriter:
             # The manifest names a file before it exists: a crash never leaves a file of ours unlisted.
             self._write_manifest(self._listed | {name for name, _ in files})
         except OSError as exc:
-            self._note_failure(f"cannot write the reports into {self.out_dir} ({exc.strerror or exc}); they will be "
-                               "written again at the next flush")
+            self._note_failure(f"cannot write the reports into {self.out_dir} ({exc.strerror or exc}); {self._again}")
             failed.extend(self.out_dir / name for name, _ in files)
             return
         for name, render in files:
@@ -374,8 +378,8 @@ class ReportWriter:
                 write_atomically(path, data)
             except OSError as exc:
                 # Said once for the folder, not once a file: a full disk fails every file alike.
-                self._note_failure(f"cannot write report files in {self.out_dir} ({exc.strerror or exc}); they "
-                                   "will be written again at the next flush")
+                self._note_failure(f"cannot write report files in {self.out_dir} ({exc.strerror or exc}); "
+                                   f"{self._again}")
                 failed.append(path)
                 self._hashes.pop(name, None)
                 continue

@@ -83,11 +83,12 @@ class SortedValues:
     values, beyond them in temporary files inside ``folder()`` (called when the first file is needed; None: the
     system's temporary folder)."""
 
-    def __init__(self, folder: Callable[[], Path | None] = lambda: None, *,
-                 memory_values: int = MEMORY_VALUES, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, folder: Callable[[], Path | None] = lambda: None, *, memory_values: int = MEMORY_VALUES,
+                 warn: Callable[[str], None] | None = None, label: str = "values") -> None:
         if type(memory_values) is not int or memory_values < 1:
             raise ValueError(f"memory_values: must be a whole number >= 1, got {memory_values!r}")
         self._folder = folder
+        self._label = label  # what the values are, for a warning
         self._limit = memory_values
         self._warn = warn if warn is not None else logging.getLogger("tracker.ranks").warning
         self._failing = False
@@ -136,8 +137,9 @@ class SortedValues:
             run = _Run(folder, values)
         except OSError as exc:
             if not self._failing:
-                self._warn(f"cannot write the run's values to a temporary file ({exc.strerror or exc}); keeping "
-                           "them in memory for now")
+                where = f" in {exc.filename}" if exc.filename else ""
+                self._warn(f"cannot write the run's {self._label} to a temporary file{where} ({exc.strerror or exc}); "
+                           "keeping them in memory for now")
             self._failing, self._spill_at = True, self._held + self._limit
             return
         self._failing, self._spill_at = False, self._limit

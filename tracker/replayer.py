@@ -173,7 +173,7 @@ def replay(
     store = WindowStore(memory_bytes=memory_bytes, spool_dir=spool_dir if spool_dir is not None else out)
     try:
         engine = Engine(interval_s, store=store, session_timeout_s=session_timeout_s, goodput=goodput)
-        writer = ReportWriter(engine, out, thresholds=thresholds)
+        writer = ReportWriter(engine, out, thresholds=thresholds, once=True)
         earlier = writer.own_earlier_files()  # before anything is read or written
         remove_temporaries(out)  # of a tail or replay killed while it wrote a report
         quarantine.reset()  # this replay's rejected lines only: the same logs give the same files

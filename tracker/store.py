@@ -135,6 +135,11 @@ class WindowStore:
         self.spills = 0
 
     @property
+    def warn(self) -> Callable[[str], None]:
+        """Where this store's warnings go (others that keep files beside its own use it too)."""
+        return self._warn
+
+    @property
     def folder(self) -> Path | None:
         """The folder of the files, once there is one."""
         return self._folder
