@@ -8,6 +8,7 @@ import gzip
 import io
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -202,6 +203,435 @@ class TestRotation:
         assert seen.seqs() == list(range(1, 9))
 
 
+def copytruncate(log: Path) -> None:
+    """logrotate's copytruncate: NAME.k -> NAME.k+1 (oldest first), NAME copied to NAME.1 (a new inode), then NAME
+    truncated to 0 bytes in place (the same inode)."""
+    numbered = sorted((int(p.name.rsplit(".", 1)[1]), p) for p in log.parent.glob(log.name + ".[0-9]*")
+                      if p.name.rsplit(".", 1)[1].isdigit())
+    for k, path in reversed(numbered):
+        path.rename(log.with_name(f"{log.name}.{k + 1}"))
+    shutil.copy(log, log.with_name(log.name + ".1"))
+    os.truncate(log, 0)
+
+
+class TestCopyTruncate:
+    def test_lines_after_the_offset_are_read_from_the_copy(self, tmp_path: Path, make: Make) -> None:
+        """Lines written after the last poll and before a copytruncate are read from NAME.1, then NAME anew."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 6)))
+        follower, seen = make([log])
+        follower.poll()
+        append(log, lines(range(6, 11)))  # only in the copy once NAME is truncated
+        copytruncate(log)
+        follower.poll()
+        append(log, lines(range(11, 16)))
+        follower.poll()
+        assert seen.seqs() == list(range(1, 16))
+        assert follower.stats.truncations == 1
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), "events.jsonl.1", "truncated", f"byte {len(lines(range(1, 6)))}")
+        assert "could not be read" not in warning
+        follower.finish()
+        assert (seen.seqs(), seen.rejected) == (list(range(1, 16)), [])
+
+    def test_a_copy_ending_mid_line_is_read_to_its_last_newline_then_rejected(self, tmp_path: Path,
+                                                                               make: Make) -> None:
+        """A line cut by the copy (its start in NAME.1, its end written to NAME after the truncate) is read as a
+        replay of both files reads it: the fragment in the copy is rejected as unterminated, once, at the end."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 3)) + line(3)[:30])
+        follower, seen = make([log])
+        follower.poll()
+        copytruncate(log)
+        append(log, line(3)[30:] + line(4))
+        follower.poll()
+        follower.finish()
+        assert seen.seqs() == [1, 2, 4]
+        assert sorted((r.reason, r.line_no) for r in seen.rejected) == [("invalid_json", 1), ("unterminated", 3)]
+
+    def test_two_copytruncates_between_polls(self, tmp_path: Path, make: Make) -> None:
+        """The copy of what was read is NAME.2 by now: read on from the offset, then NAME.1 in full, then NAME."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 6)))
+        follower, seen = make([log])
+        follower.poll()
+        append(log, lines(range(6, 9)))
+        copytruncate(log)
+        log.write_bytes(lines(range(9, 14)))
+        copytruncate(log)
+        append(log, lines(range(14, 17)))
+        follower.poll()
+        assert seen.seqs() == list(range(1, 17))
+        assert follower.stats.truncations == 2
+        assert all("could not be read" not in w for w in seen.warnings)
+
+    @pytest.mark.parametrize("seed", range(6))
+    def test_copies_are_never_read_twice(self, tmp_path: Path, make: Make, seed: int) -> None:
+        """Many copytruncates and some rename rotations, each generation seen by a poll and then written again
+        before it is rotated, polled between and restarted from saved positions at random: every line is read
+        exactly once, in order, although every older copy is still in the folder."""
+        log = tmp_path / "events.jsonl"
+        rnd = random.Random(seed)
+        follower, seen = make([log])
+        seens, seq = [seen], 0
+        for step in range(30):
+            for polled in (True, False):  # lines read before the rotation, then lines not read yet
+                count = rnd.randint(1, 4)
+                append(log, lines(range(seq + 1, seq + 1 + count)))
+                seq += count
+                if polled:
+                    follower.poll()
+            if rnd.random() < 0.2:  # stopped now, started again after the rotation
+                positions = saved(follower)
+                follower, seen = make([log], resume=positions)
+                seens.append(seen)
+            roll = rnd.random()
+            if roll < 0.4:
+                copytruncate(log)
+            elif roll < 0.5 or step == 10:
+                rotate(log)
+                log.write_bytes(b"")
+            if rnd.random() < 0.5:
+                follower.poll()
+        follower.finish()
+        seqs = [s for seen in seens for s in seen.seqs()]
+        assert sorted(seqs) == seqs == list(range(1, seq + 1))
+        assert all("could not be read" not in w for seen in seens for w in seen.warnings)
+
+    def test_plain_truncation_beside_an_older_copy(self, tmp_path: Path, make: Make) -> None:
+        """A truncation without a copy, beside NAME.1 of an earlier generation: read again from the start, as
+        before, and the old copy is not read again."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4)))
+        follower, seen = make([log])
+        follower.poll()
+        copytruncate(log)
+        append(log, lines(range(4, 7)))
+        follower.poll()
+        os.truncate(log, 0)
+        append(log, lines(range(7, 9)))
+        follower.poll()
+        assert seen.seqs() == list(range(1, 9))
+        assert follower.stats.truncations == 2
+        assert_says(seen.warnings[-1], str(log), "truncated or replaced", "reading it again from the start")
+
+    def test_a_sibling_with_the_same_first_kib_but_other_lines_is_no_copy(self, tmp_path: Path, make: Make) -> None:
+        """NAME.1 starts with the same 1 KiB but holds other bytes before the offset: it is not a copy of what was
+        read, so it is not read; NAME is read again from the start, as after a plain truncation."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 5), size=400))
+        follower, seen = make([log])
+        follower.poll()
+        other = lines(range(1, 4), size=400) + lines(range(4, 9), session="s2", size=400)
+        assert other[:FINGERPRINT_BYTES] == log.read_bytes()[:FINGERPRINT_BYTES]
+        assert len(other) > log.stat().st_size
+        (tmp_path / "events.jsonl.1").write_bytes(other)
+        os.truncate(log, 0)
+        append(log, lines(range(9, 11)))
+        follower.poll()
+        assert seen.seqs() == [1, 2, 3, 4, 9, 10]
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), "truncated or replaced", "reading it again from the start")
+
+    def test_copytruncate_while_stopped(self, tmp_path: Path, make: Make) -> None:
+        """Lines written after the checkpoint and before a copytruncate while down are read from NAME.1."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 6)))
+        first, seen = make([log])
+        first.poll()
+        offset = log.stat().st_size
+        positions = saved(first)
+        append(log, lines(range(6, 11)))
+        copytruncate(log)
+        append(log, lines(range(11, 14)))
+        second, again = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() + again.seqs() == list(range(1, 14))
+        (warning,) = again.warnings
+        assert_says(warning, str(log), "events.jsonl.1", f"byte {offset}")
+        assert "could not be read" not in warning
+        second.finish()
+        assert seen.seqs() + again.seqs() == list(range(1, 14))
+
+    def test_copytruncate_while_stopped_then_regrown_past_the_offset(self, tmp_path: Path, make: Make) -> None:
+        """NAME grew back beyond the saved offset: its first bytes tell it is another generation; NAME.1 goes on."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 3)))
+        first, seen = make([log])
+        first.poll()
+        positions = saved(first)
+        append(log, lines(range(3, 5)))
+        copytruncate(log)
+        append(log, lines(range(5, 15)))
+        second, again = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() + again.seqs() == list(range(1, 15))
+        assert all("could not be read" not in w for w in again.warnings)
+
+    def test_two_copytruncates_while_stopped(self, tmp_path: Path, make: Make) -> None:
+        """The saved file's copy is NAME.2: read on from the offset, then NAME.1 (a generation never seen) in full,
+        then NAME from its start; every line once, in order."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 6)))
+        first, seen = make([log])
+        first.poll()
+        positions = saved(first)
+        append(log, lines(range(6, 9)))
+        copytruncate(log)
+        append(log, lines(range(9, 14)))
+        copytruncate(log)
+        append(log, lines(range(14, 17)))
+        second, again = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() + again.seqs() == list(range(1, 17))
+        assert all("could not be read" not in w for w in again.warnings)
+        second.finish()
+        assert seen.seqs() + again.seqs() == list(range(1, 17))
+
+    def test_rename_rotation_then_copytruncate_while_stopped(self, tmp_path: Path, make: Make) -> None:
+        """A file rotated by rename (NAME.1, still drained) and then a copytruncate while down: the renamed file is
+        NAME.2 and finished; NAME.1, a copy of the saved NAME, is read on from NAME's offset, not in full."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4)))
+        first, seen = make([log])
+        first.poll()
+        rotate(log)
+        log.write_bytes(lines(range(4, 6)))
+        first.poll()
+        append(tmp_path / "events.jsonl.1", lines(range(100, 102)))  # a writer still holding the renamed file
+        positions = saved(first)
+        assert len(positions) == 2
+        append(log, lines(range(6, 9)))
+        copytruncate(log)
+        append(log, lines(range(9, 11)))
+        second, again = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() + again.seqs() == [*range(1, 6), 100, 101, *range(6, 11)]
+        assert all("could not be read" not in w for w in again.warnings)
+
+    def test_copytruncate_then_rename_rotation_while_stopped(self, tmp_path: Path, make: Make) -> None:
+        """While down NAME was copied and truncated (its copy NAME.2 by now), then written and rotated by rename
+        (its inode, holding a newer generation, is NAME.1): the saved file goes on in its copy, NAME.1 is read in
+        full, then the new NAME; nothing is said lost."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4)))
+        first, seen = make([log])
+        first.poll()
+        positions = saved(first)
+        append(log, lines(range(4, 7)))
+        copytruncate(log)
+        append(log, lines(range(7, 10)))
+        rotate(log)
+        log.write_bytes(lines(range(10, 12)))
+        second, again = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() + again.seqs() == list(range(1, 12))
+        assert all("could not be read" not in w for w in again.warnings)
+
+    def test_rotations_while_stopped_beside_a_retired_copy(self, tmp_path: Path, make: Make) -> None:
+        """A copy still drained at the checkpoint, then copytruncate, a rename rotation and copytruncate while
+        down: every line once (the saved files are finished oldest first, as after rename rotations), nothing
+        said lost."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4)))
+        first, seen = make([log])
+        first.poll()
+        append(log, lines(range(4, 6)))
+        copytruncate(log)
+        append(log, lines(range(6, 8)))
+        first.poll()
+        positions = saved(first)
+        assert len(positions) == 2  # NAME and its copy, NAME.1
+        append(log, lines(range(8, 10)))
+        copytruncate(log)
+        append(log, lines(range(10, 12)))
+        rotate(log)
+        log.write_bytes(lines(range(12, 14)))
+        copytruncate(log)
+        append(log, lines(range(14, 16)))
+        second, again = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() == list(range(1, 8))
+        assert sorted(again.seqs()) == list(range(8, 16))
+        assert all("could not be read" not in w for w in again.warnings)
+
+    def test_copy_deleted_while_stopped_is_reported(self, tmp_path: Path, make: Make) -> None:
+        """No sibling holds the continuation: the warning says what could not be read, as before."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4)))
+        first, _ = make([log])
+        first.poll()
+        offset = log.stat().st_size
+        positions = saved(first)
+        append(log, lines(range(4, 6)))
+        copytruncate(log)
+        (tmp_path / "events.jsonl.1").unlink()
+        append(log, lines(range(6, 8)))
+        second, seen = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() == [6, 7]
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), f"byte {offset}", "could not be read")
+
+    def test_copy_compressed_before_it_was_seen(self, tmp_path: Path, make: Make) -> None:
+        """The copy was compressed (NAME.1.gz) before the next poll: the warning says how many bytes after the offset
+        could not be read, and NAME is read again from the start."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4)))
+        follower, seen = make([log])
+        follower.poll()
+        lost = lines(range(4, 6))
+        append(log, lost)
+        copytruncate(log)
+        copy = tmp_path / "events.jsonl.1"
+        (tmp_path / "events.jsonl.1.gz").write_bytes(gzip.compress(copy.read_bytes()))
+        copy.unlink()
+        append(log, lines(range(6, 8)))
+        follower.poll()
+        assert seen.seqs() == [1, 2, 3, 6, 7]
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), "truncated or replaced", f"{len(lost)} bytes after byte",
+                    "events.jsonl.1.gz", "reading it again from the start")
+
+    def test_older_copy_compressed_while_stopped(self, tmp_path: Path, make: Make) -> None:
+        """Two copytruncates while down, the saved file's copy compressed into NAME.2.gz (delaycompress): what it
+        held after the offset is said lost, and NAME.1, copied after it, is read in full before NAME."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4)))
+        first, seen = make([log])
+        first.poll()
+        positions = saved(first)
+        lost = lines(range(4, 6))
+        append(log, lost)
+        copytruncate(log)
+        append(log, lines(range(6, 9)))
+        copytruncate(log)
+        older = tmp_path / "events.jsonl.2"
+        (tmp_path / "events.jsonl.2.gz").write_bytes(gzip.compress(older.read_bytes()))
+        older.unlink()
+        append(log, lines(range(9, 11)))
+        second, again = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() + again.seqs() == [1, 2, 3, *range(6, 11)]
+        (warning,) = again.warnings
+        assert_says(warning, str(log), f"{len(lost)} bytes after byte", "events.jsonl.2.gz", "events.jsonl.1 in full")
+
+    def test_copied_before_any_of_it_was_read(self, tmp_path: Path, make: Make) -> None:
+        """NAME was empty at the last poll, then written and copied and truncated before the next one: no bytes
+        to know the copy by, but NAME.1 appeared since, so it is read in full, then NAME."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"")
+        follower, seen = make([log])
+        follower.poll()
+        append(log, lines(range(1, 4)))
+        copytruncate(log)
+        append(log, lines(range(4, 6)))
+        follower.poll()
+        assert seen.seqs() == list(range(1, 6))
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), "events.jsonl.1 in full")
+        assert follower.stats.truncations == 1
+
+    def test_checkpoint_while_empty_then_copytruncate_while_stopped(self, tmp_path: Path, make: Make,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+        """Saved just after a copytruncate (NAME empty, its copy let go), then written and copytruncated while down:
+        the new copy, NAME.1, is read in full; the old one, NAME.2, is not read again."""
+        monkeypatch.setattr(follow_module, "_RETIRE_AFTER_S", 0.0)
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4)))
+        first, seen = make([log])
+        first.poll()
+        append(log, lines(range(4, 6)))
+        copytruncate(log)
+        first.poll()
+        first.poll()  # the copy is let go: only NAME, empty, is saved
+        positions = saved(first)
+        assert [entry["offset"] for entry in positions] == [0]
+        append(log, lines(range(6, 9)))
+        copytruncate(log)
+        append(log, lines(range(9, 11)))
+        second, again = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() + again.seqs() == list(range(1, 11))
+        (warning,) = again.warnings
+        assert_says(warning, str(log), "events.jsonl.1 in full")
+
+    def test_siblings_of_an_empty_file_are_not_read(self, tmp_path: Path, make: Make) -> None:
+        """Rotated siblings already there when an empty NAME is first seen, an empty copy (logrotate's ifempty), and
+        a copy of what NAME holds now (logrotate's copy, no truncation) are never read."""
+        log = tmp_path / "events.jsonl"
+        (tmp_path / "events.jsonl.1").write_bytes(lines(range(1, 3)))
+        (tmp_path / "events.jsonl.2").write_bytes(lines(range(3, 5)))
+        log.write_bytes(b"")
+        follower, seen = make([log])
+        follower.poll()
+        copytruncate(log)  # an empty NAME copied
+        follower.poll()
+        append(log, lines(range(5, 8)))
+        numbered = sorted(tmp_path.glob("events.jsonl.[0-9]"), reverse=True)
+        for path in numbered:
+            path.rename(tmp_path / f"events.jsonl.{int(path.suffix[1:]) + 1}")
+        shutil.copy(log, tmp_path / "events.jsonl.1")  # copied, not truncated
+        follower.poll()
+        positions = saved(follower)
+        again, seen_again = make([log], resume=positions)
+        again.poll()
+        assert (seen.seqs(), seen.warnings, seen_again.seqs(), seen_again.warnings) == ([5, 6, 7], [], [], [])
+
+    def test_copytruncate_then_rename_rotation_between_polls(self, tmp_path: Path, make: Make) -> None:
+        """Copied and truncated, written again, then rotated by rename, all between two polls: the copy (NAME.2)
+        is read on from the offset, the renamed file (NAME.1) from its start, then the new NAME; the positions
+        saved after that are sound."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 3)))
+        follower, seen = make([log])
+        follower.poll()
+        append(log, lines(range(3, 5)))
+        copytruncate(log)
+        append(log, line(5))  # shorter than what was read: read from the renamed file's offset, it has nothing
+        rotate(log)
+        log.write_bytes(lines(range(6, 8)))
+        follower.poll()
+        assert seen.seqs() == list(range(1, 8))
+        assert seen.rejected == []
+        check_positions(orjson.loads(orjson.dumps(follower.positions())))
+
+    def test_empty_file_written_copied_and_rotated_between_polls(self, tmp_path: Path, make: Make) -> None:
+        """NAME empty at the last poll, then written, copied and truncated, and rotated by rename: its copy (NAME.2)
+        is read in full."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"")
+        follower, seen = make([log])
+        follower.poll()
+        append(log, lines(range(1, 3)))
+        copytruncate(log)
+        rotate(log)
+        log.write_bytes(lines(range(3, 5)))
+        follower.poll()
+        assert seen.seqs() == list(range(1, 5))
+
+    def test_restart_while_the_copy_is_being_read(self, tmp_path: Path, make: Make,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+        """Stopped with the copy read only in part (a backlog): the restart goes on in the copy from where it was,
+        and reads no line twice."""
+        monkeypatch.setattr(follow_module, "POLL_BYTES", 1)
+        monkeypatch.setattr(follow_module, "_READ_BYTES", 1)
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 3)))
+        first, seen = make([log], max_line_bytes=300)
+        first.finish()
+        append(log, lines(range(3, 13)))
+        copytruncate(log)
+        append(log, lines(range(13, 15)))
+        first.poll()  # the copy in part, NAME in part
+        assert first.backlog
+        positions = saved(first)
+        second, again = make([log], max_line_bytes=300, resume=positions)
+        second.finish()
+        assert sorted(seen.seqs() + again.seqs()) == list(range(1, 15))
+        assert len(seen.seqs() + again.seqs()) == 14
+
+
 class TestExclude:
     def test_own_outputs_in_a_followed_folder_are_not_read(self, tmp_path: Path, make: Make) -> None:
         """Excluded paths (the quarantine and its reasons) are never followed, even as a folder's *.jsonl."""
@@ -237,6 +667,8 @@ class TestPositions:
         [{k: v for k, v in GOOD.items() if k != "ino"}],
         [{**GOOD, "before": "00"}], [{**GOOD, "before": "zz" * 10}], [{**GOOD, "before": 5}],
         [{**GOOD, "skipping": 1}], [{**GOOD, "skipping": "no"}],
+        *[[{**GOOD, "siblings": bad}] for bad in (1, "x", [1], [[1]], [[1, 2, 3]], [[1, -2]], [[1, "2"]], [[True, 2]],
+                                                   [[1.0, 2]], {"a": 1})],
         [{**GOOD, "line_no": 11}],
         [GOOD, {**GOOD, "offset": 20, "before": "00" * 20}],
     ])

@@ -272,6 +272,22 @@ class TestRotation:
         assert tail.stats.truncations == 1
         assert any("truncated" in w for w in tail.warnings)
 
+    def test_copytruncate_with_lines_not_read_yet(self, tmp_path: Path) -> None:
+        """Lines written between the last read and a copytruncate are read from the copy: the files equal a
+        replay of the copy and the log."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i) for i in range(1, 6)))
+        tail = Tail([tmp_path], tmp_path / "out", interval_s=60)
+        assert tail.poll() == 5
+        append(log, b"".join(line(i, i) for i in range(6, 11)))
+        shutil.copy(log, tmp_path / "events.jsonl.1")
+        os.truncate(log, 0)
+        append(log, b"".join(line(i, i) for i in range(11, 14)))
+        assert tail.poll() == 8
+        tail.close()
+        assert tail.stats.events == 13
+        assert_same_as_replay([tmp_path / "events.jsonl.1", log], tmp_path / "out", tmp_path, 60)
+
     def test_truncated_and_regrown_past_the_offset(self, tmp_path: Path) -> None:
         """Truncation is seen by the first bytes even when the file grew back beyond the old offset."""
         log = tmp_path / "events.jsonl"
@@ -558,6 +574,30 @@ class TestCheckpoints:
         second.close()
         assert_same_as_replay([tmp_path / "events.jsonl.1", log], tmp_path / "out", tmp_path, 60)
 
+
+    def test_copytruncates_while_down_are_read_from_the_copies(self, tmp_path: Path) -> None:
+        """Two copytruncates while the tail was down: the checkpointed file goes on in NAME.2, NAME.1 is read in
+        full, then NAME: the files equal a replay of the three."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i) for i in range(1, 6)))
+        first = Tail([tmp_path], tmp_path / "out", interval_s=60)
+        first.step(now=0)
+        first.checkpoint()
+        first.release()  # it died: its files and its lock are closed
+        for generation in range(2):
+            append(log, b"".join(line(i, i) for i in range(6 + 5 * generation, 11 + 5 * generation)))
+            if generation:
+                (tmp_path / "events.jsonl.1").rename(tmp_path / "events.jsonl.2")
+            shutil.copy(log, tmp_path / "events.jsonl.1")
+            os.truncate(log, 0)
+        append(log, b"".join(line(i, i) for i in range(16, 19)))
+        second = Tail([tmp_path], tmp_path / "out", interval_s=60)
+        assert second.poll() == 13
+        assert not any("could not be read" in w for w in second.warnings)
+        second.close()
+        assert second.stats.events == 18
+        rotated = [tmp_path / "events.jsonl.2", tmp_path / "events.jsonl.1"]
+        assert_same_as_replay([*rotated, log], tmp_path / "out", tmp_path, 60)
 
     def test_checkpoints_name_window_files_and_compact_them(self, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:

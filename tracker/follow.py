@@ -5,7 +5,11 @@ newline, and lines are cut as :func:`tracker.batch.split_blocks` cuts them, so l
 A path whose inode changes was rotated: the old file is drained (and kept open while writers still append to
 it), then the generations rotated after it and never read (``NAME.k-1`` .. ``NAME.1`` when it is now ``NAME.k``,
 as logrotate names them), oldest first, then the new file from its start. A file that shrank, or whose first
-bytes or bytes before the read offset changed, was truncated or replaced: it is read again from the start.
+bytes or bytes before the read offset changed, was truncated or replaced: if a rotated sibling not followed is a
+copy of what was read of it (copytruncate: ``NAME.k`` with its first bytes and bytes before the offset, at least
+that long), that copy is read on from the offset and the generations copied after it (``NAME.k-1`` .. ``NAME.1``)
+in full; then the file is read again from the start. While nothing was read of a file (it was empty), a rotated
+sibling that appears and is no copy of what it holds now was copied from it before it was read: it is read in full.
 Only regular files are read (anything else is said once and tried again on every poll), never an ``exclude``d
 one. Every decoded block goes to ``on_block``, in file order; :meth:`Follower.positions` says how far each file
 was read, so a checkpoint taken after the callback's work resumes exactly there, once checked against the file.
@@ -74,6 +78,8 @@ class _Followed:
     pending: int = 0  # bytes after offset held back: an incomplete line
     skipping: bool = False  # inside a line already rejected as too long
     retired_at: float = 0.0  # when it was rotated away, or last grew after that
+    #: While nothing was read of it (no head): its rotated siblings' identities when it was last looked at.
+    siblings: frozenset[tuple[int, int]] | None = None
 
 
 @dataclass(slots=True)
@@ -87,7 +93,7 @@ class FollowStats:
 
 def check_positions(entries: object) -> list[dict[str, Any]]:
     """Saved positions (as :meth:`Follower.positions` gives them) checked for shape; ValueError if damaged.
-    ``before`` and ``skipping`` may be missing (positions saved by an older tracker)."""
+    ``before``, ``skipping`` and ``siblings`` may be missing (positions saved by an older tracker)."""
     if not isinstance(entries, list):
         raise ValueError(f"files: expected a list, got {type(entries).__name__}")
     checked = [_checked(entry) for entry in entries]
@@ -98,7 +104,8 @@ def check_positions(entries: object) -> list[dict[str, Any]]:
 
 def _checked(entry: object) -> dict[str, Any]:
     if isinstance(entry, dict):
-        path, head, before, skipping = (entry.get(k) for k in ("path", "head", "before", "skipping"))
+        path, head, before, skipping, siblings = (
+            entry.get(k) for k in ("path", "head", "before", "skipping", "siblings"))
         numbers: list[Any] = [entry.get(k) for k in ("dev", "ino", "offset", "line_no")]
         if (isinstance(path, str) and path and "\0" not in path and isinstance(head, str)
                 and len(head) <= 2 * FINGERPRINT_BYTES and _HEX.fullmatch(head)
@@ -106,9 +113,12 @@ def _checked(entry: object) -> dict[str, Any]:
                 and (before is None or (isinstance(before, str)
                                         and len(before) == 2 * min(numbers[2], FINGERPRINT_BYTES)
                                         and _HEX.fullmatch(before)))
-                and (skipping is None or type(skipping) is bool)):
+                and (skipping is None or type(skipping) is bool)
+                and (siblings is None or (isinstance(siblings, list) and all(
+                    isinstance(pair, list) and len(pair) == 2 and all(type(n) is int and 0 <= n < 1 << 63
+                                                                      for n in pair) for pair in siblings)))):
             return {"path": Path(path), **dict(zip(("dev", "ino", "offset", "line_no"), numbers, strict=True)),
-                    "head": head, "before": before, "skipping": bool(skipping)}
+                    "head": head, "before": before, "skipping": bool(skipping), "siblings": siblings}
     raise ValueError(f"a file entry is damaged: {reprlib.repr(entry)}")
 
 
@@ -169,7 +179,8 @@ class Follower:
         """How far each open file was read (complete lines only), for a checkpoint."""
         return [
             {"path": str(f.path), "dev": f.dev, "ino": f.ino, "offset": f.offset, "line_no": f.line_no,
-             "head": f.head.hex(), "before": f.before.hex(), "skipping": f.skipping}
+             "head": f.head.hex(), "before": f.before.hex(), "skipping": f.skipping,
+             "siblings": None if f.siblings is None else [list(identity) for identity in sorted(f.siblings)]}
             for f in [*self._files.values(), *self._retired]
         ] + [{**saved, "path": str(saved["path"])} for saved in self._resume]
 
@@ -217,15 +228,27 @@ class Follower:
         return f
 
     def _resume_at(self, f: _Followed, saved: dict[str, Any], size: int) -> None:
-        """Go on from a saved position if the file is still the one it describes, else read it from the start."""
+        """Go on from a saved position if the file is still the one it describes, else read it from the start
+        (after the rest of what it was, if a rotated sibling is a copy of it: see :meth:`_read_copy`)."""
         f.offset, f.line_no, f.skipping = saved["offset"], saved["line_no"], saved["skipping"]
         f.head = bytes.fromhex(saved["head"])
-        f.before = _before(f.fd, f.offset) if saved["before"] is None else bytes.fromhex(saved["before"])
-        problem = self._changed(f, size)
-        if problem is None and not f.skipping and not _at_line_start(f.fd, f.offset):
+        if saved.get("siblings") is not None and not f.head:
+            f.siblings = frozenset((dev, ino) for dev, ino in saved["siblings"])
+        before = None if saved["before"] is None else bytes.fromhex(saved["before"])
+        f.before = _before(f.fd, f.offset) if before is None else before
+        problem, copied = self._changed(f, size), None
+        if problem is not None and f.path == saved["path"]:  # still at its path: copied and truncated there?
+            copied = self._read_copy(f, before)
+        elif problem is None and not f.skipping and not _at_line_start(f.fd, f.offset):
             problem = f"byte {f.offset} is not at a line start"
+        if copied is not None:
+            self.stats.truncations += 1
+            self._warn(f"{f.path}: changed since the checkpoint ({problem}): copied, then truncated in place "
+                       f"(copytruncate); read {copied}; reading it from the start")
+        elif problem is not None:
+            self._warn(f"{f.path}: changed since the checkpoint ({problem}); reading it from the start; "
+                       + (self._after_compressed_copy(f) or _lost(f.path, f.offset, f.head)))
         if problem is not None:
-            self._warn(f"{f.path}: changed since the checkpoint ({problem}); reading it from the start; {_lost(saved)}")
             _restart(f)
 
     def _changed(self, f: _Followed, size: int) -> str | None:
@@ -243,25 +266,40 @@ class Follower:
 
     def _resume_moved(self) -> None:
         """After a restart, go on with each saved file that left its path (found by its inode and first bytes in
-        its folder) from its saved offset, oldest rotation first; warn for one found nowhere."""
-        candidates, moved = set(self._candidates()), []
+        its folder, or else by its copy: see :meth:`_find_copy`) from its saved offset, oldest rotation first;
+        warn for one found nowhere."""
+        candidates = set(self._candidates())
+        moved: list[tuple[int, Path, dict[str, Any] | _Followed]] = []  # a saved file, or its copy opened
         for saved in list(self._resume):
             path, identity = saved["path"], (saved["dev"], saved["ino"])
             if path in candidates and _identity(path) == identity:
                 continue  # still at its path: _open goes on from it
             head = bytes.fromhex(saved["head"])  # an inode that now holds another file is not it
             found = next((p for p in _entries(path.parent) if _identity(p, head) == identity), None)
-            if found is None:
-                self._resume.remove(saved)
-                self._warn(f"{path}: not found since the checkpoint (deleted or compressed); {_lost(saved)}")
-            else:
+            if found is not None:
                 moved.append((next((k for k, p in _siblings(path).items() if p == found), 0), found, saved))
-        for _, found, saved in sorted(moved, key=lambda m: -m[0]):  # NAME.k with the highest k first
-            f = self._open(found, saved)
-            if f is not None and saved in self._resume:  # another file there by now: looked for again next poll
+                continue
+            before = None if saved["before"] is None else bytes.fromhex(saved["before"])
+            copied = self._find_copy(_Followed(path, -1, *identity, saved["offset"], saved["line_no"], head,
+                                               skipping=saved["skipping"]), before)
+            self._resume.remove(saved)
+            if copied is None:
+                self._warn(f"{path}: not found since the checkpoint (deleted or compressed); "
+                           f"{_lost(path, saved['offset'], head)}")
+            else:  # copied, truncated in place, then gone from its path (rotated by rename, or deleted)
+                self._retire(copied[2])  # followed from now on: never read in full as a newer generation
+                moved.append(copied)
+        for k, found, item in sorted(moved, key=lambda m: -m[0]):  # NAME.k, the highest k first
+            if isinstance(item, _Followed):
+                self.stats.truncations += 1
+                self._warn(f"{item.path}: copied, then truncated in place (copytruncate) and gone from its path "
+                           f"since the checkpoint: read {self._finish_copy(k, found, item)}")
+                continue
+            f = self._open(found, item)
+            if f is not None and item in self._resume:  # another file there by now: looked for again next poll
                 os.close(f.fd)
             elif f is not None:
-                f.path = saved["path"]
+                f.path = item["path"]
                 self._rotated(f)
 
     # -- reading ------------------------------------------------------------------
@@ -286,30 +324,153 @@ class Follower:
             self._rotated(self._files.pop(path))
             f = None
         elif f is not None and st is not None and (problem := self._changed(f, st.st_size)) is not None:
-            self._warn(f"{path}: truncated or replaced ({problem}); reading it again from the start")
-            self.stats.truncations += 1
-            _restart(f)
+            self._truncated(f, problem)
         if f is None:
             if st is None or (f := self._open(path)) is None:
                 return
             self._files[path] = f
+        siblings = self._copied_while_empty(f) if not f.head else None
         self._read(f)
+        f.siblings = siblings if not f.head else None
+
+    def _truncated(self, f: _Followed, problem: str) -> None:
+        """``f`` (followed, or rotated away and still drained) was truncated or rewritten in place: go on in its copy
+        if a rotated sibling is one (see :meth:`_read_copy`), then read it again from the start."""
+        self.stats.truncations += 1
+        if (copied := self._read_copy(f, f.before)) is not None:
+            self._warn(f"{f.path}: truncated in place ({problem}) after it was copied (copytruncate): read "
+                       f"{copied}; reading it again from the start")
+        else:
+            compressed = self._after_compressed_copy(f)
+            self._warn(f"{f.path}: truncated or replaced ({problem}); reading it again from the start"
+                       + ("" if compressed is None else f"; {compressed}"))
+        _restart(f)
 
     def _rotated(self, f: _Followed) -> None:
         """``f`` left its path (rotated or deleted): drain it and keep draining it a while; then, if it is now
         ``NAME.k``, read ``NAME.k-1`` .. ``NAME.1`` (newer, oldest first) in full, but those already followed."""
+        self._retire(f)  # followed from now on: its inode is never read again as a newer generation
+        if (problem := self._changed(f, os.fstat(f.fd).st_size)) is not None:  # truncated before it left
+            self._truncated(f, problem)
+        if not f.head:  # nothing read of it yet: copied and truncated before it left?
+            self._copied_while_empty(f)
+            f.siblings = None  # rotated away: it is not copied any more
         self._read(f)
-        self._retire(f)
         self.stats.rotations += 1
         siblings = _siblings(f.path)
         k = next((k for k, p in siblings.items() if _identity(p) == (f.dev, f.ino)), 0)
-        for newer in [siblings.get(j) for j in range(k - 1, 0, -1)]:
-            if newer is not None and _identity(newer) not in {None, *self._known()} \
-                    and (g := self._open(newer)) is not None:
+        self.stats.rotations += len(self._read_newer(f.path, siblings, k))
+
+    def _read_newer(self, path: Path, siblings: dict[int, Path], k: int) -> list[str]:
+        """Read ``NAME.k-1`` .. ``NAME.1`` (rotated after ``NAME.k``, oldest first) in full as ``path``, but those
+        already followed and the copies of a followed file (read on from its offset instead: see
+        :meth:`_read_copy`); return the names of those read."""
+        read = []
+        for newer in [siblings[j] for j in sorted(siblings, reverse=True) if j < k]:
+            if _identity(newer) not in {None, *self._known()} \
+                    and not self._copy_of_followed(newer) and (g := self._open(newer)) is not None:
+                g.path = path
+                self._read(g)
+                self._retire(g)
+                read.append(newer.name)
+        return read
+
+    def _copy_of_followed(self, path: Path) -> bool:
+        """``path`` starts with the first bytes of a file followed, or to be followed from a saved position."""
+        heads = {f.head for f in [*self._files.values(), *self._retired]} | {
+            bytes.fromhex(e["head"]) for e in self._resume}
+        heads.discard(b"")
+        if not heads:
+            return False
+        try:
+            with open(path, "rb", buffering=0) as stream:
+                first = stream.read(max(map(len, heads)))
+        except OSError:
+            return False
+        return any(first.startswith(head) for head in heads)
+
+    def _find_copy(self, f: _Followed, before: bytes | None) -> tuple[int, Path, _Followed] | None:
+        """The rotated sibling ``NAME.k`` not followed that is a copy of what was read of ``f`` (copytruncate): it
+        starts with ``f``'s first bytes, is at least ``f.offset`` bytes long and, when ``before`` is known, has
+        those bytes before that offset. Its ``k``, its path, and it opened to go on from ``f``'s position (as
+        ``f.path``, not read yet); None when there is none (the lowest ``k`` when there are several)."""
+        if not f.head:  # nothing was read of it: nothing to know its copy by, and nothing to go on from
+            return None
+        known = self._known() | {(f.dev, f.ino)}
+        for k, sibling in sorted(_siblings(f.path).items()):
+            try:
+                fd = os.open(sibling, _OPEN_FLAGS)
+            except OSError:
+                continue
+            st = os.fstat(fd)
+            if (stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in known and st.st_size >= f.offset
+                    and os.pread(fd, len(f.head), 0) == f.head
+                    and (before is None or _before(fd, f.offset) == before)):
+                return k, sibling, _Followed(f.path, fd, st.st_dev, st.st_ino, f.offset, f.line_no, f.head,
+                                             _before(fd, f.offset), skipping=f.skipping)
+            os.close(fd)
+        return None
+
+    def _read_copy(self, f: _Followed, before: bytes | None) -> str | None:
+        """``f`` was truncated or rewritten in place: if a rotated sibling is a copy of what was read of it (see
+        :meth:`_find_copy`), finish it (see :meth:`_finish_copy`) and return what was read, said for people;
+        None when no sibling holds the rest (nothing is read then)."""
+        copied = self._find_copy(f, before)
+        return None if copied is None else self._finish_copy(*copied)
+
+    def _finish_copy(self, k: int, sibling: Path, copy: _Followed) -> str:
+        """Read ``copy`` (``NAME.k``, found by :meth:`_find_copy`) on from its offset (never from its start) and keep
+        draining it a while, then the generations copied after it, ``NAME.k-1`` .. ``NAME.1``, in full (see
+        :meth:`_read_newer`); return what was read, said for people."""
+        offset = copy.offset
+        self._read(copy)
+        if copy not in self._retired:
+            self._retire(copy)
+        newer = self._read_newer(copy.path, _siblings(copy.path), k)
+        self.stats.truncations += len(newer)
+        return f"{sibling.name} on from byte {offset} to its end" + (f", then {', '.join(newer)} in full" if newer
+                                                                      else "")
+
+    def _copied_while_empty(self, f: _Followed) -> frozenset[tuple[int, int]]:
+        """Nothing was read of ``f`` (it was empty): a rotated sibling that appeared since it was last looked at,
+        is not followed, and is no copy of what ``f`` holds now (logrotate's ``copy``) holds lines written to ``f``
+        and copied away before they were read (copytruncate): read those in full, oldest first. Return the
+        siblings' identities now, to compare with at the next look."""
+        siblings = {k: (p, identity) for k, p in _siblings(f.path).items() if (identity := _identity(p)) is not None}
+        if f.siblings is not None:
+            now = os.pread(f.fd, FINGERPRINT_BYTES, 0)
+            read = []
+            for k in sorted(siblings, reverse=True):
+                sibling, identity = siblings[k]
+                if identity in f.siblings or identity in self._known() or self._copy_of_followed(sibling):
+                    continue
+                g = self._open(sibling)
+                if g is None:
+                    continue
+                first = os.pread(g.fd, max(len(now), 1), 0)
+                if not first or now.startswith(first):
+                    os.close(g.fd)  # empty, or a copy of what f holds now: nothing of it was lost
+                    continue
                 g.path = f.path
                 self._read(g)
                 self._retire(g)
-                self.stats.rotations += 1
+                read.append(sibling.name)
+            if read:
+                self.stats.truncations += len(read)
+                self._warn(f"{f.path}: copied and truncated in place (copytruncate) before any of it was read: "
+                           f"read {', '.join(read)} in full")
+        return frozenset(identity for _, identity in siblings.values())
+
+    def _after_compressed_copy(self, f: _Followed) -> str | None:
+        """``f`` was truncated or rewritten in place and no sibling is a copy of it: if its copy was compressed
+        (``NAME.k.gz``), say how much of it could not be read, and read the generations copied after it,
+        ``NAME.k-1`` .. ``NAME.1``, in full (see :meth:`_read_newer`); None when there is no such ``.gz``."""
+        if not f.head or (compressed := _compressed_copy(f.path, f.offset, f.head)) is None:
+            return None
+        k, lost = compressed
+        newer = self._read_newer(f.path, _siblings(f.path), k)
+        self.stats.truncations += len(newer)
+        return lost + (f"; read {', '.join(newer)} in full" if newer else "")
 
     def finish(self) -> None:
         """Read what is left, including rotated-away files, and reject unterminated last lines of those."""
@@ -325,6 +486,8 @@ class Follower:
     def _drain_retired(self, *, finish: bool = False) -> None:
         """Read what writers still append to rotated-away files; let one go after it stayed quiet for a while."""
         for f in list(self._retired):
+            if (problem := self._changed(f, os.fstat(f.fd).st_size)) is not None:
+                self._truncated(f, problem)
             size = f.offset + f.pending
             self._read(f)
             if f.offset + f.pending != size:
@@ -388,6 +551,7 @@ def _restart(f: _Followed) -> None:
     f.offset = f.line_no = f.pending = 0
     f.head = f.before = b""
     f.skipping = False
+    f.siblings = None
 
 
 def _before(fd: int, offset: int) -> bytes:
@@ -428,15 +592,25 @@ def _siblings(path: Path) -> dict[int, Path]:
     return {int(m[1]): p for p in _entries(path.parent) if (m := pattern.fullmatch(p.name))}
 
 
-def _lost(saved: dict[str, Any]) -> str:
-    """What of a saved file could not be read: the bytes after its offset, counted when one rotated ``.gz``
-    beside it starts with its first bytes (gzip's trailer holds the size, exact below 4 GiB)."""
-    path, offset, head = saved["path"], saved["offset"], bytes.fromhex(saved["head"])
-    found = [(gz.name, size) for gz in sorted(path.parent.glob(glob.escape(path.name) + ".*.gz"))
+def _lost(path: Path, offset: int, head: bytes) -> str:
+    """What of a file read up to ``offset`` could not be read: the bytes after its offset, counted when one rotated
+    ``.gz`` beside it starts with its first bytes (see :func:`_compressed_copy`)."""
+    compressed = _compressed_copy(path, offset, head)
+    return compressed[1] if compressed is not None else (
+        f"what it had after byte {offset} could not be read (how many bytes is unknown)")
+
+
+def _compressed_copy(path: Path, offset: int, head: bytes) -> tuple[int, str] | None:
+    """The one rotated ``.gz`` beside ``path`` that starts with ``head`` and holds at least ``offset`` bytes: its
+    ``k`` when it is ``NAME.k.gz`` (else 0), and how many bytes after ``offset`` it holds, said (gzip's trailer
+    holds the size, exact below 4 GiB); else None."""
+    found = [(gz, size) for gz in sorted(path.parent.glob(glob.escape(path.name) + ".*.gz"))
              if _identity(gz) and (size := _gzip_size(gz, head)) is not None]
     if len(found) == 1 and found[0][1] >= offset:
-        return f"{found[0][1] - offset} bytes after byte {offset} could not be read (compressed into {found[0][0]})"
-    return f"what it had after byte {offset} could not be read (how many bytes is unknown)"
+        gz, size = found[0]
+        k = int(m[1]) if (m := re.fullmatch(re.escape(path.name) + r"\.([1-9][0-9]{0,8})\.gz", gz.name)) else 0
+        return k, f"{size - offset} bytes after byte {offset} could not be read (compressed into {gz.name})"
+    return None
 
 
 def _gzip_size(gz: Path, head: bytes) -> int | None:
