@@ -3,13 +3,10 @@
 Each followed path is read to its end on every :meth:`Follower.poll`; an unterminated last line waits for its
 newline, and lines are cut as :func:`tracker.batch.split_blocks` cuts them, so live and replay read the same.
 A path whose inode changes was rotated: the old file is drained (and kept open while writers still append to
-it), then the generations rotated after it and never read (``NAME.k-1`` .. ``NAME.1`` when it is now ``NAME.k``,
-as logrotate names them), oldest first, then the new file from its start. A file that shrank, or whose first
-bytes or bytes before the read offset changed, was truncated or replaced: if a rotated sibling not followed is a
-copy of what was read of it (copytruncate: ``NAME.k`` with its first bytes and bytes before the offset, at least
-that long), that copy is read on from the offset and the generations copied after it (``NAME.k-1`` .. ``NAME.1``)
-in full; then the file is read again from the start. While nothing was read of a file (it was empty), a rotated
-sibling that appears and is no copy of what it holds now was copied from it before it was read: it is read in full.
+it), then the generations rotated after it and never read, oldest first, then the new file from its start. A
+file that shrank, or whose first bytes or bytes before the read offset changed, was truncated or replaced: what
+followed the offset read is read on in its copy when a rotated sibling is one (copytruncate), then the file
+again from its start. Which files those are, :mod:`tracker.rotation` works out; this module reads them.
 Only regular files are read (anything else is said once and tried again on every poll), never an ``exclude``d
 one. Every decoded block goes to ``on_block``, in file order; :meth:`Follower.positions` says how far each file
 was read, so a checkpoint taken after the callback's work resumes exactly there, once checked against the file.
@@ -17,8 +14,6 @@ was read, so a checkpoint taken after the callback's work resumes exactly there,
 
 from __future__ import annotations
 
-import glob
-import gzip
 import io
 import logging
 import os
@@ -26,7 +21,6 @@ import re
 import reprlib
 import stat
 import time
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,19 +28,19 @@ from typing import Any, Final
 
 import polars as pl
 
+from . import rotation
 from .batch import Span, decode_span, split_blocks
 from .decoder import Decoder, Rejected
+from .rotation import FINGERPRINT_BYTES, OPEN_FLAGS, Identity
 
 __all__ = ("FILE_KINDS", "FINGERPRINT_BYTES", "Decode", "FollowStats", "folder_entries", "Follower", "OnBlock",
            "check_positions")
 
-FINGERPRINT_BYTES: Final = 1024
 #: The most one poll reads of one file: a big backlog is taken in steps, with reports and checkpoints between.
 POLL_BYTES: Final = 64 << 20
 _READ_BYTES: Final = 16 << 20
 #: A rotated-away file is read until it has not grown for this long (writers holding it open may append).
 _RETIRE_AFTER_S: Final = 60.0
-_OPEN_FLAGS: Final[int] = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 _HEX: Final = re.compile(r"(?:[0-9a-f]{2})*")
 #: What a path that is not a regular file is, by the first letter of ``stat.filemode``.
 FILE_KINDS: Final = {"d": "a folder", "p": "a FIFO", "s": "a socket", "c": "a character device", "b": "a block device"}
@@ -79,7 +73,7 @@ class _Followed:
     skipping: bool = False  # inside a line already rejected as too long
     retired_at: float = 0.0  # when it was rotated away, or last grew after that
     #: While nothing was read of it (no head): its rotated siblings' identities when it was last looked at.
-    siblings: frozenset[tuple[int, int]] | None = None
+    siblings: frozenset[Identity] | None = None
 
 
 @dataclass(slots=True)
@@ -208,7 +202,7 @@ class Follower:
     def _open(self, path: Path, saved: dict[str, Any] | None = None) -> _Followed | None:
         """Open a regular file without blocking (not a FIFO), going on from its saved position if it has one."""
         try:
-            fd = os.open(path, _OPEN_FLAGS)
+            fd = os.open(path, OPEN_FLAGS)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -235,7 +229,7 @@ class Follower:
         if saved.get("siblings") is not None and not f.head:
             f.siblings = frozenset((dev, ino) for dev, ino in saved["siblings"])
         before = None if saved["before"] is None else bytes.fromhex(saved["before"])
-        f.before = _before(f.fd, f.offset) if before is None else before
+        f.before = rotation.fingerprint_before(f.fd, f.offset) if before is None else before
         problem, copied = self._changed(f, size), None
         if problem is not None and f.path == saved["path"]:  # still at its path: copied and truncated there?
             copied = self._read_copy(f, before)
@@ -247,7 +241,7 @@ class Follower:
                        f"(copytruncate); read {copied}; reading it from the start")
         elif problem is not None:
             self._warn(f"{f.path}: changed since the checkpoint ({problem}); reading it from the start; "
-                       + (self._after_compressed_copy(f) or _lost(f.path, f.offset, f.head)))
+                       + (self._after_compressed_copy(f) or rotation.lost(f.path, f.offset, f.head)))
         if problem is not None:
             _restart(f)
 
@@ -257,12 +251,18 @@ class Follower:
             return f"it has {size} bytes, fewer than the {f.offset + f.pending} read"
         if os.pread(f.fd, len(f.head), 0) != f.head:
             return "its first bytes differ"
-        return f"the bytes before byte {f.offset} differ" if _before(f.fd, f.offset) != f.before else None
+        before = rotation.fingerprint_before(f.fd, f.offset)
+        return f"the bytes before byte {f.offset} differ" if before != f.before else None
 
-    def _known(self) -> set[tuple[int, int]]:
+    def _known(self) -> set[Identity]:
         """The files followed, or to be followed from a saved position."""
         followed = [*self._files.values(), *self._retired]
         return {(f.dev, f.ino) for f in followed} | {(e["dev"], e["ino"]) for e in self._resume}
+
+    def _heads(self) -> set[bytes]:
+        """The first bytes of the files followed, or to be followed from a saved position."""
+        return {f.head for f in [*self._files.values(), *self._retired]} | {
+            bytes.fromhex(e["head"]) for e in self._resume}
 
     def _resume_moved(self) -> None:
         """After a restart, go on with each saved file that left its path (found by its inode and first bytes in
@@ -272,12 +272,11 @@ class Follower:
         moved: list[tuple[int, Path, dict[str, Any] | _Followed]] = []  # a saved file, or its copy opened
         for saved in list(self._resume):
             path, identity = saved["path"], (saved["dev"], saved["ino"])
-            if path in candidates and _identity(path) == identity:
+            if path in candidates and rotation.identity_of(path) == identity:
                 continue  # still at its path: _open goes on from it
-            head = bytes.fromhex(saved["head"])  # an inode that now holds another file is not it
-            found = next((p for p in _entries(path.parent) if _identity(p, head) == identity), None)
-            if found is not None:
-                moved.append((next((k for k, p in _siblings(path).items() if p == found), 0), found, saved))
+            head = bytes.fromhex(saved["head"])
+            if (where := rotation.moved_to(path, identity, head)) is not None:
+                moved.append((*where, saved))
                 continue
             before = None if saved["before"] is None else bytes.fromhex(saved["before"])
             copied = self._find_copy(_Followed(path, -1, *identity, saved["offset"], saved["line_no"], head,
@@ -285,7 +284,7 @@ class Follower:
             self._resume.remove(saved)
             if copied is None:
                 self._warn(f"{path}: not found since the checkpoint (deleted or compressed); "
-                           f"{_lost(path, saved['offset'], head)}")
+                           f"{rotation.lost(path, saved['offset'], head)}")
             else:  # copied, truncated in place, then gone from its path (rotated by rename, or deleted)
                 self._retire(copied[2])  # followed from now on: never read in full as a newer generation
                 moved.append(copied)
@@ -357,8 +356,8 @@ class Follower:
             f.siblings = None  # rotated away: it is not copied any more
         self._read(f)
         self.stats.rotations += 1
-        siblings = _siblings(f.path)
-        k = next((k for k, p in siblings.items() if _identity(p) == (f.dev, f.ino)), 0)
+        siblings = rotation.siblings_of(f.path)
+        k = rotation.generation_of(siblings, (f.dev, f.ino))
         self.stats.rotations += len(self._read_newer(f.path, siblings, k))
 
     def _read_newer(self, path: Path, siblings: dict[int, Path], k: int) -> list[str]:
@@ -366,50 +365,23 @@ class Follower:
         already followed and the copies of a followed file (read on from its offset instead: see
         :meth:`_read_copy`); return the names of those read."""
         read = []
-        for newer in [siblings[j] for j in sorted(siblings, reverse=True) if j < k]:
-            if _identity(newer) not in {None, *self._known()} \
-                    and not self._copy_of_followed(newer) and (g := self._open(newer)) is not None:
+        for newer in rotation.newer_than(siblings, k):
+            if rotation.unfollowed(newer, self._known(), self._heads()) and (g := self._open(newer)) is not None:
                 g.path = path
                 self._read(g)
                 self._retire(g)
                 read.append(newer.name)
         return read
 
-    def _copy_of_followed(self, path: Path) -> bool:
-        """``path`` starts with the first bytes of a file followed, or to be followed from a saved position."""
-        heads = {f.head for f in [*self._files.values(), *self._retired]} | {
-            bytes.fromhex(e["head"]) for e in self._resume}
-        heads.discard(b"")
-        if not heads:
-            return False
-        try:
-            with open(path, "rb", buffering=0) as stream:
-                first = stream.read(max(map(len, heads)))
-        except OSError:
-            return False
-        return any(first.startswith(head) for head in heads)
-
     def _find_copy(self, f: _Followed, before: bytes | None) -> tuple[int, Path, _Followed] | None:
-        """The rotated sibling ``NAME.k`` not followed that is a copy of what was read of ``f`` (copytruncate): it
-        starts with ``f``'s first bytes, is at least ``f.offset`` bytes long and, when ``before`` is known, has
-        those bytes before that offset. Its ``k``, its path, and it opened to go on from ``f``'s position (as
-        ``f.path``, not read yet); None when there is none (the lowest ``k`` when there are several)."""
-        if not f.head:  # nothing was read of it: nothing to know its copy by, and nothing to go on from
+        """The rotated sibling ``NAME.k`` not followed that is a copy of what was read of ``f`` (see
+        :func:`~tracker.rotation.find_copy`): its ``k``, its path, and it opened to go on from ``f``'s position
+        (as ``f.path``, not read yet); None when there is none."""
+        copy = rotation.find_copy(f.path, f.head, f.offset, before, self._known() | {(f.dev, f.ino)})
+        if copy is None:
             return None
-        known = self._known() | {(f.dev, f.ino)}
-        for k, sibling in sorted(_siblings(f.path).items()):
-            try:
-                fd = os.open(sibling, _OPEN_FLAGS)
-            except OSError:
-                continue
-            st = os.fstat(fd)
-            if (stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in known and st.st_size >= f.offset
-                    and os.pread(fd, len(f.head), 0) == f.head
-                    and (before is None or _before(fd, f.offset) == before)):
-                return k, sibling, _Followed(f.path, fd, st.st_dev, st.st_ino, f.offset, f.line_no, f.head,
-                                             _before(fd, f.offset), skipping=f.skipping)
-            os.close(fd)
-        return None
+        return copy.k, copy.path, _Followed(f.path, copy.fd, copy.dev, copy.ino, f.offset, f.line_no, f.head,
+                                            rotation.fingerprint_before(copy.fd, f.offset), skipping=f.skipping)
 
     def _read_copy(self, f: _Followed, before: bytes | None) -> str | None:
         """``f`` was truncated or rewritten in place: if a rotated sibling is a copy of what was read of it (see
@@ -426,29 +398,29 @@ class Follower:
         self._read(copy)
         if copy not in self._retired:
             self._retire(copy)
-        newer = self._read_newer(copy.path, _siblings(copy.path), k)
+        newer = self._read_newer(copy.path, rotation.siblings_of(copy.path), k)
         self.stats.truncations += len(newer)
         return f"{sibling.name} on from byte {offset} to its end" + (f", then {', '.join(newer)} in full" if newer
                                                                       else "")
 
-    def _copied_while_empty(self, f: _Followed) -> frozenset[tuple[int, int]]:
+    def _copied_while_empty(self, f: _Followed) -> frozenset[Identity]:
         """Nothing was read of ``f`` (it was empty): a rotated sibling that appeared since it was last looked at,
         is not followed, and is no copy of what ``f`` holds now (logrotate's ``copy``) holds lines written to ``f``
         and copied away before they were read (copytruncate): read those in full, oldest first. Return the
         siblings' identities now, to compare with at the next look."""
-        siblings = {k: (p, identity) for k, p in _siblings(f.path).items() if (identity := _identity(p)) is not None}
+        siblings = rotation.identified_siblings(f.path)
         if f.siblings is not None:
             now = os.pread(f.fd, FINGERPRINT_BYTES, 0)
             read = []
             for k in sorted(siblings, reverse=True):
                 sibling, identity = siblings[k]
-                if identity in f.siblings or identity in self._known() or self._copy_of_followed(sibling):
+                if (identity in f.siblings or identity in self._known()
+                        or rotation.starts_like(sibling, self._heads())):
                     continue
                 g = self._open(sibling)
                 if g is None:
                     continue
-                first = os.pread(g.fd, max(len(now), 1), 0)
-                if not first or now.startswith(first):
+                if not rotation.copied_from(g.fd, now):
                     os.close(g.fd)  # empty, or a copy of what f holds now: nothing of it was lost
                     continue
                 g.path = f.path
@@ -465,12 +437,12 @@ class Follower:
         """``f`` was truncated or rewritten in place and no sibling is a copy of it: if its copy was compressed
         (``NAME.k.gz``), say how much of it could not be read, and read the generations copied after it,
         ``NAME.k-1`` .. ``NAME.1``, in full (see :meth:`_read_newer`); None when there is no such ``.gz``."""
-        if not f.head or (compressed := _compressed_copy(f.path, f.offset, f.head)) is None:
+        if not f.head or (compressed := rotation.compressed_copy(f.path, f.offset, f.head)) is None:
             return None
-        k, lost = compressed
-        newer = self._read_newer(f.path, _siblings(f.path), k)
+        k, said = compressed
+        newer = self._read_newer(f.path, rotation.siblings_of(f.path), k)
         self.stats.truncations += len(newer)
-        return lost + (f"; read {', '.join(newer)} in full" if newer else "")
+        return said + (f"; read {', '.join(newer)} in full" if newer else "")
 
     def finish(self) -> None:
         """Read what is left, including rotated-away files, and reject unterminated last lines of those."""
@@ -515,7 +487,7 @@ class Follower:
             f.offset, f.pending = f.offset + len(raw), 0
         if f.offset != start or len(f.head) < FINGERPRINT_BYTES:
             f.head = f.head if len(f.head) >= FINGERPRINT_BYTES else os.pread(f.fd, FINGERPRINT_BYTES, 0)
-            f.before = _before(f.fd, f.offset)
+            f.before = rotation.fingerprint_before(f.fd, f.offset)
 
     def _split(self, f: _Followed, data: bytes) -> None:
         """Hand the lines of ``data`` (read at ``f.offset``) to ``on_block``, cut by :func:`split_blocks` itself,
@@ -554,70 +526,7 @@ def _restart(f: _Followed) -> None:
     f.siblings = None
 
 
-def _before(fd: int, offset: int) -> bytes:
-    size = min(offset, FINGERPRINT_BYTES)
-    return os.pread(fd, size, offset - size)
-
-
 def _at_line_start(fd: int, offset: int) -> bool:
     """True at 0, after a newline, or after NUL bytes where ``split_blocks`` begins a line (see there)."""
     pair = os.pread(fd, 2, offset - 1) if offset else b"\n"
     return pair[:1] == b"\n" or (pair[:1] == b"\0" and pair[1:2] not in (b"", b"\0", b"\n"))
-
-
-def _identity(path: Path, head: bytes = b"") -> tuple[int, int] | None:
-    """(device, inode) of the regular file at ``path`` if it starts with ``head``, else None."""
-    try:
-        fd = os.open(path, _OPEN_FLAGS)
-        try:
-            st = os.fstat(fd)
-            same = stat.S_ISREG(st.st_mode) and os.pread(fd, len(head), 0) == head
-        finally:
-            os.close(fd)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino) if same else None
-
-
-def _entries(folder: Path) -> list[Path]:
-    try:
-        return [folder / name for name in sorted(os.listdir(folder))]
-    except OSError:
-        return []
-
-
-def _siblings(path: Path) -> dict[int, Path]:
-    """``path`` rotated, as logrotate names it: ``{k: NAME.k}`` for those in its folder."""
-    pattern = re.compile(re.escape(path.name) + r"\.([1-9][0-9]{0,8})")
-    return {int(m[1]): p for p in _entries(path.parent) if (m := pattern.fullmatch(p.name))}
-
-
-def _lost(path: Path, offset: int, head: bytes) -> str:
-    """What of a file read up to ``offset`` could not be read: the bytes after its offset, counted when one rotated
-    ``.gz`` beside it starts with its first bytes (see :func:`_compressed_copy`)."""
-    compressed = _compressed_copy(path, offset, head)
-    return compressed[1] if compressed is not None else (
-        f"what it had after byte {offset} could not be read (how many bytes is unknown)")
-
-
-def _compressed_copy(path: Path, offset: int, head: bytes) -> tuple[int, str] | None:
-    """The one rotated ``.gz`` beside ``path`` that starts with ``head`` and holds at least ``offset`` bytes: its
-    ``k`` when it is ``NAME.k.gz`` (else 0), and how many bytes after ``offset`` it holds, said (gzip's trailer
-    holds the size, exact below 4 GiB); else None."""
-    found = [(gz, size) for gz in sorted(path.parent.glob(glob.escape(path.name) + ".*.gz"))
-             if _identity(gz) and (size := _gzip_size(gz, head)) is not None]
-    if len(found) == 1 and found[0][1] >= offset:
-        gz, size = found[0]
-        k = int(m[1]) if (m := re.fullmatch(re.escape(path.name) + r"\.([1-9][0-9]{0,8})\.gz", gz.name)) else 0
-        return k, f"{size - offset} bytes after byte {offset} could not be read (compressed into {gz.name})"
-    return None
-
-
-def _gzip_size(gz: Path, head: bytes) -> int | None:
-    """The size of the file compressed in ``gz`` (from its trailer) when it starts with ``head``, else None."""
-    try:
-        with gzip.open(gz) as stream, open(gz, "rb") as raw:
-            raw.seek(-4, os.SEEK_END)
-            return int.from_bytes(raw.read(4), "little") if stream.read(len(head)) == head else None
-    except (OSError, EOFError, zlib.error):
-        return None

@@ -1,0 +1,190 @@
+"""Work out rotation: where a followed log went, which sibling is a copy of what was read, what is left to read.
+
+logrotate rotates a log by rename (``NAME`` becomes ``NAME.1``, ``NAME.1`` becomes ``NAME.2``..., and a new
+``NAME`` is made) or by copy (copytruncate: ``NAME`` is copied to ``NAME.1``, then truncated in place), and may
+compress the older generations (``NAME.k.gz``). So a name says little: a file is known by its device and inode
+and by its fingerprints, its first bytes (up to :data:`FINGERPRINT_BYTES`) and the bytes just before the offset
+read. From those, these functions decide among a log's siblings:
+
+- where a file went: the sibling with its inode and first bytes (:func:`moved_to`, :func:`generation_of`);
+- which generations rotated after it are left to read in full, oldest first (:func:`newer_than`): never one
+  followed nor a copy of one (:func:`unfollowed`), so that no line is read twice;
+- which sibling is a copy of what was read of a file truncated in place (:func:`find_copy`): it is read on from
+  the offset, never from its start, so the lines written after the last read are not lost nor any read twice;
+- which sibling, beside a file nothing was read of, holds lines copied away before they were read
+  (:func:`copied_from`);
+- how much could not be read when the copy was compressed (gzip's trailer holds the size), said for people
+  (:func:`lost`, :func:`compressed_copy`).
+
+They look at files (names, identities, first bytes) and read no lines: the :class:`~tracker.follow.Follower`
+reads what they find, and passes what it follows (identities, first bytes) as arguments.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import os
+import re
+import stat
+import zlib
+from collections.abc import Collection
+from pathlib import Path
+from typing import Final, NamedTuple
+
+__all__ = ("FINGERPRINT_BYTES", "OPEN_FLAGS", "Copy", "Identity", "compressed_copy", "copied_from", "find_copy",
+           "fingerprint_before", "generation_of", "identified_siblings", "identity_of", "lost", "moved_to",
+           "newer_than", "siblings_of", "starts_like", "unfollowed")
+
+FINGERPRINT_BYTES: Final = 1024
+#: Opens a log without blocking (on a FIFO put in its place), and not inherited by programs started.
+OPEN_FLAGS: Final[int] = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+#: A file's (device, inode).
+Identity = tuple[int, int]
+
+
+class Copy(NamedTuple):
+    """A rotated sibling ``NAME.k`` found to be a copy of what was read of a file (see :func:`find_copy`)."""
+
+    k: int
+    path: Path
+    fd: int  # open, for the caller to read it on from the offset
+    dev: int
+    ino: int
+
+
+def fingerprint_before(fd: int, offset: int) -> bytes:
+    """The bytes just before ``offset``, up to :data:`FINGERPRINT_BYTES`."""
+    size = min(offset, FINGERPRINT_BYTES)
+    return os.pread(fd, size, offset - size)
+
+
+def identity_of(path: Path, head: bytes = b"") -> Identity | None:
+    """(device, inode) of the regular file at ``path`` if it starts with ``head``, else None."""
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+        try:
+            st = os.fstat(fd)
+            same = stat.S_ISREG(st.st_mode) and os.pread(fd, len(head), 0) == head
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if same else None
+
+
+def _entries(folder: Path) -> list[Path]:
+    """Everything in ``folder``, sorted by name (nothing when it cannot be listed)."""
+    try:
+        return [folder / name for name in sorted(os.listdir(folder))]
+    except OSError:
+        return []
+
+
+def siblings_of(path: Path) -> dict[int, Path]:
+    """``path`` rotated, as logrotate names it: ``{k: NAME.k}`` for those in its folder."""
+    pattern = re.compile(re.escape(path.name) + r"\.([1-9][0-9]{0,8})")
+    return {int(m[1]): p for p in _entries(path.parent) if (m := pattern.fullmatch(p.name))}
+
+
+def identified_siblings(path: Path) -> dict[int, tuple[Path, Identity]]:
+    """:func:`siblings_of` ``path`` with their identities, but those that are no regular file (or gone)."""
+    return {k: (p, identity) for k, p in siblings_of(path).items() if (identity := identity_of(p)) is not None}
+
+
+def generation_of(siblings: dict[int, Path], identity: Identity) -> int:
+    """The ``k`` of the sibling ``NAME.k`` that is the file ``identity``; 0 when none is."""
+    return next((k for k, p in siblings.items() if identity_of(p) == identity), 0)
+
+
+def newer_than(siblings: dict[int, Path], k: int) -> list[Path]:
+    """The generations rotated after ``NAME.k``: ``NAME.k-1`` .. ``NAME.1``, oldest first (those there)."""
+    return [siblings[j] for j in sorted(siblings, reverse=True) if j < k]
+
+
+def moved_to(path: Path, identity: Identity, head: bytes) -> tuple[int, Path] | None:
+    """Where the file ``identity`` that was at ``path`` is now: the entry of its folder with that inode and those
+    first bytes (an inode that now holds another file is not it), and its ``k`` when it is ``NAME.k`` (else 0);
+    None when it is nowhere there."""
+    found = next((p for p in _entries(path.parent) if identity_of(p, head) == identity), None)
+    return None if found is None else (next((k for k, p in siblings_of(path).items() if p == found), 0), found)
+
+
+def starts_like(path: Path, heads: Collection[bytes]) -> bool:
+    """``path`` starts with one of ``heads`` (the first bytes of the files followed; empty ones count for none)."""
+    heads = {head for head in heads if head}
+    if not heads:
+        return False
+    try:
+        with open(path, "rb", buffering=0) as stream:
+            first = stream.read(max(map(len, heads)))
+    except OSError:
+        return False
+    return any(first.startswith(head) for head in heads)
+
+
+def unfollowed(path: Path, known: Collection[Identity], heads: Collection[bytes]) -> bool:
+    """``path`` is a regular file to read in full as a newer generation: not a file followed (``known``) nor a
+    copy of one (it starts with one of their ``heads``: read on from its offset instead, see :func:`find_copy`)."""
+    return identity_of(path) not in {None, *known} and not starts_like(path, heads)
+
+
+def find_copy(path: Path, head: bytes, offset: int, before: bytes | None, known: Collection[Identity]) -> Copy | None:
+    """The rotated sibling ``NAME.k`` of ``path``, not ``known``, that is a copy of what was read of the file at
+    ``path`` (copytruncate): it starts with ``head``, is at least ``offset`` bytes long and, when ``before`` is
+    known, has those bytes before that offset. None when there is none, or when nothing was read (no ``head``:
+    nothing to know a copy by, and nothing to go on from); the lowest ``k`` when there are several."""
+    if not head:
+        return None
+    for k, sibling in sorted(siblings_of(path).items()):
+        try:
+            fd = os.open(sibling, OPEN_FLAGS)
+        except OSError:
+            continue
+        st = os.fstat(fd)
+        if (stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in known and st.st_size >= offset
+                and os.pread(fd, len(head), 0) == head
+                and (before is None or fingerprint_before(fd, offset) == before)):
+            return Copy(k, sibling, fd, st.st_dev, st.st_ino)
+        os.close(fd)
+    return None
+
+
+def copied_from(fd: int, now: bytes) -> bool:
+    """The sibling open at ``fd``, which appeared beside a file nothing was read of, holds lines copied away from
+    that file before they were read: it holds bytes, and is no copy of what the file holds now (``now``: its first
+    bytes; logrotate's ``copy`` makes such copies)."""
+    first = os.pread(fd, max(len(now), 1), 0)
+    return bool(first) and not now.startswith(first)
+
+
+def lost(path: Path, offset: int, head: bytes) -> str:
+    """What of a file read up to ``offset`` could not be read, said: the bytes after its offset, counted when one
+    rotated ``.gz`` beside it starts with its first bytes (see :func:`compressed_copy`)."""
+    compressed = compressed_copy(path, offset, head)
+    return compressed[1] if compressed is not None else (
+        f"what it had after byte {offset} could not be read (how many bytes is unknown)")
+
+
+def compressed_copy(path: Path, offset: int, head: bytes) -> tuple[int, str] | None:
+    """The one rotated ``.gz`` beside ``path`` that starts with ``head`` and holds at least ``offset`` bytes: its
+    ``k`` when it is ``NAME.k.gz`` (else 0), and how many bytes after ``offset`` it holds, said (gzip's trailer
+    holds the size, exact below 4 GiB); else None."""
+    found = [(gz, size) for gz in sorted(path.parent.glob(glob.escape(path.name) + ".*.gz"))
+             if identity_of(gz) and (size := _gzip_size(gz, head)) is not None]
+    if len(found) == 1 and found[0][1] >= offset:
+        gz, size = found[0]
+        k = int(m[1]) if (m := re.fullmatch(re.escape(path.name) + r"\.([1-9][0-9]{0,8})\.gz", gz.name)) else 0
+        return k, f"{size - offset} bytes after byte {offset} could not be read (compressed into {gz.name})"
+    return None
+
+
+def _gzip_size(gz: Path, head: bytes) -> int | None:
+    """The size of the file compressed in ``gz`` (from its trailer) when it starts with ``head``, else None."""
+    try:
+        with gzip.open(gz) as stream, open(gz, "rb") as raw:
+            raw.seek(-4, os.SEEK_END)
+            return int.from_bytes(raw.read(4), "little") if stream.read(len(head)) == head else None
+    except (OSError, EOFError, zlib.error):
+        return None
