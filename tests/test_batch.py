@@ -193,6 +193,35 @@ def _assert_agrees(data: bytes) -> tuple[list[Event], list[Rejected]]:
     return events, rejected
 
 
+def _line(seq: int) -> bytes:
+    return orjson.dumps(record(seq, "s1", "question_asked", question_text="why?")) + b"\n"
+
+
+class TestCompressedLookalikes:
+    """A block whose first bytes polars would take for a compressed stream is decided by the decoder."""
+
+    @pytest.mark.parametrize("magic", [b"\x1f\x8b", b"\x78\x9c", b"\x28\xb5\x2f\xfd"])
+    def test_first_line_rejected_and_the_rest_read(self, magic: bytes) -> None:
+        """gzip, zlib or zstd magic at a block's start (a damaged log) is a rejected line, not an OSError that
+        stops the reader; the events after it are read."""
+        bad = magic + b" garbage\n"
+        block = decode_block(bad + _line(1), Decoder())
+        judged = [item.reason for item in Decoder().decode(bad) if isinstance(item, Rejected)]
+        assert [r.reason for r in block.rejected] == judged
+        assert judged
+        assert block.frame.height == 1
+
+    def test_compressed_events_are_not_read_as_events(self) -> None:
+        """A block that is a gzip stream of valid events (binary bytes in the log) is not decompressed into them:
+        its lines are judged as they are, and none is an event."""
+        import gzip
+
+        data = gzip.compress(b"".join(_line(i) for i in range(1, 4)), mtime=0) + b"\n"
+        block = decode_block(data, Decoder())
+        assert block.frame.height == 0
+        assert block.rejected
+
+
 class TestIntegerBounds:
     """An integer above 2**63-1 anywhere makes polars refuse the whole block: the decoder then decides every line."""
 

@@ -5,8 +5,9 @@ stays the judge. polars parses the block and checks every row against the
 schema; any row it doubts (a failed check, a text value that polars may
 have made from a JSON number, boolean, list or object, or a line that may
 repeat a key), and any block it cannot parse whole (bad JSON, invalid UTF-8,
-a blank line, a line over the length limit, an integer beyond 64 bits), is
-decided by the decoder, line by line. So the events and rejections are the
+a blank line, a line over the length limit, an integer beyond 64 bits, or
+first bytes that polars would take for a compressed stream), is decided by
+the decoder, line by line. So the events and rejections are the
 decoder's, however the log is cut into blocks.
 
 A repeated key is invisible in polars' rows (it keeps the first value; the
@@ -52,6 +53,10 @@ _READ_SCHEMA: Final = pl.Schema({**_ENVELOPE, **_FIELDS})
 #: (even in keys it skips), so lines holding one are always decided by the decoder; and of a quote
 #: (``\u0022``), which puts a quote in a text without one in the line, so such lines are decided too.
 _DOUBTFUL_ESCAPE: Final = re.compile(rb"\\u(?:[dD][89a-fA-F]|0022)")
+#: The first bytes of the compressed streams polars decompresses on its own (gzip, zlib, zstd): a block that
+#: starts so is never given to polars (it would read the decompressed bytes, or fail with an OSError), so the
+#: decoder decides its lines, and rejects what is not an event.
+_COMPRESSED: Final = (b"\x1f\x8b", b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda", b"\x28\xb5\x2f\xfd")
 #: What polars writes for a non-string JSON value read into a text column.
 _MAYBE_COERCED: Final = r"^(-?[0-9][0-9.eE+-]*|true|false|\[.*|\{.*)$"
 
@@ -251,10 +256,10 @@ def decode_block(data: bytes, decoder: Decoder, *, source: str = "", first_line:
     if lines is None:
         lines = data.count(b"\n")
     frame: pl.DataFrame | None = None
-    if lines and not _has_long_line(data, decoder.max_line_bytes):
+    if lines and not _has_long_line(data, decoder.max_line_bytes) and not data.startswith(_COMPRESSED):
         try:
             frame = pl.read_ndjson(io.BytesIO(data), schema=_READ_SCHEMA)
-        except pl.exceptions.PolarsError:
+        except (pl.exceptions.PolarsError, OSError):  # (OSError: whatever else polars may take for compressed)
             frame = None
         if frame is not None and frame.height != lines:  # polars skips blank lines
             frame = None
