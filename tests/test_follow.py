@@ -167,6 +167,39 @@ class TestRotation:
         (warning,) = seen.warnings
         assert_says(warning, str(log), f"byte {offset}", "could not be read")
 
+    def test_a_file_saved_empty_is_not_found_under_a_foreign_name(self, tmp_path: Path, make: Make) -> None:
+        """A file saved while empty has no first bytes to check: its inode under a name that is none of its
+        rotations (an inode reused by another file, or the file renamed to unrelated.bin) is not read as it; it is
+        said lost. Under a rotation's name (events.jsonl.1) it is read."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"")
+        first, _ = make([log])
+        first.poll()
+        positions = saved(first)
+        log.rename(tmp_path / "unrelated.bin")
+        append(tmp_path / "unrelated.bin", lines(range(1, 3)))
+        log.write_bytes(lines(range(3, 5)))
+        second, seen = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() == [3, 4]
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), "not found since the checkpoint")
+
+    def test_a_file_saved_empty_is_found_under_a_rotation_name(self, tmp_path: Path, make: Make) -> None:
+        """The same file renamed to events.jsonl.1 (a rename rotation), lines appended by a writer still holding
+        it: they are read, then the new file."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"")
+        first, _ = make([log])
+        first.poll()
+        positions = saved(first)
+        rotate(log)
+        append(tmp_path / "events.jsonl.1", lines(range(1, 3)))
+        log.write_bytes(lines(range(3, 5)))
+        second, seen = make([log], resume=positions)
+        second.poll()
+        assert sorted(seen.seqs()) == [1, 2, 3, 4]
+
     def test_rotated_file_compressed_while_stopped_says_how_much_is_lost(self, tmp_path: Path, make: Make) -> None:
         """A saved file compressed to .gz while down: the warning says how many bytes after the offset were not read."""
         log = tmp_path / "events.jsonl"

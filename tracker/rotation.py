@@ -103,11 +103,21 @@ def newer_than(siblings: dict[int, Path], k: int) -> list[Path]:
     return [siblings[j] for j in sorted(siblings, reverse=True) if j < k]
 
 
+#: The suffixes of compressed files: never a log moved away (its bytes are no log's lines).
+_COMPRESSED_SUFFIXES: Final = (".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4")
+
+
 def moved_to(path: Path, identity: Identity, head: bytes) -> tuple[int, Path] | None:
     """Where the file ``identity`` that was at ``path`` is now: the entry of its folder with that inode and those
     first bytes (an inode that now holds another file is not it), and its ``k`` when it is ``NAME.k`` (else 0);
-    None when it is nowhere there."""
-    found = next((p for p in _entries(path.parent) if identity_of(p, head) == identity), None)
+    None when it is nowhere there. A file saved empty has no first bytes to tell it from another file that got
+    its inode since, so only a name of its rotations (beginning with its own name, or its stem: ``events.jsonl.1``,
+    ``events-20261127.jsonl``) and not compressed can be it."""
+    entries = _entries(path.parent)
+    if not head:
+        stems = (path.name, path.name.split(".", 1)[0])
+        entries = [p for p in entries if p.name.startswith(stems) and not p.name.endswith(_COMPRESSED_SUFFIXES)]
+    found = next((p for p in entries if identity_of(p, head) == identity), None)
     return None if found is None else (next((k for k, p in siblings_of(path).items() if p == found), 0), found)
 
 
