@@ -248,6 +248,35 @@ def copytruncate(log: Path) -> None:
 
 
 class TestCopyTruncate:
+    @pytest.mark.parametrize("size", [0, 600])
+    def test_a_copytruncate_while_a_block_is_handed_over(self, tmp_path: Path, size: int) -> None:
+        """Under steady writing logrotate acts while the follower hands a block over, before it last looks at the
+        file: its fingerprints are those of the bytes it read (not of the truncated file), so the copy is found,
+        nothing is lost, and the position it saves loads (files under and over the fingerprint's length)."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4), size=size))
+        seen, armed = Seen(), [False]
+
+        def on_block(frame: pl.DataFrame | None, rejected: Iterable[Rejected]) -> None:
+            seen(frame, rejected)
+            if armed[0]:  # the writer appends, logrotate copies and truncates, the writer appends again
+                armed[0] = False
+                append(log, lines([7, 8], size=size))
+                copytruncate(log)
+                append(log, lines([9], size=size))
+
+        follower = Follower([log], Decoder(dedupe=False), on_block, warn=seen.warnings.append)
+        try:
+            follower.poll()
+            append(log, lines(range(4, 7), size=size))
+            armed[0] = True
+            follower.poll()
+            check_positions(orjson.loads(orjson.dumps(follower.positions())))
+            follower.poll()
+            assert seen.seqs() == list(range(1, 10))
+        finally:
+            follower.release()
+
     def test_lines_after_the_offset_are_read_from_the_copy(self, tmp_path: Path, make: Make) -> None:
         """Lines written after the last poll and before a copytruncate are read from NAME.1, then NAME anew."""
         log = tmp_path / "events.jsonl"
@@ -346,7 +375,8 @@ class TestCopyTruncate:
         follower.poll()
         assert seen.seqs() == list(range(1, 9))
         assert follower.stats.truncations == 2
-        assert_says(seen.warnings[-1], str(log), "truncated or replaced", "reading it again from the start")
+        assert_says(seen.warnings[-1], str(log), "truncated or replaced", "reading it again from the start",
+                    "if anything, could not be read")
 
     def test_a_sibling_with_the_same_first_kib_but_other_lines_is_no_copy(self, tmp_path: Path, make: Make) -> None:
         """NAME.1 starts with the same 1 KiB but holds other bytes before the offset: it is not a copy of what was

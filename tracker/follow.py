@@ -173,7 +173,10 @@ class Follower:
         """How far each open file was read (complete lines only), for a checkpoint."""
         return [
             {"path": str(f.path), "dev": f.dev, "ino": f.ino, "offset": f.offset, "line_no": f.line_no,
-             "head": f.head.hex(), "before": f.before.hex(), "skipping": f.skipping,
+             "head": f.head.hex(), "skipping": f.skipping,
+             # Never an entry check_positions would refuse (a whole checkpoint thrown away): a fingerprint not of
+             # the length the offset gives is left out, and taken from the file again at a restart.
+             "before": f.before.hex() if len(f.before) == min(f.offset, FINGERPRINT_BYTES) else None,
              "siblings": None if f.siblings is None else [list(identity) for identity in sorted(f.siblings)]}
             for f in [*self._files.values(), *self._retired]
         ] + [{**saved, "path": str(saved["path"])} for saved in self._resume]
@@ -341,8 +344,9 @@ class Follower:
                        f"{copied}; reading it again from the start")
         else:
             compressed = self._after_compressed_copy(f)
-            self._warn(f"{f.path}: truncated or replaced ({problem}); reading it again from the start"
-                       + ("" if compressed is None else f"; {compressed}"))
+            self._warn(f"{f.path}: truncated or replaced ({problem}); reading it again from the start; " + (
+                f"what it held after byte {f.offset} when it was truncated, if anything, could not be read (no "
+                "copy of it is beside it)" if compressed is None else compressed))
         _restart(f)
 
     def _rotated(self, f: _Followed) -> None:
@@ -470,12 +474,19 @@ class Follower:
                 self._retired.remove(f)
 
     def _read(self, f: _Followed, *, final: bool = False) -> None:
-        """Read ``f`` from its offset to its end; on ``final``, reject an unterminated last line."""
-        size, start = max(_READ_BYTES, 2 * self.decoder.max_line_bytes), f.offset
-        budget = POLL_BYTES
-        while len(data := os.pread(f.fd, size, f.offset)) > f.pending:
+        """Read ``f`` from its offset to its end; on ``final``, reject an unterminated last line.
+
+        The fingerprints (the first bytes, the bytes before the offset) are taken from the bytes read, never
+        from the file again afterwards: a writer may append, and logrotate copy and truncate the file, while a
+        block is handed over, and a fingerprint of the truncated file would match neither it nor its copy."""
+        size, budget = max(_READ_BYTES, 2 * self.decoder.max_line_bytes), POLL_BYTES
+        head, behind = f.head, f.before  # the first bytes read, and the bytes read just before f.offset
+        while len(data := os.pread(f.fd, size, at := f.offset)) > f.pending:
             self.stats.last_read = time.time()
+            if len(head) < FINGERPRINT_BYTES and at <= len(head):
+                head = (head[:at] + data)[:FINGERPRINT_BYTES]
             self._split(f, data)
+            behind = _bytes_before(behind + data, at + len(data), f.offset)
             budget -= len(data)
             if budget <= 0 and not final:  # the rest at the next poll: reports and checkpoints go on meanwhile
                 self.backlog = True
@@ -485,9 +496,8 @@ class Follower:
             self.on_block(None, [self.decoder.unterminated(raw, source=str(f.path), line_no=f.line_no + 1,
                                                            offset=f.offset)])
             f.offset, f.pending = f.offset + len(raw), 0
-        if f.offset != start or len(f.head) < FINGERPRINT_BYTES:
-            f.head = f.head if len(f.head) >= FINGERPRINT_BYTES else os.pread(f.fd, FINGERPRINT_BYTES, 0)
-            f.before = rotation.fingerprint_before(f.fd, f.offset)
+            behind = (behind + raw)[-FINGERPRINT_BYTES:]
+        f.head, f.before = head, behind
 
     def _split(self, f: _Followed, data: bytes) -> None:
         """Hand the lines of ``data`` (read at ``f.offset``) to ``on_block``, cut by :func:`split_blocks` itself,
@@ -517,6 +527,12 @@ class Follower:
             os.close(f.fd)
         self._files.clear()
         self._retired.clear()
+
+
+def _bytes_before(data: bytes, end: int, offset: int) -> bytes:
+    """The fingerprint's bytes just before ``offset`` out of ``data``, the bytes of a file ending at ``end``."""
+    cut = len(data) - (end - offset)
+    return data[max(0, cut - FINGERPRINT_BYTES):cut]
 
 
 def _restart(f: _Followed) -> None:
