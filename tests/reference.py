@@ -163,12 +163,13 @@ def neutralise_optional(text: str | None) -> str | None:
 
 
 def percentile(values: list[float], q: float) -> float | None:
-    """Exact percentile with linear interpolation (numpy's default method), in exact rational arithmetic (no
-    overflow between values near the largest double), rounded once."""
+    """Exact percentile with linear interpolation (numpy's default method: the rank ``(n - 1) * q`` taken in
+    floating point, as numpy does), interpolated in exact rational arithmetic (no overflow between values near
+    the largest double), rounded once."""
     if not values:
         return None
     x = sorted(values)
-    h = (len(x) - 1) * Fraction(q)
+    h = Fraction((len(x) - 1) * q)
     lower = math.floor(h)
     if lower >= len(x) - 1:
         return x[-1]

@@ -277,6 +277,23 @@ class TestCopyTruncate:
         finally:
             follower.release()
 
+    def test_copy_then_copytruncate_while_stopped_on_a_file_saved_empty(self, tmp_path: Path, make: Make) -> None:
+        """Saved while empty; while stopped logrotate's ``copy`` made NAME.2 (lines 1-3) and a copytruncate NAME.1
+        (lines 1-6, the same start): NAME.2 is read, then NAME.1 on from where NAME.2 ended, each line once."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"")
+        first, _ = make([log])
+        first.poll()
+        positions = saved(first)
+        append(log, lines(range(1, 4)))
+        shutil.copy(log, tmp_path / "events.jsonl.1")  # logrotate's copy: NAME goes on
+        append(log, lines(range(4, 7)))
+        copytruncate(log)  # NAME.1 -> NAME.2, NAME copied to NAME.1, truncated
+        append(log, lines(range(7, 9)))
+        second, seen = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() == list(range(1, 9))
+
     def test_lines_after_the_offset_are_read_from_the_copy(self, tmp_path: Path, make: Make) -> None:
         """Lines written after the last poll and before a copytruncate are read from NAME.1, then NAME anew."""
         log = tmp_path / "events.jsonl"

@@ -822,6 +822,34 @@ class TestKillAndRestart:
         assert_same_as_replay([log], out, tmp_path, 1)
 
 
+    def test_killed_before_reading_anything_then_copytruncated(self, tmp_path: Path) -> None:
+        """A tail started on an empty log saves positions at once: killed before it read anything, the lines
+        written and copied away (copytruncate) while it was down are read from the copy at the next start."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"")
+        out = tmp_path / "out"
+        command = [sys.executable, "-m", "tracker", "tail", str(log), "--out", str(out), "--interval", "1",
+                   "--grace", "0", "--quiet"]
+        first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        checkpoint = out / CHECKPOINT_DIR / CHECKPOINT_FILE
+        try:
+            wait_for(checkpoint.exists)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        subprocess.run([sys.executable, "-c", _WRITER, str(log), "300"], check=True)
+        shutil.copy(log, tmp_path / "events.jsonl.1")
+        os.truncate(log, 0)
+        subprocess.run([sys.executable, "-c", _WRITER.replace("range(", "range(300, "), str(log), "600"], check=True)
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: checkpoint.exists() and orjson.loads(checkpoint.read_bytes() or b"{}").get("events") == 600)
+        second.send_signal(signal.SIGINT)
+        stdout, stderr = second.communicate(timeout=TIMEOUT)
+        assert second.returncode == 0, stderr
+        assert stdout.startswith("stopped: 600 events, 0 rejected lines")
+        assert_same_as_replay([tmp_path / "events.jsonl.1", log], out, tmp_path, 1)
+
+
 class TestLiveEqualsReplay:
     @settings(max_examples=10, deadline=None)
     @given(st.integers(0, 2**32))

@@ -418,24 +418,40 @@ class Follower:
             read = []
             for k in sorted(siblings, reverse=True):
                 sibling, identity = siblings[k]
-                if (identity in f.siblings or identity in self._known()
-                        or rotation.starts_like(sibling, self._heads())):
+                if identity in f.siblings or identity in self._known():
                     continue
                 g = self._open(sibling)
                 if g is None:
                     continue
-                if not rotation.copied_from(g.fd, now):
+                earlier = self._copied_earlier(g)
+                if earlier is None and not rotation.copied_from(g.fd, now):
                     os.close(g.fd)  # empty, or a copy of what f holds now: nothing of it was lost
                     continue
+                if earlier is not None:  # a longer copy of a generation read already (copy, then copytruncate)
+                    if os.fstat(g.fd).st_size <= earlier.offset:
+                        os.close(g.fd)  # no more than was read of it
+                        continue
+                    g.offset, g.line_no = earlier.offset, earlier.line_no
+                    g.head, g.before, g.skipping = earlier.head, earlier.before, earlier.skipping
                 g.path = f.path
                 self._read(g)
                 self._retire(g)
-                read.append(sibling.name)
+                read.append(sibling.name if earlier is None else f"{sibling.name} on from byte {earlier.offset}")
             if read:
                 self.stats.truncations += len(read)
                 self._warn(f"{f.path}: copied and truncated in place (copytruncate) before any of it was read: "
                            f"read {', '.join(read)} in full")
         return frozenset(identity for _, identity in siblings.values())
+
+    def _copied_earlier(self, g: _Followed) -> _Followed | None:
+        """The file followed (or read already) that ``g``, just opened, goes on from: ``g`` starts with its first
+        bytes and holds the bytes read before its offset there (``copy`` made a shorter copy of a file that
+        ``copytruncate`` copied whole later); None when there is none."""
+        for h in [*self._files.values(), *self._retired]:
+            if (h.head and h is not g and os.pread(g.fd, len(h.head), 0) == h.head
+                    and rotation.fingerprint_before(g.fd, h.offset) == h.before):
+                return h
+        return None
 
     def _after_compressed_copy(self, f: _Followed) -> str | None:
         """``f`` was truncated or rewritten in place and no sibling is a copy of it: if its copy was compressed

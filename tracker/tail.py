@@ -413,6 +413,9 @@ class Tail:
         delay from a write to its fold near 10 ms (watchfiles' own defaults, 1600 and 50, give ~100 ms).
         """
         self.step()
+        # A checkpoint at once, even with nothing read: a tail killed before its first one would otherwise start
+        # afresh, and what was rotated away meanwhile (found from the saved positions) would never be read.
+        self.checkpoint()
         if on_tick is not None:
             on_tick(self)
         if not isinstance(self.follower, Follower):  # a stream: each step waits a tick for messages
