@@ -34,7 +34,7 @@ STEP = st.tuples(
     st.sampled_from(["session_registered", "question_asked", "question_answered", "question_answered",
                      "cycle_completed", "error", "session_unregistered"]),
     # Times biased toward window boundaries and equal timestamps (two registrations at one instant).
-    st.one_of(st.integers(0, 900 * S), st.sampled_from([0, 1, 7 * S - 1, 7 * S, 60 * S - 1, 60 * S, 300 * S])),
+    st.one_of(st.integers(0, 600 * S), st.sampled_from([0, 1, 7 * S - 1, 7 * S, 60 * S - 1, 60 * S, 300 * S])),
     st.floats(0, 10_000, allow_nan=False).map(lambda x: round(x, 3)),
     st.sampled_from([None, "timeout", "-bad"]),
     # An answer's chat fields, each optional: TTFT (sometimes more than the response time, sometimes equal),
@@ -118,7 +118,7 @@ def _compare(path: Path, rows: list[dict[str, object]]) -> None:
 
 
 class TestAgainstReference:
-    @settings(max_examples=40, deadline=None)
+    @settings(max_examples=30, deadline=None)
     @given(LOGS, INTERVALS, TIMEOUTS, GOODPUTS)
     def test_random_logs(self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Any, ...]],
                          interval_s: int, timeout_s: float | None, goodput: dict[str, float] | None) -> None:
@@ -167,7 +167,7 @@ class TestDuplicates:
 
 
 class TestFeeding:
-    @settings(max_examples=20, deadline=None)
+    @settings(max_examples=15, deadline=None)
     @given(LOGS, INTERVALS, TIMEOUTS, st.randoms(use_true_random=False))
     def test_any_chunks_in_any_order_give_the_same_files(
         self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Any, ...]],

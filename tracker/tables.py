@@ -9,6 +9,7 @@ events were read.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -86,8 +87,10 @@ def stats(values: pl.Series) -> dict[str, float | None]:
     """Mean, exact linear-interpolation percentiles and max of sorted ``values`` (all None when empty)."""
     if not values.len():
         return dict.fromkeys(STATS)
-    mean = values.to_frame("v").select(mean_of(pl.col("v"))).item()
-    stats: dict[str, float | None] = {"mean": float(mean) if mean is not None else None}
+    mean = values.mean()
+    if isinstance(mean, float) and math.isinf(mean):  # the sum overflowed (see mean_of)
+        mean = (values * _SCALE).mean() / _SCALE  # type: ignore[operator]
+    stats: dict[str, float | None] = {"mean": float(mean) if mean is not None else None}  # type: ignore[arg-type]
     for name, q in _QUANTILES.items():
         value = values.quantile(q, interpolation="linear")
         stats[name] = float(value) if value is not None else None
