@@ -294,6 +294,28 @@ class TestCopyTruncate:
         second.poll()
         assert seen.seqs() == list(range(1, 9))
 
+    def test_a_copy_deleted_while_stopped_names_the_siblings_not_read(self, tmp_path: Path, make: Make) -> None:
+        """logrotate with ``rotate 1``: while stopped the saved file was copied, truncated, copied again and the
+        first copy deleted. What NAME.1 holds cannot be told from what was read: it is not read, and the warning
+        names it beside the bytes lost."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(lines(range(1, 4)))
+        first, _ = make([log])
+        first.poll()
+        positions = saved(first)
+        append(log, lines(range(4, 6)))
+        copytruncate(log)
+        append(log, lines(range(6, 9)))
+        (tmp_path / "events.jsonl.1").unlink()  # rotate 1: the oldest generation goes
+        copytruncate(log)
+        append(log, lines([9]))
+        second, seen = make([log], resume=positions)
+        second.poll()
+        assert seen.seqs() == [9]
+        (warning,) = seen.warnings
+        assert_says(warning, str(log), "could not be read", "not read either", "events.jsonl.1",
+                    "replay them with the log")
+
     def test_lines_after_the_offset_are_read_from_the_copy(self, tmp_path: Path, make: Make) -> None:
         """Lines written after the last poll and before a copytruncate are read from NAME.1, then NAME anew."""
         log = tmp_path / "events.jsonl"

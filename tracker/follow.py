@@ -244,7 +244,8 @@ class Follower:
                        f"(copytruncate); read {copied}; reading it from the start")
         elif problem is not None:
             self._warn(f"{f.path}: changed since the checkpoint ({problem}); reading it from the start; "
-                       + (self._after_compressed_copy(f) or rotation.lost(f.path, f.offset, f.head)))
+                       + (self._after_compressed_copy(f) or rotation.lost(f.path, f.offset, f.head)
+                          + self._unread_siblings(f.path)))
         if problem is not None:
             _restart(f)
 
@@ -287,7 +288,7 @@ class Follower:
             self._resume.remove(saved)
             if copied is None:
                 self._warn(f"{path}: not found since the checkpoint (deleted or compressed); "
-                           f"{rotation.lost(path, saved['offset'], head)}")
+                           f"{rotation.lost(path, saved['offset'], head)}{self._unread_siblings(path)}")
             else:  # copied, truncated in place, then gone from its path (rotated by rename, or deleted)
                 self._retire(copied[2])  # followed from now on: never read in full as a newer generation
                 moved.append(copied)
@@ -442,6 +443,15 @@ class Follower:
                 self._warn(f"{f.path}: copied and truncated in place (copytruncate) before any of it was read: "
                            f"read {', '.join(read)} in full")
         return frozenset(identity for _, identity in siblings.values())
+
+    def _unread_siblings(self, path: Path) -> str:
+        """The rotated siblings of ``path`` beside it that are not followed, said (with the saved file gone or
+        changed, which of them were rotated since the checkpoint cannot be known: they are not read)."""
+        known = self._known()
+        names = [p.name for _, p in sorted(rotation.siblings_of(path).items())
+                 if rotation.identity_of(p) not in {None, *known}]
+        return ("" if not names else f"; not read either, as what they hold cannot be told from what was read: "
+                f"{', '.join(names)} (replay them with the log to count them)")
 
     def _copied_earlier(self, g: _Followed) -> _Followed | None:
         """The file followed (or read already) that ``g``, just opened, goes on from: ``g`` starts with its first
