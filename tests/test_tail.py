@@ -437,6 +437,23 @@ class TestCheckpoints:
         second.close()
         assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
 
+    def test_a_full_reread_names_the_rotated_files_it_does_not_read(self, tmp_path: Path) -> None:
+        """The full re-read after an unusable checkpoint reads the logs, not their rotated files: the warning
+        names those beside them, to replay."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i * 7) for i in range(1, 5)))
+        (tmp_path / "events.jsonl.1").write_bytes(b"".join(line(i, i * 7) for i in range(5, 9)))
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.step(now=0)
+        first.checkpoint()
+        (tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE).write_bytes(b"{not json")
+        first.release()
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        (warning,) = [w for w in second.warnings if "unusable" in w]
+        assert warning.endswith("reading every log from the start; not the rotated files beside them "
+                                "(events.jsonl.1): replay them with the logs to count them")
+        second.release()
+
     @pytest.mark.parametrize("damage", [b"[]", b'{"version": 1, "interval_s": 60, "segments": [], "files": '
                                         b'[{"path": "x", "dev": 1, "ino": 2, "offset": 0, "line_no": 0, '
                                         b'"head": "zz"}]}'])

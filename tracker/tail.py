@@ -43,6 +43,7 @@ from .jetstream import StreamSpec
 from .live import DEFAULT_GRACE_S, FlushResult, LiveReporter
 from .logs import folder_logs, lock_folder, quarantine_outputs, refuse_outputs_that_are_logs, report_outputs
 from .output import remove_temporaries, write_atomically
+from .rotation import siblings_of
 from .store import DEFAULT_MEMORY_BYTES, WindowStore
 from .thresholds import Threshold, shown
 
@@ -141,7 +142,7 @@ class Tail:
         # No output may be a log it follows: a hard link, or a file named both as a log and as the quarantine,
         # would be appended to or emptied. (Its own quarantine in a followed folder is skipped, not refused.)
         own = [self.quarantine.path, self.quarantine.reasons_path]
-        logs = [p for t in self.targets for p in (folder_logs(t, own) if t.is_dir() else [t])]
+        logs = self._logs = [p for t in self.targets for p in (folder_logs(t, own) if t.is_dir() else [t])]
         refuse_outputs_that_are_logs(logs, quarantine_outputs(self.quarantine) + report_outputs(self.out_dir))
         self._lock = self._lock_folder()
         remove_temporaries(self.out_dir)  # of a tail killed while it wrote a report
@@ -367,7 +368,10 @@ class Tail:
             self.reporter.engine.restore(state.get("engine"))
             self.reporter.writer.restore(state.get("writer"))
         except (OSError, ValueError, ReportError, pl.exceptions.PolarsError) as exc:
-            self._warn(f"checkpoint {path} is unusable ({exc}); reading every log from the start")
+            rotated = [p.name for log in self._logs for _, p in sorted(siblings_of(log).items())]
+            self._warn(f"checkpoint {path} is unusable ({exc}); reading every log from the start" + (
+                f"; not the rotated files beside them ({', '.join(rotated)}): replay them with the logs to count "
+                "them" if rotated else ""))
             self._clear_checkpoint()
             self.reporter = self._new_reporter()
             self.quarantine.reset()  # it is filled again by the re-read
