@@ -326,7 +326,7 @@ class Engine:
             "aggs": {str(k): [[agg.counts[c] for c in COUNTED], [_json_float(agg.stats[s]) for s in STATS],
                               agg.errors.rows(), [_json_float(v) if isinstance(v, float) else _json_int(v)
                                                   for v in agg.chat.values()], agg.good,
-                              list(agg.sizes), [_json_float(v) for v in agg.means]]
+                              list(agg.sizes)]
                      for k, agg in self._aggs.items()},
             "carry": carry,
         }
@@ -599,10 +599,9 @@ def _aggs_of(entries: object) -> dict[int, WindowAgg]:
     aggs = {}
     for key, entry in entries.items():
         try:
-            counts, figures, errors, chat, good, sizes, means = entry
+            counts, figures, errors, chat, good, sizes = entry
             if not (key.lstrip("-").isdigit() and type(good) is int and good >= 0
-                    and len(sizes) == len(means) == len(SERIES) and all(type(n) is int and n >= 0 for n in sizes)
-                    and all(v is None or type(v) is float or v in _NON_FINITE for v in means)
+                    and len(sizes) == len(SERIES) and all(type(n) is int and n >= 0 for n in sizes)
                     and len(counts) == len(COUNTED) and len(figures) == len(STATS)
                     and len(chat) == len(_NO_CHAT) and all(type(n) is int and n >= 0 for n in counts)
                     and all(v is None or type(v) is float or v in _NON_FINITE for v in figures)
@@ -616,7 +615,7 @@ def _aggs_of(entries: object) -> dict[int, WindowAgg]:
         chat_map = {c: (int(v) if c in _TOKENS else float(v)) if isinstance(v, str) else v
                     for c, v in zip(_NO_CHAT, chat, strict=True)}
         aggs[int(key)] = WindowAgg(dict(zip(COUNTED, counts, strict=True)), values, frame, chat_map, good,
-                                   tuple(sizes), tuple(None if v is None else float(v) for v in means))
+                                   tuple(sizes))
     return aggs
 
 

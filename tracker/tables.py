@@ -108,9 +108,15 @@ class WindowAgg:
     errors: pl.DataFrame  # kind, message, count, sessions, first_seen, last_seen
     chat: dict[str, float | int | None]  # the CHAT_COLUMNS but output_tokens_per_s
     good: int = 0  # answers within every --goodput limit (0 without limits)
-    #: How many of each of :data:`SERIES`'s values this window has, and their mean (for the whole run's means).
+    #: How many of each of :data:`SERIES`'s values this window has (for the whole run's means).
     sizes: tuple[int, ...] = (0,) * len(SERIES)
-    means: tuple[float | None, ...] = (None,) * len(SERIES)
+
+    @property
+    def means(self) -> tuple[float | None, ...]:
+        """The mean of each of :data:`SERIES`'s values in this window (the figures' own)."""
+        means = (self.stats["mean"], self.chat["ttft_ms_mean"], self.chat["tpot_ms_mean"],
+                 self.chat["failed_response_time_ms_mean"])
+        return tuple(float(m) if m is not None else None for m in means)
 
 
 def good_answers(rows: pl.DataFrame, limits: dict[str, float] | None) -> int:
@@ -205,9 +211,7 @@ def aggregate(rows: pl.DataFrame, goodput: dict[str, float] | None = None) -> tu
     chat = chat_figures(ttft, tpot, tokens_in, tokens_out, failed)
     rt_stats = stats(rt)
     sizes = tuple(values.len() for values in (rt, ttft, tpot, failed))
-    means = (rt_stats["mean"], chat["ttft_ms_mean"], chat["tpot_ms_mean"], chat["failed_response_time_ms_mean"])
-    return WindowAgg(counts, rt_stats, errors, chat, good_answers(rows, goodput), sizes,
-                     tuple(float(m) if m is not None else None for m in means)), cells
+    return WindowAgg(counts, rt_stats, errors, chat, good_answers(rows, goodput), sizes), cells
 
 
 @dataclass(frozen=True, slots=True)

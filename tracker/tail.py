@@ -55,7 +55,7 @@ __all__ = ("CHECKPOINT_DIR", "Tail", "TailStats", "default_consumer")
 CHECKPOINT_DIR: Final = ".tracker-checkpoint"
 CHECKPOINT_FILE: Final = "checkpoint.json"
 #: 3: window rows with TTFT and tokens, figures with the chat columns; 4: error rows with sessions, first and last
-#: seen; 5: figures with the failed requests' latency; 7: figures with the sums of the values the run's means need.
+#: seen; 5: figures with the failed requests' latency; 7: figures with how many values of each kind they hold.
 CHECKPOINT_VERSION: Final = 7
 WINDOWS_DIR: Final = "windows"
 LOCK_FILE: Final = ".tracker-tail.lock"
