@@ -477,6 +477,21 @@ class TestNotRegularFiles:
             f"tracker validate: error: cannot read '{path}': it is a socket, not a regular file\n")
 
 
+    @pytest.mark.parametrize("command", [["validate"], ["tail", "--out", "OUT", "--quiet"]])
+    def test_fifo_quarantine(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+        """A --quarantine that is a FIFO: exit 2 at once, naming it (tail would block writing into it); kept."""
+        (tmp_path / "log.jsonl").write_bytes(b"not json\n")
+        os.mkfifo(tmp_path / "q.jsonl")
+        args = [a.replace("OUT", str(tmp_path / "out")) for a in command]
+        with _fifo_unblocked_later(tmp_path / "q.jsonl"), _sigterm_once_following():
+            assert main(*args[:1], str(tmp_path / "log.jsonl"), *args[1:], "--quarantine",
+                        str(tmp_path / "q.jsonl")) == 2
+        assert capsys.readouterr().err == (
+            f"tracker {command[0]}: error: cannot use '{tmp_path / 'q.jsonl'}': it is a FIFO, not a regular file: "
+            "the quarantine appends rejected lines to its file and empties it for a new read; give a file name\n")
+        assert (tmp_path / "q.jsonl").is_fifo()
+
+
 class TestOverlongLines:
     """validate reads as replay reads: an over-long line is too_long in both, with the same quarantine."""
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
 from glob import glob
 from pathlib import Path
 from typing import Any
@@ -147,6 +151,57 @@ class TestQuarantine:
         assert [(r["line"], r["reason"], r["source"]) for r in reasons] == [
             (1, "invalid_json", "log"), (2, "invalid_utf8", "log"), (4, "unterminated", "log")]
         assert quarantine.count == 3
+
+    def test_a_fifo_is_refused_and_left_as_it_is(self, tmp_path: Path) -> None:
+        """A FIFO at the quarantine's path (or its reasons file's) is refused by name, never opened or removed."""
+        for name, fifo in (("q.jsonl", "q.jsonl"), ("q.jsonl", "q.jsonl.reasons.jsonl")):
+            os.mkfifo(tmp_path / fifo)
+            with pytest.raises(OSError, match="it is a FIFO, not a regular file") as info:
+                Quarantine(tmp_path / name)
+            assert info.value.filename == str(tmp_path / fifo)
+            assert stat.S_ISFIFO((tmp_path / fifo).lstat().st_mode)
+            (tmp_path / fifo).unlink()
+
+    def test_a_folder_is_refused(self, tmp_path: Path) -> None:
+        """A folder at the quarantine's path is refused, and kept."""
+        (tmp_path / "q.jsonl").mkdir()
+        with pytest.raises(OSError, match="it is a folder, not a regular file"):
+            Quarantine(tmp_path / "q.jsonl")
+        assert (tmp_path / "q.jsonl").is_dir()
+
+    def test_reset_keeps_a_symbolic_link(self, tmp_path: Path) -> None:
+        """Emptying a quarantine whose path is a symbolic link empties the file it names and keeps the link."""
+        (tmp_path / "target.jsonl").write_bytes(b"old entry\n")
+        (tmp_path / "q.jsonl").symlink_to("target.jsonl")
+        quarantine = Quarantine(tmp_path / "q.jsonl")
+        quarantine.reset()
+        assert (tmp_path / "q.jsonl").is_symlink()
+        assert (tmp_path / "target.jsonl").read_bytes() == b""
+
+    def test_a_failed_write_leaves_the_files_paired(self, tmp_path: Path) -> None:
+        """A write cut short (a file size limit, as a full disk) raises, and both files are cut back to whole pairs."""
+        script = (
+            "import resource, signal, sys\n"
+            "from tracker.decoder import Quarantine, Rejected\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+            "q = Quarantine(sys.argv[1])\n"
+            "failed = 0\n"
+            "for n in range(1, 40):\n"
+            "    try:\n"
+            "        q.add(Rejected('log', n, 0, 'invalid_json', 'bad', b'x' * n + b'\\n'))\n"
+            "    except OSError:\n"
+            "        failed += 1\n"
+            "print(q.count, failed)\n")
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "q.jsonl")], capture_output=True,
+                              text=True, timeout=60, check=True)
+        kept, failed = map(int, done.stdout.split())
+        assert kept > 0
+        assert failed > 0
+        lines = (tmp_path / "q.jsonl").read_bytes().splitlines()
+        reasons = [orjson.loads(r) for r in (tmp_path / "q.jsonl.reasons.jsonl").read_bytes().splitlines()]
+        assert len(lines) == len(reasons) == kept
+        assert [len(line) for line in lines] == [r["line"] for r in reasons]
 
 
 _QA = b'{"v":1,"ts":1795557600000000,"event_id":"t-1","writer":"w:1:t","seq":1,"session_id":"s1",' \

@@ -42,6 +42,10 @@ def _files(folder: Path) -> dict[str, bytes]:
             if not p.name.startswith(".") and p.name != "session_tracking_report.html"}
 
 
+def _log_of(events: list[Event]) -> bytes:
+    return b"".join(orjson.dumps(e.to_record()) + b"\n" for e in events)
+
+
 def _write_log(path: Path, events: list[Event]) -> None:
     path.write_bytes(b"".join(orjson.dumps(e.to_record()) + b"\n" for e in events))
 
@@ -346,6 +350,44 @@ class TestReplayCommand:
         assert out.startswith("read 1 log: 4 events, 1 rejected, 0 duplicates\n"
                               f"  rejected lines (not_object 1) in {quarantine}\n")
         assert quarantine.read_bytes() == b"[1, 2, 3]\n"
+
+    def test_a_fifo_quarantine_is_refused(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A --quarantine that is a FIFO is a usage error naming it; it is left as it was (never replaced)."""
+        shutil.copy(ROOT / "fixtures" / "rejects" / "not_object.jsonl", tmp_path / "log.jsonl")
+        os.mkfifo(tmp_path / "q.jsonl")
+        assert main("replay", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "out"),
+                    "--quarantine", str(tmp_path / "q.jsonl")) == 2
+        assert capsys.readouterr().err == (
+            f"tracker replay: error: cannot use {str(tmp_path / 'q.jsonl')!r}: it is a FIFO, not a regular file: the "
+            "quarantine appends rejected lines to its file and empties it for a new read; give a file name\n")
+        assert (tmp_path / "q.jsonl").is_fifo()
+
+    def test_a_quarantine_that_cannot_be_written(self, tmp_path: Path) -> None:
+        """A quarantine that fills up (a file size limit, as a full disk) is said; the replay goes on, writes the
+        reports, exits 1 and leaves the quarantine's two files paired line by line."""
+        bad = b"".join(b"not json " + str(n).encode() + b" " + b"x" * 1000 + b"\n" for n in range(3000))
+        good = _log_of([event(1, "s1", "question_answered", response_time_ms=250.0)])
+        (tmp_path / "log.jsonl").write_bytes(good + bad)
+        limit = 2 << 20  # the HTML report (1.2 MB) fits; the rejected lines (3 MB) do not
+        script = ("import os, resource, signal, sys\n"
+                  "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+                  "hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]\n"
+                  f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, hard))\n"
+                  "os.execv(sys.executable, [sys.executable, '-m', 'tracker', *sys.argv[1:]])\n")
+        done = subprocess.run([sys.executable, "-c", script, "replay", str(tmp_path / "log.jsonl"), "--out",
+                               str(tmp_path / "out"), "--quarantine", str(tmp_path / "q.jsonl"), "--quiet"],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert done.returncode == 1, done.stderr
+        lines = (tmp_path / "q.jsonl").read_bytes().splitlines()
+        reasons = (tmp_path / "q.jsonl.reasons.jsonl").read_bytes().splitlines()
+        assert 0 < len(lines) == len(reasons) < 3000
+        assert [orjson.loads(r)["line"] for r in reasons] == list(range(2, len(lines) + 2))
+        assert done.stderr == (
+            f"tracker: WARNING: cannot write {tmp_path / 'q.jsonl'} (File too large): rejected lines that cannot be "
+            "quarantined are counted (they are still in their logs: tracker validate lists them)\n"
+            f"tracker replay: {3000 - len(lines)} of the rejected lines could not be written to "
+            f"{tmp_path / 'q.jsonl'} (see the warning above); they are still in their logs\n")
+        assert (tmp_path / "out" / "session_tracking_summary.csv").read_text().count("\n") == 2
 
     @pytest.mark.parametrize(("args", "message"), [
         (["--interval", "0"], "argument --interval: must be >= 1 s, got '0'"),

@@ -122,7 +122,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     per_log: list[dict[str, object]] = []
 
     decoder = Decoder(max_line_bytes=args.max_line_bytes)
-    quarantine = Quarantine(args.quarantine) if args.quarantine else None
+    try:
+        quarantine = Quarantine(args.quarantine) if args.quarantine else None
+    except OSError as exc:
+        raise _UsageError(_cannot("use", exc)) from exc
     own = [quarantine.path, quarantine.reasons_path] if quarantine is not None else []
     try:
         paths = expand_logs(args.logs, exclude=own)
@@ -149,7 +152,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                         if isinstance(item, Rejected):
                             progress.say(f"  {item.describe()}", human)
                             if quarantine is not None:
-                                quarantine.add(item)
+                                try:
+                                    quarantine.add(item)
+                                except OSError as exc:  # a full disk: validate stops, its files still pair
+                                    raise _UsageError(f"cannot write {str(quarantine.path)!r}: "
+                                                      f"{exc.strerror or exc}") from exc
                 except OSError as exc:
                     raise _UsageError(_cannot("read", exc)) from exc
                 counts = (decoder.events - events, decoder.rejected.total() - rejected,
@@ -324,6 +331,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if result.quarantine.count:
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
         print(f"  rejected lines ({reasons}) in {result.quarantine.path}", file=human)
+    if result.quarantine.lost:
+        print(f"tracker replay: {result.quarantine.lost} of the rejected lines could not be written to "
+              f"{result.quarantine.path} (see the warning above); they are still in their logs", file=sys.stderr)
     windows = sum(1 for path in result.written if path.name.startswith("session_tracking_report_"))
     run_files = "the summary, totals, errors" + (", thresholds" if thresholds else "")
     print(f"wrote {len(result.written)} files to {args.out}: {run_files}, {windows} per-window session reports and "

@@ -9,10 +9,13 @@ which a :class:`Quarantine` keeps verbatim.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -246,6 +249,26 @@ def decode_file(path: str | os.PathLike[str], decoder: Decoder | None = None) ->
         yield from decoder.decode_stream(stream, source=str(path))
 
 
+#: What a path that is not a regular file is, by the first letter of ``stat.filemode``.
+FILE_KINDS: Final = {"d": "a folder", "p": "a FIFO", "s": "a socket", "c": "a character device", "b": "a block device"}
+
+
+def _refuse_unless_regular(path: Path, st: os.stat_result | None = None) -> None:
+    """OSError (EINVAL, naming ``path``) unless it is missing or a regular file (or a symbolic link to one);
+    ``st``, when given, is the open file's status."""
+    if st is None:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return  # created on first use (a dangling link: its target)
+        except OSError as exc:  # a symbolic link loop, a folder that cannot be searched
+            raise OSError(exc.errno, f"the quarantine cannot use it ({exc.strerror or exc})", str(path)) from exc
+    if not stat.S_ISREG(st.st_mode):
+        kind = FILE_KINDS.get(stat.filemode(st.st_mode)[0], "not a file")
+        raise OSError(errno.EINVAL, f"it is {kind}, not a regular file: the quarantine appends rejected lines to "
+                                    "its file and empties it for a new read; give a file name", str(path))
+
+
 class Quarantine:
     """Keeps rejected lines: verbatim in ``path``, and why in ``path`` + ``.reasons.jsonl``.
 
@@ -261,21 +284,38 @@ class Quarantine:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, warn: Callable[[str], None] | None = None) -> None:
+        """Raises OSError (EINVAL, naming the file) when ``path`` or its reasons file is something other than a
+        regular file (a folder, a FIFO, a device: the quarantine appends to its files and empties them)."""
         self.path = Path(path)
         self.reasons_path = self.path.with_name(self.path.name + ".reasons.jsonl")
+        for file in (self.path, self.reasons_path):
+            _refuse_unless_regular(file)
         self._warn = warn if warn is not None else logging.getLogger("tracker.quarantine").warning
         self._fds: tuple[int, int] | None = None
         self._paired = False  # the files are known to pair up: restored, repaired, or written here only
         self.count = 0
+        #: Rejected lines that could not be written (a full disk): the reader counts them here.
+        self.lost = 0
 
     def add(self, rejected: Rejected) -> None:
-        """Append the line (a newline added when it had none) and its reason; the files are created on first use."""
+        """Append the line (a newline added when it had none) and its reason; the files are created on first use.
+
+        Raises OSError when either cannot be written whole (a full disk): both files are then cut back to where
+        they were, so they still pair up line by line.
+        """
         lines, reasons = self._open()
-        self._write(lines, rejected.raw if rejected.raw.endswith(b"\n") else rejected.raw + b"\n")
-        self._write(reasons, orjson.dumps({
-            "source": rejected.source, "line": rejected.line_no, "offset": rejected.offset,
-            "reason": rejected.reason, "detail": rejected.detail,
-        }, option=orjson.OPT_APPEND_NEWLINE))
+        sizes = os.fstat(lines).st_size, os.fstat(reasons).st_size
+        try:
+            self._write(lines, rejected.raw if rejected.raw.endswith(b"\n") else rejected.raw + b"\n")
+            self._write(reasons, orjson.dumps({
+                "source": rejected.source, "line": rejected.line_no, "offset": rejected.offset,
+                "reason": rejected.reason, "detail": rejected.detail,
+            }, option=orjson.OPT_APPEND_NEWLINE))
+        except OSError:
+            for fd, size in zip((lines, reasons), sizes, strict=True):
+                with contextlib.suppress(OSError):  # cutting back needs no space
+                    os.ftruncate(fd, size)
+            raise
         self.count += 1
 
     def position(self) -> tuple[int, int]:
@@ -306,13 +346,21 @@ class Quarantine:
     def _open(self) -> tuple[int, int]:
         if self._fds is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+            # Non-blocking: a FIFO put at the path since (refused below) must not hang the open.
+            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
             lines = os.open(self.path, flags, 0o644)
             try:
-                self._fds = lines, os.open(self.reasons_path, flags, 0o644)
+                _refuse_unless_regular(self.path, os.fstat(lines))
+                reasons = os.open(self.reasons_path, flags, 0o644)
+                try:
+                    _refuse_unless_regular(self.reasons_path, os.fstat(reasons))
+                except OSError:
+                    os.close(reasons)
+                    raise
             except OSError:
                 os.close(lines)
                 raise
+            self._fds = lines, reasons
             if not self._paired:
                 self._repair(*self._fds)
             self._paired = True
@@ -353,11 +401,17 @@ class Quarantine:
             view = view[os.write(fd, view):]
 
     def reset(self) -> None:
-        """Empty the quarantine (remove its files), for a read that starts again from the beginning."""
+        """Empty the quarantine, for a read that starts again from the beginning: its files are removed, but a
+        symbolic link is kept and the file it names emptied (only a regular file is ever removed or emptied)."""
         self.close()
-        self.count = 0
-        self.path.unlink(missing_ok=True)
-        self.reasons_path.unlink(missing_ok=True)
+        self.count = self.lost = 0
+        for path in (self.path, self.reasons_path):
+            _refuse_unless_regular(path)
+            if path.is_symlink():
+                with contextlib.suppress(FileNotFoundError):  # a dangling link: nothing to empty
+                    os.truncate(path, 0)
+            else:
+                path.unlink(missing_ok=True)
         self._paired = True
 
     def flush(self) -> None:

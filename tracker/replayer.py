@@ -14,6 +14,7 @@ big the logs are.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import Counter, deque
@@ -40,7 +41,9 @@ from .output import ReportWriter, remove_temporaries
 from .store import WindowStore
 from .thresholds import Threshold, Verdict
 
-__all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "read_events", "replay")
+__all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "keep", "read_events", "replay")
+
+_log = logging.getLogger("tracker.replay")
 
 
 
@@ -103,10 +106,24 @@ def _decoded(paths: Sequence[Path], block_bytes: int, max_line_bytes: int, worke
                 future.cancel()
 
 
+def keep(quarantine: Quarantine, line: Rejected, warn: Callable[[str], None]) -> None:
+    """Quarantine a rejected line; when it cannot be written (a full disk), say so (once for a run of failures)
+    and count it in ``quarantine.lost``: the read goes on, as a rejected line never stops it."""
+    try:
+        quarantine.add(line)
+    except OSError as exc:
+        if not quarantine.lost:
+            warn(f"cannot write {quarantine.path} ({exc.strerror or exc}): rejected lines that cannot be quarantined "
+                 "are counted (they are still in their logs: tracker validate lists them)")
+        quarantine.lost += 1
+
+
 def read_events(paths: Sequence[Path], quarantine: Quarantine, engine: Engine, *, block_bytes: int = BLOCK_BYTES,
                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, workers: int = 2,
-                on_block: Callable[[int, int, int], None] | None = None) -> Counter[str]:
-    """Fold every valid event of the logs into ``engine``, in read order; rejected lines go to ``quarantine``.
+                on_block: Callable[[int, int, int], None] | None = None,
+                warn: Callable[[str], None] = _log.warning) -> Counter[str]:
+    """Fold every valid event of the logs into ``engine``, in read order; rejected lines go to ``quarantine``
+    (those it cannot write are counted in its ``lost``, and said with ``warn``).
 
     Returns the rejected lines' count by reason. ``on_block``, when given (a progress display), is called after
     each block is folded in, with the bytes of the log it stands for (over a run they sum to the logs' sizes, an
@@ -116,7 +133,7 @@ def read_events(paths: Sequence[Path], quarantine: Quarantine, engine: Engine, *
     rejected: Counter[str] = Counter()
     for block, nbytes in _decoded(paths, block_bytes, max_line_bytes, workers, engine):
         for line in block.rejected:
-            quarantine.add(line)
+            keep(quarantine, line, warn)
             rejected[line.reason] += 1
         engine.add(block.frame)
         if on_block is not None:
@@ -158,7 +175,8 @@ def replay(
     (their verdicts are in the result). ``on_block`` is called after each block read (see :func:`read_events`).
     With ``stream`` (and no ``logs``), the events are a NATS JetStream stream's, from its first message to the last
     one present when the replay starts (:func:`~tracker.consume.read_stream`; ``stop`` ends a wait for the server,
-    ``warn`` hears of outages).
+    ``warn`` hears of outages). ``warn`` (default: the ``tracker.replay`` logger) also hears of rejected lines that
+    cannot be quarantined (a full disk): they are counted in ``quarantine.lost`` and the replay goes on.
     Raises :class:`OutputIsInputError`, before anything is removed or written, when the quarantine (or its
     reasons file) or a report file in ``out_dir`` is one of the logs.
     """
@@ -180,14 +198,15 @@ def replay(
         try:
             if stream is None:
                 rejected = read_events(paths, quarantine, engine, block_bytes=block_bytes,
-                                       max_line_bytes=max_line_bytes, on_block=on_block)
+                                       max_line_bytes=max_line_bytes, on_block=on_block,
+                                       warn=warn if warn is not None else _log.warning)
             else:
                 from .consume import read_stream
 
                 rejected = Counter()
 
                 def reject(line: Rejected) -> None:
-                    quarantine.add(line)
+                    keep(quarantine, line, warn if warn is not None else _log.warning)
                     rejected[line.reason] += 1
 
                 read_stream(stream, engine, stop=stop if stop is not None else threading.Event(), on_rejected=reject,
