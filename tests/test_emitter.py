@@ -284,6 +284,20 @@ class TestWriteFailures:
             log.emit("cycle_completed", "s1")
         assert info.value.errno == 28
 
+    def test_a_fifo_is_refused_at_once(self, tmp_path: Path) -> None:
+        """A FIFO as the log raises EmitError naming it, with or without a reader, instead of waiting for one."""
+        fifo = tmp_path / "events.jsonl"
+        os.mkfifo(fifo)
+        with pytest.raises(EmitError, match=f"cannot open event log '{fifo}': it is a FIFO or a socket, not a "
+                                            "regular file"):
+            EventLog(fifo)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            with pytest.raises(EmitError, match=f"cannot open event log '{fifo}': it is a FIFO, not a regular file"):
+                EventLog(fifo)
+        finally:
+            os.close(reader)
+
     def test_short_write_raises_and_ends_the_fragment(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """A short write raises EmitError and ends the fragment with a newline so later lines stay whole."""
         path = tmp_path / "log.jsonl"

@@ -18,6 +18,7 @@ import math
 import os
 import secrets
 import socket
+import stat
 import threading
 import time
 import weakref
@@ -82,9 +83,19 @@ class EventLog:
         self.path = Path(path if path is not None else os.environ.get(LOG_ENV_VAR) or DEFAULT_LOG_PATH)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+            # Non-blocking, so that opening a FIFO (refused below) does not wait for a reader.
+            self._fd = os.open(self.path, _OPEN_FLAGS | os.O_NONBLOCK, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ENXIO:  # a FIFO that nothing reads, a socket
+                exc.strerror = "it is a FIFO or a socket, not a regular file"
             raise EmitError(exc.errno, f"cannot open event log {str(self.path)!r}: {exc.strerror}") from exc
+        mode = os.fstat(self._fd).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            os.close(self._fd)
+            # Readers refuse such a log, and lines longer than a pipe's buffer would not be written whole.
+            raise EmitError(errno.EINVAL, f"cannot open event log {str(self.path)!r}: it is a "
+                                          f"{'FIFO' if stat.S_ISFIFO(mode) else 'socket'}, not a regular file")
+        os.set_blocking(self._fd, True)
         self._new_identity()
         _logs.add(self)
 
