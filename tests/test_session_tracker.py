@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import re
+import signal
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -527,6 +530,53 @@ class TestThreads:
         assert_reports_match_replay(tmp_path / "log.jsonl", tmp_path / "reports", tmp_path / "replayed")
 
 
+class TestFork:
+    @pytest.mark.parametrize("held", ["_state_lock", "_report_lock", "module"])
+    def test_a_forked_child_records_while_a_lock_was_held(self, make: Factory, tmp_path: Path, held: str) -> None:
+        """A child forked while another thread held one of the tracker's locks (or get_tracker's) records its
+        events under its own writer identity, at once, and writes no report files (its parent's)."""
+        tracker = make()
+        tracker.register_session("parent", "p")
+        lock = session_tracker._tracker_lock if held == "module" else getattr(tracker, held)
+        taken, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with lock:
+                taken.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert taken.wait(10)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # (3.12+: forking with threads)
+                pid = os.fork()
+            if pid == 0:  # the child: any hang ends in SIGALRM, any failure in status 1
+                code = 1
+                try:
+                    signal.alarm(10)
+                    tracker.update_session_activity("child", "question_asked")
+                    assert session_tracker.get_tracker() is not None
+                    tracker._write_reports(final=True)
+                    code = 0 if tracker.get_session_summary()["total_questions_asked"] == 1 else 1
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            release.set()
+            holder.join(10)
+        assert os.waitstatus_to_exitcode(status) == 0
+        events = decoded_events(tmp_path / "log.jsonl")
+        assert [(e.session_id, e.type) for e in events] == [("parent", "session_registered"),
+                                                            ("child", "question_asked")]
+        assert events[0].writer != events[1].writer
+        assert events[1].seq == 1
+        assert not (tmp_path / "reports").exists()
+        tracker.update_session_activity("parent", "question_asked")  # the parent goes on
+        assert tracker.get_session_summary()["total_questions_asked"] == 1
+
+
 class TestGetTracker:
     def test_one_tracker_per_process(self) -> None:
         """get_tracker returns the same tracker, created from the config on first call; extra keys are ignored."""
@@ -535,6 +585,12 @@ class TestGetTracker:
         assert tracker.enabled
         assert get_tracker() is tracker
         assert get_tracker({"tracking_report_interval": 120}) is tracker
+
+    def test_a_config_that_is_not_a_mapping(self) -> None:
+        """A config that is not a mapping is a TypeError quoting it."""
+        with pytest.raises(TypeError, match=r"config: must be a mapping such as STRESS_TEST_CONFIG \(a dict\), got "
+                                            r"\[1, 2\]"):
+            get_tracker([1, 2])  # type: ignore[arg-type]
 
     def test_defaults(self) -> None:
         """Without a config the tracker reports every 300 s into session_tracking_reports."""

@@ -32,6 +32,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -127,10 +128,13 @@ def read_config(config: Mapping[str, object] | None) -> TrackerConfig:
     ``console_logging`` (default True) and ``tracking_session_timeout`` (seconds, default None: off) of ``config``.
 
     Other keys are ignored. Raises ``ValueError`` quoting a value that is not
-    a bool, not a whole number of seconds >= 1, or not a timeout.
+    a bool, not a whole number of seconds >= 1, or not a timeout, and ``TypeError`` when ``config`` is not a
+    mapping.
     """
     if config is None:
         return TrackerConfig()
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config: must be a mapping such as STRESS_TEST_CONFIG (a dict), got {config!r}")
     enabled = _check_flag(config, "enable_session_tracking")
     interval = _check_interval("tracking_report_interval", config.get("tracking_report_interval",
                                                                       DEFAULT_REPORT_INTERVAL))
@@ -371,6 +375,19 @@ class SessionTracker:
         self._task: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        #: False in a process forked from the one that made this tracker: it records, the parent reports.
+        self._reporting = True
+        _trackers.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: new locks (the parent's may have been held by threads the child does not have), and
+        no reports: the events go to the log, under the child's own writer identity, and the parent's tracker (or
+        ``tracker tail``/``tracker replay`` of the log, for every process) reports them. Its engine may have been
+        mid-update when the process forked, and its files are the parent's."""
+        self._state_lock, self._report_lock, self._control_lock = threading.Lock(), threading.RLock(), threading.Lock()
+        self._pending = _empty_columns()
+        self._task, self._thread, self._stop = None, None, threading.Event()
+        self._reporting = False
 
     @property
     def out_dir(self) -> Path:
@@ -396,12 +413,13 @@ class SessionTracker:
                 self._log = EventLog()
             event = event_from_emitted(self._log.emit(event_type, session_id, **fields))
             state = self._sessions[session_id] = fold(self._sessions.get(session_id), event)
-            columns = self._pending
-            for name, value in zip(_ENVELOPE, (event.ts, event.event_id, event.writer, event.seq, session_id,
-                                               event_type), strict=True):
-                columns[name].append(value)
-            for name in _FIELDS:
-                columns[name].append(getattr(event, name, None))
+            if self._reporting:
+                columns = self._pending
+                for name, value in zip(_ENVELOPE, (event.ts, event.event_id, event.writer, event.seq, session_id,
+                                                   event_type), strict=True):
+                    columns[name].append(value)
+                for name in _FIELDS:
+                    columns[name].append(getattr(event, name, None))
         return state
 
     def _drain(self) -> None:
@@ -482,6 +500,12 @@ class SessionTracker:
         self._write_reports(final=False)
 
     def _write_reports(self, *, final: bool) -> None:
+        if not self._reporting:
+            if final:
+                _log(self.console_logging, logging.INFO, "[TRACKER] No reports from this forked process: its "
+                     "events are in the log %s (tracker tail or tracker replay of it reports every process)",
+                     self._log.path if self._log is not None else "(none yet)")
+            return
         with self._report_lock:
             now_us = _now_us()  # before taking the events: any event emitted later is at or after it
             self._drain()
@@ -608,6 +632,18 @@ class SessionTracker:
 
 _tracker: SessionTracker | None = None
 _tracker_lock = threading.Lock()
+#: Every tracker of this process, made new in a forked child (:meth:`SessionTracker._after_fork`).
+_trackers: weakref.WeakSet[SessionTracker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _tracker_lock
+    _tracker_lock = threading.Lock()
+    for tracker in list(_trackers):
+        tracker._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _replace(tracker: SessionTracker) -> SessionTracker:
