@@ -109,6 +109,18 @@ class TestWindowStore:
         assert store.rows(2).height == 2000
 
 
+    def test_a_spool_folder_that_cannot_be_made_is_named(self, tmp_path: Path) -> None:
+        """A spool_dir that is a file: the warning names it (no folder was made), and the rows stay in memory."""
+        (tmp_path / "notadir").write_bytes(b"x")
+        warnings: list[str] = []
+        store = WindowStore(memory_bytes=0, spool_dir=tmp_path / "notadir", warn=warnings.append)
+        add(store, 1, rows(100))
+        store.trim()
+        assert warnings == [f"cannot write window rows to a new folder in {tmp_path / 'notadir'} (File exists); "
+                            "keeping them in memory for now"]
+        assert store.rows(1)["key"].to_list() == list(range(100))
+
+
 def int128(values: list[int]) -> pl.Series:
     return pl.Series("key", values, pl.Int128)
 

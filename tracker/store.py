@@ -211,7 +211,8 @@ class WindowStore:
                 self._write(k, drop=True)
             except (OSError, pl.exceptions.PolarsError) as exc:  # a full disk: keep the rows, say so once
                 if not self._failing:
-                    self._warn(f"cannot write window rows to {self._folder} ({_why(exc)}); keeping them in memory "
+                    where = self._folder if self._folder is not None else f"a new folder in {self._spool_dir}"
+                    self._warn(f"cannot write window rows to {where} ({_why(exc)}); keeping them in memory "
                                "for now")
                 self._failing = True
                 return
