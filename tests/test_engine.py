@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -490,6 +491,34 @@ class TestReportRules:
         again.restore(orjson.loads(orjson.dumps(engine.state())))
         assert again.agg(k).chat["output_tokens"] == 4 * big
         assert again.totals()["output_tokens"].to_list() == [4 * big]
+
+    @pytest.mark.parametrize(("part", "change", "message"), [
+        ("ts_min", None, "first and last event times disagree"),
+        ("sessions", [], "0 sessions for 4 events"),
+        ("counts", {"question_answered": 5}, "5 events counted, but the windows saved hold 4"),
+        ("ts_max", T0 + 3 * S, "a session's events outside the run's first and last event times"),
+        ("carry", [10**9, []], "running totals of window 1000000000, outside the events' windows"),
+    ])
+    def test_a_state_whose_parts_disagree_is_refused(self, part: str, change: object, message: str) -> None:
+        """A saved state whose parts contradict each other or the saved windows (a damaged checkpoint) is refused,
+        naming the contradiction, rather than used."""
+        engine = build([event(i, "s", "question_answered", T0 + i * S, response_time_ms=1.0) for i in range(1, 5)])
+        engine.session_rows(next(engine.windows()))  # a carry saved
+        state = orjson.loads(orjson.dumps(engine.state()))
+        state[part] = change
+        with pytest.raises(ValueError, match=re.escape(message)):
+            Engine(60, store=engine.store).restore(state)
+
+    def test_figures_of_a_window_without_rows_are_refused(self) -> None:
+        """Saved figures of a window the saved rows do not have (the windows' entry lost) are refused."""
+        engine = build([event(i, "s", "question_answered", T0 + i * S, response_time_ms=1.0) for i in range(1, 5)])
+        k = next(engine.windows())
+        engine.agg(k)
+        state = orjson.loads(orjson.dumps(engine.state()))
+        state["aggs"][str(k + 1)] = state["aggs"][str(k)]
+        with pytest.raises(ValueError, match=re.escape(f"figures of windows whose rows the checkpoint does not name: "
+                                                       f"[{k + 1}]")):
+            Engine(60, store=engine.store).restore(state)
 
     def test_interval_must_be_whole_positive_seconds(self) -> None:
         """A zero, negative or fractional interval is refused with the value quoted."""

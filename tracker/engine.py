@@ -359,8 +359,7 @@ class Engine:
                     or not all(type(c) is int for c in facts.course_numbers):
                 raise ValueError(f"engine state: a session entry is damaged: {entry!r}")
             sessions[session_id], last_ts[session_id] = facts, last
-        if sessions and ts_max is None:
-            raise ValueError("engine state: sessions without a last event time")
+        _check_consistent(sessions, last_ts, ts_min, ts_max, counts, self.store.row_counts(), self.every)
         self.sessions, self.last_ts, self.ts_min, self.ts_max = sessions, last_ts, ts_min, ts_max
         self._timed_out = {s for s in sessions if (end := self.closing(s)) is not None and end[1] == TIMED_OUT}
         self._deadlines = [(last_ts[s] + self.timeout, s) for s, f in sessions.items()
@@ -368,7 +367,13 @@ class Engine:
         heapq.heapify(self._deadlines)
         self.counts, self.duplicates = Counter(counts), duplicates
         self._aggs = _aggs_of(state.get("aggs"))
+        if any(not self.store.has(k) for k in self._aggs):
+            raise ValueError("engine state: figures of windows whose rows the checkpoint does not name: "
+                             f"{sorted(k for k in self._aggs if not self.store.has(k))[:3]!r}")
         carry = _carry_of(state.get("carry"))
+        if carry is not None and not (ts_min is not None and ts_max is not None
+                                      and ts_min // self.every <= carry[0] <= ts_max // self.every):
+            raise ValueError(f"engine state: running totals of window {carry[0]}, outside the events' windows")
         self._carries = {} if carry is None else {carry[0]: carry[1]}
         self._cells.clear()
         self._facts_frame = None
@@ -590,6 +595,25 @@ class Engine:
         span = self.span()
         if span is not None:
             yield from range(span[0], span[1] + 1)
+
+
+def _check_consistent(sessions: dict[str, SessionFacts], last_ts: dict[str, int], ts_min: int | None,
+                      ts_max: int | None, counts: dict[str, int], rows: dict[int, int], every: int) -> None:
+    """ValueError unless the saved parts of a state agree: the events counted are the rows saved (duplicates are
+    never saved), within the first and last event's windows, and every session's events within those times."""
+    if (ts_min is None) != (ts_max is None) or (ts_min is not None and ts_max is not None and ts_min > ts_max):
+        raise ValueError(f"engine state: first and last event times disagree: {ts_min!r}, {ts_max!r}")
+    events = sum(counts.values())
+    if events != sum(rows.values()):
+        raise ValueError(f"engine state: {events} events counted, but the windows saved hold {sum(rows.values())}")
+    if bool(sessions) != bool(events):
+        raise ValueError(f"engine state: {len(sessions)} sessions for {events} events")
+    if ts_min is not None and ts_max is not None:
+        outside = [k for k in rows if not ts_min // every <= k <= ts_max // every]
+        if outside:
+            raise ValueError(f"engine state: windows saved outside the events' times: {sorted(outside)[:3]!r}")
+        if any(not ts_min <= f.first_ts <= last_ts[s] <= ts_max for s, f in sessions.items()):
+            raise ValueError("engine state: a session's events outside the run's first and last event times")
 
 
 def _aggs_of(entries: object) -> dict[int, WindowAgg]:

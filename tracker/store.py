@@ -152,6 +152,10 @@ class WindowStore:
         slot.used = self._clock
         return slot
 
+    def row_counts(self) -> dict[int, int]:
+        """How many rows each window with rows holds."""
+        return {k: slot.rows for k, slot in self._slots.items() if slot.rows}
+
     def has(self, k: int) -> bool:
         """True when window ``k`` has rows."""
         slot = self._slots.get(k)
