@@ -69,6 +69,20 @@ class TestReportWriter:
         ReportWriter(engine, tmp_path / "fresh").flush()
         assert page.read_bytes() == (tmp_path / "fresh" / "session_tracking_report.html").read_bytes()
 
+    def test_a_replay_since_the_state_makes_it_unusable(self, tmp_path: Path) -> None:
+        """A live writer's state is refused (ValueError) once a replay wrote into the folder: its files and manifest
+        are no longer the live run's; a live writer's own later writes do not refuse it."""
+        engine = Engine(60)
+        engine.add(events_frame(events(300)))
+        live = ReportWriter(engine, tmp_path / "out")
+        live.flush()
+        state = live.state()
+        ReportWriter(engine, tmp_path / "out").flush()  # the same tail, written again after its checkpoint
+        ReportWriter(engine, tmp_path / "out").restore(state)
+        ReportWriter(engine, tmp_path / "out", once=True).flush()  # a replay
+        with pytest.raises(ValueError, match=f"tracker replay wrote its reports into {tmp_path / 'out'} since"):
+            ReportWriter(engine, tmp_path / "out").restore(state)
+
     def test_temporaries_of_a_killed_writer_are_removed(self, tmp_path: Path) -> None:
         """The .NAME.PID.tmp of a report file or the manifest (a process killed mid-write) goes; a user's file of
         that shape, and this process's own, stay."""

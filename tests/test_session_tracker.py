@@ -63,7 +63,9 @@ def logged(path: Path) -> list[dict[str, Any]]:
 
 
 def report_files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith("quarantine")}
+    """The report files of a folder (not the quarantine, nor the manifest: it says which writer wrote last)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+            if not p.name.startswith(("quarantine", "."))}
 
 
 def assert_reports_match_replay(log: Path, out_dir: Path, scratch: Path, interval_s: int = 300) -> None:

@@ -122,11 +122,12 @@ def remove_temporaries(folder: Path) -> list[Path]:
 def add_to_manifest(out_dir: Path, name: str) -> None:
     """Name one more file in the folder's manifest, when it has one of ours (``tracker report``'s page)."""
     try:
-        listed = orjson.loads((out_dir / MANIFEST_FILE).read_bytes()).get("files")
+        manifest = orjson.loads((out_dir / MANIFEST_FILE).read_bytes())
+        listed = manifest.get("files")
     except (OSError, ValueError, AttributeError):
         return  # no manifest of ours: nothing is listed
     if isinstance(listed, list) and name not in listed:
-        write_atomically(out_dir / MANIFEST_FILE, orjson.dumps({"files": sorted({*listed, name})}))
+        write_atomically(out_dir / MANIFEST_FILE, orjson.dumps({**manifest, "files": sorted({*listed, name})}))
 
 
 def _digest(data: bytes) -> bytes:
@@ -169,18 +170,27 @@ class ReportWriter:
         #: so that a writer restored from a checkpoint writes the page again (a live one may be on disk).
         self._html_reload: int | None = -1
         self._html_due = 0.0  # while live, the page is not built again before this (time.monotonic())
+        #: Who writes, in the folder's manifest: a tail restarted from its checkpoint finds out from it whether a
+        #: replay wrote into the folder meanwhile.
+        self._writer = "replay" if once else "live"
 
     def earlier_files(self) -> tuple[set[str], set[str]]:
         """Report files in the folder: those an earlier writer listed in its manifest, and those it did not."""
-        listed: set[str] = set()
-        try:
-            names = orjson.loads((self.out_dir / MANIFEST_FILE).read_bytes()).get("files", [])
-            listed = {n for n in names if isinstance(n, str) and REPORT_NAME.fullmatch(n)}
-        except (OSError, ValueError, AttributeError):
-            pass  # no manifest, or not ours: nothing is taken as ours
+        names = self._manifest().get("files", [])
+        listed = {n for n in names if isinstance(n, str) and REPORT_NAME.fullmatch(n)} if isinstance(names, list) \
+            else set()
         present = {p.name for p in self.out_dir.glob("session_tracking_*.csv") if REPORT_NAME.fullmatch(p.name)} \
             if self.out_dir.is_dir() else set()
         return present & listed, present - listed
+
+    def _manifest(self) -> dict[str, object]:
+        """The folder's manifest (``{"files": [...], "writer": "live" or "replay"}``), or an empty one when there is
+        none of ours."""
+        try:
+            manifest = orjson.loads((self.out_dir / MANIFEST_FILE).read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return manifest if isinstance(manifest, dict) else {}
 
     def own_earlier_files(self) -> set[str]:
         """The report files an earlier run listed as its own; ReportError when the folder holds report files no
@@ -237,6 +247,8 @@ class ReportWriter:
                 and all(isinstance(n, str) and REPORT_NAME.fullmatch(n) and isinstance(h, str) and len(h) == 32
                         for n, h in hashes.items())):
             raise ValueError("writer state: damaged")
+        if self._manifest().get("writer", self._writer) != self._writer:
+            raise ValueError(f"tracker replay wrote its reports into {self.out_dir} since")
         self._last, self._stale_from, self._pending = last, stale, set(pending)
         # Trust a saved hash only for a file that still holds those bytes: a file removed or replaced while the
         # tail was down is written again.
@@ -261,7 +273,7 @@ class ReportWriter:
         if names == self._listed and (self.out_dir / MANIFEST_FILE).exists():
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(self.out_dir / MANIFEST_FILE, orjson.dumps({"files": sorted(names)}))
+        write_atomically(self.out_dir / MANIFEST_FILE, orjson.dumps({"files": sorted(names), "writer": self._writer}))
         self._listed = set(names)
 
     @property
