@@ -665,6 +665,31 @@ class TestDemoHints:
 class TestReviewFindings:
     """Defects a review found: each command reads the same log the same way, and no user's file is replaced."""
 
+    def test_a_file_where_the_checkpoint_folder_goes(self, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+        """tail: a file at the checkpoint folder's path is a usage error saying so (not 'File exists')."""
+        (tmp_path / "log.jsonl").write_bytes(_log_line(1))
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / ".tracker-checkpoint").write_bytes(b"mine")
+        with _sigterm_once_following():
+            assert main("tail", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "out"), "--quiet") == 2
+        assert capsys.readouterr().err == (
+            f"tracker tail: error: cannot use '{tmp_path / 'out' / '.tracker-checkpoint'}': it is a file, not a "
+            "folder; give this one another --out or --checkpoint-dir\n")
+        assert (tmp_path / "out" / ".tracker-checkpoint").read_bytes() == b"mine"
+
+    def test_a_dangling_lock_link(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """tail: a lock file that is a link to nowhere is a usage error naming it and saying what it is."""
+        (tmp_path / "log.jsonl").write_bytes(_log_line(1))
+        lock = tmp_path / "out" / ".tracker-checkpoint" / ".tracker-tail.lock"
+        lock.parent.mkdir(parents=True)
+        lock.symlink_to(tmp_path / "nowhere" / "lock")
+        with _sigterm_once_following():
+            assert main("tail", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "out"), "--quiet") == 2
+        assert capsys.readouterr().err == (
+            f"tracker tail: error: cannot use the lock file '{lock}': it is a symbolic link to a file that cannot be "
+            "made; remove it\n")
+
     def test_validate_and_replay_count_the_same_duplicates(self, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
         """A line read twice is one event for every command; the same event_id and ts with another seq is two."""

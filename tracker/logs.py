@@ -223,8 +223,16 @@ def lock_folder(folder: Path, lock_name: str, holder: str, hint: str) -> int:
     """Make ``folder`` and hold an exclusive lock on its file ``lock_name`` (released when the returned descriptor
     is closed, or the process ends); CheckpointError naming the ``holder`` and what to do (``hint``) when another
     process holds it: one tail a checkpoint folder, one shipper a state folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / lock_name, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # (a folder is fine: exist_ok)
+        raise CheckpointError(f"cannot use {str(folder)!r}: it is a file, not a folder; {hint}") from None
+    try:
+        fd = os.open(folder / lock_name, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        why = ("it is a symbolic link to a file that cannot be made" if (folder / lock_name).is_symlink()
+               else exc.strerror or str(exc))
+        raise CheckpointError(f"cannot use the lock file {str(folder / lock_name)!r}: {why}; remove it") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
