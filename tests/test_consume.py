@@ -125,9 +125,10 @@ def busy_logs(run: Path) -> list[Path]:
 
 
 def report_files(folder: Path) -> dict[str, bytes]:
-    """Every file a run wrote into ``folder`` (its own state folders and the quarantine left out)."""
+    """Every file a run wrote into ``folder`` (its own state folders, the quarantine and the manifest, which says
+    which writer wrote last, left out)."""
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
-            if p.is_file() and not p.name.startswith("quarantine")}
+            if p.is_file() and not p.name.startswith(("quarantine", "."))}
 
 
 def ship_logs(url: str, *logs: Path) -> None:

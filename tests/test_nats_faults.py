@@ -33,6 +33,7 @@ from nats.js.errors import NotFoundError
 
 from tests.helpers import T0
 from tracker.cli import main
+from tracker.names import MANIFEST_FILE
 from tracker.tail import CHECKPOINT_DIR, CHECKPOINT_FILE, default_consumer
 
 if TYPE_CHECKING:
@@ -297,11 +298,13 @@ def crash(server: NatsServer) -> None:
 
 
 def report_files(folder: Path) -> dict[str, bytes]:
-    """Every report file (all but the quarantine and the checkpoint), by its path in ``folder``."""
+    """Every report file (all but the quarantine, the checkpoint and the manifest, which says which writer wrote
+    last), by its path in ``folder``."""
     files = {}
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
-        if path.is_dir() or relative.parts[0] == CHECKPOINT_DIR or path.name.startswith("quarantine.jsonl"):
+        if path.is_dir() or relative.parts[0] == CHECKPOINT_DIR or path.name.startswith("quarantine.jsonl") \
+                or path.name == MANIFEST_FILE:
             continue
         files[str(relative)] = path.read_bytes()
     return files

@@ -30,6 +30,16 @@ def filled(batches: list[list[float]], memory_values: int, folder: Path | None =
 class TestOrderStatistics:
     """Every order statistic and quantile equals the sorted list's, however the values were spilled."""
 
+    def test_a_quantile_between_subnormals(self) -> None:
+        """Between two subnormal values a quantile is within two steps of the smallest double of the exact one."""
+        batches = [[0.0] * 5 + [5e-324] + [1.0] * 5 + [2.2250738585e-313]]
+        values = filled(batches, 1)
+        try:
+            assert values.quantile(0.5) == pytest.approx(percentile(batches[0], 0.5), rel=0.0, abs=2 * 5e-324)
+            assert values.quantile(0.5) != 0.0
+        finally:
+            values.close()
+
     @settings(max_examples=150, deadline=None)
     @given(batches=BATCHES, memory_values=st.sampled_from([1, 2, 3, 5, 1000]))
     def test_equal_to_a_sorted_list(self, batches: list[list[float]], memory_values: int) -> None:
@@ -42,7 +52,10 @@ class TestOrderStatistics:
             assert [values.kth(k) for k in range(len(flat))] == want
             for q in (0.0, 0.5, 0.9, 0.95, 0.99, 1.0):  # the reference's is exact, rounded once
                 want_q = percentile(flat, q)
-                assert values.quantile(q) == (None if want_q is None else pytest.approx(want_q, rel=1e-12, abs=0.0))
+                # Within 1e-12 of it, or two steps of the smallest double (between subnormals, where a float has
+                # only a few bits: the midpoint of 5e-324 and 2.2250738585e-313 rounds one step off).
+                assert values.quantile(q) == (None if want_q is None
+                                              else pytest.approx(want_q, rel=1e-12, abs=2 * 5e-324))
             assert values.max() == (max(flat) if flat else None)
         finally:
             values.close()

@@ -41,7 +41,7 @@ from .output import ReportWriter, remove_temporaries
 from .store import WindowStore
 from .thresholds import Threshold, Verdict
 
-__all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "keep", "read_events", "replay")
+__all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "quarantine_line", "read_events", "replay")
 
 _log = logging.getLogger("tracker.replay")
 
@@ -106,7 +106,7 @@ def _decoded(paths: Sequence[Path], block_bytes: int, max_line_bytes: int, worke
                 future.cancel()
 
 
-def keep(quarantine: Quarantine, line: Rejected, warn: Callable[[str], None]) -> None:
+def quarantine_line(quarantine: Quarantine, line: Rejected, warn: Callable[[str], None]) -> None:
     """Quarantine a rejected line; when it cannot be written (a full disk), say so (once for a run of failures)
     and count it in ``quarantine.lost``: the read goes on, as a rejected line never stops it."""
     try:
@@ -133,7 +133,7 @@ def read_events(paths: Sequence[Path], quarantine: Quarantine, engine: Engine, *
     rejected: Counter[str] = Counter()
     for block, nbytes in _decoded(paths, block_bytes, max_line_bytes, workers, engine):
         for line in block.rejected:
-            keep(quarantine, line, warn)
+            quarantine_line(quarantine, line, warn)
             rejected[line.reason] += 1
         engine.add(block.frame)
         if on_block is not None:
@@ -206,7 +206,7 @@ def replay(
                 rejected = Counter()
 
                 def reject(line: Rejected) -> None:
-                    keep(quarantine, line, warn if warn is not None else _log.warning)
+                    quarantine_line(quarantine, line, warn if warn is not None else _log.warning)
                     rejected[line.reason] += 1
 
                 read_stream(stream, engine, stop=stop if stop is not None else threading.Event(), on_rejected=reject,
