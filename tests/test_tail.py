@@ -421,6 +421,27 @@ class TestCheckpoints:
         assert second.stats.events == 79
         assert_same_as_replay([log], tmp_path / "out", tmp_path, 60)
 
+    def test_checkpoint_of_the_version_before_rotated_siblings_means_full_reread(self, tmp_path: Path) -> None:
+        """A version 7 checkpoint (before every rotated sibling was remembered) is said unusable and the logs are read
+        again in full, naming the rotated files beside them; no crash."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i * 7) for i in range(1, 30)))
+        (tmp_path / "events.jsonl.1").write_bytes(line(100))
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.step(now=0)
+        first.checkpoint()
+        path = tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE
+        state = orjson.loads(path.read_bytes())
+        state["version"] = 7
+        state["files"] = [{k: v for k, v in e.items() if k != "rotated"} for e in state["files"] if not e["rotated"]]
+        path.write_bytes(orjson.dumps(state))
+        first.release()
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        (warning,) = [w for w in second.warnings if "unusable" in w]
+        assert "version 7" in warning
+        assert "events.jsonl.1" in warning
+        assert second.poll() == 29
+
     @pytest.mark.parametrize("damage", [b"{not json", b'{"version": 99}', b""])
     def test_corrupt_checkpoint_means_full_reread(self, tmp_path: Path, damage: bytes) -> None:
         """An unusable checkpoint gives a warning and a full re-read, not a crash; reports stay right."""

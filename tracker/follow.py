@@ -6,7 +6,9 @@ A path whose inode changes was rotated: the old file is drained (and kept open w
 it), then the generations rotated after it and never read, oldest first, then the new file from its start. A
 file that shrank, or whose first bytes or bytes before the read offset changed, was truncated or replaced: what
 followed the offset read is read on in its copy when a rotated sibling is one (copytruncate), then the file
-again from its start. Which files those are, :mod:`tracker.rotation` works out; this module reads them.
+again from its start. Every rotated sibling is remembered with how far it was read (also in the positions saved),
+so one new or grown since it was last looked at is read (:meth:`Follower._sweep`), each line once. Which files
+those are, :mod:`tracker.rotation` works out; this module reads them.
 Only regular files are read (anything else is said once and tried again on every poll), never an ``exclude``d
 one. Every decoded block goes to ``on_block``, in file order; :meth:`Follower.positions` says how far each file
 was read, so a checkpoint taken after the callback's work resumes exactly there, once checked against the file.
@@ -72,8 +74,6 @@ class _Followed:
     pending: int = 0  # bytes after offset held back: an incomplete line
     skipping: bool = False  # inside a line already rejected as too long
     retired_at: float = 0.0  # when it was rotated away, or last grew after that
-    #: While nothing was read of it (no head): its rotated siblings' identities when it was last looked at.
-    siblings: frozenset[Identity] | None = None
 
 
 @dataclass(slots=True)
@@ -87,7 +87,9 @@ class FollowStats:
 
 def check_positions(entries: object) -> list[dict[str, Any]]:
     """Saved positions (as :meth:`Follower.positions` gives them) checked for shape; ValueError if damaged.
-    ``before``, ``skipping`` and ``siblings`` may be missing (positions saved by an older tracker)."""
+    ``before``, ``skipping`` and ``rotated`` may be missing (positions saved by an older tracker; ``siblings``, which
+    they may hold, is checked and not used). An entry with ``rotated`` is a rotated sibling of ``path``, closed: how
+    far it was read (see :meth:`Follower._sweep`)."""
     if not isinstance(entries, list):
         raise ValueError(f"files: expected a list, got {type(entries).__name__}")
     checked = [_checked(entry) for entry in entries]
@@ -98,8 +100,8 @@ def check_positions(entries: object) -> list[dict[str, Any]]:
 
 def _checked(entry: object) -> dict[str, Any]:
     if isinstance(entry, dict):
-        path, head, before, skipping, siblings = (
-            entry.get(k) for k in ("path", "head", "before", "skipping", "siblings"))
+        path, head, before, skipping, siblings, rotated = (
+            entry.get(k) for k in ("path", "head", "before", "skipping", "siblings", "rotated"))
         numbers: list[Any] = [entry.get(k) for k in ("dev", "ino", "offset", "line_no")]
         if (isinstance(path, str) and path and "\0" not in path and isinstance(head, str)
                 and len(head) <= 2 * FINGERPRINT_BYTES and _HEX.fullmatch(head)
@@ -107,12 +109,12 @@ def _checked(entry: object) -> dict[str, Any]:
                 and (before is None or (isinstance(before, str)
                                         and len(before) == 2 * min(numbers[2], FINGERPRINT_BYTES)
                                         and _HEX.fullmatch(before)))
-                and (skipping is None or type(skipping) is bool)
+                and (skipping is None or type(skipping) is bool) and (rotated is None or type(rotated) is bool)
                 and (siblings is None or (isinstance(siblings, list) and all(
                     isinstance(pair, list) and len(pair) == 2 and all(type(n) is int and 0 <= n < 1 << 63
                                                                       for n in pair) for pair in siblings)))):
             return {"path": Path(path), **dict(zip(("dev", "ino", "offset", "line_no"), numbers, strict=True)),
-                    "head": head, "before": before, "skipping": bool(skipping), "siblings": siblings}
+                    "head": head, "before": before, "skipping": bool(skipping), "rotated": bool(rotated)}
     raise ValueError(f"a file entry is damaged: {reprlib.repr(entry)}")
 
 
@@ -127,7 +129,7 @@ class Follower:
 
     def __init__(self, targets: Sequence[str | os.PathLike[str]], decoder: Decoder,
                  on_block: Callable[[Any, Iterable[Rejected]], None], *,
-                 resume: Iterable[dict[str, Any]] = (), warn: Callable[[str], None] | None = None,
+                 resume: Iterable[dict[str, Any]] | None = None, warn: Callable[[str], None] | None = None,
                  exclude: Iterable[str | os.PathLike[str]] = (), decode: Decode | None = None) -> None:
         self.targets = [Path(t) for t in targets]
         self.exclude = [Path(p) for p in exclude]  # never followed: the tracker's own outputs
@@ -140,7 +142,13 @@ class Follower:
         self._files: dict[Path, _Followed] = {}
         self._retired: list[_Followed] = []  # rotated away: still drained, as writers may append for a while
         self._skipped: dict[Path, str] = {}  # paths not read now, and why (said once)
-        self._resume: list[dict[str, Any]] = list(resume)  # saved positions, not yet reopened
+        self._resume: list[dict[str, Any]] = []  # saved positions, not yet reopened
+        #: Each path's rotated siblings not open, by identity: how far each was read (or found already read).
+        self._ledger: dict[Path, dict[Identity, _Followed]] = {}
+        self._fresh = True  # no saved positions: the rotated siblings a path has when first seen are not read
+        self._swept: set[Path] = set()  # the paths whose siblings were looked at
+        if resume is not None:
+            self.resume(resume)
 
     # -- what is followed -------------------------------------------------------
 
@@ -167,18 +175,30 @@ class Follower:
 
     def resume(self, positions: Iterable[dict[str, Any]]) -> None:
         """Go on from saved positions (see :func:`check_positions`) when the files are next polled."""
-        self._resume = list(positions)
+        self._fresh = False
+        self._resume, self._ledger = [], {}
+        for saved in positions:
+            if not saved.get("rotated"):
+                self._resume.append(saved)
+                continue
+            mark = _Followed(Path(saved["path"]), -1, saved["dev"], saved["ino"], saved["offset"], saved["line_no"],
+                             bytes.fromhex(saved["head"]), bytes.fromhex(saved["before"] or ""),
+                             skipping=saved["skipping"])
+            self._ledger.setdefault(mark.path, {})[(mark.dev, mark.ino)] = mark
 
     def positions(self) -> list[dict[str, Any]]:
-        """How far each open file was read (complete lines only), for a checkpoint."""
+        """How far each open file was read (complete lines only), and each closed rotated sibling (``rotated``), for a
+        checkpoint."""
+        opened = [*self._files.values(), *self._retired]
+        known = {(f.path, f.dev, f.ino) for f in opened} | {(e["path"], e["dev"], e["ino"]) for e in self._resume}
+        closed = [f for marks in self._ledger.values() for f in marks.values() if (f.path, f.dev, f.ino) not in known]
         return [
             {"path": str(f.path), "dev": f.dev, "ino": f.ino, "offset": f.offset, "line_no": f.line_no,
-             "head": f.head.hex(), "skipping": f.skipping,
+             "head": f.head.hex(), "skipping": f.skipping, "rotated": f.fd < 0,
              # Never an entry check_positions would refuse (a whole checkpoint thrown away): a fingerprint not of
              # the length the offset gives is left out, and taken from the file again at a restart.
-             "before": f.before.hex() if len(f.before) == min(f.offset, FINGERPRINT_BYTES) else None,
-             "siblings": None if f.siblings is None else [list(identity) for identity in sorted(f.siblings)]}
-            for f in [*self._files.values(), *self._retired]
+             "before": f.before.hex() if len(f.before) == min(f.offset, FINGERPRINT_BYTES) else None}
+            for f in [*opened, *closed] if f.fd >= 0 or len(f.before) == min(f.offset, FINGERPRINT_BYTES)
         ] + [{**saved, "path": str(saved["path"])} for saved in self._resume]
 
     # -- opening ------------------------------------------------------------------
@@ -229,8 +249,6 @@ class Follower:
         (after the rest of what it was, if a rotated sibling is a copy of it: see :meth:`_read_copy`)."""
         f.offset, f.line_no, f.skipping = saved["offset"], saved["line_no"], saved["skipping"]
         f.head = bytes.fromhex(saved["head"])
-        if saved.get("siblings") is not None and not f.head:
-            f.siblings = frozenset((dev, ino) for dev, ino in saved["siblings"])
         before = None if saved["before"] is None else bytes.fromhex(saved["before"])
         f.before = rotation.fingerprint_before(f.fd, f.offset) if before is None else before
         problem, copied = self._changed(f, size), None
@@ -244,8 +262,7 @@ class Follower:
                        f"(copytruncate); read {copied}; reading it from the start")
         elif problem is not None:
             self._warn(f"{f.path}: changed since the checkpoint ({problem}); reading it from the start; "
-                       + (self._after_compressed_copy(f) or rotation.lost(f.path, f.offset, f.head)
-                          + self._unread_siblings(f.path)))
+                       + (self._after_compressed_copy(f) or rotation.lost(f.path, f.offset, f.head)))
         if problem is not None:
             _restart(f)
 
@@ -288,7 +305,7 @@ class Follower:
             self._resume.remove(saved)
             if copied is None:
                 self._warn(f"{path}: not found since the checkpoint (deleted or compressed); "
-                           f"{rotation.lost(path, saved['offset'], head)}{self._unread_siblings(path)}")
+                           f"{rotation.lost(path, saved['offset'], head)}")
             else:  # copied, truncated in place, then gone from its path (rotated by rename, or deleted)
                 self._retire(copied[2])  # followed from now on: never read in full as a newer generation
                 moved.append(copied)
@@ -328,13 +345,15 @@ class Follower:
             f = None
         elif f is not None and st is not None and (problem := self._changed(f, st.st_size)) is not None:
             self._truncated(f, problem)
-        if f is None:
-            if st is None or (f := self._open(path)) is None:
-                return
+        if f is None and st is not None and (f := self._open(path)) is not None:
             self._files[path] = f
-        siblings = self._copied_while_empty(f) if not f.head else None
-        self._read(f)
-        f.siblings = siblings if not f.head else None
+        if read := self._sweep(path):
+            self.stats.truncations += len(read)
+            self._warn(f"{path}: rotated files beside it held lines not read yet (copied or rotated away before they "
+                       f"were read): read {', '.join(read)}")
+        if f is not None:
+            self._catch_up(f)
+            self._read(f)
 
     def _truncated(self, f: _Followed, problem: str) -> None:
         """``f`` (followed, or rotated away and still drained) was truncated or rewritten in place: go on in its copy
@@ -356,27 +375,10 @@ class Follower:
         self._retire(f)  # followed from now on: its inode is never read again as a newer generation
         if (problem := self._changed(f, os.fstat(f.fd).st_size)) is not None:  # truncated before it left
             self._truncated(f, problem)
-        if not f.head:  # nothing read of it yet: copied and truncated before it left?
-            self._copied_while_empty(f)
-            f.siblings = None  # rotated away: it is not copied any more
         self._read(f)
         self.stats.rotations += 1
-        siblings = rotation.siblings_of(f.path)
-        k = rotation.generation_of(siblings, (f.dev, f.ino))
-        self.stats.rotations += len(self._read_newer(f.path, siblings, k))
-
-    def _read_newer(self, path: Path, siblings: dict[int, Path], k: int) -> list[str]:
-        """Read ``NAME.k-1`` .. ``NAME.1`` (rotated after ``NAME.k``, oldest first) in full as ``path``, but those
-        already followed and the copies of a followed file (read on from its offset instead: see
-        :meth:`_read_copy`); return the names of those read."""
-        read = []
-        for newer in rotation.newer_than(siblings, k):
-            if rotation.unfollowed(newer, self._known(), self._heads()) and (g := self._open(newer)) is not None:
-                g.path = path
-                self._read(g)
-                self._retire(g)
-                read.append(newer.name)
-        return read
+        k = rotation.generation_of(rotation.siblings_of(f.path), (f.dev, f.ino))
+        self.stats.rotations += len(self._sweep(f.path, below=k))
 
     def _find_copy(self, f: _Followed, before: bytes | None) -> tuple[int, Path, _Followed] | None:
         """The rotated sibling ``NAME.k`` not followed that is a copy of what was read of ``f`` (see
@@ -392,8 +394,14 @@ class Follower:
         """``f`` was truncated or rewritten in place: if a rotated sibling is a copy of what was read of it (see
         :meth:`_find_copy`), finish it (see :meth:`_finish_copy`) and return what was read, said for people;
         None when no sibling holds the rest (nothing is read then)."""
-        copied = self._find_copy(f, before)
-        return None if copied is None else self._finish_copy(*copied)
+        if (copied := self._find_copy(f, before)) is not None:
+            self._catch_up(copied[2])  # read in part already (a shorter copy, logrotate's copy)
+            return self._finish_copy(*copied)
+        read = [g for g in self._retired
+                if g.path == f.path and (g.dev, g.ino) != (f.dev, f.ino) and g.offset >= f.offset
+                and rotation.extends(g.fd, os.fstat(g.fd).st_size, f.head, f.offset,
+                                     rotation.fingerprint_before(g.fd, f.offset) if before is None else before)]
+        return None if not read else f"its copy on from byte {f.offset} (already)"
 
     def _finish_copy(self, k: int, sibling: Path, copy: _Followed) -> str:
         """Read ``copy`` (``NAME.k``, found by :meth:`_find_copy`) on from its offset (never from its start) and keep
@@ -403,65 +411,80 @@ class Follower:
         self._read(copy)
         if copy not in self._retired:
             self._retire(copy)
-        newer = self._read_newer(copy.path, rotation.siblings_of(copy.path), k)
+        newer = self._sweep(copy.path, below=k)
         self.stats.truncations += len(newer)
-        return f"{sibling.name} on from byte {offset} to its end" + (f", then {', '.join(newer)} in full" if newer
-                                                                      else "")
+        return f"{sibling.name} on from byte {offset} to its end" + (f", then {', '.join(newer)}" if newer else "")
 
-    def _copied_while_empty(self, f: _Followed) -> frozenset[Identity]:
-        """Nothing was read of ``f`` (it was empty): a rotated sibling that appeared since it was last looked at,
-        is not followed, and is no copy of what ``f`` holds now (logrotate's ``copy``) holds lines written to ``f``
-        and copied away before they were read (copytruncate): read those in full, oldest first. Return the
-        siblings' identities now, to compare with at the next look."""
-        siblings = rotation.identified_siblings(f.path)
-        if f.siblings is not None:
-            now = os.pread(f.fd, FINGERPRINT_BYTES, 0)
-            read = []
-            for k in sorted(siblings, reverse=True):
-                sibling, identity = siblings[k]
-                if identity in f.siblings or identity in self._known():
-                    continue
-                g = self._open(sibling)
-                if g is None:
-                    continue
-                earlier = self._copied_earlier(g)
-                if earlier is None and not rotation.copied_from(g.fd, now):
-                    os.close(g.fd)  # empty, or a copy of what f holds now: nothing of it was lost
-                    continue
-                if earlier is not None:  # a longer copy of a generation read already (copy, then copytruncate)
-                    if os.fstat(g.fd).st_size <= earlier.offset:
-                        os.close(g.fd)  # no more than was read of it
-                        continue
-                    g.offset, g.line_no = earlier.offset, earlier.line_no
-                    g.head, g.before, g.skipping = earlier.head, earlier.before, earlier.skipping
-                g.path = f.path
-                self._read(g)
-                self._retire(g)
-                read.append(sibling.name if earlier is None else f"{sibling.name} on from byte {earlier.offset}")
-            if read:
-                self.stats.truncations += len(read)
-                self._warn(f"{f.path}: copied and truncated in place (copytruncate) before any of it was read: "
-                           f"read {', '.join(read)} in full")
-        return frozenset(identity for _, identity in siblings.values())
+    def _marks(self, path: Path) -> list[_Followed]:
+        """What was read as ``path``: its files open (followed, rotated away) or saved, and its closed siblings."""
+        saved = [_Followed(path, -1, e["dev"], e["ino"], e["offset"], e["line_no"], bytes.fromhex(e["head"]),
+                           bytes.fromhex(e["before"] or ""), skipping=e["skipping"])
+                 for e in self._resume if e["path"] == path and e["before"] is not None]
+        opened = [f for f in [*self._files.values(), *self._retired] if f.path == path]
+        return [*opened, *saved, *self._ledger.get(path, {}).values()]
 
-    def _unread_siblings(self, path: Path) -> str:
-        """The rotated siblings of ``path`` beside it that are not followed, said (with the saved file gone or
-        changed, which of them were rotated since the checkpoint cannot be known: they are not read)."""
-        known = self._known()
-        names = [p.name for _, p in sorted(rotation.siblings_of(path).items())
-                 if rotation.identity_of(p) not in {None, *known}]
-        return ("" if not names else f"; not read either, as what they hold cannot be told from what was read: "
-                f"{', '.join(names)} (replay them with the log to count them)")
+    def _sweep(self, path: Path, below: int | None = None) -> list[str]:
+        """Read what ``path``'s rotated siblings (``NAME.k``, those below ``below``), oldest first, hold and nothing
+        read holds: one not open that is new, or grew, since it was last looked at. One that goes on from what was
+        read of a file (a copy, see :func:`~tracker.rotation.extends`) is read on from there, one that holds no more
+        than that (a shorter copy) not at all, any other in full; each is remembered with how far it was read, also
+        across restarts. The siblings already there the first time ``path`` is looked at, without saved positions,
+        are not read. Return the names of those read, said for people."""
+        ledger = self._ledger.setdefault(path, {})
+        first = self._fresh and path not in self._swept
+        self._swept.add(path)
+        opened, read, present, followed = self._known(), [], set(), self._files.get(path)
+        for k, sibling in sorted(rotation.siblings_of(path).items(), reverse=True):
+            if below is not None and k >= below:
+                continue
+            try:
+                st = os.stat(sibling)
+            except OSError:
+                continue
+            identity = (st.st_dev, st.st_ino)
+            present.add(identity)
+            old = ledger.get(identity)
+            if identity in opened or not stat.S_ISREG(st.st_mode) or (old is not None and st.st_size == old.offset):
+                continue
+            if (found := rotation.open_regular(sibling)) is None:
+                continue
+            fd, st = found
+            marks = self._marks(path)  # its own (if it grew), or another file's it is a copy of
+            g, held = _Followed(path, fd, *identity), False
+            best = max((m for m in marks if rotation.extends(fd, st.st_size, m.head, m.offset, m.before)),
+                       key=lambda m: m.offset, default=None)
+            if followed is not None and _holds(followed.fd, fd, st.st_size):
+                self._read(followed)  # a copy of the file followed, which still holds it: read there, not twice
+                held = True
+            if held or first or any(rotation.within(fd, st.st_size, m.head, m.offset) for m in marks):
+                g.offset, g.head = st.st_size, os.pread(fd, FINGERPRINT_BYTES, 0)  # nothing in it to read
+                g.before = rotation.fingerprint_before(fd, g.offset)
+            elif best is not None:
+                g.offset, g.line_no, g.head, g.before, g.skipping = (best.offset, best.line_no, best.head,
+                                                                     best.before, best.skipping)
+            if st.st_size <= g.offset:
+                os.close(fd)
+                g.fd = -1
+                ledger[identity] = g
+                continue
+            said = f"{sibling.name} in full" if not g.offset else f"{sibling.name} on from byte {g.offset}"
+            self._read(g)
+            self._retire(g)
+            read.append(said)
+        if below is None:
+            for identity in [i for i in ledger if i not in present]:
+                del ledger[identity]  # gone (deleted, compressed): nothing of it is left to read
+        return read
 
-    def _copied_earlier(self, g: _Followed) -> _Followed | None:
-        """The file followed (or read already) that ``g``, just opened, goes on from: ``g`` starts with its first
-        bytes and holds the bytes read before its offset there (``copy`` made a shorter copy of a file that
-        ``copytruncate`` copied whole later); None when there is none."""
-        for h in [*self._files.values(), *self._retired]:
-            if (h.head and h is not g and os.pread(g.fd, len(h.head), 0) == h.head
-                    and rotation.fingerprint_before(g.fd, h.offset) == h.before):
-                return h
-        return None
+    def _catch_up(self, f: _Followed) -> None:
+        """Go on in ``f`` from the furthest point read of a copy of it (see :meth:`_sweep`) if it goes on from there."""
+        size = os.fstat(f.fd).st_size
+        ahead = [m for m in self._marks(f.path) if m is not f and m.offset > f.offset
+                 and rotation.extends(f.fd, size, m.head, m.offset, m.before)]
+        if ahead:
+            m = max(ahead, key=lambda m: m.offset)
+            f.offset, f.line_no, f.head, f.before, f.skipping, f.pending = (m.offset, m.line_no, m.head, m.before,
+                                                                           m.skipping, 0)
 
     def _after_compressed_copy(self, f: _Followed) -> str | None:
         """``f`` was truncated or rewritten in place and no sibling is a copy of it: if its copy was compressed
@@ -470,9 +493,9 @@ class Follower:
         if not f.head or (compressed := rotation.compressed_copy(f.path, f.offset, f.head)) is None:
             return None
         k, said = compressed
-        newer = self._read_newer(f.path, rotation.siblings_of(f.path), k)
+        newer = self._sweep(f.path, below=k)
         self.stats.truncations += len(newer)
-        return said + (f"; read {', '.join(newer)} in full" if newer else "")
+        return said + (f"; read {', '.join(newer)}" if newer else "")
 
     def finish(self) -> None:
         """Read what is left, including rotated-away files, and reject unterminated last lines of those."""
@@ -484,6 +507,7 @@ class Follower:
     def _retire(self, f: _Followed) -> None:
         f.retired_at = time.monotonic()
         self._retired.append(f)
+        self._ledger.get(f.path, {}).pop((f.dev, f.ino), None)  # open again: its position is f's
 
     def _drain_retired(self, *, finish: bool = False) -> None:
         """Read what writers still append to rotated-away files; let one go after it stayed quiet for a while."""
@@ -498,6 +522,8 @@ class Follower:
                 self._read(f, final=True)
                 os.close(f.fd)
                 self._retired.remove(f)
+                f.fd = -1  # remembered closed while it is a rotated sibling of its path (see _sweep)
+                self._ledger.setdefault(f.path, {})[(f.dev, f.ino)] = f
 
     def _read(self, f: _Followed, *, final: bool = False) -> None:
         """Read ``f`` from its offset to its end; on ``final``, reject an unterminated last line.
@@ -561,11 +587,17 @@ def _bytes_before(data: bytes, end: int, offset: int) -> bytes:
     return data[max(0, cut - FINGERPRINT_BYTES):cut]
 
 
+def _holds(fd: int, copy: int, size: int) -> bool:
+    """The file open at ``fd`` holds the ``size`` bytes of the one open at ``copy`` (their first and last bytes)."""
+    return size > 0 and os.fstat(fd).st_size >= size and all(
+        os.pread(fd, min(size, FINGERPRINT_BYTES), at) == os.pread(copy, min(size, FINGERPRINT_BYTES), at)
+        for at in (0, max(0, size - FINGERPRINT_BYTES)))
+
+
 def _restart(f: _Followed) -> None:
     f.offset = f.line_no = f.pending = 0
     f.head = f.before = b""
     f.skipping = False
-    f.siblings = None
 
 
 def _at_line_start(fd: int, offset: int) -> bool:

@@ -7,12 +7,10 @@ and by its fingerprints, its first bytes (up to :data:`FINGERPRINT_BYTES`) and t
 read. From those, these functions decide among a log's siblings:
 
 - where a file went: the sibling with its inode and first bytes (:func:`moved_to`, :func:`generation_of`);
-- which generations rotated after it are left to read in full, oldest first (:func:`newer_than`): never one
-  followed nor a copy of one (:func:`unfollowed`), so that no line is read twice;
+- whether a sibling goes on from what was read of a file (:func:`extends`: read it on from there) or is a shorter
+  copy of it (:func:`within`: nothing in it to read), so that no line is read twice nor left unread;
 - which sibling is a copy of what was read of a file truncated in place (:func:`find_copy`): it is read on from
   the offset, never from its start, so the lines written after the last read are not lost nor any read twice;
-- which sibling, beside a file nothing was read of, holds lines copied away before they were read
-  (:func:`copied_from`);
 - how much could not be read when the copy was compressed (gzip's trailer holds the size), said for people
   (:func:`lost`, :func:`compressed_copy`).
 
@@ -32,9 +30,9 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Final, NamedTuple
 
-__all__ = ("FINGERPRINT_BYTES", "OPEN_FLAGS", "Copy", "Identity", "compressed_copy", "copied_from", "find_copy",
-           "fingerprint_before", "generation_of", "identified_siblings", "identity_of", "lost", "moved_to",
-           "newer_than", "siblings_of", "starts_like", "unfollowed")
+__all__ = ("FINGERPRINT_BYTES", "OPEN_FLAGS", "Copy", "Identity", "compressed_copy", "extends", "find_copy",
+           "fingerprint_before", "generation_of", "identity_of", "lost", "moved_to", "open_regular", "siblings_of",
+           "within")
 
 FINGERPRINT_BYTES: Final = 1024
 #: Opens a log without blocking (on a FIFO put in its place), and not inherited by programs started.
@@ -88,19 +86,9 @@ def siblings_of(path: Path) -> dict[int, Path]:
     return {int(m[1]): p for p in _entries(path.parent) if (m := pattern.fullmatch(p.name))}
 
 
-def identified_siblings(path: Path) -> dict[int, tuple[Path, Identity]]:
-    """:func:`siblings_of` ``path`` with their identities, but those that are no regular file (or gone)."""
-    return {k: (p, identity) for k, p in siblings_of(path).items() if (identity := identity_of(p)) is not None}
-
-
 def generation_of(siblings: dict[int, Path], identity: Identity) -> int:
     """The ``k`` of the sibling ``NAME.k`` that is the file ``identity``; 0 when none is."""
     return next((k for k, p in siblings.items() if identity_of(p) == identity), 0)
-
-
-def newer_than(siblings: dict[int, Path], k: int) -> list[Path]:
-    """The generations rotated after ``NAME.k``: ``NAME.k-1`` .. ``NAME.1``, oldest first (those there)."""
-    return [siblings[j] for j in sorted(siblings, reverse=True) if j < k]
 
 
 #: The suffixes of compressed files: never a log moved away (its bytes are no log's lines).
@@ -119,25 +107,6 @@ def moved_to(path: Path, identity: Identity, head: bytes) -> tuple[int, Path] | 
         entries = [p for p in entries if p.name.startswith(stems) and not p.name.endswith(_COMPRESSED_SUFFIXES)]
     found = next((p for p in entries if identity_of(p, head) == identity), None)
     return None if found is None else (next((k for k, p in siblings_of(path).items() if p == found), 0), found)
-
-
-def starts_like(path: Path, heads: Collection[bytes]) -> bool:
-    """``path`` starts with one of ``heads`` (the first bytes of the files followed; empty ones count for none)."""
-    heads = {head for head in heads if head}
-    if not heads:
-        return False
-    try:
-        with open(path, "rb", buffering=0) as stream:
-            first = stream.read(max(map(len, heads)))
-    except OSError:
-        return False
-    return any(first.startswith(head) for head in heads)
-
-
-def unfollowed(path: Path, known: Collection[Identity], heads: Collection[bytes]) -> bool:
-    """``path`` is a regular file to read in full as a newer generation: not a file followed (``known``) nor a
-    copy of one (it starts with one of their ``heads``: read on from its offset instead, see :func:`find_copy`)."""
-    return identity_of(path) not in {None, *known} and not starts_like(path, heads)
 
 
 def find_copy(path: Path, head: bytes, offset: int, before: bytes | None, known: Collection[Identity]) -> Copy | None:
@@ -161,12 +130,31 @@ def find_copy(path: Path, head: bytes, offset: int, before: bytes | None, known:
     return None
 
 
-def copied_from(fd: int, now: bytes) -> bool:
-    """The sibling open at ``fd``, which appeared beside a file nothing was read of, holds lines copied away from
-    that file before they were read: it holds bytes, and is no copy of what the file holds now (``now``: its first
-    bytes; logrotate's ``copy`` makes such copies)."""
-    first = os.pread(fd, max(len(now), 1), 0)
-    return bool(first) and not now.startswith(first)
+def open_regular(path: Path) -> tuple[int, os.stat_result] | None:
+    """``path`` opened (see :data:`OPEN_FLAGS`) with its status when it is a regular file; else None."""
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode):
+        return fd, st
+    os.close(fd)
+    return None
+
+
+def extends(fd: int, size: int, head: bytes, offset: int, before: bytes) -> bool:
+    """The file open at ``fd`` (``size`` bytes) holds what was read of a file up to ``offset`` (its first bytes
+    ``head``, the bytes ``before`` that offset), and so goes on from there: that file itself, or a copy of it."""
+    return (bool(head) and size >= offset and os.pread(fd, len(head), 0) == head
+            and fingerprint_before(fd, offset) == before)
+
+
+def within(fd: int, size: int, head: bytes, offset: int) -> bool:
+    """The file open at ``fd`` (``size`` bytes, some) is a shorter copy of what was read of a file up to ``offset``
+    (its first bytes ``head``): it starts as that file, and holds nothing past what was read."""
+    first = os.pread(fd, len(head), 0)
+    return 0 < size <= offset and bool(head) and (first == head or (size < len(head) and head.startswith(first)))
 
 
 def lost(path: Path, offset: int, head: bytes) -> str:

@@ -56,7 +56,8 @@ CHECKPOINT_DIR: Final = ".tracker-checkpoint"
 CHECKPOINT_FILE: Final = "checkpoint.json"
 #: 3: window rows with TTFT and tokens, figures with the chat columns; 4: error rows with sessions, first and last
 #: seen; 5: figures with the failed requests' latency; 7: figures with how many values of each kind they hold.
-CHECKPOINT_VERSION: Final = 7
+#: 8: the positions of every rotated sibling of a followed log (``rotated`` entries): none is read twice or left.
+CHECKPOINT_VERSION: Final = 8
 WINDOWS_DIR: Final = "windows"
 LOCK_FILE: Final = ".tracker-tail.lock"
 #: The live view's figures cover the events read in this much wall-clock time.
