@@ -382,9 +382,12 @@ class TestReplayCommand:
         reasons = (tmp_path / "q.jsonl.reasons.jsonl").read_bytes().splitlines()
         assert 0 < len(lines) == len(reasons) < 3000
         assert [orjson.loads(r)["line"] for r in reasons] == list(range(2, len(lines) + 2))
+        first = len(lines) + 2  # the first line not quarantined (the good line first)
+        offset = len(good) + sum(len(line) + 1 for line in bad.splitlines()[:first - 2])
         assert done.stderr == (
-            f"tracker: WARNING: cannot write {tmp_path / 'q.jsonl'} (File too large): rejected lines that cannot be "
-            "quarantined are counted (they are still in their logs: tracker validate lists them)\n"
+            f"tracker: WARNING: {tmp_path / 'log.jsonl'}:{first}: rejected (invalid_json) but not quarantined: "
+            f"cannot write {tmp_path / 'q.jsonl'} (File too large); the line is at byte {offset}, and later rejected "
+            "lines are counted until it can be written (they are still in their logs)\n"
             f"tracker replay: {3000 - len(lines)} of the rejected lines could not be written to "
             f"{tmp_path / 'q.jsonl'} (see the warning above); they are still in their logs\n")
         assert (tmp_path / "out" / "session_tracking_summary.csv").read_text().count("\n") == 2

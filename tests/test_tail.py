@@ -233,13 +233,22 @@ class TestFullDisk:
     def test_bad_line_on_a_full_disk_is_a_warning(self, tmp_path: Path, small_disk: Path) -> None:
         """A rejected line that cannot be quarantined (a full disk) is a warning naming it, not a crash."""
         log = tmp_path / "events.jsonl"
-        log.write_bytes(line(1) + b"bad line\n" + line(2))
+        log.write_bytes(line(1) + b"bad line\n" + line(2) + b"bad line\n" * 1000)
         tail = Tail([log], small_disk / "out", interval_s=60)
         with open(small_disk / "ballast", "wb") as stream, pytest.raises(OSError, match="No space"):
             stream.write(b"x" * (8 << 20))
         assert tail.poll() == 2
-        assert any("not quarantined" in w and ":2:" in w for w in tail.warnings)
-        assert tail.decoder.rejected.total() == 1
+        said = [w for w in tail.warnings if "quarantine" in w]
+        assert len(said) == 1  # once, not once a line
+        assert "not quarantined" in said[0]
+        assert ":2:" in said[0]
+        assert tail.decoder.rejected.total() == 1001
+        (small_disk / "ballast").unlink()
+        append(log, b"bad again\n")
+        assert tail.poll() == 0
+        assert tail.warnings[-1] == (f"{small_disk / 'out' / 'quarantine.jsonl'} written again; 1001 rejected lines "
+                                     "could not be quarantined meanwhile (they are still in their logs)")
+        assert tail.quarantine.path.read_bytes().endswith(b"bad again\n")
 
 
 class TestRotation:
@@ -501,6 +510,49 @@ class TestCheckpoints:
         assert any("unusable" in w for w in second.warnings)
         assert log.read_bytes() == line(1)
         assert not list(log.parent.glob("segment-*"))
+
+    def test_a_user_file_in_the_checkpoint_folder_stays(self, tmp_path: Path) -> None:
+        """A --checkpoint-dir holding a user's files (one named like an old tracker's segment file): none is removed
+        when the checkpoint is found unusable; only checkpoint.json is."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1))
+        folder = tmp_path / "userdata"
+        folder.mkdir()
+        (folder / "segment-2024.parquet").write_bytes(b"my data")
+        (folder / CHECKPOINT_FILE).write_bytes(b"{not json")
+        tail = Tail([log], tmp_path / "out", interval_s=60, checkpoint_dir=folder)
+        try:
+            assert any("unusable" in w for w in tail.warnings)
+            assert (folder / "segment-2024.parquet").read_bytes() == b"my data"
+        finally:
+            tail.release()
+
+    def test_a_fifo_as_the_checkpoint_file_is_left_alone(self, tmp_path: Path) -> None:
+        """A FIFO at checkpoint.json: the tail starts at once (reading it would wait for ever), says it is unusable,
+        reads the log from the start, never saves over it (a warning says why) and leaves it a FIFO."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1))
+        fifo = tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE
+        fifo.parent.mkdir(parents=True)
+        os.mkfifo(fifo)
+        made: list[Tail] = []
+        starting = threading.Thread(target=lambda: made.append(Tail([log], tmp_path / "out", interval_s=60)),
+                                    daemon=True)
+        starting.start()
+        starting.join(TIMEOUT)
+        if starting.is_alive():  # blocked reading the FIFO: give it an end, then fail
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            starting.join(TIMEOUT)
+            pytest.fail("the tail waited on the FIFO")
+        (tail,) = made
+        try:
+            assert any("unusable (it is a FIFO, not a regular file)" in w for w in tail.warnings)
+            assert tail.poll() == 1
+            tail.checkpoint()
+            assert any("checkpoint not saved" in w and "not a regular file" in w for w in tail.warnings)
+            assert fifo.is_fifo()
+        finally:
+            tail.release()
 
     def test_missing_window_file_means_full_reread(self, tmp_path: Path) -> None:
         """A checkpoint whose window file is gone is unusable: warning and full re-read."""

@@ -33,6 +33,7 @@ QUARANTINE_FILE: Final = "quarantine.jsonl"
 
 __all__ = (
     "DEFAULT_MAX_LINE_BYTES",
+    "FILE_KINDS",
     "QUARANTINE_FILE",
     "REASONS",
     "Decoder",
@@ -294,8 +295,8 @@ class Quarantine:
         self._fds: tuple[int, int] | None = None
         self._paired = False  # the files are known to pair up: restored, repaired, or written here only
         self.count = 0
-        #: Rejected lines that could not be written (a full disk): the reader counts them here.
-        self.lost = 0
+        #: Rejected lines that could not be written (a full disk), in all and since the last that was (see keep).
+        self.lost = self._failing = 0
 
     def add(self, rejected: Rejected) -> None:
         """Append the line (a newline added when it had none) and its reason; the files are created on first use.
@@ -317,6 +318,25 @@ class Quarantine:
                     os.ftruncate(fd, size)
             raise
         self.count += 1
+
+    def keep(self, rejected: Rejected, warn: Callable[[str], None]) -> bool:
+        """:meth:`add` the line, True; or, when it cannot be written (a full disk), count it in :attr:`lost` and
+        return False, saying so with ``warn`` once for a run of such lines, and once when writing works again."""
+        try:
+            self.add(rejected)
+        except OSError as exc:
+            if not self._failing:
+                warn(f"{rejected.source}:{rejected.line_no}: rejected ({rejected.reason}) but not quarantined: cannot "
+                     f"write {self.path} ({exc.strerror or exc}); the line is at byte {rejected.offset}, and later "
+                     "rejected lines are counted until it can be written (they are still in their logs)")
+            self._failing += 1
+            self.lost += 1
+            return False
+        if self._failing:
+            warn(f"{self.path} written again; {self._failing} rejected lines could not be quarantined meanwhile "
+                 "(they are still in their logs)")
+            self._failing = 0
+        return True
 
     def position(self) -> tuple[int, int]:
         """The sizes of the two files, for a checkpoint: all their entries are whole and paired."""
@@ -404,7 +424,7 @@ class Quarantine:
         """Empty the quarantine, for a read that starts again from the beginning: its files are removed, but a
         symbolic link is kept and the file it names emptied (only a regular file is ever removed or emptied)."""
         self.close()
-        self.count = self.lost = 0
+        self.count = self.lost = self._failing = 0
         for path in (self.path, self.reasons_path):
             _refuse_unless_regular(path)
             if path.is_symlink():

@@ -41,7 +41,7 @@ from .output import ReportWriter, remove_temporaries
 from .store import WindowStore
 from .thresholds import Threshold, Verdict
 
-__all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "quarantine_line", "read_events", "replay")
+__all__ = ("QUARANTINE_FILE", "ReadStats", "ReplayResult", "read_events", "replay")
 
 _log = logging.getLogger("tracker.replay")
 
@@ -106,18 +106,6 @@ def _decoded(paths: Sequence[Path], block_bytes: int, max_line_bytes: int, worke
                 future.cancel()
 
 
-def quarantine_line(quarantine: Quarantine, line: Rejected, warn: Callable[[str], None]) -> None:
-    """Quarantine a rejected line; when it cannot be written (a full disk), say so (once for a run of failures)
-    and count it in ``quarantine.lost``: the read goes on, as a rejected line never stops it."""
-    try:
-        quarantine.add(line)
-    except OSError as exc:
-        if not quarantine.lost:
-            warn(f"cannot write {quarantine.path} ({exc.strerror or exc}): rejected lines that cannot be quarantined "
-                 "are counted (they are still in their logs: tracker validate lists them)")
-        quarantine.lost += 1
-
-
 def read_events(paths: Sequence[Path], quarantine: Quarantine, engine: Engine, *, block_bytes: int = BLOCK_BYTES,
                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, workers: int = 2,
                 on_block: Callable[[int, int, int], None] | None = None,
@@ -133,7 +121,7 @@ def read_events(paths: Sequence[Path], quarantine: Quarantine, engine: Engine, *
     rejected: Counter[str] = Counter()
     for block, nbytes in _decoded(paths, block_bytes, max_line_bytes, workers, engine):
         for line in block.rejected:
-            quarantine_line(quarantine, line, warn)
+            quarantine.keep(line, warn)
             rejected[line.reason] += 1
         engine.add(block.frame)
         if on_block is not None:
@@ -206,7 +194,7 @@ def replay(
                 rejected = Counter()
 
                 def reject(line: Rejected) -> None:
-                    quarantine_line(quarantine, line, warn if warn is not None else _log.warning)
+                    quarantine.keep(line, warn if warn is not None else _log.warning)
                     rejected[line.reason] += 1
 
                 read_stream(stream, engine, stop=stop if stop is not None else threading.Event(), on_rejected=reject,

@@ -102,11 +102,7 @@ class Shipper:
     def _take(self, events: list[Event] | None, rejected: Iterable[Rejected]) -> None:
         """Quarantine a block's bad lines, publish its events and wait for JetStream's acknowledgements."""
         for item in rejected:
-            try:
-                self.quarantine.add(item)
-            except OSError as exc:  # a full disk: the line is counted by its reason, and said here
-                self._warn(f"{item.source}:{item.line_no}: rejected ({item.reason}) but not quarantined: cannot "
-                           f"write {self.quarantine.path} ({exc.strerror or exc}); the line is at byte {item.offset}")
+            self.quarantine.keep(item, self._warn)  # a full disk: counted by its reason, and said
         if events and self.link is not None:
             items = []
             for event in events:

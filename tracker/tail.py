@@ -19,10 +19,12 @@ position, and the messages read are acknowledged once a checkpoint holds them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from collections import Counter, deque
@@ -35,7 +37,7 @@ import orjson
 import polars as pl
 import watchfiles
 
-from .decoder import DEFAULT_MAX_LINE_BYTES, QUARANTINE_FILE, Decoder, Quarantine, Rejected
+from .decoder import DEFAULT_MAX_LINE_BYTES, FILE_KINDS, QUARANTINE_FILE, Decoder, Quarantine, Rejected
 from .engine import DEFAULT_INTERVAL_S
 from .errors import ReportError, StoppedError
 from .follow import Follower, FollowStats, check_positions
@@ -82,8 +84,20 @@ def default_consumer(checkpoint_dir: Path) -> str:
     return f"tracker-tail-{hashlib.blake2b(where.encode(), digest_size=6).hexdigest()}"
 
 
-_LEGACY: Final = ("segment-*.parquet", ".segment-*.parquet.tmp")
 _log = logging.getLogger("tracker.tail")
+
+
+def _read_regular(path: Path) -> bytes:
+    """A checkpoint file's bytes; ValueError when it is not a regular file (reading a FIFO would wait for ever)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"it is {FILE_KINDS.get(stat.filemode(mode)[0], 'not a file')}, not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as stream:
+            return stream.read()
+    finally:
+        os.close(fd)
 
 
 @dataclass(slots=True)
@@ -212,11 +226,7 @@ class Tail:
 
     def _take(self, frame: pl.DataFrame | None, rejected: Iterable[Rejected]) -> None:
         for item in rejected:
-            try:
-                self.quarantine.add(item)
-            except OSError as exc:  # a full disk: the line is counted by its reason, and said here
-                self._warn(f"{item.source}:{item.line_no}: rejected ({item.reason}) but not quarantined: cannot "
-                           f"write {self.quarantine.path} ({exc.strerror or exc}); the line is at byte {item.offset}")
+            self.quarantine.keep(item, self._warn)  # a full disk: counted by its reason, and said
         if frame is not None and not frame.is_empty():
             before = self.reporter.engine.counts.total()
             self._late_unflushed += self.reporter.add_frame(frame)
@@ -295,6 +305,9 @@ class Tail:
         self.quarantine.flush()
         try:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            target = self.checkpoint_dir / CHECKPOINT_FILE
+            if target.is_symlink() or (target.exists() and not target.is_file()):  # never replaced: said, kept
+                raise OSError(errno.EINVAL, "it is not a regular file, and is left alone", str(target))
             windows, obsolete = self.reporter.engine.store.persist()
             state = {
                 "version": CHECKPOINT_VERSION,
@@ -337,7 +350,7 @@ class Tail:
             self._start_clean()
             return
         try:
-            state = orjson.loads(path.read_bytes())
+            state = orjson.loads(_read_regular(path))
             if not isinstance(state, dict):
                 raise ValueError(f"expected an object, got {type(state).__name__}")
             if state.get("version") != CHECKPOINT_VERSION:
@@ -399,13 +412,12 @@ class Tail:
 
     def _clear_checkpoint(self) -> None:
         """Remove this tail's own checkpoint files (only those: the folder may hold anything else)."""
-        for pattern in (CHECKPOINT_FILE, *_LEGACY):
-            for stale in self.checkpoint_dir.glob(pattern):
-                if not stale.is_file():
-                    self._warn(f"{stale} is not a file: left alone (checkpoints cannot be saved there)")
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
+        stale = self.checkpoint_dir / CHECKPOINT_FILE
+        if stale.is_symlink() or (stale.exists() and not stale.is_file()):
+            self._warn(f"{stale} is not a file: left alone (checkpoints cannot be saved there)")
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
         self.reporter.engine.store.clear()
 
     # -- running --------------------------------------------------------------
