@@ -351,6 +351,26 @@ class TestReplayCommand:
                               f"  rejected lines (not_object 1) in {quarantine}\n")
         assert quarantine.read_bytes() == b"[1, 2, 3]\n"
 
+    def test_refused_while_a_tail_writes_into_the_folder(self, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+        """A replay into the --out of a running tail (it holds its lock) is refused, exit 2, nothing written; once
+        the tail is gone, it runs."""
+        from tracker.tail import Tail
+
+        log = tmp_path / "log.jsonl"
+        _write_log(log, [event(1, "s1", "question_answered", response_time_ms=250.0)])
+        tail = Tail([log], tmp_path / "out", interval_s=60)
+        try:
+            assert main("replay", str(log), "--out", str(tmp_path / "out")) == 2
+            lock = tmp_path / "out" / ".tracker-checkpoint" / ".tracker-tail.lock"
+            assert capsys.readouterr().err == (
+                f"tracker replay: error: a tracker tail is writing its reports into {tmp_path / 'out'} (it holds "
+                f"{lock}): both would write the same files; stop it, or give the replay another --out\n")
+            assert not list((tmp_path / "out").glob("session_tracking_*"))
+        finally:
+            tail.release()
+        assert main("replay", str(log), "--out", str(tmp_path / "out")) == 0
+
     def test_a_fifo_quarantine_is_refused(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A --quarantine that is a FIFO is a usage error naming it; it is left as it was (never replaced)."""
         shutil.copy(ROOT / "fixtures" / "rejects" / "not_object.jsonl", tmp_path / "log.jsonl")

@@ -32,6 +32,7 @@ from .output import (
 
 __all__ = (
     "lock_folder",
+    "lock_is_held",
     "decode_log",
     "expand_logs",
     "folder_logs",
@@ -217,6 +218,23 @@ def decode_log(path: str | os.PathLike[str], decoder: Decoder, *, block_bytes: i
                     offset, line_no = offset + len(raw), line_no + 1
             if on_span is not None:
                 on_span(nbytes)
+
+
+def lock_is_held(path: Path) -> bool:
+    """True when a process holds the lock file ``path`` (see :func:`lock_folder`); it is never made here."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError:
+        return False  # no lock file: nobody holds it
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (and the shared lock taken, if any)
+    return False
 
 
 def lock_folder(folder: Path, lock_name: str, holder: str, hint: str) -> int:

@@ -7,8 +7,8 @@ import re
 from datetime import UTC, datetime
 from typing import Final
 
-__all__ = ("ERRORS_FILE", "MANIFEST_FILE", "REPORT_HTML", "REPORT_NAME", "SESSIONS_FILE_PREFIX", "SUMMARY_FILE",
-           "THRESHOLDS_FILE", "TOTALS_FILE", "session_file_name")
+__all__ = ("CHECKPOINT_DIR", "ERRORS_FILE", "MANIFEST_FILE", "REPORT_HTML", "REPORT_NAME", "SESSIONS_FILE_PREFIX",
+           "SUMMARY_FILE", "TAIL_LOCK_FILE", "THRESHOLDS_FILE", "TOTALS_FILE", "session_file_name")
 
 SUMMARY_FILE: Final = "session_tracking_summary.csv"
 TOTALS_FILE: Final = "session_tracking_totals.csv"
@@ -20,6 +20,10 @@ SESSIONS_FILE_PREFIX: Final = "session_tracking_report_"
 REPORT_HTML: Final = "session_tracking_report.html"
 #: The list of report files a writer wrote into its folder, so that a later run removes only those.
 MANIFEST_FILE: Final = ".tracker-reports.json"
+#: The tail's checkpoint folder in its output folder (unless --checkpoint-dir), and the lock a running tail holds
+#: in it.
+CHECKPOINT_DIR: Final = ".tracker-checkpoint"
+TAIL_LOCK_FILE: Final = ".tracker-tail.lock"
 #: Every report file's name.
 REPORT_NAME: Final = re.compile(
     r"session_tracking_(?:(?:summary|totals|errors|thresholds|report_\d{8}_\d{6})\.csv|report\.html)")

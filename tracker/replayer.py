@@ -26,17 +26,20 @@ from pathlib import Path
 from .batch import BLOCK_BYTES, Block, Span, decode_span
 from .decoder import QUARANTINE_FILE, Decoder, Quarantine, Rejected
 from .engine import Engine, Tables
+from .errors import ReportError
 from .events import EVENT_TYPES
 from .jetstream import StreamSpec
 from .limits import DEFAULT_INTERVAL_S, DEFAULT_MAX_LINE_BYTES, DEFAULT_MEMORY_BYTES
 from .logs import (
     expand_logs,
+    lock_is_held,
     measured_spans,
     open_log,
     quarantine_outputs,
     refuse_outputs_that_are_logs,
     report_outputs,
 )
+from .names import CHECKPOINT_DIR, TAIL_LOCK_FILE
 from .output import ReportWriter, remove_temporaries
 from .store import WindowStore
 from .thresholds import Threshold, Verdict
@@ -166,7 +169,8 @@ def replay(
     ``warn`` hears of outages). ``warn`` (default: the ``tracker.replay`` logger) also hears of rejected lines that
     cannot be quarantined (a full disk): they are counted in ``quarantine.lost`` and the replay goes on.
     Raises :class:`OutputIsInputError`, before anything is removed or written, when the quarantine (or its
-    reasons file) or a report file in ``out_dir`` is one of the logs.
+    reasons file) or a report file in ``out_dir`` is one of the logs, and :class:`ReportError` when a
+    ``tracker tail`` is writing into ``out_dir`` (it holds the lock in its checkpoint folder there).
     """
     if type(block_bytes) is not int or block_bytes < 1:
         raise ValueError(f"block_bytes: must be a whole number >= 1, got {block_bytes!r}")
@@ -176,6 +180,10 @@ def replay(
     if stream is not None and paths:
         raise ValueError("a replay reads either logs or a stream, not both")
     refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine) + report_outputs(out))
+    if lock_is_held(out / CHECKPOINT_DIR / TAIL_LOCK_FILE):
+        raise ReportError(f"a tracker tail is writing its reports into {out} (it holds "
+                          f"{out / CHECKPOINT_DIR / TAIL_LOCK_FILE}): both would write the same files; stop it, or "
+                          "give the replay another --out")
     store = WindowStore(memory_bytes=memory_bytes, spool_dir=spool_dir if spool_dir is not None else out)
     try:
         engine = Engine(interval_s, store=store, session_timeout_s=session_timeout_s, goodput=goodput)

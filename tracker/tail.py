@@ -44,6 +44,7 @@ from .follow import Follower, FollowStats, check_positions
 from .jetstream import StreamSpec
 from .live import DEFAULT_GRACE_S, FlushResult, LiveReporter
 from .logs import folder_logs, lock_folder, quarantine_outputs, refuse_outputs_that_are_logs, report_outputs
+from .names import CHECKPOINT_DIR, TAIL_LOCK_FILE
 from .output import remove_temporaries, write_atomically
 from .rotation import siblings_of
 from .store import DEFAULT_MEMORY_BYTES, WindowStore
@@ -54,14 +55,12 @@ if TYPE_CHECKING:
 
 __all__ = ("CHECKPOINT_DIR", "Tail", "TailStats", "default_consumer")
 
-CHECKPOINT_DIR: Final = ".tracker-checkpoint"
 CHECKPOINT_FILE: Final = "checkpoint.json"
 #: 3: window rows with TTFT and tokens, figures with the chat columns; 4: error rows with sessions, first and last
 #: seen; 5: figures with the failed requests' latency; 7: figures with how many values of each kind they hold.
 #: 8: the positions of every rotated sibling of a followed log (``rotated`` entries): none is read twice or left.
 CHECKPOINT_VERSION: Final = 8
 WINDOWS_DIR: Final = "windows"
-LOCK_FILE: Final = ".tracker-tail.lock"
 #: The live view's figures cover the events read in this much wall-clock time.
 RECENT_S: Final = 60
 #: The answers the live view keeps for its percentiles, the newest read (a backlog read in a minute may be
@@ -200,7 +199,7 @@ class Tail:
 
     def _lock_folder(self) -> int:
         """One tail a checkpoint folder: a second one would mix its events into the first one's state."""
-        return lock_folder(self.checkpoint_dir, LOCK_FILE, "another tracker tail",
+        return lock_folder(self.checkpoint_dir, TAIL_LOCK_FILE, "another tracker tail",
                            "give this one another --out or --checkpoint-dir")
 
     def _new_reporter(self) -> LiveReporter:
