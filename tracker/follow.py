@@ -6,9 +6,11 @@ A path whose inode changes was rotated: the old file is drained (and kept open w
 it), then the generations rotated after it and never read, oldest first, then the new file from its start. A
 file that shrank, or whose first bytes or bytes before the read offset changed, was truncated or replaced: what
 followed the offset read is read on in its copy when a rotated sibling is one (copytruncate), then the file
-again from its start. Every rotated sibling is remembered with how far it was read (also in the positions saved),
-so one new or grown since it was last looked at is read (:meth:`Follower._sweep`), each line once. Which files
-those are, :mod:`tracker.rotation` works out; this module reads them.
+again from its start. What was read is one ledger of contents, not of files (:mod:`tracker.siblings`, also in
+the positions saved): every read of any file goes on from the furthest point read of its generation, wherever that
+was read, so a copy is never read again from its start nor a line twice, and a rotated sibling new or grown since
+it was last looked at is read (:meth:`Follower._sweep`). Which files those are, :mod:`tracker.rotation` works out;
+this module reads them.
 Only regular files are read (anything else is said once and tried again on every poll), never an ``exclude``d
 one. Every decoded block goes to ``on_block``, in file order; :meth:`Follower.positions` says how far each file
 was read, so a checkpoint taken after the callback's work resumes exactly there, once checked against the file.
@@ -32,8 +34,9 @@ import polars as pl
 
 from . import rotation
 from .batch import Span, decode_span, split_blocks
-from .decoder import Decoder, Rejected
+from .decoder import FILE_KINDS, Decoder, Rejected
 from .rotation import FINGERPRINT_BYTES, OPEN_FLAGS, Identity
+from .siblings import Followed, Ledger, furthest, holds, mark_of, same_generation
 
 __all__ = ("FILE_KINDS", "FINGERPRINT_BYTES", "Decode", "FollowStats", "folder_entries", "Follower", "OnBlock",
            "check_positions")
@@ -44,8 +47,6 @@ _READ_BYTES: Final = 16 << 20
 #: A rotated-away file is read until it has not grown for this long (writers holding it open may append).
 _RETIRE_AFTER_S: Final = 60.0
 _HEX: Final = re.compile(r"(?:[0-9a-f]{2})*")
-#: What a path that is not a regular file is, by the first letter of ``stat.filemode``.
-FILE_KINDS: Final = {"d": "a folder", "p": "a FIFO", "s": "a socket", "c": "a character device", "b": "a block device"}
 _log = logging.getLogger("tracker.follow")
 
 #: Receives each decoded block: its valid events (or None) and its rejected lines.
@@ -60,23 +61,6 @@ def _frame_of(span: Span, decoder: Decoder, source: str) -> tuple[pl.DataFrame, 
 
 
 @dataclass(slots=True)
-class _Followed:
-    """One open file: its identity, how far its lines were read, and fingerprints telling it is still the same."""
-
-    path: Path  # where it is followed: a rotated file keeps it (a restart finds the file again by its inode)
-    fd: int
-    dev: int
-    ino: int
-    offset: int = 0  # where the next line starts; while skipping, the next byte to skip
-    line_no: int = 0  # the newlines before offset
-    head: bytes = b""  # the first bytes of the file, up to FINGERPRINT_BYTES
-    before: bytes = b""  # the bytes just before offset, up to FINGERPRINT_BYTES
-    pending: int = 0  # bytes after offset held back: an incomplete line
-    skipping: bool = False  # inside a line already rejected as too long
-    retired_at: float = 0.0  # when it was rotated away, or last grew after that
-
-
-@dataclass(slots=True)
 class FollowStats:
     """Counts since the follower started (restored from the checkpoint on restart)."""
 
@@ -88,12 +72,13 @@ class FollowStats:
 def check_positions(entries: object) -> list[dict[str, Any]]:
     """Saved positions (as :meth:`Follower.positions` gives them) checked for shape; ValueError if damaged.
     ``before``, ``skipping`` and ``rotated`` may be missing (positions saved by an older tracker; ``siblings``, which
-    they may hold, is checked and not used). An entry with ``rotated`` is a rotated sibling of ``path``, closed: how
-    far it was read (see :meth:`Follower._sweep`)."""
+    they may hold, is checked and not used). An entry with ``rotated`` is a closed mark of ``path`` (see
+    :mod:`tracker.siblings`): how far a generation of it was read, in the file ``dev``, ``ino`` or a copy of it."""
     if not isinstance(entries, list):
         raise ValueError(f"files: expected a list, got {type(entries).__name__}")
     checked = [_checked(entry) for entry in entries]
-    if len({(e["path"], e["dev"], e["ino"]) for e in checked}) < len(checked):
+    opened = [(e["path"], e["dev"], e["ino"]) for e in checked if not e["rotated"]]
+    if len(set(opened)) < len(opened):
         raise ValueError("two file entries name the same file (path, device and inode)")
     return checked
 
@@ -139,12 +124,12 @@ class Follower:
         self.stats = FollowStats()
         self.backlog = False  # the last poll left unread bytes (it reads at most POLL_BYTES of a file)
         self._warn = warn if warn is not None else _log.warning
-        self._files: dict[Path, _Followed] = {}
-        self._retired: list[_Followed] = []  # rotated away: still drained, as writers may append for a while
+        self._files: dict[Path, Followed] = {}
+        self._retired: list[Followed] = []  # rotated away: still drained, as writers may append for a while
         self._skipped: dict[Path, str] = {}  # paths not read now, and why (said once)
         self._resume: list[dict[str, Any]] = []  # saved positions, not yet reopened
-        #: Each path's rotated siblings not open, by identity: how far each was read (or found already read).
-        self._ledger: dict[Path, dict[Identity, _Followed]] = {}
+        #: What was read of each path's generations not open now (see :mod:`tracker.siblings`).
+        self._ledger = Ledger()
         self._fresh = True  # no saved positions: the rotated siblings a path has when first seen are not read
         self._swept: set[Path] = set()  # the paths whose siblings were looked at
         if resume is not None:
@@ -176,29 +161,27 @@ class Follower:
     def resume(self, positions: Iterable[dict[str, Any]]) -> None:
         """Go on from saved positions (see :func:`check_positions`) when the files are next polled."""
         self._fresh = False
-        self._resume, self._ledger = [], {}
+        self._resume, self._ledger = [], Ledger()
         for saved in positions:
-            if not saved.get("rotated"):
+            if saved.get("rotated"):
+                self._ledger.load(saved)
+            else:
                 self._resume.append(saved)
-                continue
-            mark = _Followed(Path(saved["path"]), -1, saved["dev"], saved["ino"], saved["offset"], saved["line_no"],
-                             bytes.fromhex(saved["head"]), bytes.fromhex(saved["before"] or ""),
-                             skipping=saved["skipping"])
-            self._ledger.setdefault(mark.path, {})[(mark.dev, mark.ino)] = mark
 
     def positions(self) -> list[dict[str, Any]]:
-        """How far each open file was read (complete lines only), and each closed rotated sibling (``rotated``), for a
-        checkpoint."""
+        """How far each open file was read (complete lines only), and each closed mark (``rotated``: see
+        :mod:`tracker.siblings`), for a checkpoint."""
         opened = [*self._files.values(), *self._retired]
-        known = {(f.path, f.dev, f.ino) for f in opened} | {(e["path"], e["dev"], e["ino"]) for e in self._resume}
-        closed = [f for marks in self._ledger.values() for f in marks.values() if (f.path, f.dev, f.ino) not in known]
+        closed = [m for m in self._ledger.saved()  # but those an open file of their generation went as far in
+                  if not any(f.path == m.path and f.offset >= m.offset and same_generation(f.head, m.head)
+                             for f in opened)]
         return [
             {"path": str(f.path), "dev": f.dev, "ino": f.ino, "offset": f.offset, "line_no": f.line_no,
              "head": f.head.hex(), "skipping": f.skipping, "rotated": f.fd < 0,
              # Never an entry check_positions would refuse (a whole checkpoint thrown away): a fingerprint not of
              # the length the offset gives is left out, and taken from the file again at a restart.
              "before": f.before.hex() if len(f.before) == min(f.offset, FINGERPRINT_BYTES) else None}
-            for f in [*opened, *closed] if f.fd >= 0 or len(f.before) == min(f.offset, FINGERPRINT_BYTES)
+            for f in [*opened, *closed]
         ] + [{**saved, "path": str(saved["path"])} for saved in self._resume]
 
     # -- opening ------------------------------------------------------------------
@@ -222,7 +205,7 @@ class Follower:
             self._skip(path, f"is {FILE_KINDS.get(stat.filemode(st.st_mode)[0], 'something else')}, not a regular file")
         return st if stat.S_ISREG(st.st_mode) else None
 
-    def _open(self, path: Path, saved: dict[str, Any] | None = None) -> _Followed | None:
+    def _open(self, path: Path, saved: dict[str, Any] | None = None) -> Followed | None:
         """Open a regular file without blocking (not a FIFO), going on from its saved position if it has one."""
         try:
             fd = os.open(path, OPEN_FLAGS)
@@ -236,7 +219,7 @@ class Follower:
             os.close(fd)
             return None
         self._skipped.pop(path, None)
-        f = _Followed(path, fd, st.st_dev, st.st_ino)
+        f = Followed(path, fd, st.st_dev, st.st_ino)
         saved = saved or next((e for e in self._resume if e["path"] == path and (e["dev"], e["ino"]) == (f.dev, f.ino)),
                               None)
         if saved is not None and (saved["dev"], saved["ino"]) == (f.dev, f.ino):
@@ -244,29 +227,48 @@ class Follower:
             self._resume_at(f, saved, st.st_size)
         return f
 
-    def _resume_at(self, f: _Followed, saved: dict[str, Any], size: int) -> None:
+    def _resume_at(self, f: Followed, saved: dict[str, Any], size: int) -> None:
         """Go on from a saved position if the file is still the one it describes, else read it from the start
-        (after the rest of what it was, if a rotated sibling is a copy of it: see :meth:`_read_copy`)."""
+        (after the rest of what it was, if a rotated sibling is a copy of it: see :meth:`_left`)."""
         f.offset, f.line_no, f.skipping = saved["offset"], saved["line_no"], saved["skipping"]
         f.head = bytes.fromhex(saved["head"])
         before = None if saved["before"] is None else bytes.fromhex(saved["before"])
         f.before = rotation.fingerprint_before(f.fd, f.offset) if before is None else before
-        problem, copied = self._changed(f, size), None
-        if problem is not None and f.path == saved["path"]:  # still at its path: copied and truncated there?
-            copied = self._read_copy(f, before)
-        elif problem is None and not f.skipping and not _at_line_start(f.fd, f.offset):
-            problem = f"byte {f.offset} is not at a line start"
-        if copied is not None:
+        if (problem := self._changed(f, size)) is None:
+            if not f.skipping and not _at_line_start(f.fd, f.offset):
+                self._warn(f"{f.path}: changed since the checkpoint (byte {f.offset} is not at a line start); "
+                           f"reading it from the start; {rotation.lost(f.path, f.offset, f.head)}")
+                _restart(f)
+            return
+        offset, head = f.offset, f.head
+        if (said := self._left(saved["path"], f, before)) is not None:
             self.stats.truncations += 1
             self._warn(f"{f.path}: changed since the checkpoint ({problem}): copied, then truncated in place "
-                       f"(copytruncate); read {copied}; reading it from the start")
-        elif problem is not None:
+                       f"(copytruncate); read {said}; reading it from the start")
+        else:
             self._warn(f"{f.path}: changed since the checkpoint ({problem}); reading it from the start; "
-                       + (self._after_compressed_copy(f) or rotation.lost(f.path, f.offset, f.head)))
-        if problem is not None:
-            _restart(f)
+                       + (self._after_compressed_copy(f.path, offset, head) or rotation.lost(f.path, offset, head)))
 
-    def _changed(self, f: _Followed, size: int) -> str | None:
+    def _left(self, path: Path, f: Followed, before: bytes | None) -> str | None:
+        """What was read of ``f`` (a generation of ``path``) is no longer in it (truncated or rewritten in place, or
+        gone): remember it (see :mod:`tracker.siblings`: a copy of it is read on from there, never from its start),
+        set ``f`` to be read again from its start, and read what ``path``'s siblings hold and nothing read holds.
+        Return what was read, said for people; None when no sibling is a copy of what was read of ``f``."""
+        copy = rotation.find_copy(path, f.head, f.offset, before, ())
+        if copy is not None:
+            before = rotation.fingerprint_before(copy.fd, f.offset) if before is None else before
+            os.close(copy.fd)
+        self._ledger.remember(mark_of(Followed(path, -1, f.dev, f.ino, f.offset, f.line_no, f.head,
+                                               f.before if before is None else before, skipping=f.skipping)))
+        offset = f.offset
+        _restart(f)
+        if copy is None:
+            return None
+        read = self._sweep(path)
+        self.stats.truncations += max(0, len(read) - 1)
+        return ", ".join(read) if read else f"its copy {copy.path.name} on from byte {offset} (already)"
+
+    def _changed(self, f: Followed, size: int) -> str | None:
         """Why ``f`` is not the file read so far (truncated, or rewritten in place), or None."""
         if size < f.offset + f.pending:
             return f"it has {size} bytes, fewer than the {f.offset + f.pending} read"
@@ -280,17 +282,12 @@ class Follower:
         followed = [*self._files.values(), *self._retired]
         return {(f.dev, f.ino) for f in followed} | {(e["dev"], e["ino"]) for e in self._resume}
 
-    def _heads(self) -> set[bytes]:
-        """The first bytes of the files followed, or to be followed from a saved position."""
-        return {f.head for f in [*self._files.values(), *self._retired]} | {
-            bytes.fromhex(e["head"]) for e in self._resume}
-
     def _resume_moved(self) -> None:
         """After a restart, go on with each saved file that left its path (found by its inode and first bytes in
-        its folder, or else by its copy: see :meth:`_find_copy`) from its saved offset, oldest rotation first;
-        warn for one found nowhere."""
+        its folder) from its saved offset, oldest rotation first; one found nowhere was copied (its copy is read on
+        from there, see :meth:`_left`) or is gone: a warning then."""
         candidates = set(self._candidates())
-        moved: list[tuple[int, Path, dict[str, Any] | _Followed]] = []  # a saved file, or its copy opened
+        moved: list[tuple[int, Path, dict[str, Any]]] = []
         for saved in list(self._resume):
             path, identity = saved["path"], (saved["dev"], saved["ino"])
             if path in candidates and rotation.identity_of(path) == identity:
@@ -299,22 +296,17 @@ class Follower:
             if (where := rotation.moved_to(path, identity, head)) is not None:
                 moved.append((*where, saved))
                 continue
-            before = None if saved["before"] is None else bytes.fromhex(saved["before"])
-            copied = self._find_copy(_Followed(path, -1, *identity, saved["offset"], saved["line_no"], head,
-                                               skipping=saved["skipping"]), before)
             self._resume.remove(saved)
-            if copied is None:
+            before = None if saved["before"] is None else bytes.fromhex(saved["before"])
+            gone = Followed(path, -1, *identity, saved["offset"], saved["line_no"], head, skipping=saved["skipping"])
+            if (said := self._left(path, gone, before)) is None:
                 self._warn(f"{path}: not found since the checkpoint (deleted or compressed); "
                            f"{rotation.lost(path, saved['offset'], head)}")
             else:  # copied, truncated in place, then gone from its path (rotated by rename, or deleted)
-                self._retire(copied[2])  # followed from now on: never read in full as a newer generation
-                moved.append(copied)
-        for k, found, item in sorted(moved, key=lambda m: -m[0]):  # NAME.k, the highest k first
-            if isinstance(item, _Followed):
                 self.stats.truncations += 1
-                self._warn(f"{item.path}: copied, then truncated in place (copytruncate) and gone from its path "
-                           f"since the checkpoint: read {self._finish_copy(k, found, item)}")
-                continue
+                self._warn(f"{path}: copied, then truncated in place (copytruncate) and gone from its path "
+                           f"since the checkpoint: read {said}")
+        for _k, found, item in sorted(moved, key=lambda m: -m[0]):  # NAME.k, the highest k first
             f = self._open(found, item)
             if f is not None and item in self._resume:  # another file there by now: looked for again next poll
                 os.close(f.fd)
@@ -352,24 +344,23 @@ class Follower:
             self._warn(f"{path}: rotated files beside it held lines not read yet (copied or rotated away before they "
                        f"were read): read {', '.join(read)}")
         if f is not None:
-            self._catch_up(f)
             self._read(f)
 
-    def _truncated(self, f: _Followed, problem: str) -> None:
+    def _truncated(self, f: Followed, problem: str) -> None:
         """``f`` (followed, or rotated away and still drained) was truncated or rewritten in place: go on in its copy
-        if a rotated sibling is one (see :meth:`_read_copy`), then read it again from the start."""
+        if a rotated sibling is one (see :meth:`_left`), then read it again from the start."""
         self.stats.truncations += 1
-        if (copied := self._read_copy(f, f.before)) is not None:
+        offset, head = f.offset, f.head
+        if (said := self._left(f.path, f, f.before)) is not None:
             self._warn(f"{f.path}: truncated in place ({problem}) after it was copied (copytruncate): read "
-                       f"{copied}; reading it again from the start")
+                       f"{said}; reading it again from the start")
         else:
-            compressed = self._after_compressed_copy(f)
+            compressed = self._after_compressed_copy(f.path, offset, head)
             self._warn(f"{f.path}: truncated or replaced ({problem}); reading it again from the start; " + (
-                f"what it held after byte {f.offset} when it was truncated, if anything, could not be read (no "
+                f"what it held after byte {offset} when it was truncated, if anything, could not be read (no "
                 "copy of it is beside it)" if compressed is None else compressed))
-        _restart(f)
 
-    def _rotated(self, f: _Followed) -> None:
+    def _rotated(self, f: Followed) -> None:
         """``f`` left its path (rotated or deleted): drain it and keep draining it a while; then, if it is now
         ``NAME.k``, read ``NAME.k-1`` .. ``NAME.1`` (newer, oldest first) in full, but those already followed."""
         self._retire(f)  # followed from now on: its inode is never read again as a newer generation
@@ -380,60 +371,25 @@ class Follower:
         k = rotation.generation_of(rotation.siblings_of(f.path), (f.dev, f.ino))
         self.stats.rotations += len(self._sweep(f.path, below=k))
 
-    def _find_copy(self, f: _Followed, before: bytes | None) -> tuple[int, Path, _Followed] | None:
-        """The rotated sibling ``NAME.k`` not followed that is a copy of what was read of ``f`` (see
-        :func:`~tracker.rotation.find_copy`): its ``k``, its path, and it opened to go on from ``f``'s position
-        (as ``f.path``, not read yet); None when there is none."""
-        copy = rotation.find_copy(f.path, f.head, f.offset, before, self._known() | {(f.dev, f.ino)})
-        if copy is None:
-            return None
-        return copy.k, copy.path, _Followed(f.path, copy.fd, copy.dev, copy.ino, f.offset, f.line_no, f.head,
-                                            rotation.fingerprint_before(copy.fd, f.offset), skipping=f.skipping)
-
-    def _read_copy(self, f: _Followed, before: bytes | None) -> str | None:
-        """``f`` was truncated or rewritten in place: if a rotated sibling is a copy of what was read of it (see
-        :meth:`_find_copy`), finish it (see :meth:`_finish_copy`) and return what was read, said for people;
-        None when no sibling holds the rest (nothing is read then)."""
-        if (copied := self._find_copy(f, before)) is not None:
-            self._catch_up(copied[2])  # read in part already (a shorter copy, logrotate's copy)
-            return self._finish_copy(*copied)
-        read = [g for g in self._retired
-                if g.path == f.path and (g.dev, g.ino) != (f.dev, f.ino) and g.offset >= f.offset
-                and rotation.extends(g.fd, os.fstat(g.fd).st_size, f.head, f.offset,
-                                     rotation.fingerprint_before(g.fd, f.offset) if before is None else before)]
-        return None if not read else f"its copy on from byte {f.offset} (already)"
-
-    def _finish_copy(self, k: int, sibling: Path, copy: _Followed) -> str:
-        """Read ``copy`` (``NAME.k``, found by :meth:`_find_copy`) on from its offset (never from its start) and keep
-        draining it a while, then the generations copied after it, ``NAME.k-1`` .. ``NAME.1``, in full (see
-        :meth:`_read_newer`); return what was read, said for people."""
-        offset = copy.offset
-        self._read(copy)
-        if copy not in self._retired:
-            self._retire(copy)
-        newer = self._sweep(copy.path, below=k)
-        self.stats.truncations += len(newer)
-        return f"{sibling.name} on from byte {offset} to its end" + (f", then {', '.join(newer)}" if newer else "")
-
-    def _marks(self, path: Path) -> list[_Followed]:
-        """What was read as ``path``: its files open (followed, rotated away) or saved, and its closed siblings."""
-        saved = [_Followed(path, -1, e["dev"], e["ino"], e["offset"], e["line_no"], bytes.fromhex(e["head"]),
-                           bytes.fromhex(e["before"] or ""), skipping=e["skipping"])
+    def _marks(self, path: Path) -> list[Followed]:
+        """What was read of ``path``'s generations: its files open (followed, rotated away) or saved, and its closed
+        marks (see :mod:`tracker.siblings`)."""
+        saved = [Followed(path, -1, e["dev"], e["ino"], e["offset"], e["line_no"], bytes.fromhex(e["head"]),
+                          bytes.fromhex(e["before"] or ""), skipping=e["skipping"])
                  for e in self._resume if e["path"] == path and e["before"] is not None]
         opened = [f for f in [*self._files.values(), *self._retired] if f.path == path]
-        return [*opened, *saved, *self._ledger.get(path, {}).values()]
+        return [*opened, *saved, *self._ledger.marks(path)]
 
     def _sweep(self, path: Path, below: int | None = None) -> list[str]:
         """Read what ``path``'s rotated siblings (``NAME.k``, those below ``below``), oldest first, hold and nothing
-        read holds: one not open that is new, or grew, since it was last looked at. One that goes on from what was
-        read of a file (a copy, see :func:`~tracker.rotation.extends`) is read on from there, one that holds no more
-        than that (a shorter copy) not at all, any other in full; each is remembered with how far it was read, also
-        across restarts. The siblings already there the first time ``path`` is looked at, without saved positions,
-        are not read. Return the names of those read, said for people."""
-        ledger = self._ledger.setdefault(path, {})
+        read holds: one not open that is new, or grew, since it was last looked at, is read on from the furthest
+        point read of its generation (see :mod:`tracker.siblings`): not at all when it holds no more, in full when
+        none of it was read. The siblings already there the first time ``path`` is looked at, without saved
+        positions, are not read (marked read). Return the names of those read, said for people."""
         first = self._fresh and path not in self._swept
         self._swept.add(path)
         opened, read, present, followed = self._known(), [], set(), self._files.get(path)
+        heads = [bytes.fromhex(e["head"]) for e in self._resume if e["path"] == path]  # saved, not reopened yet
         for k, sibling in sorted(rotation.siblings_of(path).items(), reverse=True):
             if below is not None and k >= below:
                 continue
@@ -443,57 +399,53 @@ class Follower:
                 continue
             identity = (st.st_dev, st.st_ino)
             present.add(identity)
-            old = ledger.get(identity)
-            if identity in opened or not stat.S_ISREG(st.st_mode) or (old is not None and st.st_size == old.offset):
+            if identity in opened or not stat.S_ISREG(st.st_mode) or self._ledger.settled(path, identity, st.st_size):
                 continue
             if (found := rotation.open_regular(sibling)) is None:
                 continue
             fd, st = found
-            marks = self._marks(path)  # its own (if it grew), or another file's it is a copy of
-            g, held = _Followed(path, fd, *identity), False
-            best = max((m for m in marks if rotation.extends(fd, st.st_size, m.head, m.offset, m.before)),
-                       key=lambda m: m.offset, default=None)
-            if followed is not None and _holds(followed.fd, fd, st.st_size):
+            g = Followed(path, fd, *identity)
+            if followed is not None and holds(followed.fd, fd, st.st_size):
                 self._read(followed)  # a copy of the file followed, which still holds it: read there, not twice
-                held = True
-            if held or first or any(rotation.within(fd, st.st_size, m.head, m.offset) for m in marks):
-                g.offset, g.head = st.st_size, os.pread(fd, FINGERPRINT_BYTES, 0)  # nothing in it to read
+            if first:
+                g.offset, g.head = st.st_size, os.pread(fd, FINGERPRINT_BYTES, 0)
                 g.before = rotation.fingerprint_before(fd, g.offset)
-            elif best is not None:
-                g.offset, g.line_no, g.head, g.before, g.skipping = (best.offset, best.line_no, best.head,
-                                                                     best.before, best.skipping)
-            if st.st_size <= g.offset:
+                self._ledger.remember(mark_of(g))
+            if first or not self._catch_up(g) or st.st_size <= g.offset + g.pending:
                 os.close(fd)
-                g.fd = -1
-                ledger[identity] = g
+                self._ledger.settle(path, identity, st.st_size)
                 continue
-            said = f"{sibling.name} in full" if not g.offset else f"{sibling.name} on from byte {g.offset}"
+            said = f"{sibling.name} in full" if not g.offset else f"{sibling.name} on from byte {g.offset} to its end"
             self._read(g)
             self._retire(g)
             read.append(said)
-        if below is None:
-            for identity in [i for i in ledger if i not in present]:
-                del ledger[identity]  # gone (deleted, compressed): nothing of it is left to read
+        if below is None and self._ledger.moved(path, present):  # a sibling came or went: forget what none holds
+            heads += [rotation.head_of(p) for p in [path, *rotation.siblings_of(path).values()]]
+            heads += [os.pread(f.fd, FINGERPRINT_BYTES, 0) for f in [*self._files.values(), *self._retired]
+                      if f.path == path]
+            self._ledger.prune(path, present, heads)
         return read
 
-    def _catch_up(self, f: _Followed) -> None:
-        """Go on in ``f`` from the furthest point read of a copy of it (see :meth:`_sweep`) if it goes on from there."""
+    def _catch_up(self, f: Followed) -> bool:
+        """Go on in ``f`` from the furthest point read of its generation if it goes on from there (see
+        :func:`~tracker.siblings.furthest`); False when it holds no more than was read (nothing to read now)."""
         size = os.fstat(f.fd).st_size
-        ahead = [m for m in self._marks(f.path) if m is not f and m.offset > f.offset
-                 and rotation.extends(f.fd, size, m.head, m.offset, m.before)]
-        if ahead:
-            m = max(ahead, key=lambda m: m.offset)
-            f.offset, f.line_no, f.head, f.before, f.skipping, f.pending = (m.offset, m.line_no, m.head, m.before,
-                                                                           m.skipping, 0)
+        if size <= f.offset + f.pending:
+            return True
+        best, held = furthest(f.fd, size, f.offset, (m for m in self._marks(f.path) if m is not f))
+        if best is not None:
+            f.offset, f.line_no, f.head, f.before, f.skipping, f.pending = (best.offset, best.line_no, best.head,
+                                                                           best.before, best.skipping, 0)
+        return not held
 
-    def _after_compressed_copy(self, f: _Followed) -> str | None:
-        """``f`` was truncated or rewritten in place and no sibling is a copy of it: if its copy was compressed
-        (``NAME.k.gz``), say how much of it could not be read, and read the generations copied after it,
-        ``NAME.k-1`` .. ``NAME.1``, in full (see :meth:`_read_newer`); None when there is no such ``.gz``."""
-        if not f.head or (compressed := rotation.compressed_copy(f.path, f.offset, f.head)) is None:
+    def _after_compressed_copy(self, path: Path, offset: int, head: bytes) -> str | None:
+        """A file read up to ``offset`` was truncated or rewritten in place and no sibling is a copy of it: if its
+        copy was compressed (``NAME.k.gz``), say how much of it could not be read, and read the generations copied
+        after it, ``NAME.k-1`` .. ``NAME.1`` (see :meth:`_sweep`); None when there is no such ``.gz``."""
+        if not head or (compressed := rotation.compressed_copy(path, offset, head)) is None:
             return None
         k, said = compressed
-        newer = self._sweep(f.path, below=k)
+        newer = self._sweep(path, below=k)
         self.stats.truncations += len(newer)
         return said + (f"; read {', '.join(newer)}" if newer else "")
 
@@ -504,10 +456,9 @@ class Follower:
             self.poll()
         self._drain_retired(finish=True)
 
-    def _retire(self, f: _Followed) -> None:
+    def _retire(self, f: Followed) -> None:
         f.retired_at = time.monotonic()
         self._retired.append(f)
-        self._ledger.get(f.path, {}).pop((f.dev, f.ino), None)  # open again: its position is f's
 
     def _drain_retired(self, *, finish: bool = False) -> None:
         """Read what writers still append to rotated-away files; let one go after it stayed quiet for a while."""
@@ -522,15 +473,17 @@ class Follower:
                 self._read(f, final=True)
                 os.close(f.fd)
                 self._retired.remove(f)
-                f.fd = -1  # remembered closed while it is a rotated sibling of its path (see _sweep)
-                self._ledger.setdefault(f.path, {})[(f.dev, f.ino)] = f
+                f.fd = -1
+                self._ledger.remember(mark_of(f))  # its copies are read on from there (see _sweep)
 
-    def _read(self, f: _Followed, *, final: bool = False) -> None:
+    def _read(self, f: Followed, *, final: bool = False) -> None:
         """Read ``f`` from its offset to its end; on ``final``, reject an unterminated last line.
 
         The fingerprints (the first bytes, the bytes before the offset) are taken from the bytes read, never
         from the file again afterwards: a writer may append, and logrotate copy and truncate the file, while a
         block is handed over, and a fingerprint of the truncated file would match neither it nor its copy."""
+        if not self._catch_up(f):
+            return
         size, budget = max(_READ_BYTES, 2 * self.decoder.max_line_bytes), POLL_BYTES
         head, behind = f.head, f.before  # the first bytes read, and the bytes read just before f.offset
         while len(data := os.pread(f.fd, size, at := f.offset)) > f.pending:
@@ -551,7 +504,7 @@ class Follower:
             behind = (behind + raw)[-FINGERPRINT_BYTES:]
         f.head, f.before = head, behind
 
-    def _split(self, f: _Followed, data: bytes) -> None:
+    def _split(self, f: Followed, data: bytes) -> None:
         """Hand the lines of ``data`` (read at ``f.offset``) to ``on_block``, cut by :func:`split_blocks` itself,
         so that live and replay read the same lines; an incomplete last line is held back."""
         limit = self.decoder.max_line_bytes
@@ -587,14 +540,7 @@ def _bytes_before(data: bytes, end: int, offset: int) -> bytes:
     return data[max(0, cut - FINGERPRINT_BYTES):cut]
 
 
-def _holds(fd: int, copy: int, size: int) -> bool:
-    """The file open at ``fd`` holds the ``size`` bytes of the one open at ``copy`` (their first and last bytes)."""
-    return size > 0 and os.fstat(fd).st_size >= size and all(
-        os.pread(fd, min(size, FINGERPRINT_BYTES), at) == os.pread(copy, min(size, FINGERPRINT_BYTES), at)
-        for at in (0, max(0, size - FINGERPRINT_BYTES)))
-
-
-def _restart(f: _Followed) -> None:
+def _restart(f: Followed) -> None:
     f.offset = f.line_no = f.pending = 0
     f.head = f.before = b""
     f.skipping = False

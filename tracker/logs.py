@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 from .batch import BLOCK_BYTES, Span, split_blocks
-from .decoder import Decoder, Quarantine, Rejected
+from .decoder import FILE_KINDS, Decoder, Quarantine, Rejected
 from .errors import CheckpointError, OutputIsInputError
 from .events import Event
-from .follow import FILE_KINDS, folder_entries
+from .follow import folder_entries
 from .limits import DEFAULT_MAX_LINE_BYTES
 from .output import (
     ERRORS_FILE,

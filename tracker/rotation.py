@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 __all__ = ("FINGERPRINT_BYTES", "OPEN_FLAGS", "Copy", "Identity", "compressed_copy", "extends", "find_copy",
-           "fingerprint_before", "generation_of", "identity_of", "lost", "moved_to", "open_regular", "siblings_of",
-           "within")
+           "fingerprint_before", "generation_of", "head_of", "identity_of", "lost", "moved_to", "open_regular",
+           "siblings_of", "within")
 
 FINGERPRINT_BYTES: Final = 1024
 #: Opens a log without blocking (on a FIFO put in its place), and not inherited by programs started.
@@ -128,6 +128,16 @@ def find_copy(path: Path, head: bytes, offset: int, before: bytes | None, known:
             return Copy(k, sibling, fd, st.st_dev, st.st_ino)
         os.close(fd)
     return None
+
+
+def head_of(path: Path) -> bytes:
+    """The first bytes (up to :data:`FINGERPRINT_BYTES`) of the regular file at ``path``; none when there is none."""
+    if (found := open_regular(path)) is None:
+        return b""
+    try:
+        return os.pread(found[0], FINGERPRINT_BYTES, 0)
+    finally:
+        os.close(found[0])
 
 
 def open_regular(path: Path) -> tuple[int, os.stat_result] | None:
