@@ -24,6 +24,7 @@ from tests.reference import reference_reports
 from tests.test_engine import LOGS, assert_matches_reference, random_events
 from tracker.cli import main
 from tracker.decoder import Decoder, Rejected, decode_file
+from tracker.errors import CheckpointError, ReportError
 from tracker.events import Event, SessionUnregistered
 from tracker.follow import Follower
 from tracker.live import LiveReporter
@@ -351,25 +352,70 @@ class TestReplayCommand:
                               f"  rejected lines (not_object 1) in {quarantine}\n")
         assert quarantine.read_bytes() == b"[1, 2, 3]\n"
 
-    def test_refused_while_a_tail_writes_into_the_folder(self, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
-        """A replay into the --out of a running tail (it holds its lock) is refused, exit 2, nothing written; once
-        the tail is gone, it runs."""
+    @pytest.mark.parametrize("checkpoint_dir", [None, "elsewhere"])
+    def test_refused_while_a_tail_writes_into_the_folder(self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         checkpoint_dir: str | None) -> None:
+        """A replay into the --out of a running tail (wherever its checkpoint is) is refused, exit 2, nothing
+        written; once the tail is gone, it runs."""
         from tracker.tail import Tail
 
         log = tmp_path / "log.jsonl"
         _write_log(log, [event(1, "s1", "question_answered", response_time_ms=250.0)])
-        tail = Tail([log], tmp_path / "out", interval_s=60)
+        tail = Tail([log], tmp_path / "out", interval_s=60,
+                    checkpoint_dir=None if checkpoint_dir is None else tmp_path / checkpoint_dir)
         try:
             assert main("replay", str(log), "--out", str(tmp_path / "out")) == 2
-            lock = tmp_path / "out" / ".tracker-checkpoint" / ".tracker-tail.lock"
             assert capsys.readouterr().err == (
-                f"tracker replay: error: a tracker tail is writing its reports into {tmp_path / 'out'} (it holds "
-                f"{lock}): both would write the same files; stop it, or give the replay another --out\n")
+                f"tracker replay: error: {tmp_path / 'out'} is in use by a tracker tail or another replay writing its "
+                "reports there; both would write the same files: stop it, or give this replay another --out\n")
             assert not list((tmp_path / "out").glob("session_tracking_*"))
         finally:
             tail.release()
         assert main("replay", str(log), "--out", str(tmp_path / "out")) == 0
+
+    def test_a_tail_is_refused_while_a_replay_writes_into_the_folder(self, tmp_path: Path) -> None:
+        """A tail started on the --out of a running replay (it holds the folder) is refused, naming both."""
+        from tracker.logs import lock_output_folder
+        from tracker.tail import Tail
+
+        log = tmp_path / "log.jsonl"
+        _write_log(log, [event(1, "s1", "question_answered", response_time_ms=250.0)])
+        held = lock_output_folder(tmp_path / "out", "a replay", "")
+        try:
+            with pytest.raises(CheckpointError, match=f"{tmp_path / 'out'} is in use by a tracker replay or another "
+                                                      "tail writing its reports there"):
+                Tail([log], tmp_path / "out", interval_s=60)
+        finally:
+            os.close(held)
+        Tail([log], tmp_path / "out", interval_s=60).release()  # (and its own checkpoint lock was let go)
+
+    def test_a_replay_that_stops_early_makes_a_tail_checkpoint_unusable(self, tmp_path: Path) -> None:
+        """A replay into a stopped tail's folder that fails half-way (after emptying the quarantine) still makes the
+        tail's checkpoint unusable: the tail reads again, its quarantine whole, no other run's line in it."""
+        from tracker.tail import Tail
+
+        log = tmp_path / "a.jsonl"
+        log.write_bytes(_log_of([event(i, "s1", "question_answered", T0 + i * S, response_time_ms=1.0)
+                                 for i in range(1, 6)]) + b"bad a\n")
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.poll()
+        first.checkpoint()
+        first.release()  # killed
+        other = tmp_path / "b.jsonl"  # other events, across more windows than a report may have
+        other.write_bytes(_log_of([event(1, "x", "cycle_completed", T0), event(2, "x", "cycle_completed",
+                                                                              T0 + 200_000 * 60 * S)]) + b"bad b\n")
+        with pytest.raises(ReportError, match="more than 100,000"):
+            replay([other], tmp_path / "out", interval_s=60)
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        try:
+            assert [w for w in second.warnings if "unusable" in w] == [
+                f"checkpoint {tmp_path / 'out' / '.tracker-checkpoint' / 'checkpoint.json'} is unusable (tracker "
+                f"replay wrote its reports into {tmp_path / 'out'} since); reading every log from the start"]
+            assert not [w for w in second.warnings if "shorter" in w]
+            assert second.poll() == 5
+        finally:
+            second.close()
+        assert (tmp_path / "out" / "quarantine.jsonl").read_bytes() == b"bad a\n"
 
     def test_a_fifo_quarantine_is_refused(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A --quarantine that is a FIFO is a usage error naming it; it is left as it was (never replaced)."""

@@ -32,7 +32,7 @@ from .output import (
 
 __all__ = (
     "lock_folder",
-    "lock_is_held",
+    "lock_output_folder",
     "decode_log",
     "expand_logs",
     "folder_logs",
@@ -220,21 +220,22 @@ def decode_log(path: str | os.PathLike[str], decoder: Decoder, *, block_bytes: i
                 on_span(nbytes)
 
 
-def lock_is_held(path: Path) -> bool:
-    """True when a process holds the lock file ``path`` (see :func:`lock_folder`); it is never made here."""
+def lock_output_folder(folder: Path, holder: str, hint: str) -> int:
+    """Make ``folder`` and hold an exclusive lock on the folder itself (no file is left in it), released when the
+    returned descriptor is closed or the process ends: one writer an output folder. CheckpointError naming the
+    ``holder`` and what to do (``hint``) when another process holds it; -1 (nothing locked) when ``folder`` is
+    something other than a folder, which the writer then says it cannot write into."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError:
-        return False  # no lock file: nobody holds it
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except (FileExistsError, NotADirectoryError):
+        return -1
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # (and the shared lock taken, if any)
-    return False
+        os.close(fd)
+        raise CheckpointError(f"{folder} is in use by {holder}; {hint}") from None
+    return fd
 
 
 def lock_folder(folder: Path, lock_name: str, holder: str, hint: str) -> int:

@@ -7,8 +7,9 @@ import re
 from datetime import UTC, datetime
 from typing import Final
 
-__all__ = ("CHECKPOINT_DIR", "ERRORS_FILE", "MANIFEST_FILE", "REPORT_HTML", "REPORT_NAME", "SESSIONS_FILE_PREFIX",
-           "SUMMARY_FILE", "TAIL_LOCK_FILE", "THRESHOLDS_FILE", "TOTALS_FILE", "session_file_name")
+__all__ = ("CHECKPOINT_DIR", "ERRORS_FILE", "MANIFEST_FILE", "REPORT_HTML", "REPORT_NAME",
+           "SESSIONS_FILE_PREFIX", "SUMMARY_FILE", "TAIL_LOCK_FILE", "THRESHOLDS_FILE", "TOTALS_FILE",
+           "session_file_name")
 
 SUMMARY_FILE: Final = "session_tracking_summary.csv"
 TOTALS_FILE: Final = "session_tracking_totals.csv"

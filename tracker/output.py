@@ -241,14 +241,13 @@ class ReportWriter:
         ValueError when the state is damaged."""
         if not isinstance(state, dict):
             raise ValueError("writer state: damaged")
+        self.check_writer()
         last, stale, pending, hashes = (state.get(k) for k in ("last", "stale_from", "pending", "hashes"))
         if not (all(v is None or type(v) is int for v in (last, stale)) and isinstance(pending, list)
                 and all(type(k) is int for k in pending) and isinstance(hashes, dict)
                 and all(isinstance(n, str) and REPORT_NAME.fullmatch(n) and isinstance(h, str) and len(h) == 32
                         for n, h in hashes.items())):
             raise ValueError("writer state: damaged")
-        if self._manifest().get("writer", self._writer) != self._writer:
-            raise ValueError(f"tracker replay wrote its reports into {self.out_dir} since")
         self._last, self._stale_from, self._pending = last, stale, set(pending)
         # Trust a saved hash only for a file that still holds those bytes: a file removed or replaced while the
         # tail was down is written again.
@@ -263,6 +262,20 @@ class ReportWriter:
             else:
                 self._pending |= self._windows_of([self.out_dir / name])
         ours, _ = self.earlier_files()
+        self._listed = ours
+
+    def check_writer(self) -> None:
+        """ValueError when the folder's manifest says another kind of writer (a replay) wrote there last: a live
+        writer's checkpoint saved before that no longer describes the folder."""
+        if self._manifest().get("writer", self._writer) != self._writer:
+            raise ValueError(f"tracker replay wrote its reports into {self.out_dir} since")
+
+    def claim(self) -> None:
+        """Say in the folder's manifest that this writer writes there now, before anything in it changes: a tail
+        stopped meanwhile then finds its checkpoint unusable, even when this writer stops before its end."""
+        ours, _ = self.earlier_files()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.out_dir / MANIFEST_FILE, orjson.dumps({"files": sorted(ours), "writer": self._writer}))
         self._listed = ours
 
     def forget(self, names: set[str]) -> None:

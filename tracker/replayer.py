@@ -26,20 +26,18 @@ from pathlib import Path
 from .batch import BLOCK_BYTES, Block, Span, decode_span
 from .decoder import QUARANTINE_FILE, Decoder, Quarantine, Rejected
 from .engine import Engine, Tables
-from .errors import ReportError
 from .events import EVENT_TYPES
 from .jetstream import StreamSpec
 from .limits import DEFAULT_INTERVAL_S, DEFAULT_MAX_LINE_BYTES, DEFAULT_MEMORY_BYTES
 from .logs import (
     expand_logs,
-    lock_is_held,
+    lock_output_folder,
     measured_spans,
     open_log,
     quarantine_outputs,
     refuse_outputs_that_are_logs,
     report_outputs,
 )
-from .names import CHECKPOINT_DIR, TAIL_LOCK_FILE
 from .output import ReportWriter, remove_temporaries
 from .store import WindowStore
 from .thresholds import Threshold, Verdict
@@ -169,8 +167,8 @@ def replay(
     ``warn`` hears of outages). ``warn`` (default: the ``tracker.replay`` logger) also hears of rejected lines that
     cannot be quarantined (a full disk): they are counted in ``quarantine.lost`` and the replay goes on.
     Raises :class:`OutputIsInputError`, before anything is removed or written, when the quarantine (or its
-    reasons file) or a report file in ``out_dir`` is one of the logs, and :class:`ReportError` when a
-    ``tracker tail`` is writing into ``out_dir`` (it holds the lock in its checkpoint folder there).
+    reasons file) or a report file in ``out_dir`` is one of the logs, and :class:`CheckpointError` when a
+    ``tracker tail`` or another replay is writing into ``out_dir`` (it holds the folder's lock).
     """
     if type(block_bytes) is not int or block_bytes < 1:
         raise ValueError(f"block_bytes: must be a whole number >= 1, got {block_bytes!r}")
@@ -180,15 +178,31 @@ def replay(
     if stream is not None and paths:
         raise ValueError("a replay reads either logs or a stream, not both")
     refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine) + report_outputs(out))
-    if lock_is_held(out / CHECKPOINT_DIR / TAIL_LOCK_FILE):
-        raise ReportError(f"a tracker tail is writing its reports into {out} (it holds "
-                          f"{out / CHECKPOINT_DIR / TAIL_LOCK_FILE}): both would write the same files; stop it, or "
-                          "give the replay another --out")
+    lock = lock_output_folder(out, "a tracker tail or another replay writing its reports there",
+                              "both would write the same files: stop it, or give this replay another --out")
+    try:
+        return _replay(paths, out, quarantine, interval_s=interval_s, memory_bytes=memory_bytes, spool_dir=spool_dir,
+                       block_bytes=block_bytes, max_line_bytes=max_line_bytes, session_timeout_s=session_timeout_s,
+                       goodput=goodput, thresholds=thresholds, on_block=on_block, stream=stream, stop=stop,
+                       warn=warn, nats_timeout_s=nats_timeout_s)
+    finally:
+        if lock >= 0:
+            os.close(lock)
+
+
+def _replay(paths: tuple[Path, ...], out: Path, quarantine: Quarantine, *, interval_s: int, memory_bytes: int,
+            spool_dir: str | os.PathLike[str] | None, block_bytes: int, max_line_bytes: int,
+            session_timeout_s: float | None, goodput: dict[str, float] | None, thresholds: Sequence[Threshold],
+            on_block: Callable[[int, int, int], None] | None, stream: StreamSpec | None,
+            stop: threading.Event | None, warn: Callable[[str], None] | None, nats_timeout_s: float) -> ReplayResult:
+    """:func:`replay`, with the output folder locked."""
     store = WindowStore(memory_bytes=memory_bytes, spool_dir=spool_dir if spool_dir is not None else out)
     try:
         engine = Engine(interval_s, store=store, session_timeout_s=session_timeout_s, goodput=goodput)
         writer = ReportWriter(engine, out, thresholds=thresholds, once=True)
         earlier = writer.own_earlier_files()  # before anything is read or written
+        if out.is_dir():
+            writer.claim()  # first: a tail's checkpoint of this folder is unusable from now on, whatever happens
         remove_temporaries(out)  # of a tail or replay killed while it wrote a report
         quarantine.reset()  # this replay's rejected lines only: the same logs give the same files
         try:

@@ -43,7 +43,14 @@ from .errors import ReportError, StoppedError
 from .follow import Follower, FollowStats, check_positions
 from .jetstream import StreamSpec
 from .live import DEFAULT_GRACE_S, FlushResult, LiveReporter
-from .logs import folder_logs, lock_folder, quarantine_outputs, refuse_outputs_that_are_logs, report_outputs
+from .logs import (
+    folder_logs,
+    lock_folder,
+    lock_output_folder,
+    quarantine_outputs,
+    refuse_outputs_that_are_logs,
+    report_outputs,
+)
 from .names import CHECKPOINT_DIR, TAIL_LOCK_FILE
 from .output import remove_temporaries, write_atomically
 from .rotation import siblings_of
@@ -159,6 +166,13 @@ class Tail:
         logs = self._logs = [p for t in self.targets for p in (folder_logs(t, own) if t.is_dir() else [t])]
         refuse_outputs_that_are_logs(logs, quarantine_outputs(self.quarantine) + report_outputs(self.out_dir))
         self._lock = self._lock_folder()
+        try:
+            self._out_lock = lock_output_folder(self.out_dir, "a tracker replay or another tail writing its "
+                                                "reports there", "both would write the same files: wait for it, or "
+                                                "give this one another --out")
+        except BaseException:
+            self.release_lock()
+            raise
         remove_temporaries(self.out_dir)  # of a tail killed while it wrote a report
         self.decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
         self.follower: Follower | StreamReader
@@ -349,6 +363,7 @@ class Tail:
             self._start_clean()
             return
         try:
+            self.reporter.writer.check_writer()  # first: a replay since may have emptied the quarantine
             state = orjson.loads(_read_regular(path))
             if not isinstance(state, dict):
                 raise ValueError(f"expected an object, got {type(state).__name__}")
@@ -482,6 +497,7 @@ class Tail:
         self.release_lock()
 
     def release_lock(self) -> None:
-        if self._lock >= 0:
-            os.close(self._lock)  # and with it the lock
-            self._lock = -1
+        for fd in (self._lock, getattr(self, "_out_lock", -1)):
+            if fd >= 0:
+                os.close(fd)  # and with it the lock
+        self._lock = self._out_lock = -1
