@@ -416,6 +416,39 @@ class TestConcurrency:
         assert [seq for _, seq in by_session["child"]] == [1]
         assert by_session["child"][0][0] != by_session["parent"][0][0]
 
+    def test_forked_child_emits_while_another_thread_opened_the_default_log(self, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+        """A child forked while another thread held the default log's lock (opening it) emits at once."""
+        monkeypatch.setenv("TRACKER_LOG", str(tmp_path / "log.jsonl"))
+        monkeypatch.setattr(emit_module, "_default", None)
+        taken, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with emit_module._default_lock:
+                taken.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert taken.wait(10)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads warns on 3.12+
+                pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child: a hang ends in SIGALRM
+                signal.alarm(10)
+                try:
+                    emit_module.emit("cycle_completed", "child")
+                finally:
+                    os._exit(0)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            release.set()
+            holder.join(10)
+        assert os.waitstatus_to_exitcode(status) == 0
+        good, _ = _decoded(tmp_path / "log.jsonl")
+        assert [e.session_id for e in good] == ["child"]
+
 
 _KILLED_WRITER = """
 import sys

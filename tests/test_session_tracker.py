@@ -579,6 +579,39 @@ class TestFork:
         assert tracker.get_session_summary()["total_questions_asked"] == 1
 
 
+    @pytest.mark.parametrize("how", ["own", "initialize"])
+    def test_a_tracker_made_in_a_forked_child_records_without_reports(self, make: Factory, tmp_path: Path,
+                                                                      how: str) -> None:
+        """After the parent reported (polars' threads started), a child's own tracker (new, or from
+        initialize_tracker) records to the log and stops at once, writing no report (polars cannot run there)."""
+        tracker = make()
+        tracker.register_session("parent", "p")
+        tracker.log_periodic_report(tracker.generate_periodic_report())
+        assert (tmp_path / "reports").is_dir()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # (3.12+: forking with threads)
+            pid = os.fork()
+        if pid == 0:  # the child: any hang ends in SIGALRM, any failure in status 1
+            code = 1
+            try:
+                signal.alarm(20)
+                log = EventLog(tmp_path / "log.jsonl")
+                child = (SessionTracker(60, log=log, out_dir=tmp_path / "child", console_logging=False)
+                         if how == "own" else session_tracker.initialize_tracker(60))
+                child._log = log
+                child.start_tracking()
+                child.register_session("child", "c")
+                asyncio.run(child.stop_tracking())
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert [e.session_id for e in decoded_events(tmp_path / "log.jsonl")] == ["parent", "child"]
+        assert not (tmp_path / "child").exists()
+        assert not Path("session_tracking_reports").exists()
+
+
 class TestGetTracker:
     def test_one_tracker_per_process(self) -> None:
         """get_tracker returns the same tracker, created from the config on first call; extra keys are ignored."""

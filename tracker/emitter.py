@@ -236,6 +236,8 @@ class EventLog:
 
 
 def _after_fork_in_child() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()  # another thread may have held it at the fork: it does not exist here
     for log in list(_logs):
         log._new_identity()
 

@@ -375,15 +375,16 @@ class SessionTracker:
         self._task: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        #: False in a process forked from the one that made this tracker: it records, the parent reports.
-        self._reporting = True
+        #: False in a forked process (and in one forked from the process that made it): it records, never reports,
+        #: as polars, which the reports use, cannot run in a process forked after its threads started.
+        self._reporting = not _forked
         _trackers.add(self)
 
     def _after_fork(self) -> None:
         """In a forked child: new locks (the parent's may have been held by threads the child does not have), and
         no reports: the events go to the log, under the child's own writer identity, and the parent's tracker (or
         ``tracker tail``/``tracker replay`` of the log, for every process) reports them. Its engine may have been
-        mid-update when the process forked, and its files are the parent's."""
+        mid-update when the process forked, its files are the parent's, and polars may not run here."""
         self._state_lock, self._report_lock, self._control_lock = threading.Lock(), threading.RLock(), threading.Lock()
         self._pending = _empty_columns()
         self._task, self._thread, self._stop = None, None, threading.Event()
@@ -636,9 +637,14 @@ _tracker_lock = threading.Lock()
 _trackers: weakref.WeakSet[SessionTracker] = weakref.WeakSet()
 
 
+#: True in a process made by fork() (not exec) from one that imported this module: its trackers do not report.
+_forked = False
+
+
 def _after_fork_in_child() -> None:
-    global _tracker_lock
+    global _tracker_lock, _forked
     _tracker_lock = threading.Lock()
+    _forked = True
     for tracker in list(_trackers):
         tracker._after_fork()
 
