@@ -293,10 +293,22 @@ class TestWriteFailures:
             EventLog(fifo)
         reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         try:
-            with pytest.raises(EmitError, match=f"cannot open event log '{fifo}': it is a FIFO, not a regular file"):
+            with pytest.raises(EmitError, match=f"cannot open event log '{fifo}': it is a FIFO, not a regular file "):
                 EventLog(fifo)
         finally:
             os.close(reader)
+
+    def test_a_device_other_than_dev_null_is_refused(self, tmp_path: Path) -> None:
+        """A character device other than /dev/null (here /dev/zero's, made with mknod: the tests run as root, as CI
+        does) is refused naming its kind; a node of /dev/null's device is taken, to discard the events."""
+        import stat as stat_module
+
+        os.mknod(tmp_path / "zero", stat_module.S_IFCHR | 0o600, os.makedev(1, 5))
+        with pytest.raises(EmitError, match=r"'.*zero': it is a character device, not a regular file"):
+            EventLog(tmp_path / "zero")
+        os.mknod(tmp_path / "null", stat_module.S_IFCHR | 0o600, os.stat(os.devnull).st_rdev)
+        with EventLog(tmp_path / "null") as log:
+            log.emit("cycle_completed", "s1")
 
     def test_short_write_raises_and_ends_the_fragment(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """A short write raises EmitError and ends the fragment with a newline so later lines stay whole."""

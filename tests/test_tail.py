@@ -527,6 +527,23 @@ class TestCheckpoints:
         finally:
             tail.release()
 
+    def test_a_socket_as_the_checkpoint_file_is_said_so(self, tmp_path: Path) -> None:
+        """A socket at checkpoint.json: unusable, and the warning says it is a socket."""
+        import socket
+
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1))
+        path = tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE
+        path.parent.mkdir(parents=True)
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(str(path))
+            tail = Tail([log], tmp_path / "out", interval_s=60)
+            try:
+                assert any("unusable (it is a socket, not a regular file)" in w for w in tail.warnings)
+                assert tail.poll() == 1
+            finally:
+                tail.release()
+
     def test_a_fifo_as_the_checkpoint_file_is_left_alone(self, tmp_path: Path) -> None:
         """A FIFO at checkpoint.json: the tail starts at once (reading it would wait for ever), says it is unusable,
         reads the log from the start, never saves over it (a warning says why) and leaves it a FIFO."""

@@ -133,6 +133,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         raise _UsageError(_cannot("read", exc)) from exc
     if quarantine is not None:
         refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine))
+        try:
+            quarantine.reset()  # this run's rejected lines only, as replay's: the same logs give the same files
+        except OSError as exc:
+            raise _UsageError(_cannot("use", exc)) from exc
     progress = ReadProgress(_size(paths), label="validate", enabled=progress_wanted(args.quiet))
     seen = [0, 0]  # events and rejected lines the progress line has counted
 

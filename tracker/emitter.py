@@ -28,6 +28,7 @@ from typing import Any, Final
 
 import orjson
 
+from .decoder import FILE_KINDS
 from .errors import EmitError, EventValidationError
 from .events import CURRENT_VERSION, END_TS, EVENT_TYPES, MIN_TS, check_field, describe_ts, implausible_time, to_ts
 
@@ -65,6 +66,14 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def _is_null_device(st: os.stat_result) -> bool:
+    """True for /dev/null (or another node of that device)."""
+    try:
+        return stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev
+    except OSError:
+        return False
+
+
 _os_write = os.write
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _APPEND_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
@@ -89,12 +98,13 @@ class EventLog:
             if exc.errno == errno.ENXIO:  # a FIFO that nothing reads, a socket
                 exc.strerror = "it is a FIFO or a socket, not a regular file"
             raise EmitError(exc.errno, f"cannot open event log {str(self.path)!r}: {exc.strerror}") from exc
-        mode = os.fstat(self._fd).st_mode
-        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        st = os.fstat(self._fd)
+        if not (stat.S_ISREG(st.st_mode) or _is_null_device(st)):
             os.close(self._fd)
-            # Readers refuse such a log, and lines longer than a pipe's buffer would not be written whole.
-            raise EmitError(errno.EINVAL, f"cannot open event log {str(self.path)!r}: it is a "
-                                          f"{'FIFO' if stat.S_ISFIFO(mode) else 'socket'}, not a regular file")
+            # Readers refuse such a log (and a pipe's buffer would cut long lines): only /dev/null, to discard.
+            kind = FILE_KINDS.get(stat.filemode(st.st_mode)[0], "not a file")
+            raise EmitError(errno.EINVAL, f"cannot open event log {str(self.path)!r}: it is {kind}, not a regular "
+                                          "file (only /dev/null is taken, to discard the events)")
         os.set_blocking(self._fd, True)
         self._new_identity()
         _logs.add(self)

@@ -95,9 +95,12 @@ _log = logging.getLogger("tracker.tail")
 
 def _read_regular(path: Path) -> bytes:
     """A checkpoint file's bytes; ValueError when it is not a regular file (reading a FIFO would wait for ever)."""
+    mode = path.stat().st_mode  # first: a socket cannot be opened at all
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"it is {FILE_KINDS.get(stat.filemode(mode)[0], 'not a file')}, not a regular file")
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
-        mode = os.fstat(fd).st_mode
+        mode = os.fstat(fd).st_mode  # (and again: it may have been replaced since)
         if not stat.S_ISREG(mode):
             raise ValueError(f"it is {FILE_KINDS.get(stat.filemode(mode)[0], 'not a file')}, not a regular file")
         with os.fdopen(os.dup(fd), "rb") as stream:
