@@ -509,6 +509,29 @@ class TestReportRules:
         with pytest.raises(ValueError, match=re.escape(message)):
             Engine(60, store=engine.store).restore(state)
 
+    @pytest.mark.parametrize("edit", ["drop a session", "add a session", "an earlier first event",
+                                      "another first event of a session", "counts moved between types"])
+    def test_a_state_that_is_not_its_rows_is_refused(self, edit: str) -> None:
+        """Saved sessions, times and counts are checked against the saved rows: any edit that keeps them
+        plausible (a session dropped or added, a time moved, counts swapped) is refused."""
+        engine = build([event(1, "s1", "session_registered", T0, username="a", course_numbers=[1]),
+                        event(2, "s1", "question_answered", T0 + S, response_time_ms=1.0),
+                        event(3, "s2", "question_asked", T0 + 2 * S)])
+        state = orjson.loads(orjson.dumps(engine.state()))
+        if edit == "drop a session":
+            state["sessions"] = [e for e in state["sessions"] if e[0] != "s2"]
+        elif edit == "add a session":
+            state["sessions"].append(["s9", T0, None, None, [], None, T0])
+        elif edit == "an earlier first event":
+            state["ts_min"] -= S
+        elif edit == "another first event of a session":
+            state["sessions"][1][1] += 1
+        else:
+            state["counts"] = {"session_registered": 1, "question_answered": 2}
+        with pytest.raises(ValueError, match="engine state: "):
+            Engine(60, store=engine.store).restore(state)
+        Engine(60, store=engine.store).restore(orjson.loads(orjson.dumps(engine.state())))  # (unedited: fine)
+
     def test_figures_of_a_window_without_rows_are_refused(self) -> None:
         """Saved figures of a window the saved rows do not have (the windows' entry lost) are refused."""
         engine = build([event(i, "s", "question_answered", T0 + i * S, response_time_ms=1.0) for i in range(1, 5)])

@@ -511,6 +511,32 @@ class TestCheckpoints:
         assert log.read_bytes() == line(1)
         assert not list(log.parent.glob("segment-*"))
 
+    @pytest.mark.parametrize(("part", "value", "said"), [
+        ("events", 7, "its events counter (7) is not the events its windows hold"),
+        ("rejected", {}, "its rejected lines by reason ({}) are fewer than its quarantine holds"),
+    ])
+    def test_counters_that_disagree_with_the_state(self, tmp_path: Path, part: str, value: object,
+                                                   said: str) -> None:
+        """A checkpoint whose counters are not those of its windows or its quarantine is unusable: a full re-read,
+        and the counts printed at the end are the log's."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"".join(line(i, i) for i in range(1, 20)) + b"bad\n" * 3)
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.poll()
+        first.checkpoint()
+        first.release()
+        path = tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_FILE
+        state = orjson.loads(path.read_bytes())
+        state[part] = value
+        path.write_bytes(orjson.dumps(state))
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        try:
+            assert any(said in w for w in second.warnings if "unusable" in w)
+            second.poll()
+            assert (second.stats.events, second.decoder.rejected.total()) == (19, 3)
+        finally:
+            second.release()
+
     def test_a_user_file_in_the_checkpoint_folder_stays(self, tmp_path: Path) -> None:
         """A --checkpoint-dir holding a user's files (one named like an old tracker's segment file): none is removed
         when the checkpoint is found unusable; only checkpoint.json is."""

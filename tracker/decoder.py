@@ -345,6 +345,23 @@ class Quarantine:
         lines, reasons = self._open()
         return os.fstat(lines).st_size, os.fstat(reasons).st_size
 
+    def reasons(self) -> Counter[str]:
+        """How many entries of each reason the quarantine holds (its reasons file read; a line not an entry of
+        ours is not counted)."""
+        counts: Counter[str] = Counter()
+        try:
+            with open(self.reasons_path, "rb") as stream:
+                for line in stream:
+                    try:
+                        entry = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if isinstance(entry, dict) and isinstance(entry.get("reason"), str):
+                        counts[entry["reason"]] += 1
+        except FileNotFoundError:
+            pass
+        return counts
+
     def restore(self, position: object) -> None:
         """Cut both files back to a saved :meth:`position` (ValueError if it is not one), as a restart from a
         checkpoint reads again what came after it. Files shorter than that are repaired instead, with a warning."""

@@ -74,6 +74,8 @@ MAX_WINDOWS: Final = 100_000
 _SECOND: Final = 1_000_000
 #: Windows whose per-session figures stay in memory (each is a row per session).
 CELLS_KEPT: Final = 8
+#: An event's time, from its content key (the high 64 bits).
+_TS: Final = (pl.col("key") // (1 << 64)).cast(pl.Int64)
 
 
 #: An event's content key: its time in the high 64 bits, a hash of every field in the low 64. Both copies of a
@@ -381,12 +383,23 @@ class Engine:
             values.clear()
         self.tokens = {"input": 0, "output": 0}
         self.good = 0
+        seen: dict[str, tuple[int, int]] = {}  # each session's first and last event time, as the rows say
+        by_type: Counter[str] = Counter()
         for k in self.windows():
             if self.store.has(k):
-                rows = self.store.rows(k, columns=("type", "response_time_ms", "time_to_first_token_ms",
-                                                   "input_tokens", "output_tokens"))
+                rows = self.store.rows(k, columns=("key", "session_id", "type", "response_time_ms",
+                                                   "time_to_first_token_ms", "input_tokens", "output_tokens"))
                 self._values["rt"].add(rows.filter(pl.col("type") == "question_answered")["response_time_ms"])
                 self._take_chat(rows)
+                by_type.update(dict(rows.group_by(pl.col("type").cast(pl.String)).len().iter_rows()))
+                times = rows.group_by("session_id").agg(first=_TS.min(), last=_TS.max())
+                for session_id, first, last in times.iter_rows():
+                    known = seen.get(session_id)
+                    seen[session_id] = (first, last) if known is None else (min(known[0], first), max(known[1], last))
+        # The saved figures must be the saved rows': a state edited by hand, or mixed from two runs, is refused.
+        if by_type != self.counts or seen != {s: (f.first_ts, last_ts[s]) for s, f in sessions.items()} or (
+                seen and (ts_min, ts_max) != (min(f for f, _ in seen.values()), max(t for _, t in seen.values()))):
+            raise ValueError("engine state: the sessions, times or counts saved are not those of the windows' rows")
         self._changed, self._stale_from = set(), None
 
     # -- what changed -----------------------------------------------------------------

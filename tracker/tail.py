@@ -398,6 +398,12 @@ class Tail:
             self.reporter.engine.store.restore(state.get("windows"))
             self.reporter.engine.restore(state.get("engine"))
             self.reporter.writer.restore(state.get("writer"))
+            if events != self.reporter.engine.counts.total():
+                raise ValueError(f"its events counter ({events}) is not the events its windows hold")
+            quarantined = self.quarantine.reasons()
+            if any(n > rejected.get(reason, 0) for reason, n in quarantined.items()):
+                raise ValueError(f"its rejected lines by reason ({rejected}) are fewer than its quarantine holds "
+                                 f"({dict(quarantined)})")
         except (OSError, ValueError, ReportError, pl.exceptions.PolarsError) as exc:
             rotated = [p.name for log in self._logs for _, p in sorted(siblings_of(log).items())]
             self._warn(f"checkpoint {path} is unusable ({exc}); reading every log from the start" + (
