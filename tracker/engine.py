@@ -383,7 +383,7 @@ class Engine:
             values.clear()
         self.tokens = {"input": 0, "output": 0}
         self.good = 0
-        seen: dict[str, tuple[int, int]] = {}  # each session's first and last event time, as the rows say
+        times: list[pl.DataFrame] = []  # each window's sessions' first and last event times, as the rows say
         by_type: Counter[str] = Counter()
         for k in self.windows():
             if self.store.has(k):
@@ -392,13 +392,9 @@ class Engine:
                 self._values["rt"].add(rows.filter(pl.col("type") == "question_answered")["response_time_ms"])
                 self._take_chat(rows)
                 by_type.update(dict(rows.group_by(pl.col("type").cast(pl.String)).len().iter_rows()))
-                times = rows.group_by("session_id").agg(first=_TS.min(), last=_TS.max())
-                for session_id, first, last in times.iter_rows():
-                    known = seen.get(session_id)
-                    seen[session_id] = (first, last) if known is None else (min(known[0], first), max(known[1], last))
+                times.append(rows.group_by("session_id").agg(first=_TS.min(), last=_TS.max()))
         # The saved figures must be the saved rows': a state edited by hand, or mixed from two runs, is refused.
-        if by_type != self.counts or seen != {s: (f.first_ts, last_ts[s]) for s, f in sessions.items()} or (
-                seen and (ts_min, ts_max) != (min(f for f, _ in seen.values()), max(t for _, t in seen.values()))):
+        if by_type != self.counts or not _same_times(times, sessions, last_ts, ts_min, ts_max):
             raise ValueError("engine state: the sessions, times or counts saved are not those of the windows' rows")
         self._changed, self._stale_from = set(), None
 
@@ -627,6 +623,20 @@ def _check_consistent(sessions: dict[str, SessionFacts], last_ts: dict[str, int]
             raise ValueError(f"engine state: windows saved outside the events' times: {sorted(outside)[:3]!r}")
         if any(not ts_min <= f.first_ts <= last_ts[s] <= ts_max for s, f in sessions.items()):
             raise ValueError("engine state: a session's events outside the run's first and last event times")
+
+
+def _same_times(times: list[pl.DataFrame], sessions: dict[str, SessionFacts], last_ts: dict[str, int],
+                ts_min: int | None, ts_max: int | None) -> bool:
+    """True when the windows' sessions and their first and last event times (``times``, a frame a window) are the
+    saved sessions' and the run's."""
+    if not times:
+        return not sessions
+    rows = pl.concat(times).group_by("session_id").agg(pl.col("first").min(), pl.col("last").max())
+    saved = pl.DataFrame({"session_id": list(sessions), "first": [f.first_ts for f in sessions.values()],
+                          "last": [last_ts[s] for s in sessions]}, schema=rows.schema)
+    agree = rows.join(saved, on=["session_id", "first", "last"], how="inner").height
+    return (agree == rows.height == saved.height
+            and (ts_min, ts_max) == (rows["first"].min(), rows["last"].max()))
 
 
 def _aggs_of(entries: object) -> dict[int, WindowAgg]:
