@@ -680,6 +680,20 @@ class TestReviewFindings:
             "folder; give this one another --out or --checkpoint-dir\n")
         assert (tmp_path / "out" / ".tracker-checkpoint").read_bytes() == b"mine"
 
+    def test_tail_says_how_many_lines_it_could_not_quarantine(self, tmp_path: Path, small_disk: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+        """tail with its quarantine on a full disk: one warning, and at the end how many lines were not kept."""
+        (tmp_path / "log.jsonl").write_bytes(_log_line(1) + b"bad\n" * 5)
+        with open(small_disk / "ballast", "wb") as stream, pytest.raises(OSError, match="No space"):
+            stream.write(b"x" * (8 << 20))
+        with _sigterm_once_following():
+            assert main("tail", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "out"), "--quiet",
+                        "--quarantine", str(small_disk / "q.jsonl")) == 1
+        err = capsys.readouterr().err
+        assert err.count("but not quarantined") == 1
+        assert err.endswith(f"tracker tail: 5 of the rejected lines could not be written to {small_disk / 'q.jsonl'} "
+                            "(see the warnings above); they are still in their logs\n")
+
     def test_a_dangling_lock_link(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """tail: a lock file that is a link to nowhere is a usage error naming it and saying what it is."""
         (tmp_path / "log.jsonl").write_bytes(_log_line(1))

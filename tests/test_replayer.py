@@ -455,7 +455,7 @@ class TestReplayCommand:
             f"cannot write {tmp_path / 'q.jsonl'} (File too large); the line is at byte {offset}, and later rejected "
             "lines are counted until it can be written (they are still in their logs)\n"
             f"tracker replay: {3000 - len(lines)} of the rejected lines could not be written to "
-            f"{tmp_path / 'q.jsonl'} (see the warning above); they are still in their logs\n")
+            f"{tmp_path / 'q.jsonl'} (see the warnings above); they are still in their logs\n")
         assert (tmp_path / "out" / "session_tracking_summary.csv").read_text().count("\n") == 2
 
     @pytest.mark.parametrize(("args", "message"), [

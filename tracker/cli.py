@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 # Only light modules here: ``tracker emit`` (and its --help) must start without polars or watchfiles. The
 # commands that need them import them when they run.
@@ -39,6 +39,9 @@ from .options import (
     session_timeout,
     sessions,
 )
+
+if TYPE_CHECKING:
+    from .decoder import Quarantine
 from .summaries import counts_lines, run_summary
 from .version import VERSION
 
@@ -100,6 +103,13 @@ def _cmd_emit(args: argparse.Namespace) -> int:
 def _cannot(verb: str, exc: OSError) -> str:
     name = f" {str(exc.filename)!r}" if exc.filename else ""
     return f"cannot {verb}{name}: {exc.strerror or exc}"
+
+
+def _say_lost(command: str, quarantine: Quarantine) -> None:
+    """Say, at the end, how many rejected lines could not be quarantined (a full disk), if any."""
+    if quarantine.lost:
+        print(f"tracker {command}: {quarantine.lost} of the rejected lines could not be written to {quarantine.path} "
+              "(see the warnings above); they are still in their logs", file=sys.stderr)
 
 
 def _human(args: argparse.Namespace) -> TextIO:
@@ -335,9 +345,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if result.quarantine.count:
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
         print(f"  rejected lines ({reasons}) in {result.quarantine.path}", file=human)
-    if result.quarantine.lost:
-        print(f"tracker replay: {result.quarantine.lost} of the rejected lines could not be written to "
-              f"{result.quarantine.path} (see the warning above); they are still in their logs", file=sys.stderr)
+    _say_lost("replay", result.quarantine)
     windows = sum(1 for path in result.written if path.name.startswith("session_tracking_report_"))
     run_files = "the summary, totals, errors" + (", thresholds" if thresholds else "")
     print(f"wrote {len(result.written)} files to {args.out}: {run_files}, {windows} per-window session reports and "
@@ -423,6 +431,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
           f"{tail.reporter.engine.duplicates} duplicates", file=human)
     if tail.quarantine.count:
         print(f"  rejected lines in {tail.quarantine.path}", file=human)
+    _say_lost("tail", tail.quarantine)
     if final is None or final.failed:
         missing = "no report could be made" if final is None else f"{len(final.failed)} report files not written"
         print(f"tracker tail: {missing} in {args.out} (see the warnings above); replay the logs once the cause is "
@@ -507,6 +516,7 @@ def _cmd_ship(args: argparse.Namespace) -> int:
           f"{rejected.total()} rejected lines", file=_human(args))
     if shipper.quarantine.count:
         print(f"  rejected lines in {shipper.quarantine.path} (never shipped)", file=_human(args))
+    _say_lost("ship", shipper.quarantine)
     if pending:
         print(f"  {pending} bytes not shipped yet (an unfinished last line, or stopped first): shipped by the next "
               "tracker ship of these logs", file=_human(args))
