@@ -538,18 +538,24 @@ class TestCheckpoints:
             second.release()
 
     def test_a_user_file_in_the_checkpoint_folder_stays(self, tmp_path: Path) -> None:
-        """A --checkpoint-dir holding a user's files (one named like an old tracker's segment file): none is removed
-        when the checkpoint is found unusable; only checkpoint.json is."""
+        """A --checkpoint-dir holding a user's files (one named like an old tracker's segment file, one named
+        checkpoint.json): none is removed; the one at checkpoint.json is set aside under another name."""
         log = tmp_path / "events.jsonl"
         log.write_bytes(line(1))
         folder = tmp_path / "userdata"
         folder.mkdir()
         (folder / "segment-2024.parquet").write_bytes(b"my data")
-        (folder / CHECKPOINT_FILE).write_bytes(b"{not json")
+        (folder / CHECKPOINT_FILE).write_bytes(b'{"epoch": 12}')  # another program's file of that name
         tail = Tail([log], tmp_path / "out", interval_s=60, checkpoint_dir=folder)
         try:
             assert any("unusable" in w for w in tail.warnings)
             assert (folder / "segment-2024.parquet").read_bytes() == b"my data"
+            (aside,) = folder.glob(f"{CHECKPOINT_FILE}.not-a-checkpoint-*")
+            assert aside.read_bytes() == b'{"epoch": 12}'
+            assert any(f"is not a tracker checkpoint (or is damaged): kept as {aside.name}" in w for w in tail.warnings)
+            tail.poll()
+            tail.checkpoint()
+            assert orjson.loads((folder / CHECKPOINT_FILE).read_bytes())["events"] == 1
         finally:
             tail.release()
 

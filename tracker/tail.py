@@ -109,6 +109,15 @@ def _read_regular(path: Path) -> bytes:
         os.close(fd)
 
 
+def _ours(path: Path) -> bool:
+    """True when ``path`` holds a checkpoint of a tracker tail (of any version; damaged values or not)."""
+    try:
+        state = orjson.loads(_read_regular(path))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and type(state.get("version")) is int and isinstance(state.get("targets"), list)
+
+
 @dataclass(slots=True)
 class TailStats:
     """Counts since the tail started (restored from the checkpoint on restart)."""
@@ -212,6 +221,7 @@ class Tail:
         self._recent_answers = 0
         #: The clock of ``recent``'s read times (seconds; a test sets its own).
         self.clock: Callable[[], float] = time.monotonic
+        self._keep_out = False  # True: checkpoint.json is another program's file, never to be written over
         self._restore()
 
     def _lock_folder(self) -> int:
@@ -322,7 +332,7 @@ class Tail:
         try:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             target = self.checkpoint_dir / CHECKPOINT_FILE
-            if target.is_symlink() or (target.exists() and not target.is_file()):  # never replaced: said, kept
+            if self._keep_out or target.is_symlink() or (target.exists() and not target.is_file()):  # kept
                 raise OSError(errno.EINVAL, "it is not a regular file, and is left alone", str(target))
             windows, obsolete = self.reporter.engine.store.persist()
             state = {
@@ -438,6 +448,16 @@ class Tail:
         stale = self.checkpoint_dir / CHECKPOINT_FILE
         if stale.is_symlink() or (stale.exists() and not stale.is_file()):
             self._warn(f"{stale} is not a file: left alone (checkpoints cannot be saved there)")
+        elif stale.exists() and not _ours(stale):  # another program's file of that name: kept, under another
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            aside = stale.with_name(f"{CHECKPOINT_FILE}.not-a-checkpoint-{stamp}")
+            try:
+                os.rename(stale, aside)
+                self._warn(f"{stale} is not a tracker checkpoint (or is damaged): kept as {aside.name}")
+            except OSError as exc:
+                self._keep_out = True
+                self._warn(f"{stale} is not a tracker checkpoint and cannot be set aside ({exc.strerror or exc}): left "
+                           "alone (checkpoints cannot be saved there)")
         else:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
