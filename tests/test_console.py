@@ -7,8 +7,10 @@ sleeps.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -19,7 +21,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from tests.helpers import T0, record
-from tracker.console import Figures, LiveView, render, snapshot
+from tracker.console import Figures, LiveView, render, snapshot, warnings_to_stderr
 from tracker.events import format_ts
 from tracker.tail import Tail
 
@@ -473,3 +475,20 @@ class TestLiveView:
         summary = _written(console).split(ALT_OFF)[1].splitlines()
         assert summary[-2] == "  1 warning while the live view was on:"
         assert "truncated or replaced" in summary[-1]
+
+
+class TestWarningsToStderr:
+    def test_warnings_go_to_stderr_as_it_is_now(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The tail's warnings go to sys.stderr as it is when they come, not to a stream replaced (and closed) since."""
+        logger = logging.getLogger("tracker")
+        monkeypatch.setattr(logger, "handlers", [])
+        monkeypatch.setattr(logger, "propagate", True)
+        warnings_to_stderr()
+        first = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", first)
+        logging.getLogger("tracker.tail").warning("one")
+        first.close()
+        second = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", second)
+        logging.getLogger("tracker.tail").warning("two")
+        assert second.getvalue() == "tracker: WARNING: two\n"

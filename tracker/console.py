@@ -11,6 +11,7 @@ fall to 0 when the logs go quiet, and a "no events for N s" line says so after 5
 from __future__ import annotations
 
 import atexit
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -363,6 +364,19 @@ class LiveView:
             live.stop()
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when each record comes (a program, or a test, may have replaced it since:
+    a stream kept from before may be closed)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass  # (StreamHandler sets it)
+
+
 def warnings_to_stderr() -> None:
     """The tail's warnings go to stderr as ``tracker: WARNING: ...``, unless the program configured the "tracker"
     logger itself; watchfiles' own notices are left out."""
@@ -371,7 +385,7 @@ def warnings_to_stderr() -> None:
     logging.getLogger("watchfiles").setLevel(logging.ERROR)
     logger = logging.getLogger("tracker")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("tracker: %(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

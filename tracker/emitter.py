@@ -67,11 +67,16 @@ def _encodable(text: str) -> bool:
 
 
 def _is_null_device(st: os.stat_result) -> bool:
-    """True for /dev/null (or another node of that device)."""
-    try:
-        return stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev
-    except OSError:
+    """True for /dev/null, and /dev/full (every write fails: EmitError), or another node of those devices."""
+    if not stat.S_ISCHR(st.st_mode):
         return False
+    for device in (os.devnull, "/dev/full"):
+        try:
+            if st.st_rdev == os.stat(device).st_rdev:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 _os_write = os.write
@@ -104,7 +109,7 @@ class EventLog:
             # Readers refuse such a log (and a pipe's buffer would cut long lines): only /dev/null, to discard.
             kind = FILE_KINDS.get(stat.filemode(st.st_mode)[0], "not a file")
             raise EmitError(errno.EINVAL, f"cannot open event log {str(self.path)!r}: it is {kind}, not a regular "
-                                          "file (only /dev/null is taken, to discard the events)")
+                                          "file (of devices, only /dev/null is taken, to discard the events)")
         os.set_blocking(self._fd, True)
         self._new_identity()
         _logs.add(self)
