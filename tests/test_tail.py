@@ -537,6 +537,74 @@ class TestCheckpoints:
         finally:
             second.release()
 
+    def test_a_start_without_checkpoint_empties_the_quarantine(self, tmp_path: Path) -> None:
+        """A tail starting without a checkpoint (after a replay into its folder, or killed before its first one)
+        keeps only this run's rejected lines; restarted from its checkpoint, it warns of nothing."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1) + b"bad here\n")
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "quarantine.jsonl").write_bytes(b"an earlier run's line\n")
+        (tmp_path / "out" / "quarantine.jsonl.reasons.jsonl").write_bytes(b'{"reason":"invalid_json"}\n')
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.poll()
+        first.checkpoint()
+        first.release()
+        assert (tmp_path / "out" / "quarantine.jsonl").read_bytes() == b"bad here\n"
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        try:
+            assert second.warnings == []
+        finally:
+            second.release()
+
+    def test_a_stopped_replays_mark_does_not_outlive_the_next_tail(self, tmp_path: Path) -> None:
+        """The manifest of a replay stopped before it wrote anything: a tail starting there makes the folder its own
+        at once, so its checkpoints are used after a restart, even before it wrote a report."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(b"")
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / ".tracker-reports.json").write_bytes(b'{"files":[],"writer":"replay"}')
+        first = Tail([log], tmp_path / "out", interval_s=60)
+        first.poll()
+        first.checkpoint()
+        first.release()
+        second = Tail([log], tmp_path / "out", interval_s=60)
+        try:
+            assert second.warnings == []
+        finally:
+            second.release()
+
+    def test_lines_not_quarantined_are_still_counted_after_a_restart(self, tmp_path: Path, small_disk: Path) -> None:
+        """The count of rejected lines a full quarantine could not keep is saved with the checkpoint."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1) + b"bad\n" * 4)
+        with open(small_disk / "ballast", "wb") as stream, pytest.raises(OSError, match="No space"):
+            stream.write(b"x" * (8 << 20))
+        first = Tail([log], tmp_path / "out", interval_s=60, quarantine_path=small_disk / "q.jsonl")
+        first.poll()
+        assert first.quarantine.lost == 4
+        first.checkpoint()
+        first.release()
+        second = Tail([log], tmp_path / "out", interval_s=60, quarantine_path=small_disk / "q.jsonl")
+        try:
+            assert second.quarantine.lost == 4
+        finally:
+            second.release()
+
+    def test_files_set_aside_in_one_second_are_all_kept(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Two other programs' checkpoint.json set aside within one second both stay, under two names."""
+        import tracker.tail as tail_module
+
+        monkeypatch.setattr(tail_module.time, "strftime", lambda form, when=None: "20261128T000000Z")
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1))
+        folder = tmp_path / "ck"
+        folder.mkdir()
+        for n in (1, 2):
+            (folder / CHECKPOINT_FILE).write_bytes(b'{"mine": %d}' % n)
+            Tail([log], tmp_path / "out", interval_s=60, checkpoint_dir=folder).release()
+        kept = sorted(p.read_bytes() for p in folder.glob(f"{CHECKPOINT_FILE}.not-a-checkpoint-*"))
+        assert kept == [b'{"mine": 1}', b'{"mine": 2}']
+
     def test_a_user_file_in_the_checkpoint_folder_stays(self, tmp_path: Path) -> None:
         """A --checkpoint-dir holding a user's files (one named like an old tracker's segment file, one named
         checkpoint.json): none is removed; the one at checkpoint.json is set aside under another name."""

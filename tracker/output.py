@@ -173,6 +173,7 @@ class ReportWriter:
         #: Who writes, in the folder's manifest: a tail restarted from its checkpoint finds out from it whether a
         #: replay wrote into the folder meanwhile.
         self._writer = "replay" if once else "live"
+        self._manifest_written = False
 
     def earlier_files(self) -> tuple[set[str], set[str]]:
         """Report files in the folder: those an earlier writer listed in its manifest, and those it did not."""
@@ -273,21 +274,20 @@ class ReportWriter:
     def claim(self) -> None:
         """Say in the folder's manifest that this writer writes there now, before anything in it changes: a tail
         stopped meanwhile then finds its checkpoint unusable, even when this writer stops before its end."""
-        ours, _ = self.earlier_files()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(self.out_dir / MANIFEST_FILE, orjson.dumps({"files": sorted(ours), "writer": self._writer}))
-        self._listed = ours
+        self._listed = set()
+        self._write_manifest(self.earlier_files()[0])
 
     def forget(self, names: set[str]) -> None:
         """Files removed from the folder: the manifest stops naming them."""
         self._write_manifest(self._listed - names)
 
     def _write_manifest(self, names: set[str]) -> None:
-        if names == self._listed and (self.out_dir / MANIFEST_FILE).exists():
-            return
+        if names == self._listed and self._manifest_written and (self.out_dir / MANIFEST_FILE).exists():
+            return  # (written by this writer at least once: it names this writer)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(self.out_dir / MANIFEST_FILE, orjson.dumps({"files": sorted(names), "writer": self._writer}))
         self._listed = set(names)
+        self._manifest_written = True
 
     @property
     def written_until(self) -> int | None:

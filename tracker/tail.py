@@ -51,7 +51,7 @@ from .logs import (
     refuse_outputs_that_are_logs,
     report_outputs,
 )
-from .names import CHECKPOINT_DIR, TAIL_LOCK_FILE
+from .names import CHECKPOINT_DIR, MANIFEST_FILE, TAIL_LOCK_FILE
 from .output import remove_temporaries, write_atomically
 from .rotation import siblings_of
 from .store import DEFAULT_MEMORY_BYTES, WindowStore
@@ -351,6 +351,7 @@ class Tail:
                 "rejected": dict(self.decoder.rejected),
                 "files": self.follower.positions(),
                 "quarantine": list(self.quarantine.position()),
+                "quarantine_lost": self.quarantine.lost,
                 "writer": self.reporter.writer.state(),
             }
             write_atomically(self.checkpoint_dir / CHECKPOINT_FILE, orjson.dumps(state))
@@ -373,6 +374,7 @@ class Tail:
         path = self.checkpoint_dir / CHECKPOINT_FILE
         if not path.exists():
             self._clear_checkpoint()
+            self.quarantine.reset()  # filled by this run's read: a replay's, or a tail's killed before it saved
             self._start_clean()
             return
         try:
@@ -404,7 +406,11 @@ class Tail:
             else:
                 self.follower.resume(state.get("files"))
                 resume = []
+            lost = state.get("quarantine_lost", 0)
+            if type(lost) is not int or lost < 0:
+                raise ValueError(f"its count of lines not quarantined is damaged: {lost!r}")
             self.quarantine.restore(state.get("quarantine"))  # what came after the checkpoint is read again
+            self.quarantine.lost = lost
             self.reporter.engine.store.restore(state.get("windows"))
             self.reporter.engine.restore(state.get("engine"))
             self.reporter.writer.restore(state.get("writer"))
@@ -442,6 +448,11 @@ class Tail:
         if removed:
             self._warn(f"{self.out_dir} held the reports of an earlier run: removed its {len(removed)} report "
                        "files; this run starts clean")
+        try:
+            self.reporter.writer.claim()  # the folder is this live run's now (a replay's mark would refuse its
+        except OSError as exc:            # checkpoints); when it cannot be said now, the first flush says it
+            self._warn(f"cannot write {self.out_dir / MANIFEST_FILE} ({exc.strerror or exc}); it is written with the "
+                       "first reports")
 
     def _clear_checkpoint(self) -> None:
         """Remove this tail's own checkpoint files (only those: the folder may hold anything else)."""
@@ -451,8 +462,13 @@ class Tail:
         elif stale.exists() and not _ours(stale):  # another program's file of that name: kept, under another
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
             aside = stale.with_name(f"{CHECKPOINT_FILE}.not-a-checkpoint-{stamp}")
+            for n in range(1, 10_000):  # never over another one set aside
+                if not aside.exists() and not aside.is_symlink():
+                    break
+                aside = stale.with_name(f"{CHECKPOINT_FILE}.not-a-checkpoint-{stamp}-{n}")
             try:
-                os.rename(stale, aside)
+                os.link(stale, aside)  # (fails if that name was taken meanwhile: nothing is replaced)
+                stale.unlink()
                 self._warn(f"{stale} is not a tracker checkpoint (or is damaged): kept as {aside.name}")
             except OSError as exc:
                 self._keep_out = True
