@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -592,9 +593,7 @@ class TestCheckpoints:
 
     def test_files_set_aside_in_one_second_are_all_kept(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """Two other programs' checkpoint.json set aside within one second both stay, under two names."""
-        import tracker.tail as tail_module
-
-        monkeypatch.setattr(tail_module.time, "strftime", lambda form, when=None: "20261128T000000Z")
+        monkeypatch.setattr(time, "strftime", lambda form, when=None: "20261128T000000Z")
         log = tmp_path / "events.jsonl"
         log.write_bytes(line(1))
         folder = tmp_path / "ck"
