@@ -40,7 +40,7 @@ class TestOrderStatistics:
         finally:
             values.close()
 
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=100, deadline=None)
     @given(batches=BATCHES, memory_values=st.sampled_from([1, 2, 3, 5, 1000]))
     def test_equal_to_a_sorted_list(self, batches: list[list[float]], memory_values: int) -> None:
         """kth, quantile and max against sorted() and the reference's percentile, spilled or not."""
