@@ -22,8 +22,10 @@ from tracker.engine import Engine
 from tracker.events import Event
 from tracker.frames import events_frame
 from tracker.output import ERRORS_FILE, SUMMARY_FILE, TOTALS_FILE, ReportWriter, session_file_name
+from tracker.tables import COUNTED
 
 S = 1_000_000
+COUNTED_NAMES = list(COUNTED)
 FIELDS: dict[str, dict[str, Any]] = {
     "session_registered": {"username": "u", "course_numbers": [1, 2]},
     "error": {"error": "boom"},
@@ -531,6 +533,16 @@ class TestReportRules:
         with pytest.raises(ValueError, match="engine state: "):
             Engine(60, store=engine.store).restore(state)
         Engine(60, store=engine.store).restore(orjson.loads(orjson.dumps(engine.state())))  # (unedited: fine)
+
+    def test_counts_of_a_window_that_are_not_its_rows_are_refused(self) -> None:
+        """A window's saved counts are checked against its rows: an edited count is refused."""
+        engine = build([event(i, "s", "question_answered", T0 + i * S, response_time_ms=1.0) for i in range(1, 5)])
+        k = next(engine.windows())
+        engine.agg(k)
+        state = orjson.loads(orjson.dumps(engine.state()))
+        state["aggs"][str(k)][0][COUNTED_NAMES.index("questions_answered")] += 1
+        with pytest.raises(ValueError, match=f"the figures saved for window {k} are not those of its rows"):
+            Engine(60, store=engine.store).restore(state)
 
     def test_figures_of_a_window_without_rows_are_refused(self) -> None:
         """Saved figures of a window the saved rows do not have (the windows' entry lost) are refused."""

@@ -391,7 +391,11 @@ class Engine:
                                                    "time_to_first_token_ms", "input_tokens", "output_tokens"))
                 self._values["rt"].add(rows.filter(pl.col("type") == "question_answered")["response_time_ms"])
                 self._take_chat(rows)
-                by_type.update(dict(rows.group_by(pl.col("type").cast(pl.String)).len().iter_rows()))
+                window = dict(rows.group_by(pl.col("type").cast(pl.String)).len().iter_rows())
+                by_type.update(window)
+                agg = self._aggs.get(k)
+                if agg is not None and any(agg.counts[c] != window.get(t, 0) for c, t in COUNTED.items()):
+                    raise ValueError(f"engine state: the figures saved for window {k} are not those of its rows")
                 times.append(rows.group_by("session_id").agg(first=_TS.min(), last=_TS.max()))
         # The saved figures must be the saved rows': a state edited by hand, or mixed from two runs, is refused.
         if by_type != self.counts or not _same_times(times, sessions, last_ts, ts_min, ts_max):
