@@ -34,6 +34,7 @@ QUARANTINE_FILE: Final = "quarantine.jsonl"
 __all__ = (
     "DEFAULT_MAX_LINE_BYTES",
     "FILE_KINDS",
+    "file_kind",
     "QUARANTINE_FILE",
     "REASONS",
     "Decoder",
@@ -254,6 +255,11 @@ def decode_file(path: str | os.PathLike[str], decoder: Decoder | None = None) ->
 FILE_KINDS: Final = {"d": "a folder", "p": "a FIFO", "s": "a socket", "c": "a character device", "b": "a block device"}
 
 
+def file_kind(mode: int, other: str = "not a file") -> str:
+    """What a file of this ``st_mode`` that is not a regular file is (``a FIFO``, ``a folder``, ...), else ``other``."""
+    return FILE_KINDS.get(stat.filemode(mode)[0], other)
+
+
 def _refuse_unless_regular(path: Path, st: os.stat_result | None = None) -> None:
     """OSError (EINVAL, naming ``path``) unless it is missing or a regular file (or a symbolic link to one);
     ``st``, when given, is the open file's status."""
@@ -265,9 +271,9 @@ def _refuse_unless_regular(path: Path, st: os.stat_result | None = None) -> None
         except OSError as exc:  # a symbolic link loop, a folder that cannot be searched
             raise OSError(exc.errno, f"the quarantine cannot use it ({exc.strerror or exc})", str(path)) from exc
     if not stat.S_ISREG(st.st_mode):
-        kind = FILE_KINDS.get(stat.filemode(st.st_mode)[0], "not a file")
-        raise OSError(errno.EINVAL, f"it is {kind}, not a regular file: the quarantine appends rejected lines to "
-                                    "its file and empties it for a new read; give a file name", str(path))
+        raise OSError(errno.EINVAL, f"it is {file_kind(st.st_mode)}, not a regular file: the quarantine appends "
+                                    "rejected lines to its file and empties it for a new read; give a file name",
+                      str(path))
 
 
 class Quarantine:

@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import orjson
 
-from .decoder import FILE_KINDS
+from .decoder import file_kind
 from .errors import EmitError, EventValidationError
 from .events import CURRENT_VERSION, END_TS, EVENT_TYPES, MIN_TS, check_field, describe_ts, implausible_time, to_ts
 
@@ -107,9 +107,9 @@ class EventLog:
         if not (stat.S_ISREG(st.st_mode) or _is_null_device(st)):
             os.close(self._fd)
             # Readers refuse such a log (and a pipe's buffer would cut long lines): only /dev/null, to discard.
-            kind = FILE_KINDS.get(stat.filemode(st.st_mode)[0], "not a file")
-            raise EmitError(errno.EINVAL, f"cannot open event log {str(self.path)!r}: it is {kind}, not a regular "
-                                          "file (of devices, only /dev/null is taken, to discard the events)")
+            raise EmitError(errno.EINVAL, f"cannot open event log {str(self.path)!r}: it is {file_kind(st.st_mode)}, "
+                                          "not a regular file (of devices, only /dev/null is taken, to discard the "
+                                          "events)")
         os.set_blocking(self._fd, True)
         self._new_identity()
         _logs.add(self)

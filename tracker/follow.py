@@ -34,11 +34,11 @@ import polars as pl
 
 from . import rotation
 from .batch import Span, decode_span, split_blocks
-from .decoder import FILE_KINDS, Decoder, Rejected
+from .decoder import Decoder, Rejected, file_kind
 from .rotation import FINGERPRINT_BYTES, OPEN_FLAGS, Identity
 from .siblings import Followed, Ledger, furthest, holds, mark_of, same_generation
 
-__all__ = ("FILE_KINDS", "FINGERPRINT_BYTES", "Decode", "FollowStats", "folder_entries", "Follower", "OnBlock",
+__all__ = ("FINGERPRINT_BYTES", "Decode", "FollowStats", "folder_entries", "Follower", "OnBlock",
            "check_positions")
 
 #: The most one poll reads of one file: a big backlog is taken in steps, with reports and checkpoints between.
@@ -202,7 +202,7 @@ class Follower:
             self._skip(path, f"cannot be read ({exc.strerror})")
             return None
         if not stat.S_ISREG(st.st_mode):
-            self._skip(path, f"is {FILE_KINDS.get(stat.filemode(st.st_mode)[0], 'something else')}, not a regular file")
+            self._skip(path, f"is {file_kind(st.st_mode, 'something else')}, not a regular file")
         return st if stat.S_ISREG(st.st_mode) else None
 
     def _open(self, path: Path, saved: dict[str, Any] | None = None) -> Followed | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 from .batch import BLOCK_BYTES, Span, split_blocks
-from .decoder import FILE_KINDS, Decoder, Quarantine, Rejected
+from .decoder import Decoder, Quarantine, Rejected, file_kind
 from .errors import CheckpointError, OutputIsInputError
 from .events import Event
 from .follow import folder_entries
@@ -51,7 +51,7 @@ _OPEN_FLAGS: Final[int] = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(o
 
 
 def _not_regular(path: str, mode: int) -> OSError:
-    kind = FILE_KINDS.get(stat.filemode(mode)[0], "not a file")
+    kind = file_kind(mode)
     return OSError(errno.EINVAL, f"it is {kind}, not a regular file", path)
 
 
@@ -230,12 +230,7 @@ def lock_output_folder(folder: Path, holder: str, hint: str) -> int:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
     except (FileExistsError, NotADirectoryError):
         return -1
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise CheckpointError(f"{folder} is in use by {holder}; {hint}") from None
-    return fd
+    return _hold(fd, f"{folder} is in use by {holder}; {hint}")
 
 
 def lock_folder(folder: Path, lock_name: str, holder: str, hint: str) -> int:
@@ -252,9 +247,14 @@ def lock_folder(folder: Path, lock_name: str, holder: str, hint: str) -> int:
         why = ("it is a symbolic link to a file that cannot be made" if (folder / lock_name).is_symlink()
                else exc.strerror or str(exc))
         raise CheckpointError(f"cannot use the lock file {str(folder / lock_name)!r}: {why}; remove it") from exc
+    return _hold(fd, f"{folder} is in use by {holder} (it holds the lock {lock_name}); {hint}")
+
+
+def _hold(fd: int, busy: str) -> int:
+    """``fd`` with an exclusive lock on it; CheckpointError saying ``busy`` (``fd`` closed) when another holds it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise CheckpointError(f"{folder} is in use by {holder} (it holds the lock {lock_name}); {hint}") from None
+        raise CheckpointError(busy) from None
     return fd

@@ -119,13 +119,20 @@ def remove_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-def add_to_manifest(out_dir: Path, name: str) -> None:
-    """Name one more file in the folder's manifest, when it has one of ours (``tracker report``'s page)."""
+def _read_manifest(out_dir: Path) -> dict[str, object]:
+    """The folder's manifest (``{"files": [...], "writer": "live" or "replay"}``), or an empty one when there is
+    none of ours."""
     try:
         manifest = orjson.loads((out_dir / MANIFEST_FILE).read_bytes())
-        listed = manifest.get("files")
-    except (OSError, ValueError, AttributeError):
-        return  # no manifest of ours: nothing is listed
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def add_to_manifest(out_dir: Path, name: str) -> None:
+    """Name one more file in the folder's manifest, when it has one of ours (``tracker report``'s page)."""
+    manifest = _read_manifest(out_dir)
+    listed = manifest.get("files")  # none (no manifest of ours): nothing is listed
     if isinstance(listed, list) and name not in listed:
         write_atomically(out_dir / MANIFEST_FILE, orjson.dumps({**manifest, "files": sorted({*listed, name})}))
 
@@ -177,21 +184,12 @@ class ReportWriter:
 
     def earlier_files(self) -> tuple[set[str], set[str]]:
         """Report files in the folder: those an earlier writer listed in its manifest, and those it did not."""
-        names = self._manifest().get("files", [])
+        names = _read_manifest(self.out_dir).get("files", [])
         listed = {n for n in names if isinstance(n, str) and REPORT_NAME.fullmatch(n)} if isinstance(names, list) \
             else set()
         present = {p.name for p in self.out_dir.glob("session_tracking_*.csv") if REPORT_NAME.fullmatch(p.name)} \
             if self.out_dir.is_dir() else set()
         return present & listed, present - listed
-
-    def _manifest(self) -> dict[str, object]:
-        """The folder's manifest (``{"files": [...], "writer": "live" or "replay"}``), or an empty one when there is
-        none of ours."""
-        try:
-            manifest = orjson.loads((self.out_dir / MANIFEST_FILE).read_bytes())
-        except (OSError, ValueError):
-            return {}
-        return manifest if isinstance(manifest, dict) else {}
 
     def own_earlier_files(self) -> set[str]:
         """The report files an earlier run listed as its own; ReportError when the folder holds report files no
@@ -268,7 +266,7 @@ class ReportWriter:
     def check_writer(self) -> None:
         """ValueError when the folder's manifest says another kind of writer (a replay) wrote there last: a live
         writer's checkpoint saved before that no longer describes the folder."""
-        if self._manifest().get("writer", self._writer) != self._writer:
+        if _read_manifest(self.out_dir).get("writer", self._writer) != self._writer:
             raise ValueError(f"tracker replay wrote its reports into {self.out_dir} since")
 
     def claim(self) -> None:

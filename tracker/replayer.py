@@ -14,6 +14,7 @@ big the logs are.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -178,62 +179,50 @@ def replay(
     if stream is not None and paths:
         raise ValueError("a replay reads either logs or a stream, not both")
     refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine) + report_outputs(out))
-    lock = lock_output_folder(out, "a tracker tail or another replay writing its reports there",
-                              "both would write the same files: stop it, or give this replay another --out")
-    try:
-        return _replay(paths, out, quarantine, interval_s=interval_s, memory_bytes=memory_bytes, spool_dir=spool_dir,
-                       block_bytes=block_bytes, max_line_bytes=max_line_bytes, session_timeout_s=session_timeout_s,
-                       goodput=goodput, thresholds=thresholds, on_block=on_block, stream=stream, stop=stop,
-                       warn=warn, nats_timeout_s=nats_timeout_s)
-    finally:
+    say = warn if warn is not None else _log.warning
+    with contextlib.ExitStack() as held:
+        lock = lock_output_folder(out, "a tracker tail or another replay writing its reports there",
+                                  "both would write the same files: stop it, or give this replay another --out")
         if lock >= 0:
-            os.close(lock)
-
-
-def _replay(paths: tuple[Path, ...], out: Path, quarantine: Quarantine, *, interval_s: int, memory_bytes: int,
-            spool_dir: str | os.PathLike[str] | None, block_bytes: int, max_line_bytes: int,
-            session_timeout_s: float | None, goodput: dict[str, float] | None, thresholds: Sequence[Threshold],
-            on_block: Callable[[int, int, int], None] | None, stream: StreamSpec | None,
-            stop: threading.Event | None, warn: Callable[[str], None] | None, nats_timeout_s: float) -> ReplayResult:
-    """:func:`replay`, with the output folder locked."""
-    store = WindowStore(memory_bytes=memory_bytes, spool_dir=spool_dir if spool_dir is not None else out)
-    try:
-        engine = Engine(interval_s, store=store, session_timeout_s=session_timeout_s, goodput=goodput)
-        writer = ReportWriter(engine, out, thresholds=thresholds, once=True)
-        earlier = writer.own_earlier_files()  # before anything is read or written
-        if out.is_dir():
-            writer.claim()  # first: a tail's checkpoint of this folder is unusable from now on, whatever happens
-        remove_temporaries(out)  # of a tail or replay killed while it wrote a report
-        quarantine.reset()  # this replay's rejected lines only: the same logs give the same files
+            held.callback(os.close, lock)  # at the very end: the folder is this replay's until then
+        store = WindowStore(memory_bytes=memory_bytes, spool_dir=spool_dir if spool_dir is not None else out)
         try:
-            if stream is None:
-                rejected = read_events(paths, quarantine, engine, block_bytes=block_bytes,
-                                       max_line_bytes=max_line_bytes, on_block=on_block,
-                                       warn=warn if warn is not None else _log.warning)
-            else:
-                from .consume import read_stream
+            engine = Engine(interval_s, store=store, session_timeout_s=session_timeout_s, goodput=goodput)
+            writer = ReportWriter(engine, out, thresholds=thresholds, once=True)
+            earlier = writer.own_earlier_files()  # before anything is read or written
+            if out.is_dir():
+                writer.claim()  # first: a tail's checkpoint of this folder is unusable from now on, whatever happens
+            remove_temporaries(out)  # of a tail or replay killed while it wrote a report
+            quarantine.reset()  # this replay's rejected lines only: the same logs give the same files
+            try:
+                if stream is None:
+                    rejected = read_events(paths, quarantine, engine, block_bytes=block_bytes,
+                                           max_line_bytes=max_line_bytes, on_block=on_block, warn=say)
+                else:
+                    from .consume import read_stream
 
-                rejected = Counter()
+                    rejected = Counter()
 
-                def reject(line: Rejected) -> None:
-                    quarantine.keep(line, warn if warn is not None else _log.warning)
-                    rejected[line.reason] += 1
+                    def reject(line: Rejected) -> None:
+                        quarantine.keep(line, say)
+                        rejected[line.reason] += 1
 
-                read_stream(stream, engine, stop=stop if stop is not None else threading.Event(), on_rejected=reject,
-                            max_line_bytes=max_line_bytes, warn=warn, on_block=on_block, timeout_s=nats_timeout_s)
+                    read_stream(stream, engine, stop=stop if stop is not None else threading.Event(),
+                                on_rejected=reject, max_line_bytes=max_line_bytes, warn=warn, on_block=on_block,
+                                timeout_s=nats_timeout_s)
+            finally:
+                quarantine.close()
+            flushed = writer.flush()
+            if flushed.failed:
+                raise OSError(f"{len(flushed.failed)} report files could not be written, the first {flushed.failed[0]}")
+            tables = engine.tables()
         finally:
-            quarantine.close()
-        flushed = writer.flush()
-        if flushed.failed:
-            raise OSError(f"{len(flushed.failed)} report files could not be written, the first {flushed.failed[0]}")
-        tables = engine.tables()
-    finally:
-        store.close()
-    keep = {p.name for p in flushed.written}
-    removed = tuple(sorted(out / name for name in earlier - keep))
-    for path in removed:
-        path.unlink(missing_ok=True)
-    writer.forget(earlier - keep)
-    stats = ReadStats({t: engine.counts[t] for t in EVENT_TYPES if engine.counts[t]}, engine.duplicates)
-    return ReplayResult(paths, engine, tables, flushed.written, removed, stats, rejected, quarantine,
-                        tuple(writer.verdicts))
+            store.close()
+        keep = {p.name for p in flushed.written}
+        removed = tuple(sorted(out / name for name in earlier - keep))
+        for path in removed:
+            path.unlink(missing_ok=True)
+        writer.forget(earlier - keep)
+        stats = ReadStats({t: engine.counts[t] for t in EVENT_TYPES if engine.counts[t]}, engine.duplicates)
+        return ReplayResult(paths, engine, tables, flushed.written, removed, stats, rejected, quarantine,
+                            tuple(writer.verdicts))

@@ -37,7 +37,7 @@ import orjson
 import polars as pl
 import watchfiles
 
-from .decoder import DEFAULT_MAX_LINE_BYTES, FILE_KINDS, QUARANTINE_FILE, Decoder, Quarantine, Rejected
+from .decoder import DEFAULT_MAX_LINE_BYTES, QUARANTINE_FILE, Decoder, Quarantine, Rejected, file_kind
 from .engine import DEFAULT_INTERVAL_S
 from .errors import ReportError, StoppedError
 from .follow import Follower, FollowStats, check_positions
@@ -95,18 +95,14 @@ _log = logging.getLogger("tracker.tail")
 
 def _read_regular(path: Path) -> bytes:
     """A checkpoint file's bytes; ValueError when it is not a regular file (reading a FIFO would wait for ever)."""
-    mode = path.stat().st_mode  # first: a socket cannot be opened at all
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"it is {FILE_KINDS.get(stat.filemode(mode)[0], 'not a file')}, not a regular file")
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        mode = os.fstat(fd).st_mode  # (and again: it may have been replaced since)
+    def regular(mode: int) -> None:
         if not stat.S_ISREG(mode):
-            raise ValueError(f"it is {FILE_KINDS.get(stat.filemode(mode)[0], 'not a file')}, not a regular file")
-        with os.fdopen(os.dup(fd), "rb") as stream:
-            return stream.read()
-    finally:
-        os.close(fd)
+            raise ValueError(f"it is {file_kind(mode)}, not a regular file")
+
+    regular(path.stat().st_mode)  # first: a socket cannot be opened at all
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)), "rb") as stream:
+        regular(os.fstat(stream.fileno()).st_mode)  # and again: it may have been replaced since
+        return stream.read()
 
 
 def _ours(path: Path) -> bool:
