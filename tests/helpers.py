@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -56,3 +60,30 @@ EVENTS = st.one_of(
     st.tuples(st.just("error"), st.fixed_dictionaries({"error": text}, optional={"kind": text})),
     st.tuples(st.just("session_unregistered"), st.fixed_dictionaries({"reason": text})),
 )
+
+
+def fork() -> int:
+    """``os.fork()``, without the warning Python 3.12+ gives when other threads run (the tests fork on purpose)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
+
+
+@contextlib.contextmanager
+def held_by_another_thread(lock: contextlib.AbstractContextManager[Any]) -> Iterator[None]:
+    """While inside, another thread holds ``lock`` (as one would when the process forks)."""
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            taken.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join(10)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import EVENTS
+from tests.helpers import EVENTS, fork, held_by_another_thread
 from tracker import emitter as emit_module
 from tracker.decoder import Decoder, Rejected, decode_file
 from tracker.emitter import EventLog
@@ -410,9 +409,7 @@ class TestConcurrency:
         path = tmp_path / "log.jsonl"
         log = EventLog(path)
         log.emit("cycle_completed", "parent")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads warns on 3.12+
-            pid = os.fork()
+        pid = fork()
         if pid == 0:  # pragma: no cover - the child
             log.emit("cycle_completed", "child")
             os._exit(0)
@@ -433,20 +430,8 @@ class TestConcurrency:
         """A child forked while another thread held the default log's lock (opening it) emits at once."""
         monkeypatch.setenv("TRACKER_LOG", str(tmp_path / "log.jsonl"))
         monkeypatch.setattr(emit_module, "_default", None)
-        taken, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with emit_module._default_lock:
-                taken.set()
-                release.wait(30)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        assert taken.wait(10)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads warns on 3.12+
-                pid = os.fork()
+        with held_by_another_thread(emit_module._default_lock):
+            pid = fork()
             if pid == 0:  # pragma: no cover - the child: a hang ends in SIGALRM
                 signal.alarm(10)
                 try:
@@ -454,9 +439,6 @@ class TestConcurrency:
                 finally:
                     os._exit(0)
             _, status = os.waitpid(pid, 0)
-        finally:
-            release.set()
-            holder.join(10)
         assert os.waitstatus_to_exitcode(status) == 0
         good, _ = _decoded(tmp_path / "log.jsonl")
         assert [e.session_id for e in good] == ["child"]

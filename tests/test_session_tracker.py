@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import fork, held_by_another_thread
 from tracker import session_tracker
 from tracker.decoder import Rejected, decode_file
 from tracker.emitter import EventLog
@@ -540,20 +540,8 @@ class TestFork:
         tracker = make()
         tracker.register_session("parent", "p")
         lock = session_tracker._tracker_lock if held == "module" else getattr(tracker, held)
-        taken, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with lock:
-                taken.set()
-                release.wait(30)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        assert taken.wait(10)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # (3.12+: forking with threads)
-                pid = os.fork()
+        with held_by_another_thread(lock):
+            pid = fork()
             if pid == 0:  # the child: any hang ends in SIGALRM, any failure in status 1
                 code = 1
                 try:
@@ -565,9 +553,6 @@ class TestFork:
                 finally:
                     os._exit(code)
             _, status = os.waitpid(pid, 0)
-        finally:
-            release.set()
-            holder.join(10)
         assert os.waitstatus_to_exitcode(status) == 0
         events = decoded_events(tmp_path / "log.jsonl")
         assert [(e.session_id, e.type) for e in events] == [("parent", "session_registered"),
@@ -588,9 +573,7 @@ class TestFork:
         tracker.register_session("parent", "p")
         tracker.log_periodic_report(tracker.generate_periodic_report())
         assert (tmp_path / "reports").is_dir()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # (3.12+: forking with threads)
-            pid = os.fork()
+        pid = fork()
         if pid == 0:  # the child: any hang ends in SIGALRM, any failure in status 1
             code = 1
             try:
