@@ -6,6 +6,10 @@ event loop, each asking, being answered and completing cycles as fast as the loo
 ``--interval`` seconds (computed off the loop). It times every call on the loop
 (``time.perf_counter_ns`` around it) and samples the process's RSS every second, then prints the
 mean, p99 and longest call, the calls over 20 ms, and the mean and highest RSS in each quarter of the run.
+The reports are made by the tracker's report process (``tracker/report_process.py``): the RSS is the program's.
+
+With ``--floor``, the same sessions first run for as long calling ``EventLog.emit`` alone (no tracker):
+the calls over 20 ms there are the machine's own (scheduling, the hypervisor), a floor to compare with.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_common import positive, version
@@ -106,22 +110,35 @@ async def _run(tracker: SessionTracker, sessions: int, seconds: float) -> tuple[
     return durations, rss
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=positive, default=2000)
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--interval", type=positive, default=5)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-api-"))
-    with EventLog(work / "events.jsonl") as log:
-        tracker = SessionTracker(args.interval, log=log, out_dir=work / "reports", console_logging=False)
-        durations, rss = asyncio.run(_run(tracker, args.sessions, args.seconds))
+class Floor:
+    """The calls with nothing of tracker's but the emit: what the machine itself stalls a call (``--floor``)."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+
+    def register_session(self, session_id: str, username: str, course_numbers: list[int]) -> None:
+        self.log.emit("session_registered", session_id, username=username, course_numbers=course_numbers)
+
+    def update_session_activity(self, session_id: str, activity_type: str, **fields: Any) -> None:
+        self.log.emit(activity_type, session_id, **fields)
+
+    def unregister_session(self, session_id: str, reason: str) -> None:
+        self.log.emit("session_unregistered", session_id, reason=reason)
+
+    def start_tracking(self) -> None:
+        pass
+
+    async def stop_tracking(self) -> None:
+        pass
+
+
+def _print(label: str, durations: Durations, rss: list[tuple[float, float]], args: argparse.Namespace) -> None:
     n = durations.count
     mean_us = durations.total_ns / n / 1000
     p99_us = durations.quantile_us(0.99)
     slow = durations.over(20_000_000)
     quarters = [[mb for t, mb in rss if q * args.seconds / 4 <= t < (q + 1) * args.seconds / 4] for q in range(4)]
-    print(f"{args.sessions} sessions, {n:,} calls in {args.seconds:g} s ({n / args.seconds:,.0f}/s), "
+    print(f"{label}: {args.sessions} sessions, {n:,} calls in {args.seconds:g} s ({n / args.seconds:,.0f}/s), "
           f"reports every {args.interval} s")
     print(f"call on the loop: mean {mean_us:.1f} us, p99 {p99_us:.1f} us, max {durations.max_ns / 1e6:.1f} ms, "
           f"{slow} calls over 20 ms")
@@ -130,6 +147,26 @@ def main() -> None:
         # mean and top say more than two samples.
         print("RSS by quarter (mean / most, MB): " + ", ".join(
             f"{sum(q) / len(q):,.0f} / {max(q):,.0f}" for q in quarters))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=positive, default=2000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--interval", type=positive, default=5)
+    parser.add_argument("--floor", action="store_true",
+                        help="first run the same sessions calling EventLog.emit alone: the machine's own stalls")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    if args.floor:
+        with EventLog(work / "floor.jsonl") as log:
+            durations, rss = asyncio.run(_run(Floor(log), args.sessions, args.seconds))  # type: ignore[arg-type]
+        _print("floor (EventLog.emit only)", durations, rss, args)
+    with EventLog(work / "events.jsonl") as log:
+        tracker = SessionTracker(args.interval, log=log, out_dir=work / "reports", console_logging=False)
+        durations, rss = asyncio.run(_run(tracker, args.sessions, args.seconds))
+        tracker.close()
+    _print("SessionTracker", durations, rss, args)
     print(f"Python {sys.version.split()[0]}, polars {version('polars')}; {os.cpu_count()} CPUs; work in {work}")
 
 

@@ -7,7 +7,8 @@ into windows and sessions (``sessions`` holds the session rules, ``store``
 keeps windows in memory or on disk); ``output`` writes the CSV files. ``live``
 closes windows while a test runs, ``tail`` (``tracker tail``) and ``replayer``
 (``tracker replay``) drive the same engine. ``session_tracker`` and
-``integration_helper`` are the original API on top.
+``integration_helper`` are the original API on top (``report_process``
+makes its reports in a child process).
 
 The public API is small and loaded on first use: ``from tracker import emit``
 loads neither polars nor watchfiles.

@@ -31,7 +31,7 @@ from .events import EVENT_TYPES, FORMAT_END_TS, format_ts
 from .frames import EVENT_SCHEMA
 from .limits import DEFAULT_INTERVAL_S, MAX_INTERVAL_S
 from .ranks import SortedValues
-from .sessions import ORDER, TIMED_OUT, Closing, SessionFacts, closing, order_key
+from .sessions import ORDER, TIMED_OUT, Closing, SessionFacts, closing, order_key, timeout_us
 from .store import ROW_SCHEMA, SMALL_BATCH, WindowStore
 from .tables import (
     CHAT_COLUMNS,
@@ -110,7 +110,7 @@ class Engine:
         self.summary_schema, self.totals_schema = schemas(self.goodput is not None)
         self.good = 0  # answers within every goodput limit
         #: The session timeout in microseconds (:mod:`tracker.sessions`), or None: off.
-        self.timeout = None if session_timeout_s is None else max(1, round(session_timeout_s * _SECOND))
+        self.timeout = timeout_us(session_timeout_s)
         self.store = store if store is not None else WindowStore()
         self.sessions: dict[str, SessionFacts] = {}
         self.last_ts: dict[str, int] = {}  # each session's last event time

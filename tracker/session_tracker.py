@@ -2,11 +2,12 @@
 
 Every call appends its event to an :class:`~tracker.emitter.EventLog` (so the
 run can be replayed), folds it into per-session state with
-:func:`~tracker.fold.fold`, and feeds it to a
+:func:`~tracker.fold.fold`, and queues its line for the
+:class:`~tracker.report_process.ReportProcess`, a child process that feeds a
 :class:`~tracker.live.LiveReporter`, which writes the CSV reports. The
 facade computes nothing itself: the summary is read off the folded
 :class:`~tracker.fold.SessionState` values, the CSV files are the ones
-``tracker replay`` writes for the same log.
+``tracker replay`` writes for the same log. This process never loads polars.
 
 As in the original, :func:`get_tracker` and :func:`initialize_tracker` read
 ``STRESS_TEST_CONFIG`` from a module named ``config`` when there is one (at
@@ -39,15 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import polars as pl
-
 from .emitter import EventLog
+from .errors import ReportError
 from .events import EVENT_TYPES, event_from_emitted, format_ts
 from .fold import SessionState, fold
-from .frames import EVENT_SCHEMA
 from .limits import MAX_INTERVAL_S
-from .live import LiveReporter
-from .store import SMALL_BATCH
+from .report_process import ReportProcess
+from .sessions import timeout_us
 
 __all__ = (
     "ACTIVITY_TYPES",
@@ -77,16 +76,8 @@ _QUESTION_TEXT_MAX: Final = EVENT_TYPES["question_asked"]["question_text"].max_l
 _ERROR_MAX: Final = EVENT_TYPES["error"]["error"].max_len
 _NO_MESSAGE: Final = "(no message)"
 _RUNNER_NAME: Final = "session-tracker-reports"
-#: How often the queued events are folded in, in the background (seconds).
+#: How often the queued events are handed to the report process, in the background (seconds).
 DRAIN_S: Final = 0.5
-#: Events given to the engine at a time: each call that holds the GIL stays short.
-_CHUNK: Final = SMALL_BATCH
-_ENVELOPE: Final = ("ts", "event_id", "writer", "seq", "session_id", "type")
-_FIELDS: Final = tuple(name for name in EVENT_SCHEMA.names() if name not in _ENVELOPE)
-
-
-def _empty_columns() -> dict[str, list[Any]]:
-    return {name: [] for name in EVENT_SCHEMA.names()}
 _SECOND: Final = 1_000_000
 
 
@@ -365,11 +356,15 @@ class SessionTracker:
         self.start_time: float | None = None  # epoch seconds, set by start_tracking
         self._log = log
         self._owns_log = log is None
-        self._live = LiveReporter(out_dir if out_dir is not None else DEFAULT_OUT_DIR,
-                                  interval_s=report_interval, grace_s=0, session_timeout_s=self.session_timeout)
+        self._timeout_us = timeout_us(self.session_timeout)
+        self._reports = ReportProcess(Path(out_dir if out_dir is not None else DEFAULT_OUT_DIR), self.report_interval,
+                                      self.session_timeout)
         self._sessions: dict[str, SessionState] = {}
-        self._pending = _empty_columns()  # emitted, not yet given to the engine
-        self._state_lock = threading.Lock()  # the log, _sessions, _pending: held for microseconds
+        #: Lines appended to the log, not yet handed to the report process: one buffer (each line orjson returns
+        #: holds about 4 KiB, so keeping the lines themselves would cost 4 KiB an event).
+        self._lines = bytearray()
+        self._reports_ended_said = False
+        self._state_lock = threading.Lock()  # the log, _sessions, _lines: held for microseconds
         self._report_lock = threading.RLock()  # the reporter; taken before _state_lock, never after
         self._control_lock = threading.Lock()  # starting and stopping the periodic reports
         self._task: asyncio.Task[None] | None = None
@@ -386,14 +381,15 @@ class SessionTracker:
         ``tracker tail``/``tracker replay`` of the log, for every process) reports them. Its engine may have been
         mid-update when the process forked, its files are the parent's, and polars may not run here."""
         self._state_lock, self._report_lock, self._control_lock = threading.Lock(), threading.RLock(), threading.Lock()
-        self._pending = _empty_columns()
+        self._lines = bytearray()
+        self._reports.forget()
         self._task, self._thread, self._stop = None, None, threading.Event()
         self._reporting = False
 
     @property
     def out_dir(self) -> Path:
         """Where the CSV reports are written."""
-        return self._live.out_dir
+        return self._reports.out_dir
 
     @property
     def sessions(self) -> dict[str, SessionState]:
@@ -404,34 +400,24 @@ class SessionTracker:
     # -- events ---------------------------------------------------------------
 
     def _emit(self, event_type: str, session_id: str, **fields: Any) -> SessionState:
-        """Append one event to the log, fold it in and queue it for the engine; the session's new state.
-
-        The queue is columns of plain values (no object per event that the garbage collector would
-        have to walk); the engine takes it in the background (:meth:`_drain`) every :data:`DRAIN_S` s.
-        """
+        """Append one event to the log, fold it in and queue its line for the report process; the session's new
+        state. The lines go to that process in the background (:meth:`_drain`) every :data:`DRAIN_S` s."""
         with self._state_lock:
             if self._log is None:
                 self._log = EventLog()
-            event = event_from_emitted(self._log.emit(event_type, session_id, **fields))
-            state = self._sessions[session_id] = fold(self._sessions.get(session_id), event)
+            record, line = self._log.append(event_type, session_id, **fields)
+            state = self._sessions[session_id] = fold(self._sessions.get(session_id), event_from_emitted(record))
             if self._reporting:
-                columns = self._pending
-                for name, value in zip(_ENVELOPE, (event.ts, event.event_id, event.writer, event.seq, session_id,
-                                                   event_type), strict=True):
-                    columns[name].append(value)
-                for name in _FIELDS:
-                    columns[name].append(getattr(event, name, None))
+                self._lines += line
         return state
 
     def _drain(self) -> None:
-        """Give the queued events to the engine (off the caller's event loop), a chunk at a time so that no call
-        holds the GIL for long."""
+        """Hand the queued lines to the report process (off the caller's event loop; each step that holds the GIL
+        is short: see :class:`~tracker.report_process.ReportProcess`)."""
         with self._report_lock:
             with self._state_lock:
-                columns, self._pending = self._pending, _empty_columns()
-            for start in range(0, len(columns["ts"]), _CHUNK):
-                chunk = {name: values[start:start + _CHUNK] for name, values in columns.items()}
-                self._live.add_frame(pl.DataFrame(chunk, schema=EVENT_SCHEMA))
+                lines, self._lines = self._lines, bytearray()
+            self._reports.send(lines)
 
     def register_session(self, session_id: str, username: str, course_numbers: Sequence[int] | None = None) -> None:
         """Register a new active session."""
@@ -470,14 +456,14 @@ class SessionTracker:
         if not self.enabled:
             return 0
         with self._state_lock:
-            return len(_active(self._sessions.values(), _now_us(), self._live.engine.timeout))
+            return len(_active(self._sessions.values(), _now_us(), self._timeout_us))
 
     def _summary_at(self, now_us: int) -> dict[str, Any]:
         if not self.enabled:
             return _summary((), now_us)
         with self._state_lock:
             states = list(self._sessions.values())
-        return _summary(states, now_us, self._live.engine.timeout)
+        return _summary(states, now_us, self._timeout_us)
 
     def get_session_summary(self) -> dict[str, Any]:
         """Totals over every session tracked, and the details of the active ones."""
@@ -494,11 +480,16 @@ class SessionTracker:
         return report
 
     def log_periodic_report(self, report: Mapping[str, Any]) -> None:
-        """Log ``report`` and write the CSV reports of the windows closed by now."""
+        """Log ``report`` and write the CSV reports of the windows closed by now (when they cannot be written,
+        say why at ERROR)."""
         if not self.enabled:
             return
         _log(self.console_logging, logging.INFO, "%s", _report_text(report))
-        self._write_reports(final=False)
+        try:
+            self._write_reports(final=False)
+        except ReportError as exc:
+            _log(self.console_logging, logging.ERROR, "[TRACKER] Periodic report failed: %s%s", exc,
+                 self._replay_hint())
 
     def _write_reports(self, *, final: bool) -> None:
         if not self._reporting:
@@ -510,11 +501,9 @@ class SessionTracker:
         with self._report_lock:
             now_us = _now_us()  # before taking the events: any event emitted later is at or after it
             self._drain()
-            if not final:
-                self._live.advance(now_us=now_us, idle=True)
-            result = self._live.flush(final=final)
+            written = self._reports.flush(now_us=None if final else now_us, final=final)
         _log(self.console_logging, logging.INFO, "[TRACKER] Reports written to: %s (%d files updated)",
-             self._live.out_dir.resolve(), len(result.written))
+             self._reports.out_dir.resolve(), written)
 
     # -- periodic reports -----------------------------------------------------
 
@@ -527,10 +516,31 @@ class SessionTracker:
     def _drain_safely(self) -> None:
         try:
             self._drain()
+        except ReportError as exc:
+            if not self._reports_ended_said:  # said once: the next periodic report says it again
+                self._reports_ended_said = True
+                _log(self.console_logging, logging.ERROR, "[TRACKER] %s%s", exc, self._replay_hint())
         except Exception:
-            _log(self.console_logging, logging.ERROR, "[TRACKER] Folding the events failed", exc_info=True)
+            _log(self.console_logging, logging.ERROR, "[TRACKER] Handing the events to the report process failed",
+                 exc_info=True)
+
+    def _replay_hint(self) -> str:
+        if self._log is None:
+            return ""
+        return f" (every event is in the log: `tracker replay {self._log.path}` writes the reports)"
+
+    def _start_reports(self) -> None:
+        """Start the report process now, off the caller's loop (it takes about a second to load polars)."""
+        if self._reporting:
+            with self._report_lock:
+                try:
+                    self._reports.start()
+                except ReportError as exc:
+                    self._reports_ended_said = True
+                    _log(self.console_logging, logging.ERROR, "[TRACKER] %s%s", exc, self._replay_hint())
 
     async def _report_task(self) -> None:
+        await asyncio.to_thread(self._start_reports)
         due = time.monotonic() + self.report_interval
         while True:
             await asyncio.sleep(min(DRAIN_S, max(0.0, due - time.monotonic())))
@@ -541,6 +551,7 @@ class SessionTracker:
                 await asyncio.to_thread(self._drain_safely)
 
     def _report_thread(self, stop: threading.Event) -> None:
+        self._start_reports()
         due = time.monotonic() + self.report_interval
         while not stop.wait(min(DRAIN_S, max(0.0, due - time.monotonic()))):
             if time.monotonic() >= due:
@@ -579,7 +590,10 @@ class SessionTracker:
     def _final_report(self) -> None:
         report = self.generate_periodic_report()
         _log(self.console_logging, logging.INFO, "%s", _report_text(report))
-        self._write_reports(final=True)
+        try:
+            self._write_reports(final=True)
+        except ReportError as exc:
+            _log(self.console_logging, logging.ERROR, "[TRACKER] Final report failed: %s%s", exc, self._replay_hint())
 
     async def stop_tracking(self) -> None:
         """Stop the periodic reports, then log the final report and write every window's CSV report."""
@@ -616,16 +630,20 @@ class SessionTracker:
         has recorded nothing; False (nothing moved) when some of them already reached the reports, whose windows
         cannot change."""
         with self._report_lock, self._state_lock, new._state_lock:
-            if sum(self._live.engine.counts.values()) or new._sessions or new._log is not None:
+            if self._reports.sent or new._sessions or new._log is not None:
                 return False
-            new._sessions, new._pending, new._log, new._owns_log = (
-                self._sessions, self._pending, self._log, self._owns_log)
-            self._sessions, self._pending, self._log, self._owns_log = {}, _empty_columns(), None, False
+            new._sessions, new._lines, new._log, new._owns_log = (
+                self._sessions, self._lines, self._log, self._owns_log)
+            self._sessions, self._lines, self._log, self._owns_log = {}, bytearray(), None, False
         return True
 
     def close(self) -> None:
-        """Close the log if this tracker opened it (a later event opens it again); a log passed in stays open."""
+        """End the report process (its reports are over: write the final one first, with :meth:`stop_tracking`)
+        and close the log if this tracker opened it (a later event opens it again); a log passed in stays open."""
+        with self._report_lock:
+            self._reports.close()
         with self._state_lock:
+            self._lines = bytearray()  # in the log: no report process will take them
             if self._owns_log and self._log is not None:
                 self._log.close()
                 self._log = None

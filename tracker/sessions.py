@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 __all__ = ("ENDED", "ORDER", "TIMED_OUT", "Closing", "Order", "SessionFacts", "closing", "order_key",
-           "registration_rank")
+           "registration_rank", "timeout_us")
 
 #: The columns (and event attributes) that order events: the one event order of the project.
 ORDER: Final = ("ts", "writer", "seq", "event_id")
@@ -96,6 +96,11 @@ class SessionFacts:
         if old.end_ts != self.end_ts:
             changed.append(min(t for t in (old.end_ts, self.end_ts) if t is not None))
         return min(changed) // every if changed else None
+
+
+def timeout_us(seconds: float | None) -> int | None:
+    """A session timeout in seconds (None: off) in microseconds, at least 1."""
+    return None if seconds is None else max(1, round(seconds * 1_000_000))
 
 
 def closing(facts: SessionFacts, last_ts: int, timeout: int | None, now: int) -> Closing:
