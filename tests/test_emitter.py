@@ -68,7 +68,7 @@ class TestEmit:
     def test_append_returns_the_line_it_wrote(self, tmp_path: Path) -> None:
         """append() gives the record and the very bytes appended, newline included."""
         with EventLog(tmp_path / "log.jsonl") as log:
-            log.emit("session_registered", "s1", username="ann")
+            log.emit("session_registered", "s1", username="ann", course_numbers=[1])
             record, line = log.append("question_answered", "s1", response_time_ms=2.5)
         assert (tmp_path / "log.jsonl").read_bytes().split(b"\n", 1)[1] == line
         assert orjson.loads(line) == record
