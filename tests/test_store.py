@@ -6,6 +6,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracker.store import _RECENT_MAX, _SET_KEY_BYTES, ROW_SCHEMA, SMALL_BATCH, SPOOL_PREFIX, Keys, WindowStore
 
@@ -154,6 +156,24 @@ class TestKeys:
         """Binary search past the end of the column (the clipped index) finds nothing."""
         keys = Keys(int128([1, 2, 3]))
         assert keys.seen(int128([4, 0, 3])).to_list() == [False, False, True]
+
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, 3), st.integers(-50, 50), st.sampled_from([1, 300, SMALL_BATCH + 7])),
+                    min_size=1, max_size=6))
+    def test_behaves_as_a_set_for_batches_above_among_and_below(self, batches: list[tuple[int, int, int]]) -> None:
+        """Batches of any size, above the largest key (a log in time order), among or below the keys, with repeats:
+        seen() answers as a Python set does, and the column stays sorted."""
+        keys, model = Keys(), set()
+        for shift, offset, size in batches:
+            batch = [(shift << 70) + offset * 97 + (i * 31) % size for i in range(size)]
+            probe = int128(batch)
+            assert keys.seen(probe).to_list() == [k in model for k in batch]
+            fresh = sorted(set(batch) - model)
+            keys.add(int128(fresh))
+            model.update(fresh)
+            assert keys.column.is_sorted()
+            assert len(keys) == len(model)
 
 
 class TestPersistKeepsFewKeys:

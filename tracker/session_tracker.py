@@ -529,15 +529,18 @@ class SessionTracker:
             return ""
         return f" (every event is in the log: `tracker replay {self._log.path}` writes the reports)"
 
-    def _start_reports(self) -> None:
-        """Start the report process now, off the caller's loop (it takes about a second to load polars)."""
-        if self._reporting:
-            with self._report_lock:
-                try:
-                    self._reports.start()
-                except ReportError as exc:
-                    self._reports_ended_said = True
-                    _log(self.console_logging, logging.ERROR, "[TRACKER] %s%s", exc, self._replay_hint())
+    def _start_reports(self, *, wait: bool = True) -> None:
+        """Start the report process unless it runs (it loads polars in its own time); without ``wait``, only when
+        the reports are not busy (then the runner starts it)."""
+        if not self._reporting or not self._report_lock.acquire(blocking=wait):
+            return
+        try:
+            self._reports.start()
+        except ReportError as exc:
+            self._reports_ended_said = True
+            _log(self.console_logging, logging.ERROR, "[TRACKER] %s%s", exc, self._replay_hint())
+        finally:
+            self._report_lock.release()
 
     async def _report_task(self) -> None:
         await asyncio.to_thread(self._start_reports)
@@ -565,9 +568,13 @@ class SessionTracker:
                 or (self._thread is not None and self._thread.is_alive()))
 
     def start_tracking(self) -> None:
-        """Start a report every ``report_interval`` seconds: an asyncio task when a loop runs here, else a thread."""
+        """Start the report process and a report every ``report_interval`` seconds: an asyncio task when a loop runs
+        here, else a thread."""
         if not self.enabled:
             return
+        # Here, before the sessions' load: starting a process forks this one (tens of ms on a big process), which
+        # a call of a session would wait for.
+        self._start_reports(wait=False)
         with self._control_lock:
             if self.is_tracking and self._runner_alive():
                 return
