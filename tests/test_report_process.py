@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ class TestChild:
         pid = process.pid
         assert pid is not None
         process.close()
-        assert gone(pid)
+        wait_for(lambda: process.exit_status is not None)
         assert process.exit_status == 0
         with pytest.raises(ReportError, match="the tracker was closed: its reports are over"):
             process.flush(now_us=None, final=True)
@@ -207,7 +208,140 @@ class TestCaller:
         try:
             asyncio.run(tracked.stop_tracking())
             tracked.close()
-            assert tracked._reports.exit_status == 0  # it ended on its own (not killed after waiting)
+            wait_for(lambda: tracked._reports.exit_status is not None)
+            assert tracked._reports.exit_status == 0  # it ended on its own (not killed)
         finally:
             os.close(write_end)
             os.waitpid(child, 0)
+
+
+def in_thread(call: Callable[[], object], timeout: float = 20.0) -> None:
+    """Run ``call`` in a thread; fail if it has not returned after ``timeout`` s (instead of hanging the suite)."""
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert not worker.is_alive(), f"{call} did not return within {timeout} s"
+
+
+class _Alarm(Exception):
+    pass
+
+
+class TestStuckOrInterrupted:
+    def test_a_stopped_report_process_is_ended_and_said(self, tracked: SessionTracker, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+        """A report process that answers nothing (SIGSTOP) is killed after REPLY_STALL_S and said at ERROR; the
+        reports stop, nothing hangs, the events stay in the log."""
+        monkeypatch.setattr(report_process, "REPLY_STALL_S", 0.5)
+        tracked.log_periodic_report(tracked.generate_periodic_report())
+        pid = started(tracked)
+        os.kill(pid, signal.SIGSTOP)
+        activity(tracked)
+        with caplog.at_level(logging.ERROR, "tracker.session_tracker"):
+            in_thread(lambda: tracked.log_periodic_report(tracked.generate_periodic_report()))
+            in_thread(lambda: asyncio.run(tracked.stop_tracking()))
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert said[0].startswith("[TRACKER] Periodic report failed: the report process gave no answer to a report "
+                                  "for 0.5 s (stopped, or far too slow): it was ended, no more reports from this "
+                                  "tracker")
+        wait_for(lambda: gone(pid))
+        assert len((tmp_path / "log.jsonl").read_bytes().splitlines()) == 12
+
+    def test_a_full_pipe_that_is_never_read_ends_it(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Lines that the report process does not take for WRITE_STALL_S: it is ended, the send raises."""
+        monkeypatch.setattr(report_process, "WRITE_STALL_S", 0.5)
+        process = ReportProcess(tmp_path / "reports", 300, None)
+        process.start()
+        pid = process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        raised: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                process.send(b"x" * 100 + b"\n" * (1 << 20))  # more than a pipe holds
+            except ReportError as exc:
+                raised.append(exc)
+
+        in_thread(send)
+        assert [str(e) for e in raised] == [
+            "the report process took no events for 0.5 s (stopped, or far too slow): it was ended, no more reports "
+            "from this tracker"]
+        wait_for(lambda: gone(pid))
+
+    def test_an_exception_in_the_middle_of_an_exchange_ends_it(self, tmp_path: Path) -> None:
+        """An exception raised in the caller while it writes to the report process (a Ctrl-C's KeyboardInterrupt,
+        here a signal handler's) ends the process: a frame cut short would break every report after it. The
+        exception goes on; the next report says why there are no more."""
+        with EventLog(tmp_path / "log.jsonl") as log:
+            tracker = SessionTracker(300, log=log, out_dir=tmp_path / "reports", console_logging=False)
+            try:
+                tracker.log_periodic_report(tracker.generate_periodic_report())  # starts it
+                pid = started(tracker)
+                os.kill(pid, signal.SIGSTOP)
+                activity(tracker, 3000)  # megabytes of lines: the pipe fills
+                previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(_Alarm()))
+                try:
+                    signal.setitimer(signal.ITIMER_REAL, 0.5)
+                    with pytest.raises(_Alarm):
+                        tracker.log_periodic_report(tracker.generate_periodic_report())
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    signal.signal(signal.SIGALRM, previous)
+                wait_for(lambda: gone(pid))
+                assert tracker._reports.ended == ("the report process was interrupted in the middle of an exchange: "
+                                                  "it was ended, no more reports from this tracker")
+            finally:
+                tracker.close()
+
+
+class TestOver:
+    def test_lines_are_not_kept_once_the_reports_are_over(self, tmp_path: Path) -> None:
+        """After close() (or the report process's end) events still go to the log, and are not queued."""
+        with EventLog(tmp_path / "log.jsonl") as log:
+            tracker = SessionTracker(300, log=log, out_dir=tmp_path / "reports", console_logging=False)
+            tracker.register_session("s", "u")
+            tracker.close()
+            for n in range(100):
+                tracker.update_session_activity("s", "question_answered", response_time_ms=float(n))
+            assert (len(tracker._lines), len((tmp_path / "log.jsonl").read_bytes().splitlines())) == (0, 101)
+
+    def test_its_warnings_reach_the_trackers_logger_not_the_terminal(self, tmp_path: Path,
+                                                                     capfd: pytest.CaptureFixture[str],
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+        """An output folder that cannot be made (a file is there): the reason is said on the tracker's logger,
+        and the report process prints nothing."""
+        (tmp_path / "reports").write_text("a file")
+        with EventLog(tmp_path / "log.jsonl") as log:
+            tracker = SessionTracker(300, log=log, out_dir=tmp_path / "reports", console_logging=False)
+            tracker.register_session("s", "u")
+            try:
+                with caplog.at_level(logging.WARNING, "tracker.session_tracker"):
+                    tracker.log_periodic_report(tracker.generate_periodic_report())
+                    tracker.log_periodic_report(tracker.generate_periodic_report())
+            finally:
+                tracker.close()
+        said = [r.getMessage() for r in caplog.records]
+        assert any(m.startswith("[TRACKER] cannot write the reports into") for m in said), said
+        printed = capfd.readouterr().err.splitlines()  # (a handler another test left on "tracker" may print ours)
+        assert [line for line in printed if "[TRACKER]" not in line] == []
+
+    def test_a_program_ending_in_the_middle_of_a_report_prints_no_traceback(self, tmp_path: Path) -> None:
+        """The program ends (no stop_tracking) while a periodic report runs: no traceback from either process."""
+        script = textwrap.dedent(f"""
+            import time
+            from tracker.emitter import EventLog
+            from tracker.session_tracker import SessionTracker
+            t = SessionTracker(1, log=EventLog({str(tmp_path / "log.jsonl")!r}), out_dir={str(tmp_path / "out")!r},
+                               console_logging=False)
+            t.start_tracking()
+            for i in range(20):
+                t.register_session(f"s{{i}}", "u")
+            time.sleep(1.0)
+        """)
+        for _ in range(2):
+            done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+            assert done.returncode == 0
+            assert "Traceback" not in done.stderr

@@ -164,7 +164,7 @@ class TestKeys:
     def test_behaves_as_a_set_for_batches_above_among_and_below(self, batches: list[tuple[int, int, int]]) -> None:
         """Batches of any size, above the largest key (a log in time order), among or below the keys, with repeats:
         seen() answers as a Python set does, and the column stays sorted."""
-        keys, model = Keys(), set()
+        keys, model = Keys(), set[int]()
         for shift, offset, size in batches:
             batch = [(shift << 70) + offset * 97 + (i * 31) % size for i in range(size)]
             probe = int128(batch)

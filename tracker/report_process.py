@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
+import threading
+import time
 import traceback
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -35,10 +39,14 @@ import orjson
 
 from .errors import ReportError
 
-__all__ = ("ReportProcess", "main")
+__all__ = ("REPLY_STALL_S", "WRITE_STALL_S", "Flushed", "ReportProcess", "main")
 
 #: The most bytes of lines in one frame (cut at a newline): the child decodes a frame at a time.
 FRAME_BYTES: Final = 4 << 20
+#: How long the child may take no lines (its pipe full), and take to answer a flush (the final one of a long run
+#: included), before it is taken for stuck (stopped, or far too slow) and ended.
+WRITE_STALL_S: Final = 60.0
+REPLY_STALL_S: Final = 300.0
 _HEADER: Final = 9
 _ROOT: Final = str(Path(__file__).resolve().parent.parent)  # the folder holding the tracker package
 
@@ -59,25 +67,46 @@ def _read_exact(stream: IO[bytes], size: int) -> bytes | None:
     return b"".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class Flushed:
+    """What the child wrote in one flush, what it could not write (written again at the next flush), and what it
+    warned of (why it could not write, ...)."""
+
+    written: int
+    failed: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+class _Interrupted(Exception):
+    """A wait on the child ended early: the process is being closed."""
+
+
 class ReportProcess:
     """The child process that writes a tracker's reports; started by the first call that needs it.
 
-    Not thread-safe: the tracker calls it under one lock. Raises :class:`ReportError` when the child cannot be
-    started, has ended, or could not write the reports; once it has ended, every later call raises (its
-    engine held every event sent so far: a new one would report only part of the run).
+    Calls come from one thread at a time (the tracker's report lock), but for :meth:`close`, which may come from
+    any thread: it ends a call in progress within a second. Raises :class:`ReportError` when the child cannot
+    be started, has ended (its reason is then :attr:`ended`), could not write the reports, or took no line for
+    :data:`WRITE_STALL_S` or gave no answer to a flush for :data:`REPLY_STALL_S` (stopped, or far too slow: it
+    is then killed). Once it has ended, every later call raises: its engine held every event sent so far, so a
+    new one would report only part of the run.
     """
 
     def __init__(self, out_dir: Path, interval_s: int, session_timeout_s: float | None) -> None:
         self.out_dir = out_dir
         self._config = {"out_dir": str(out_dir), "interval_s": interval_s, "session_timeout_s": session_timeout_s}
         self._child: subprocess.Popen[bytes] | None = None
-        self._ended: str | None = None  # why the child ended, once it has
-        self.sent = 0  # sends so far (0: the child has seen no event)
+        #: Why the child ended (None while it may still report): every call after raises ReportError with it.
+        self.ended: str | None = None
+        self.sent = 0  # sends begun so far (0: the child has seen no event)
+        self._io = threading.Lock()  # one exchange with the child at a time; close() takes it too
+        self._closing = False
         self._finalizer: weakref.finalize[Any, ReportProcess] | None = None
 
     def start(self) -> None:
         """Start the child now (it takes a second to load polars), unless it already runs."""
-        self._start()
+        with self._io:
+            self._start()
 
     @property
     def pid(self) -> int | None:
@@ -90,129 +119,196 @@ class ReportProcess:
         return None if self._child is None else self._child.returncode
 
     def _start(self) -> subprocess.Popen[bytes]:
-        if self._ended is not None:
-            raise ReportError(self._ended)
+        if self.ended is not None:
+            raise ReportError(self.ended)
         if self._child is not None:
             return self._child
         if not sys.executable:
-            self._ended = "cannot start the report process: this Python does not know its own executable"
-            raise ReportError(self._ended)
+            self.ended = "cannot start the report process: this Python does not know its own executable"
+            raise ReportError(self.ended)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
         try:
-            self._child = subprocess.Popen(
+            child = subprocess.Popen(
                 [sys.executable, "-m", "tracker.report_process", orjson.dumps(self._config).decode()],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env,
                 process_group=0)  # its own group: a Ctrl-C in the terminal reaches the program, not this child
         except OSError as exc:
-            self._ended = f"cannot start the report process ({sys.executable!r}): {exc}"
-            raise ReportError(self._ended) from exc
-        self._finalizer = weakref.finalize(self, _end, self._child)
-        return self._child
+            self.ended = f"cannot start the report process ({sys.executable!r}): {exc}"
+            raise ReportError(self.ended) from exc
+        assert child.stdin is not None
+        assert child.stdout is not None
+        os.set_blocking(child.stdin.fileno(), False)  # every wait has a deadline (see _wait)
+        os.set_blocking(child.stdout.fileno(), False)
+        self._child = child
+        self._finalizer = weakref.finalize(self, _end, child)
+        return child
 
-    def _failed(self, child: subprocess.Popen[bytes], exc: BaseException | None) -> ReportError:
-        """The child is gone: say why, once and for all."""
+    def _abandon(self, child: subprocess.Popen[bytes], why: str) -> ReportError:
+        """End the child, whose exchange with this process is broken or stuck; the error that says so."""
+        if self.ended is None:
+            with contextlib.suppress(OSError):
+                child.kill()
+            self.ended = f"the report process {why}: it was ended, no more reports from this tracker"
+        if self._finalizer is not None:
+            self._finalizer()
+        return ReportError(self.ended)
+
+    def _gone(self, child: subprocess.Popen[bytes], cause: BaseException | None) -> ReportError:
+        """The child's pipe ended: it exited, or was killed. The error that says how, once and for all."""
         try:
             status = child.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            child.kill()
-            status = child.wait()
+            return self._abandon(child, "closed its pipe but did not exit")
         how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
-        self._ended = f"the report process {how}: no more reports from this tracker"
-        error = ReportError(self._ended)
-        error.__cause__ = exc
+        if self.ended is None:
+            self.ended = f"the report process {how}: no more reports from this tracker"
+        if self._finalizer is not None:
+            self._finalizer()
+        error = ReportError(self.ended)
+        error.__cause__ = cause
         return error
 
-    def _send(self, child: subprocess.Popen[bytes], data: bytes) -> None:
+    def _wait(self, fd: int, event: int, deadline: float) -> bool:
+        """Wait until ``fd`` is ready for ``event``: False when ``deadline`` passed first. Wakes every second, to
+        end when :meth:`close` is called from another thread."""
+        poller = select.poll()
+        poller.register(fd, event)
+        while not self._closing:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if poller.poll(min(left, 1.0) * 1000):
+                return True
+        raise _Interrupted
+
+    def _exchange(self, child: subprocess.Popen[bytes], frames: list[bytes], reply: bool) -> bytes | None:
+        """Write ``frames`` to the child, then read one reply frame if ``reply``. Every failure ends the child
+        (a frame cut short, or a reply left unread, would break every exchange after it) and raises
+        :class:`ReportError`; an exception from outside (a KeyboardInterrupt) ends it too and goes on."""
         assert child.stdin is not None
-        view = memoryview(data)
+        assert child.stdout is not None
         try:
-            while view:  # unbuffered: one os.write a call, which a signal may cut short
-                view = view[child.stdin.write(view) or 0:]
-        except ValueError:  # its pipe was closed: by close(), or at the interpreter's exit
-            raise ReportError(self._ended or "the report process was ended: its reports are over") from None
-        except OSError as exc:
-            raise self._failed(child, exc)  # noqa: B904 - its cause is set
+            fd = child.stdin.fileno()
+            for frame in frames:
+                view, deadline = memoryview(frame), time.monotonic() + WRITE_STALL_S
+                while view:
+                    try:
+                        view = view[os.write(fd, view):]
+                        deadline = time.monotonic() + WRITE_STALL_S
+                    except BlockingIOError:
+                        if not self._wait(fd, select.POLLOUT, deadline):
+                            raise self._abandon(child, f"took no events for {WRITE_STALL_S:g} s (stopped, or far "
+                                                       f"too slow)") from None
+            if not reply:
+                return None
+            fd, data, need = child.stdout.fileno(), bytearray(), _HEADER
+            deadline = time.monotonic() + REPLY_STALL_S
+            while len(data) < need:
+                try:
+                    part = os.read(fd, need - len(data))
+                except BlockingIOError:
+                    if not self._wait(fd, select.POLLIN, deadline):
+                        raise self._abandon(child, f"gave no answer to a report for {REPLY_STALL_S:g} s (stopped, "
+                                                   f"or far too slow)") from None
+                    continue
+                if not part:
+                    raise self._gone(child, None)
+                data += part
+                if len(data) == _HEADER and need == _HEADER:
+                    need += int.from_bytes(data[1:], "big")
+            return bytes(data[_HEADER:])
+        except ReportError:
+            raise
+        except _Interrupted:
+            raise self._abandon(child, "was closed with its tracker") from None
+        except OSError as exc:  # EPIPE: it is gone
+            raise self._gone(child, exc) from None
+        except BaseException:
+            self._abandon(child, "was interrupted in the middle of an exchange")
+            raise
 
     def send(self, lines: bytes | bytearray) -> None:
         """Hand complete log lines (each ending in a newline) to the child."""
         if not lines:
             return
-        child = self._start()
-        view, start, size = memoryview(lines), 0, len(lines)
-        while start < size:
-            end = size if size - start <= FRAME_BYTES else lines.rfind(b"\n", start, start + FRAME_BYTES) + 1
-            if end <= start:  # a line longer than a frame (the emitter's lines are far shorter)
-                end = lines.find(b"\n", start + FRAME_BYTES) + 1 or size
-            self._send(child, _frame(b"L", view[start:end]))
-            start = end
-        self.sent += 1
+        with self._io:
+            child = self._start()
+            frames, start, size = [], 0, len(lines)
+            while start < size:
+                end = size if size - start <= FRAME_BYTES else lines.rfind(b"\n", start, start + FRAME_BYTES) + 1
+                if end <= start:  # a line longer than a frame (the emitter's lines are far shorter)
+                    end = lines.find(b"\n", start + FRAME_BYTES) + 1 or size
+                frames.append(_frame(b"L", memoryview(lines)[start:end]))
+                start = end
+            self.sent += 1
+            self._exchange(child, frames, reply=False)
 
-    def flush(self, *, now_us: int | None, final: bool) -> int:
-        """Have the child write the closed windows' files (``final``: every window), after every line sent; how
-        many files it wrote."""
-        child = self._start()
-        self._send(child, _frame(b"F", orjson.dumps({"now_us": now_us, "final": final})))
-        assert child.stdout is not None
-        header = _read_exact(child.stdout, _HEADER)
-        reply = None if header is None else _read_exact(child.stdout, int.from_bytes(header[1:], "big"))
-        if reply is None:
-            raise self._failed(child, None)
-        answer = orjson.loads(reply)
-        if "error" in answer:
-            raise ReportError(f"the report process could not write the reports: {answer['error']}")
-        if answer["failed"]:
-            raise ReportError(f"{len(answer['failed'])} report files could not be written, the first "
-                              f"{answer['failed'][0]}")
-        return int(answer["written"])
+    def flush(self, *, now_us: int | None, final: bool) -> Flushed:
+        """Have the child write the closed windows' files (``final``: every window), after every line sent."""
+        with self._io:
+            child = self._start()
+            reply = self._exchange(child, [_frame(b"F", orjson.dumps({"now_us": now_us, "final": final}))], True)
+            assert reply is not None
+            answer = orjson.loads(reply)
+            if "error" in answer:  # its engine may have missed events: no later report could be trusted
+                self._abandon(child, f"could not fold the events in ({answer['error']})")
+                raise ReportError(self.ended)
+        return Flushed(int(answer["written"]), tuple(answer["failed"]), tuple(answer["warnings"]))
 
     def close(self) -> None:
-        """End the child (it has written what it was asked to); every later call raises :class:`ReportError`."""
-        if self._finalizer is not None:
-            self._finalizer()
-        if self._ended is None:
-            self._ended = "the tracker was closed: its reports are over"
+        """End the child (it exits once it has done what it was sent) without waiting for it; a call in progress
+        in another thread ends within a second. Every later call raises :class:`ReportError`."""
+        self._closing = True
+        with self._io:
+            if self.ended is None:
+                self.ended = "the tracker was closed: its reports are over"
+            if self._finalizer is not None:
+                self._finalizer()
 
     def forget(self) -> None:
         """In a forked process: let go of the parent's child without touching it (its pipe's ends are closed
         here, so that the child still sees the pipe end when the parent's tracker closes)."""
         child, self._child = self._child, None
+        self._io = threading.Lock()  # another thread may have held it at the fork
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
-        self._ended = "a forked process writes no reports"
+        self.ended = "a forked process writes no reports"
         if child is not None:
             for stream in (child.stdin, child.stdout):
                 if stream is not None:
                     with contextlib.suppress(OSError):
-                        os.close(stream.fileno())
+                        stream.close()  # unbuffered: closes the descriptor, writes nothing
+            child.returncode = 0  # not this process's child: nothing to wait for, nor to warn of
 
 
 def _end(child: subprocess.Popen[bytes]) -> None:
-    """Close the child's pipe (it then exits) and wait for it; kill it if it does not exit."""
+    """Close the child's pipe (it exits once it has done what it was sent); reap it in the background."""
     for stream in (child.stdin, child.stdout):
         if stream is not None:
             with contextlib.suppress(OSError):
                 stream.close()
-    try:
-        child.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+    with contextlib.suppress(RuntimeError):  # (shutting down: it exits on its own, reaped by whoever inherits it)
+        threading.Thread(target=child.wait, name="tracker-report-reaper", daemon=True).start()
 
 
 # -- the child ---------------------------------------------------------------------------------------------------
 
 
 class _Child:
-    """The child's side: lines in, files out."""
+    """The child's side: lines in, files out; warnings and failures go back in the replies, never to a terminal."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         from .decoder import Decoder
         from .live import LiveReporter
+        from .store import WindowStore
 
+        self.warnings: list[str] = []
+        self.store = WindowStore(warn=self.warnings.append)
         self.live = LiveReporter(Path(config["out_dir"]), interval_s=config["interval_s"], grace_s=0,
-                                 session_timeout_s=config["session_timeout_s"])
+                                 session_timeout_s=config["session_timeout_s"], warn=self.warnings.append,
+                                 store=self.store)
         self.decoder = Decoder(dedupe=False)
         self.error: str | None = None  # the first failure to fold lines in, said at the next flush
 
@@ -224,10 +320,11 @@ class _Child:
         try:
             block = decode_block(data, self.decoder)
             if block.rejected:
-                raise ValueError(f"a line the emitter wrote was rejected: {block.rejected[0].describe()}")
-            self.live.add_frame(block.frame)
-        except Exception:
-            self.error = "folding the events in failed:\n" + traceback.format_exc()
+                self.error = f"a line the emitter wrote was rejected: {block.rejected[0].describe()}"
+            else:
+                self.live.add_frame(block.frame)
+        except Exception as exc:  # a defect: its traceback goes with it
+            self.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
 
     def flush(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.error is not None:
@@ -237,9 +334,10 @@ class _Child:
             if not final and request["now_us"] is not None:
                 self.live.advance(now_us=int(request["now_us"]), idle=True)
             result = self.live.flush(final=final)
-        except Exception:
-            return {"error": traceback.format_exc()}
-        return {"written": len(result.written), "failed": [str(p) for p in result.failed]}
+        except Exception as exc:  # a defect: its traceback goes with it
+            return {"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}
+        warnings, self.warnings[:] = list(self.warnings), []
+        return {"written": len(result.written), "failed": [str(p) for p in result.failed], "warnings": warnings}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,17 +347,25 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(OSError):  # (a lower priority is always allowed; a sandbox might refuse)
         os.nice(19)  # before polars starts its threads: they inherit it
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
-    os.dup2(2, 1)  # a stray print goes to stderr, never into the replies
+    try:
+        os.dup2(2, 1)  # a stray print goes to stderr, never into the replies
+    except OSError:  # no stderr (a program that closed it): to nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     child = _Child(orjson.loads(args[0]))
     stdin = sys.stdin.buffer
-    while (header := _read_exact(stdin, _HEADER)) is not None:
-        payload = _read_exact(stdin, int.from_bytes(header[1:], "big"))
-        if payload is None:
-            break
-        if header[:1] == b"L":
-            child.add(payload)
-        else:
-            replies.write(_frame(b"R", orjson.dumps(child.flush(orjson.loads(payload)))))
+    try:
+        while (header := _read_exact(stdin, _HEADER)) is not None:
+            payload = _read_exact(stdin, int.from_bytes(header[1:], "big"))
+            if payload is None:
+                break
+            if header[:1] == b"L":
+                child.add(payload)
+            else:
+                replies.write(_frame(b"R", orjson.dumps(child.flush(orjson.loads(payload)))))
+    except BrokenPipeError:  # the tracker is gone (its program ended in the middle of a report): nothing to say
+        pass
+    finally:
+        child.store.close()  # the files of windows written out past the memory budget
     return 0
 
 

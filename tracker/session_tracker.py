@@ -407,7 +407,7 @@ class SessionTracker:
                 self._log = EventLog()
             record, line = self._log.append(event_type, session_id, **fields)
             state = self._sessions[session_id] = fold(self._sessions.get(session_id), event_from_emitted(record))
-            if self._reporting:
+            if self._reporting and self._reports.ended is None:  # (ended: no report process will take them)
                 self._lines += line
         return state
 
@@ -501,9 +501,14 @@ class SessionTracker:
         with self._report_lock:
             now_us = _now_us()  # before taking the events: any event emitted later is at or after it
             self._drain()
-            written = self._reports.flush(now_us=None if final else now_us, final=final)
+            flushed = self._reports.flush(now_us=None if final else now_us, final=final)
+        for warning in flushed.warnings:
+            _log(self.console_logging, logging.WARNING, "[TRACKER] %s", warning)
+        if flushed.failed:
+            _log(self.console_logging, logging.WARNING, "[TRACKER] %d report files could not be written, the first "
+                 "%s (written again at the next report)", len(flushed.failed), flushed.failed[0])
         _log(self.console_logging, logging.INFO, "[TRACKER] Reports written to: %s (%d files updated)",
-             self._reports.out_dir.resolve(), written)
+             self._reports.out_dir.resolve(), flushed.written)
 
     # -- periodic reports -----------------------------------------------------
 
@@ -647,8 +652,7 @@ class SessionTracker:
     def close(self) -> None:
         """End the report process (its reports are over: write the final one first, with :meth:`stop_tracking`)
         and close the log if this tracker opened it (a later event opens it again); a log passed in stays open."""
-        with self._report_lock:
-            self._reports.close()
+        self._reports.close()  # (not under the report lock: a report in progress ends within a second)
         with self._state_lock:
             self._lines = bytearray()  # in the log: no report process will take them
             if self._owns_log and self._log is not None:
