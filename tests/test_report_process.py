@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -10,12 +11,13 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import fork, wait_for
+from tests.helpers import T0, fork, wait_for
 from tests.test_session_tracker import assert_reports_match_replay
 from tracker import report_process
 from tracker.emitter import EventLog
@@ -243,8 +245,8 @@ class TestStuckOrInterrupted:
             in_thread(lambda: asyncio.run(tracked.stop_tracking()))
         said = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert said[0].startswith("[TRACKER] Periodic report failed: the report process gave no answer to a report "
-                                  "for 0.5 s (stopped, or far too slow): it was ended, no more reports from this "
-                                  "tracker")
+                                  "for 0.5 s, using no CPU (stopped, or hung): it was ended, no more reports from "
+                                  "this tracker")
         wait_for(lambda: gone(pid))
         assert len((tmp_path / "log.jsonl").read_bytes().splitlines()) == 12
 
@@ -266,8 +268,8 @@ class TestStuckOrInterrupted:
 
         in_thread(send)
         assert [str(e) for e in raised] == [
-            "the report process took no events for 0.5 s (stopped, or far too slow): it was ended, no more reports "
-            "from this tracker"]
+            "the report process took no events for 0.5 s, using no CPU (stopped, or hung): it was ended, no more "
+            "reports from this tracker"]
         wait_for(lambda: gone(pid))
 
     def test_an_exception_in_the_middle_of_an_exchange_ends_it(self, tmp_path: Path) -> None:
@@ -294,6 +296,42 @@ class TestStuckOrInterrupted:
                                                   "it was ended, no more reports from this tracker")
             finally:
                 tracker.close()
+
+
+    def test_a_slow_but_working_report_process_is_waited_for(self, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+        """A flush that takes far longer than REPLY_STALL_S, the child busy all along (a busy machine, a big catch-up
+        of windows), is waited for: only a child that uses no CPU is taken for stuck."""
+        monkeypatch.setattr(report_process, "REPLY_STALL_S", 0.05)
+        lines = bytearray()
+        with EventLog(tmp_path / "log.jsonl") as log:
+            lines += log.append("session_registered", "s", ts=T0, username="u", course_numbers=[1])[1]
+            for n in range(1, 400):
+                lines += log.append("question_answered", "s", ts=T0 + n * 1_000_000, response_time_ms=float(n))[1]
+        process = ReportProcess(tmp_path / "reports", 1, None)
+        try:
+            process.send(lines)
+            assert process.flush(now_us=None, final=True).written > 400
+        finally:
+            process.close()
+
+    def test_replacing_a_tracker_whose_report_process_is_stuck_returns_at_once(self, tmp_path: Path) -> None:
+        """initialize_tracker() halts the tracker it replaces: while that tracker's runner waits on a stopped report
+        process, this returns within seconds (the old reports are ended first), not after the 60 s deadline."""
+        with EventLog(tmp_path / "log.jsonl") as log:
+            old = SessionTracker(300, log=log, out_dir=tmp_path / "reports", console_logging=False)
+            old.start_tracking()
+            pid = started(old)
+            try:
+                os.kill(pid, signal.SIGSTOP)
+                activity(old, 3000)  # more than the pipe holds: the runner's next hand-over waits
+                time.sleep(0.6)  # (the runner hands the lines over every 0.5 s: let it start waiting)
+                started_at = time.monotonic()
+                in_thread(old.halt, timeout=20)  # what initialize_tracker does to the tracker it replaces
+                assert time.monotonic() - started_at < 5
+            finally:
+                os.kill(pid, signal.SIGKILL)
+                old.close()
 
 
 class TestOver:
@@ -326,6 +364,40 @@ class TestOver:
         assert any(m.startswith("[TRACKER] cannot write the reports into") for m in said), said
         printed = capfd.readouterr().err.splitlines()  # (a handler another test left on "tracker" may print ours)
         assert [line for line in printed if "[TRACKER]" not in line] == []
+
+    def test_a_program_ending_while_a_hand_over_waits_writes_into_no_file_of_its_own(self, tmp_path: Path) -> None:
+        """The program ends while its tracker's runner waits on a full pipe: the pipe is closed only once that
+        thread let go of it, so a file the program opens at exit (given the freed descriptor number) gets only
+        what the program writes."""
+        script = textwrap.dedent(f"""
+            import atexit, os, signal, time
+            def summary():  # registered first: runs after the tracker's exit hook
+                files = [open({str(tmp_path)!r} + f"/summary{{i}}.txt", "wb", buffering=0) for i in range(4)]
+                for f in files:
+                    f.write(b"SUMMARY\\n")
+                time.sleep(1.0)
+                for f in files:
+                    f.close()
+            atexit.register(summary)
+            from tracker.emitter import EventLog
+            from tracker.session_tracker import SessionTracker
+            t = SessionTracker(300, log=EventLog({str(tmp_path / "log.jsonl")!r}), out_dir={str(tmp_path / "out")!r},
+                               console_logging=False)
+            t.start_tracking()
+            while t._reports.pid is None:
+                time.sleep(0.01)
+            print(t._reports.pid, flush=True)
+            os.kill(t._reports.pid, signal.SIGSTOP)
+            for k in range(3000):
+                t.register_session(f"s{{k}}", "u" * 100)
+            time.sleep(0.7)  # the runner waits: the pipe is full
+        """)
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(done.stdout), signal.SIGKILL)
+        assert done.returncode == 0, done.stderr
+        assert [(tmp_path / f"summary{i}.txt").read_bytes() for i in range(4)] == [b"SUMMARY\n"] * 4
 
     def test_a_program_ending_in_the_middle_of_a_report_prints_no_traceback(self, tmp_path: Path) -> None:
         """The program ends (no stop_tracking) while a periodic report runs: no traceback from either process."""

@@ -43,8 +43,8 @@ __all__ = ("REPLY_STALL_S", "WRITE_STALL_S", "Flushed", "ReportProcess", "main")
 
 #: The most bytes of lines in one frame (cut at a newline): the child decodes a frame at a time.
 FRAME_BYTES: Final = 4 << 20
-#: How long the child may take no lines (its pipe full), and take to answer a flush (the final one of a long run
-#: included), before it is taken for stuck (stopped, or far too slow) and ended.
+#: How long the child may take no lines (its pipe full), or give no answer to a flush, while using no CPU at all,
+#: before it is taken for stuck (stopped, or hung) and ended. A child slowed down by a busy machine uses some.
 WRITE_STALL_S: Final = 60.0
 REPLY_STALL_S: Final = 300.0
 _HEADER: Final = 9
@@ -87,9 +87,9 @@ class ReportProcess:
     Calls come from one thread at a time (the tracker's report lock), but for :meth:`close`, which may come from
     any thread: it ends a call in progress within a second. Raises :class:`ReportError` when the child cannot
     be started, has ended (its reason is then :attr:`ended`), could not write the reports, or took no line for
-    :data:`WRITE_STALL_S` or gave no answer to a flush for :data:`REPLY_STALL_S` (stopped, or far too slow: it
-    is then killed). Once it has ended, every later call raises: its engine held every event sent so far, so a
-    new one would report only part of the run.
+    :data:`WRITE_STALL_S` or gave no answer to a flush for :data:`REPLY_STALL_S` while using no CPU (stopped, or
+    hung: it is then killed). Once it has ended, every later call raises: its engine held every event sent so far,
+    so a new one would report only part of the run.
     """
 
     def __init__(self, out_dir: Path, interval_s: int, session_timeout_s: float | None) -> None:
@@ -99,13 +99,15 @@ class ReportProcess:
         #: Why the child ended (None while it may still report): every call after raises ReportError with it.
         self.ended: str | None = None
         self.sent = 0  # sends begun so far (0: the child has seen no event)
-        self._io = threading.Lock()  # one exchange with the child at a time; close() takes it too
-        self._closing = False
+        #: One exchange with the child at a time; close() and the finalizer take it too, so a descriptor is never
+        #: closed while another thread uses it (its number could be a new file's by then). Reentrant: the exchange
+        #: that ends the child runs the finalizer, and close() may come from a signal handler in that thread.
+        self._shared = _Shared()
         self._finalizer: weakref.finalize[Any, ReportProcess] | None = None
 
     def start(self) -> None:
         """Start the child now (it takes a second to load polars), unless it already runs."""
-        with self._io:
+        with self._shared.io:
             self._start()
 
     @property
@@ -141,7 +143,7 @@ class ReportProcess:
         os.set_blocking(child.stdin.fileno(), False)  # every wait has a deadline (see _wait)
         os.set_blocking(child.stdout.fileno(), False)
         self._child = child
-        self._finalizer = weakref.finalize(self, _end, child)
+        self._finalizer = weakref.finalize(self, _end, child, self._shared)
         return child
 
     def _abandon(self, child: subprocess.Popen[bytes], why: str) -> ReportError:
@@ -169,15 +171,21 @@ class ReportProcess:
         error.__cause__ = cause
         return error
 
-    def _wait(self, fd: int, event: int, deadline: float) -> bool:
-        """Wait until ``fd`` is ready for ``event``: False when ``deadline`` passed first. Wakes every second, to
-        end when :meth:`close` is called from another thread."""
+    def _wait(self, child: subprocess.Popen[bytes], fd: int, event: int, stall_s: float) -> bool:
+        """Wait until ``fd`` is ready for ``event``: False when the child used no CPU for ``stall_s`` (stopped, or
+        stuck; a child slowed down by a busy machine still gets some, at nice 19). Wakes every second, to end when
+        :meth:`close` is called from another thread."""
         poller = select.poll()
         poller.register(fd, event)
-        while not self._closing:
+        used, deadline = _cpu_ticks(child.pid), time.monotonic() + stall_s
+        while not self._shared.closing:
             left = deadline - time.monotonic()
             if left <= 0:
-                return False
+                now = _cpu_ticks(child.pid)
+                if now is None or now == used:
+                    return False
+                used, deadline = now, time.monotonic() + stall_s
+                continue
             if poller.poll(min(left, 1.0) * 1000):
                 return True
         raise _Interrupted
@@ -191,26 +199,24 @@ class ReportProcess:
         try:
             fd = child.stdin.fileno()
             for frame in frames:
-                view, deadline = memoryview(frame), time.monotonic() + WRITE_STALL_S
+                view = memoryview(frame)
                 while view:
                     try:
                         view = view[os.write(fd, view):]
-                        deadline = time.monotonic() + WRITE_STALL_S
                     except BlockingIOError:
-                        if not self._wait(fd, select.POLLOUT, deadline):
-                            raise self._abandon(child, f"took no events for {WRITE_STALL_S:g} s (stopped, or far "
-                                                       f"too slow)") from None
+                        if not self._wait(child, fd, select.POLLOUT, WRITE_STALL_S):
+                            raise self._abandon(child, f"took no events for {WRITE_STALL_S:g} s, using no CPU "
+                                                       f"(stopped, or hung)") from None
             if not reply:
                 return None
             fd, data, need = child.stdout.fileno(), bytearray(), _HEADER
-            deadline = time.monotonic() + REPLY_STALL_S
             while len(data) < need:
                 try:
                     part = os.read(fd, need - len(data))
                 except BlockingIOError:
-                    if not self._wait(fd, select.POLLIN, deadline):
-                        raise self._abandon(child, f"gave no answer to a report for {REPLY_STALL_S:g} s (stopped, "
-                                                   f"or far too slow)") from None
+                    if not self._wait(child, fd, select.POLLIN, REPLY_STALL_S):
+                        raise self._abandon(child, f"gave no answer to a report for {REPLY_STALL_S:g} s, using "
+                                                   f"no CPU (stopped, or hung)") from None
                     continue
                 if not part:
                     raise self._gone(child, None)
@@ -232,7 +238,7 @@ class ReportProcess:
         """Hand complete log lines (each ending in a newline) to the child."""
         if not lines:
             return
-        with self._io:
+        with self._shared.io:
             child = self._start()
             frames, start, size = [], 0, len(lines)
             while start < size:
@@ -246,7 +252,7 @@ class ReportProcess:
 
     def flush(self, *, now_us: int | None, final: bool) -> Flushed:
         """Have the child write the closed windows' files (``final``: every window), after every line sent."""
-        with self._io:
+        with self._shared.io:
             child = self._start()
             reply = self._exchange(child, [_frame(b"F", orjson.dumps({"now_us": now_us, "final": final}))], True)
             assert reply is not None
@@ -259,18 +265,17 @@ class ReportProcess:
     def close(self) -> None:
         """End the child (it exits once it has done what it was sent) without waiting for it; a call in progress
         in another thread ends within a second. Every later call raises :class:`ReportError`."""
-        self._closing = True
-        with self._io:
-            if self.ended is None:
-                self.ended = "the tracker was closed: its reports are over"
-            if self._finalizer is not None:
-                self._finalizer()
+        if self.ended is None:
+            self.ended = "the tracker was closed: its reports are over"
+        self._shared.closing = True
+        if self._finalizer is not None:
+            self._finalizer()
 
     def forget(self) -> None:
         """In a forked process: let go of the parent's child without touching it (its pipe's ends are closed
         here, so that the child still sees the pipe end when the parent's tracker closes)."""
         child, self._child = self._child, None
-        self._io = threading.Lock()  # another thread may have held it at the fork
+        self._shared = _Shared()  # another thread may have held its lock at the fork
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
@@ -283,12 +288,41 @@ class ReportProcess:
             child.returncode = 0  # not this process's child: nothing to wait for, nor to warn of
 
 
-def _end(child: subprocess.Popen[bytes]) -> None:
-    """Close the child's pipe (it exits once it has done what it was sent); reap it in the background."""
-    for stream in (child.stdin, child.stdout):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
+def _cpu_ticks(pid: int) -> int | None:
+    """The CPU time a process has used (clock ticks, its threads included), from ``/proc``; None where there is
+    no such file (not Linux) or the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the line)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class _Shared:
+    """What :func:`_end` shares with its :class:`ReportProcess` (a finalizer may not hold the object itself)."""
+
+    __slots__ = ("closing", "io")
+
+    def __init__(self) -> None:
+        self.io = threading.RLock()
+        self.closing = False  # an exchange in progress ends within a second, and every later one at once
+
+
+def _end(child: subprocess.Popen[bytes], shared: _Shared) -> None:
+    """Close the child's pipe (it exits once it has done what it was sent), once no other thread uses it; reap
+    the child in the background. At the program's exit, a daemon thread may be in an exchange: it ends within a
+    second; if it does not, the descriptors are left to the exit to close."""
+    shared.closing = True
+    if not shared.io.acquire(timeout=3):
+        return
+    try:
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+    finally:
+        shared.io.release()
     with contextlib.suppress(RuntimeError):  # (shutting down: it exits on its own, reaped by whoever inherits it)
         threading.Thread(target=child.wait, name="tracker-report-reaper", daemon=True).start()
 

@@ -364,6 +364,7 @@ class SessionTracker:
         #: holds about 4 KiB, so keeping the lines themselves would cost 4 KiB an event).
         self._lines = bytearray()
         self._reports_ended_said = False
+        self._closed = False  # close() was called: the reports are over on purpose
         self._state_lock = threading.Lock()  # the log, _sessions, _lines: held for microseconds
         self._report_lock = threading.RLock()  # the reporter; taken before _state_lock, never after
         self._control_lock = threading.Lock()  # starting and stopping the periodic reports
@@ -522,7 +523,8 @@ class SessionTracker:
         try:
             self._drain()
         except ReportError as exc:
-            if not self._reports_ended_said:  # said once: the next periodic report says it again
+            if not self._reports_ended_said and not self._closed:  # once (the next report says it again); a close
+                # is no failure
                 self._reports_ended_said = True
                 _log(self.console_logging, logging.ERROR, "[TRACKER] %s%s", exc, self._replay_hint())
         except Exception:
@@ -542,8 +544,9 @@ class SessionTracker:
         try:
             self._reports.start()
         except ReportError as exc:
-            self._reports_ended_said = True
-            _log(self.console_logging, logging.ERROR, "[TRACKER] %s%s", exc, self._replay_hint())
+            if not self._reports_ended_said:
+                self._reports_ended_said = True
+                _log(self.console_logging, logging.ERROR, "[TRACKER] %s%s", exc, self._replay_hint())
         finally:
             self._report_lock.release()
 
@@ -626,7 +629,10 @@ class SessionTracker:
         _log(self.console_logging, logging.INFO, "[TRACKER] Session tracking stopped")
 
     def halt(self) -> None:
-        """Stop the periodic reports at once, without a final report (for a tracker being replaced)."""
+        """Stop the periodic reports and end the report process at once, without a final report (for a tracker
+        being replaced: its reports are over)."""
+        self._closed = True
+        self._reports.close()  # first: a report in progress ends within a second, and the thread with it
         with self._control_lock:
             self.is_tracking = False
             task, self._task = self._task, None
@@ -652,6 +658,7 @@ class SessionTracker:
     def close(self) -> None:
         """End the report process (its reports are over: write the final one first, with :meth:`stop_tracking`)
         and close the log if this tracker opened it (a later event opens it again); a log passed in stays open."""
+        self._closed = True
         self._reports.close()  # (not under the report lock: a report in progress ends within a second)
         with self._state_lock:
             self._lines = bytearray()  # in the log: no report process will take them
