@@ -89,7 +89,7 @@ def _by_decoder(data: bytes, max_line_bytes: int) -> tuple[list[Event], list[Rej
 
 
 class TestAgreesWithDecoder:
-    @settings(max_examples=60, deadline=None)
+    @settings(max_examples=40, deadline=None)
     @given(st.integers(0, 2**32), st.integers(1, 120), st.sampled_from([64, 300, 4096, 1 << 20]), st.booleans())
     def test_same_events_and_rejections(self, seed: int, n: int, block_bytes: int, unterminated: bool) -> None:
         """For faulty logs cut into any block size, events (in order) and rejections equal the decoder's."""

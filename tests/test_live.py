@@ -283,7 +283,7 @@ class TestArguments:
 
 
 class TestLiveEqualsReplay:
-    @settings(max_examples=20, deadline=None)
+    @settings(max_examples=15, deadline=None)
     @given(LOGS, st.sampled_from([7, 60, 300]), st.sampled_from([0, 5, 30]), st.data())
     def test_random_batches(self, tmp_path_factory: pytest.TempPathFactory,
                             steps: list[tuple[Any, ...]], interval_s: int, grace_s: int,

@@ -136,7 +136,7 @@ def _check_verdicts(path: Path, expected: dict[str, list[dict[str, object]]]) ->
 
 
 class TestSplitProperty:
-    @settings(max_examples=30, deadline=None)
+    @settings(max_examples=20, deadline=None)
     @given(LOGS, st.integers(1, 4), st.sampled_from([1, 60, 300]), st.randoms(use_true_random=False))
     def test_split_logs_give_the_same_reports(
         self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Any, ...]],
