@@ -306,12 +306,12 @@ class TestStuckOrInterrupted:
         lines = bytearray()
         with EventLog(tmp_path / "log.jsonl") as log:
             lines += log.append("session_registered", "s", ts=T0, username="u", course_numbers=[1])[1]
-            for n in range(1, 400):
+            for n in range(1, 250):
                 lines += log.append("question_answered", "s", ts=T0 + n * 1_000_000, response_time_ms=float(n))[1]
         process = ReportProcess(tmp_path / "reports", 1, None)
         try:
             process.send(lines)
-            assert process.flush(now_us=None, final=True).written > 400
+            assert process.flush(now_us=None, final=True).written > 250
         finally:
             process.close()
 
@@ -324,7 +324,7 @@ class TestStuckOrInterrupted:
             pid = started(old)
             try:
                 os.kill(pid, signal.SIGSTOP)
-                activity(old, 3000)  # more than the pipe holds: the runner's next hand-over waits
+                activity(old, 1000)  # more than the pipe holds: the runner's next hand-over waits
                 time.sleep(0.6)  # (the runner hands the lines over every 0.5 s: let it start waiting)
                 started_at = time.monotonic()
                 in_thread(old.halt, timeout=20)  # what initialize_tracker does to the tracker it replaces
