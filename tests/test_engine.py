@@ -121,7 +121,7 @@ def _compare(path: Path, rows: list[dict[str, object]]) -> None:
 
 
 class TestAgainstReference:
-    @settings(max_examples=20, deadline=None)
+    @settings(max_examples=16, deadline=None)
     @given(LOGS, INTERVALS, TIMEOUTS, GOODPUTS)
     def test_random_logs(self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Any, ...]],
                          interval_s: int, timeout_s: float | None, goodput: dict[str, float] | None) -> None:

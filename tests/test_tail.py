@@ -1057,7 +1057,7 @@ class TestKillAndRestart:
 
 
 class TestLiveEqualsReplay:
-    @settings(max_examples=4, deadline=None)
+    @settings(max_examples=3, deadline=None)
     @given(st.integers(0, 2**32))
     def test_random_streams_with_faults(self, tmp_path_factory: pytest.TempPathFactory, seed: int) -> None:
         """Random appends (partial lines, bad lines, late and duplicate events), polled at random: the files
