@@ -146,15 +146,21 @@ class ReportProcess:
         self._finalizer = weakref.finalize(self, _end, child, self._shared)
         return child
 
+    def _over(self, why: str) -> ReportError:
+        """The reports are over (unless they already were, for an earlier reason): the pipe is closed once no
+        thread uses it (:func:`_end`); the error that says why."""
+        if self.ended is None:
+            self.ended = why
+        if self._finalizer is not None:
+            self._finalizer()
+        return ReportError(self.ended)
+
     def _abandon(self, child: subprocess.Popen[bytes], why: str) -> ReportError:
         """End the child, whose exchange with this process is broken or stuck; the error that says so."""
         if self.ended is None:
             with contextlib.suppress(OSError):
                 child.kill()
-            self.ended = f"the report process {why}: it was ended, no more reports from this tracker"
-        if self._finalizer is not None:
-            self._finalizer()
-        return ReportError(self.ended)
+        return self._over(f"the report process {why}: it was ended, no more reports from this tracker")
 
     def _gone(self, child: subprocess.Popen[bytes], cause: BaseException | None) -> ReportError:
         """The child's pipe ended: it exited, or was killed. The error that says how, once and for all."""
@@ -163,11 +169,7 @@ class ReportProcess:
         except subprocess.TimeoutExpired:
             return self._abandon(child, "closed its pipe but did not exit")
         how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
-        if self.ended is None:
-            self.ended = f"the report process {how}: no more reports from this tracker"
-        if self._finalizer is not None:
-            self._finalizer()
-        error = ReportError(self.ended)
+        error = self._over(f"the report process {how}: no more reports from this tracker")
         error.__cause__ = cause
         return error
 
@@ -258,18 +260,14 @@ class ReportProcess:
             assert reply is not None
             answer = orjson.loads(reply)
             if "error" in answer:  # its engine may have missed events: no later report could be trusted
-                self._abandon(child, f"could not fold the events in ({answer['error']})")
-                raise ReportError(self.ended)
+                raise self._abandon(child, f"could not fold the events in ({answer['error']})")
         return Flushed(int(answer["written"]), tuple(answer["failed"]), tuple(answer["warnings"]))
 
     def close(self) -> None:
         """End the child (it exits once it has done what it was sent) without waiting for it; a call in progress
         in another thread ends within a second. Every later call raises :class:`ReportError`."""
-        if self.ended is None:
-            self.ended = "the tracker was closed: its reports are over"
-        self._shared.closing = True
-        if self._finalizer is not None:
-            self._finalizer()
+        self._shared.closing = True  # before the finalizer waits for the call in progress: it ends it
+        self._over("the tracker was closed: its reports are over")
 
     def forget(self) -> None:
         """In a forked process: let go of the parent's child without touching it (its pipe's ends are closed

@@ -523,13 +523,16 @@ class SessionTracker:
         try:
             self._drain()
         except ReportError as exc:
-            if not self._reports_ended_said and not self._closed:  # once (the next report says it again); a close
-                # is no failure
-                self._reports_ended_said = True
-                _log(self.console_logging, logging.ERROR, "[TRACKER] %s%s", exc, self._replay_hint())
+            self._say_ended(exc)
         except Exception:
             _log(self.console_logging, logging.ERROR, "[TRACKER] Handing the events to the report process failed",
                  exc_info=True)
+
+    def _say_ended(self, exc: ReportError) -> None:
+        """Say, once, why the reports are over (the next periodic report says it again); a close is no failure."""
+        if not self._reports_ended_said and not self._closed:
+            self._reports_ended_said = True
+            _log(self.console_logging, logging.ERROR, "[TRACKER] %s%s", exc, self._replay_hint())
 
     def _replay_hint(self) -> str:
         if self._log is None:
@@ -544,9 +547,7 @@ class SessionTracker:
         try:
             self._reports.start()
         except ReportError as exc:
-            if not self._reports_ended_said:
-                self._reports_ended_said = True
-                _log(self.console_logging, logging.ERROR, "[TRACKER] %s%s", exc, self._replay_hint())
+            self._say_ended(exc)
         finally:
             self._report_lock.release()
 
