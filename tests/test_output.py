@@ -12,7 +12,7 @@ from tests.helpers import T0, event
 from tracker.engine import Engine
 from tracker.events import Event
 from tracker.frames import events_frame
-from tracker.output import SUMMARY_FILE, ReportWriter, csv_bytes, remove_temporaries
+from tracker.output import SUMMARY_FILE, ReportWriter, remove_temporaries
 
 S = 1_000_000
 
@@ -24,18 +24,6 @@ def events(n: int) -> list[Event]:
 
 def files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
-
-
-class TestCsvBytes:
-    @pytest.mark.parametrize("text", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
-    def test_text_a_spreadsheet_would_run_gets_a_quote(self, text: str) -> None:
-        """Text starting with = + - @, a tab or a carriage return (OWASP's CSV-injection list) is prefixed with '."""
-        quoted = '"\'' + text + '"' if text[0] == "\r" else "'" + text  # a CR makes polars quote the cell
-        assert csv_bytes(pl.DataFrame({"username": [text]})) == b"username\n" + quoted.encode() + b"\n"
-
-    def test_other_text_is_left_alone(self) -> None:
-        """Text that only contains those characters later is written as it is."""
-        assert csv_bytes(pl.DataFrame({"username": ["a=1", "x\t"]})) == b"username\na=1\nx\t\n"
 
 
 class TestReportWriter:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import T0
 from tracker.errors import ThresholdError, TrackerError
-from tracker.output import csv_bytes
+from tracker.render import csv_bytes
 from tracker.tables import SUMMARY_SCHEMA, TOTALS_SCHEMA, summary_frame
 from tracker.thresholds import (
     Threshold,

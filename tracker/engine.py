@@ -57,7 +57,6 @@ from .tables import (
     rates,
     run_stats,
     schemas,
-    summary_frame,
     summed_totals,
     window_rows,
 )
@@ -123,6 +122,13 @@ class Engine:
         self.ts_min: int | None = None
         self.ts_max: int | None = None
         self._aggs: dict[int, WindowAgg] = {}  # every window's counts, statistics and error rows
+        #: Derived from the figures above and kept while they hold (an entry is dropped or checked when they change),
+        #: so that a flush costs what changed, not the run's length: each window's summary row with what it was made
+        #: from, each window's saved figures, the windows' terms of the run's means, and the active sessions.
+        self._rows: dict[int, tuple[tuple[object, ...], tuple[object, ...]]] = {}
+        self._saved: dict[int, tuple[WindowAgg, list[object]]] = {}
+        self._terms: dict[int, tuple[WindowAgg, tuple[int, ...], tuple[float | None, ...]]] = {}
+        self._active_of: tuple[pl.DataFrame, int, int, tuple[list[int], list[int]]] | None = None
         self._cells: dict[int, pl.DataFrame] = {}  # the last few windows' per-session figures
         #: Every response time, TTFT, TPOT and failed request's time, for the whole run's exact percentiles (past a
         #: budget in unnamed files beside the store's), and the token sums.
@@ -325,13 +331,20 @@ class Engine:
             "sessions": [[f.session_id, f.first_ts, f.registration, f.username, list(f.course_numbers), f.end,
                           self.last_ts[f.session_id]] for f in self.sessions.values()],
             # Derived, but saved so that a restart need not derive every window again.
-            "aggs": {str(k): [[agg.counts[c] for c in COUNTED], [_json_float(agg.stats[s]) for s in STATS],
-                              agg.errors.rows(), [_json_float(v) if isinstance(v, float) else _json_int(v)
-                                                  for v in agg.chat.values()], agg.good,
-                              list(agg.sizes)]
-                     for k, agg in self._aggs.items()},
+            "aggs": {str(k): self._saved_figures(k, agg) for k, agg in self._aggs.items()},
             "carry": carry,
         }
+
+    def _saved_figures(self, k: int, agg: WindowAgg) -> list[object]:
+        """Window ``k``'s figures as :meth:`state` saves them (made once for each figures)."""
+        held = self._saved.get(k)
+        if held is not None and held[0] is agg:
+            return held[1]
+        entry: list[object] = [[agg.counts[c] for c in COUNTED], [_json_float(agg.stats[s]) for s in STATS],
+                               agg.errors.rows(), [_json_float(v) if isinstance(v, float) else _json_int(v)
+                                                   for v in agg.chat.values()], agg.good, list(agg.sizes)]
+        self._saved[k] = (agg, entry)
+        return entry
 
     def restore(self, state: object) -> None:
         """Take back :meth:`state` (with the store already restored); ValueError when it is damaged."""
@@ -369,6 +382,10 @@ class Engine:
         heapq.heapify(self._deadlines)
         self.counts, self.duplicates = Counter(counts), duplicates
         self._aggs = _aggs_of(state.get("aggs"))
+        self._rows.clear()
+        self._saved.clear()
+        self._terms.clear()
+        self._active_of = None
         if any(not self.store.has(k) for k in self._aggs):
             raise ValueError("engine state: figures of windows whose rows the checkpoint does not name: "
                              f"{sorted(k for k in self._aggs if not self.store.has(k))[:3]!r}")
@@ -444,7 +461,10 @@ class Engine:
         older window's are derived again from its rows when needed (a late event, a restart)."""
         cells = self._cells.pop(k, None)
         if cells is None:
-            self._aggs[k], cells = aggregate(self.store.rows(k), self.goodput)
+            agg, cells = aggregate(self.store.rows(k), self.goodput)
+            # One there is current (a window's figures are dropped when it gets events), and kept: the same object
+            # while the window is unchanged is what tells that the figures derived from it hold.
+            self._aggs.setdefault(k, agg)
         self._keep_cells(k, cells)
         return cells
 
@@ -508,46 +528,90 @@ class Engine:
 
     def _active(self, k_min: int, k_max: int) -> tuple[list[int], list[int]]:
         facts = self.facts_frame()
-        return active_counts(facts["ks"].to_list(), facts["ke"].to_list(), k_min, k_max)
+        held = self._active_of
+        if held is not None and held[0] is facts and held[1:3] == (k_min, k_max):
+            return held[3]
+        active = active_counts(facts["ks"].to_list(), facts["ke"].to_list(), k_min, k_max)
+        self._active_of = (facts, k_min, k_max, active)
+        return active
 
-    def summary(self, k_last: int | None = None) -> pl.DataFrame:
-        """The summary rows of the windows from the first event's to ``k_last`` (default: the last event's)."""
+    def summary_rows(self, k_last: int | None = None) -> list[tuple[int, tuple[object, ...]]]:
+        """Each window from the first event's to ``k_last`` (default: the last event's) with its summary row (values
+        in :attr:`summary_schema`'s order). A row is the very object of the last call while what it is made from
+        (its window's figures, its active sessions, its covered seconds) did not change, so that a writer renders
+        only the rows that changed (:class:`~tracker.render.PartedTable`)."""
         span = self.span()
         if span is None or (k_last is not None and k_last < span[0]):
-            return summary_frame([], self.summary_schema)
+            return []
         k_min, k_max = span
         k_last = k_max if k_last is None else min(k_last, k_max)
         active, ending = self._active(k_min, k_last)
         run_start, run_end = self._run()
+        held, every, aggs, has = self._rows, self.every, self._aggs, self.store.has
         rows = []
         for i, k in enumerate(range(k_min, k_last + 1)):
-            agg = self.agg(k) if self.store.has(k) else None
-            counts = agg.counts if agg is not None else dict.fromkeys(COUNTED, 0)
-            stats = agg.stats if agg is not None else dict.fromkeys(STATS)
-            chat = agg.chat if agg is not None else _NO_CHAT
-            seconds = covered_seconds(k * self.every, (k + 1) * self.every, run_start, run_end)
-            good = goodput_figures(agg.good if agg is not None else 0, counts["questions_answered"], seconds) \
-                if self.goodput is not None else {}
-            rows.append({"window_start": k * self.every, "window_end": (k + 1) * self.every,
-                         "active_sessions": active[i], "active_at_end": ending[i], **counts,
-                         **{f"response_time_ms_{s}": v for s, v in stats.items()},
-                         "seconds": seconds, **rates(counts, seconds), **chat,
-                         "output_tokens_per_s": int(chat["output_tokens"] or 0) / seconds if seconds > 0 else None,
-                         **good})
-        return summary_frame(rows, self.summary_schema)
+            agg = aggs.get(k)
+            if agg is None and has(k):
+                agg = self.agg(k)
+            made_of = (agg, active[i], ending[i], covered_seconds(k * every, (k + 1) * every, run_start, run_end))
+            kept = held.get(k)
+            if kept is None or kept[0][0] is not agg or kept[0][1:] != made_of[1:]:
+                kept = held[k] = (made_of, self._summary_row(k, *made_of))
+            rows.append((k, kept[1]))
+        return rows
+
+    def _summary_row(self, k: int, agg: WindowAgg | None, active: int, ending: int,
+                     seconds: float) -> tuple[object, ...]:
+        counts = agg.counts if agg is not None else dict.fromkeys(COUNTED, 0)
+        stats = agg.stats if agg is not None else dict.fromkeys(STATS)
+        chat = agg.chat if agg is not None else _NO_CHAT
+        good = goodput_figures(agg.good if agg is not None else 0, counts["questions_answered"], seconds) \
+            if self.goodput is not None else {}
+        row = {"window_start": k * self.every, "window_end": (k + 1) * self.every,
+               "active_sessions": active, "active_at_end": ending, **counts,
+               **{f"response_time_ms_{s}": v for s, v in stats.items()},
+               "seconds": seconds, **rates(counts, seconds), **chat,
+               "output_tokens_per_s": int(chat["output_tokens"] or 0) / seconds if seconds > 0 else None,
+               **good}
+        return tuple(row[name] for name in self.summary_schema)
+
+    def summary(self, k_last: int | None = None) -> pl.DataFrame:
+        """The summary rows of the windows from the first event's to ``k_last`` (default: the last event's)."""
+        return self.summary_frame([row for _, row in self.summary_rows(k_last)])
+
+    def summary_frame(self, rows: list[tuple[object, ...]]) -> pl.DataFrame:
+        """Summary rows (of :meth:`summary_rows`) as a frame."""
+        return pl.DataFrame(rows, schema=self.summary_schema, orient="row")
+
+    def error_parts(self, k_last: int | None = None) -> list[tuple[int, WindowAgg]]:
+        """Each window up to ``k_last`` (default: all) that has errors, with its figures (the same object while the
+        window gets no event)."""
+        return [(k, agg) for k, agg in self._figures(k_last) if agg.counts["errors"]]
+
+    def _figures(self, k_last: int | None = None) -> Iterator[tuple[int, WindowAgg]]:
+        """Each window with events up to ``k_last`` (default: all), with its figures, in window order."""
+        span = self.span()
+        if span is None:
+            return
+        aggs, has = self._aggs, self.store.has
+        for k in range(span[0], (span[1] if k_last is None else min(k_last, span[1])) + 1):
+            agg = aggs.get(k)
+            if agg is not None:
+                yield k, agg
+            elif has(k):
+                yield k, self.agg(k)
+
+    def errors_frame(self, parts: list[tuple[int, WindowAgg]]) -> pl.DataFrame:
+        """The error rows of windows (of :meth:`error_parts`), in their order."""
+        frames = [agg.errors.select(pl.lit(k * self.every, pl.Int64).alias("window_start"),
+                                    pl.lit((k + 1) * self.every, pl.Int64).alias("window_end"),
+                                    *ERROR_FIGURES.names())
+                  for k, agg in parts]
+        return pl.concat(frames) if frames else pl.DataFrame(schema=ERRORS_SCHEMA)
 
     def errors(self, k_last: int | None = None) -> pl.DataFrame:
         """The error rows of the windows up to ``k_last`` (default: all)."""
-        span = self.span()
-        frames = []
-        if span is not None:
-            last = span[1] if k_last is None else min(k_last, span[1])
-            for k in range(span[0], last + 1):
-                if self.store.has(k) and self.agg(k).counts["errors"]:
-                    frames.append(self.agg(k).errors.select(
-                        pl.lit(k * self.every, pl.Int64).alias("window_start"),
-                        pl.lit((k + 1) * self.every, pl.Int64).alias("window_end"), *ERROR_FIGURES.names()))
-        return pl.concat(frames) if frames else pl.DataFrame(schema=ERRORS_SCHEMA)
+        return self.errors_frame(self.error_parts(k_last))
 
     def _run_stats(self) -> dict[str, dict[str, float | None]]:
         """:func:`~tracker.tables.run_stats` of each of :data:`~tracker.tables.SERIES`: every value, and the mean,
@@ -555,12 +619,14 @@ class Engine:
         however the events came; finite, as each term is at most its window's mean)."""
         sizes = [len(self._values[name]) for name in SERIES]
         means = [0.0] * len(SERIES)
-        for k in self.windows():
-            if self.store.has(k):
-                agg = self.agg(k)
-                for i, (n, mean) in enumerate(zip(agg.sizes, agg.means, strict=True)):
-                    if n and mean is not None:
-                        means[i] += mean * (n / sizes[i])
+        terms = self._terms
+        for k, agg in self._figures():
+            term = terms.get(k)
+            if term is None or term[0] is not agg:
+                term = terms[k] = (agg, agg.sizes, agg.means)
+            for i, (n, mean) in enumerate(zip(term[1], term[2], strict=True)):
+                if n and mean is not None:
+                    means[i] += mean * (n / sizes[i])
         return {name: run_stats(self._values[name], mean if size else None)
                 for name, size, mean in zip(SERIES, sizes, means, strict=True)}
 

@@ -1,6 +1,6 @@
 """The report files: the engine's tables as deterministic CSV, written atomically, only when their bytes change.
 
-:func:`csv_bytes` is the only code that turns a table into file bytes.
+The bytes are :mod:`tracker.render`'s (the summary and errors files by window).
 :class:`ReportWriter` is the only code that writes report files: it derives
 from the :class:`~tracker.engine.Engine` just the windows whose content may
 have changed (new events in them, or a session whose facts or running totals
@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +40,8 @@ from .names import (
     TOTALS_FILE,
     session_file_name,
 )
-from .tables import FOUR_DECIMALS, Tables
+from .render import PartedTable, csv_bytes
+from .tables import ERRORS_SCHEMA, WindowAgg
 from .thresholds import Threshold, Verdict, evaluate, verdicts_frame
 
 __all__ = (
@@ -54,40 +55,12 @@ __all__ = (
     "TOTALS_FILE",
     "FlushResult",
     "ReportWriter",
-    "csv_bytes",
     "session_file_name",
     "write_atomically",
 )
 
-FLOAT_PRECISION: Final = 3
-_FORMULA_START: Final = r"^[=+\-@\t\r]"
 _SECOND: Final = 1_000_000
 _log = logging.getLogger("tracker.output")
-
-
-def _iso(column: str, form: str = "%Y-%m-%dT%H:%M:%SZ") -> pl.Expr:
-    return pl.from_epoch(pl.col(column), time_unit="us").dt.strftime(form)
-
-
-def _neutralise(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
-    """Prefix ``'`` to text a spreadsheet would run as a formula."""
-    return frame.with_columns(
-        pl.when(pl.col(c).str.contains(_FORMULA_START)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
-        for c in columns
-    )
-
-
-def csv_bytes(frame: pl.DataFrame, *, numbers: Collection[str] = ()) -> bytes:
-    """A table as file bytes: times in ISO-8601 UTC, floats with 3 decimals, formula-like text neutralised (but in
-    the text columns ``numbers``, which hold numbers as the reports write them: ``-50.000`` is no formula)."""
-    times = [c for c in ("window_start", "window_end") if c in frame.columns]
-    instants = [c for c in ("run_start", "run_end", "first_seen", "last_seen") if c in frame.columns]  # events' times
-    text = [c for c, dtype in frame.schema.items() if dtype == pl.String and c not in numbers]
-    frame = _neutralise(frame, text).with_columns(
-        *(_iso(c).alias(c) for c in times), *(_iso(c, "%Y-%m-%dT%H:%M:%S%.6fZ").alias(c) for c in instants),
-        *(pl.Series(c, [None if v is None else f"{v:.4f}" for v in frame[c].to_list()], pl.String)
-          for c in FOUR_DECIMALS if c in frame.columns))
-    return frame.write_csv(float_precision=FLOAT_PRECISION, line_terminator="\n").encode()
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -173,6 +146,9 @@ class ReportWriter:
         self._failing: str | None = None  # the last write error, said once until a write succeeds
         self._listed: set[str] = set()  # the files the manifest names
         self._html = HtmlReport()
+        #: The summary's and the errors' lines by window (:class:`~tracker.render.PartedTable`).
+        self._summary: PartedTable[tuple[object, ...]] = PartedTable(engine.summary_frame([]))
+        self._errors: PartedTable[WindowAgg] = PartedTable(pl.DataFrame(schema=ERRORS_SCHEMA))
         #: How the last page written reloads itself (None: it does not); unknown (-1) until this writer writes one,
         #: so that a writer restored from a checkpoint writes the page again (a live one may be on disk).
         self._html_reload: int | None = -1
@@ -316,21 +292,31 @@ class ReportWriter:
                               lambda k=k: csv_bytes(engine.session_rows(k))))  # type: ignore[misc]
         else:
             last = None
-        # The run's tables after the windows' files: deriving those windows cached their figures.
-        tables: list[Tables] = []
+        # The run's files after the windows' files: deriving those windows cached their figures. The summary and
+        # errors are rendered again only for the windows whose rows changed.
+        k_until = last if span is not None else None
+        summary_rows = engine.summary_rows(k_until)
+        totals: list[pl.DataFrame] = []
 
-        def table(pick: Callable[[Tables], pl.DataFrame]) -> bytes:
-            if not tables:
-                tables.append(engine.tables(last if span is not None else None))
-            return csv_bytes(pick(tables[0]))
+        def run_row() -> pl.DataFrame:
+            if not totals:
+                totals.append(engine.totals())
+            return totals[0]
+
+        def summary() -> bytes:
+            return self._summary.render(summary_rows, lambda rows: (
+                engine.summary_frame([row for _, row in rows]), [1] * len(rows)))
+
+        def errors() -> bytes:
+            return self._errors.render(engine.error_parts(k_until), lambda parts: (
+                engine.errors_frame(parts), [agg.errors.height for _, agg in parts]))
 
         def verdicts() -> bytes:
-            table(lambda t: t.summary)
-            self.verdicts = evaluate(self.thresholds, tables[0].summary, tables[0].totals)
+            self.verdicts = evaluate(self.thresholds, engine.summary_frame([row for _, row in summary_rows]),
+                                     run_row())
             return csv_bytes(verdicts_frame(self.verdicts), numbers=("value",))
 
-        files += [(SUMMARY_FILE, lambda: table(lambda t: t.summary)), (TOTALS_FILE, lambda: table(lambda t: t.totals)),
-                  (ERRORS_FILE, lambda: table(lambda t: t.errors))]
+        files += [(SUMMARY_FILE, summary), (TOTALS_FILE, lambda: csv_bytes(run_row())), (ERRORS_FILE, errors)]
         if self.thresholds:
             files.append((THRESHOLDS_FILE, verdicts))
         elif THRESHOLDS_FILE in self._listed:  # a tail restarted without the thresholds it had: their verdicts go

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 import orjson
 import polars as pl
 
-from .output import csv_bytes
+from .render import csv_bytes
 from .thresholds import Verdict
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ Columns = Mapping[str, pl.DataType | type[pl.DataType]]
 Scope = Literal["all", "run", "window"]
 OPS: Final[Mapping[str, Callable[[float, float], bool]]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-#: The decimals a float column is written with, as tracker.output.csv_bytes writes it (4 for these, else 3).
+#: The decimals a float column is written with, as tracker.render.csv_bytes writes it (4 for these, else 3).
 _DECIMALS: Final = dict.fromkeys(FOUR_DECIMALS, 4)
 _FLOAT_DECIMALS: Final = 3
 _TIMES: Final = frozenset({"window_start", "window_end", "run_start", "run_end"})
