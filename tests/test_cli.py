@@ -664,6 +664,54 @@ class TestDemoHints:
         assert cli_module._invocation("bin/tracker") == "tracker"
 
 
+class TestOutputFolderIsAFile:
+    """A file (or a link to nothing) given where a command writes a folder: one usage error naming it, nothing
+    written, the file left as it was (the demo crashed with a traceback, replay and tail said 'Not a directory' of
+    their quarantine)."""
+
+    @pytest.mark.parametrize(("command", "options", "needs"), [
+        ("replay", ["--out", "{file}"], "the reports need"),
+        ("tail", ["--out", "{file}"], "the reports need"),
+        ("demo", ["--out", "{file}", "--duration", "1", "--sessions", "1"], "the demo needs"),
+        ("replay", ["--out", "{folder}", "--spool-dir", "{file}"], "the spool needs"),
+        ("tail", ["--out", "{folder}", "--checkpoint-dir", "{file}/state"], "the checkpoint needs"),
+    ])
+    def test_a_file_for_a_folder(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str,
+                                 options: list[str], needs: str) -> None:
+        """The file is named, said to be a file, and what needs a folder is said."""
+        (tmp_path / "log.jsonl").write_bytes(_log_line(1))
+        (tmp_path / "mine").write_bytes(b"mine")
+        given = [o.format(file=tmp_path / "mine", folder=tmp_path / "out") for o in options]
+        logs = [] if command == "demo" else [str(tmp_path / "log.jsonl")]
+        assert main(command, *logs, *given) == 2
+        # (--checkpoint-dir FILE/state: its parent is checked, so the message is about the file itself)
+        assert capsys.readouterr().err == (
+            f"tracker {command}: error: cannot use '{tmp_path / 'mine'}': it is a file, not a folder; {needs} a "
+            "folder (made when missing)\n")
+        assert (tmp_path / "mine").read_bytes() == b"mine"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl", "mine"]
+
+    def test_a_folder_below_a_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--out FILE/sub: the file above is named, and which folder cannot be made in it."""
+        (tmp_path / "log.jsonl").write_bytes(_log_line(1))
+        (tmp_path / "mine").write_bytes(b"mine")
+        assert main("replay", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "mine" / "sub")) == 2
+        assert capsys.readouterr().err == (
+            f"tracker replay: error: cannot use '{tmp_path / 'mine'}': it is a file, not a folder, so "
+            f"'{tmp_path / 'mine' / 'sub'}' cannot be made in it; the reports need a folder (made when missing)\n")
+
+    def test_a_link_to_nothing(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--out a symbolic link to nothing: said so, the link left alone."""
+        (tmp_path / "log.jsonl").write_bytes(_log_line(1))
+        (tmp_path / "out").symlink_to(tmp_path / "nowhere")
+        assert main("replay", str(tmp_path / "log.jsonl"), "--out", str(tmp_path / "out")) == 2
+        assert capsys.readouterr().err == (
+            f"tracker replay: error: cannot use '{tmp_path / 'out'}': it is a symbolic link to nothing; the reports "
+            "need a folder (made when missing)\n")
+        assert (tmp_path / "out").is_symlink()
+        assert not (tmp_path / "nowhere").exists()
+
+
 class TestReviewFindings:
     """Defects a review found: each command reads the same log the same way, and no user's file is replaced."""
 

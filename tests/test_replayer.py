@@ -191,15 +191,21 @@ class TestReplay:
         for name in ("notes.txt", "session_tracking_report_mine.csv"):
             assert (out / name).read_text().startswith("mine"), name
 
-    def test_spool_is_removed_when_a_replay_fails(self, tmp_path: Path) -> None:
-        """A replay failing after its events were spilled (the reports cannot be written) leaves no spool folder."""
+    def test_spool_is_removed_when_a_replay_fails(self, tmp_path: Path, small_disk: Path) -> None:
+        """A replay failing after its events were spilled (the reports cannot be written: a full disk) leaves no
+        spool folder."""
         _write_log(tmp_path / "log.jsonl",
                    random_events([("s1", "cycle_completed", i * 60 * S, 0.0, None) for i in range(50)]))
         (tmp_path / "spool").mkdir()
-        (tmp_path / "out").write_text("a file, not a folder")
+
+        def fill_the_disk(*_: int) -> None:  # once the replay has claimed its folder and is reading
+            if not (small_disk / "ballast").exists():
+                with open(small_disk / "ballast", "wb") as stream, pytest.raises(OSError, match="No space"):
+                    stream.write(b"x" * (8 << 20))
+
         with pytest.raises(OSError, match="report files could not be written"):
-            replay([tmp_path / "log.jsonl"], tmp_path / "out", memory_bytes=0, spool_dir=tmp_path / "spool",
-                   quarantine_path=tmp_path / "q.jsonl", block_bytes=1000)
+            replay([tmp_path / "log.jsonl"], small_disk / "out", memory_bytes=0, spool_dir=tmp_path / "spool",
+                   quarantine_path=tmp_path / "q.jsonl", block_bytes=1000, on_block=fill_the_disk)
         assert list((tmp_path / "spool").iterdir()) == []
 
     def test_missing_log_is_found_before_anything_is_read(self, tmp_path: Path) -> None:

@@ -213,7 +213,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     config = DemoConfig(sessions=args.sessions, duration=args.duration, seed=args.seed)
     # The command as it was run (.venv/bin/tracker, python -m tracker...): a bare "tracker" may not be on the PATH.
-    clean, passed = run_demo(Path(args.out), config, interval_s=args.interval, command=args.invoked_as)
+    try:
+        clean, passed = run_demo(Path(args.out), config, interval_s=args.interval, command=args.invoked_as)
+    except OSError as exc:
+        raise _UsageError(_cannot("use", exc)) from exc
     return EXIT_THRESHOLDS if not passed else EXIT_OK if clean else EXIT_REJECTED
 
 

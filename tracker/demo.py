@@ -96,11 +96,13 @@ def run_demo(out: Path, config: DemoConfig, *, interval_s: int, command: str) ->
     from .console import LiveView, warnings_to_stderr
     from .decoder import Rejected, decode_file
     from .fold import anomalies, fold_all
+    from .logs import refuse_non_folder
     from .summaries import counts_lines, run_summary, session_table
     from .tables import schemas
     from .tail import CHECKPOINT_DIR, Tail
     from .thresholds import failed, parse_threshold, report_lines
 
+    refuse_non_folder(out, "the demo needs a folder")
     log_path, reports = out / "events.jsonl", out / "reports"
     log_path.unlink(missing_ok=True)
     # A fresh run: the last demo's state goes (its report files go too: the tail removes the ones its list names).

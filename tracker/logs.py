@@ -33,6 +33,7 @@ from .output import (
 __all__ = (
     "lock_folder",
     "lock_output_folder",
+    "refuse_non_folder",
     "decode_log",
     "expand_logs",
     "folder_logs",
@@ -218,6 +219,29 @@ def decode_log(path: str | os.PathLike[str], decoder: Decoder, *, block_bytes: i
                     offset, line_no = offset + len(raw), line_no + 1
             if on_span is not None:
                 on_span(nbytes)
+
+
+def refuse_non_folder(folder: str | os.PathLike[str], needs: str) -> None:
+    """OSError naming the path at fault when ``folder``, or the nearest existing path above it, is not a folder (a
+    file, a FIFO, a link to nothing or in a loop): ``needs`` says what needs the folder (``"the reports need a
+    folder"``). A missing folder is fine: it is made when it is first used. Said before anything is read or
+    written, so that a file given for a folder is one clear usage error, never a crash half-way."""
+    path = Path(folder)
+    for part in (path, *path.parents):
+        try:
+            st = part.stat()
+        except (FileNotFoundError, NotADirectoryError):  # (missing, or below a file: said for that file)
+            if part.is_symlink():
+                raise FileExistsError(errno.EEXIST, f"it is a symbolic link to nothing; {needs} (made when missing)",
+                                      str(part)) from None
+            continue
+        except OSError as exc:  # a symbolic link loop, a folder that cannot be searched
+            raise OSError(exc.errno, f"{exc.strerror or exc}; {needs} (made when missing)", str(part)) from exc
+        if stat.S_ISDIR(st.st_mode):
+            return
+        made = "" if part == path else f", so {str(path)!r} cannot be made in it"
+        raise NotADirectoryError(errno.ENOTDIR, f"it is {file_kind(st.st_mode, 'a file')}, not a folder{made}; "
+                                                f"{needs} (made when missing)", str(part))
 
 
 def lock_output_folder(folder: Path, holder: str, hint: str) -> int:
