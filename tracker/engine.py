@@ -26,6 +26,7 @@ from typing import Final
 
 import polars as pl
 
+from .engine_state import carry_of, check_consistent, figures_entry, figures_of, same_times
 from .errors import ReportError
 from .events import EVENT_TYPES, FORMAT_END_TS, format_ts
 from .frames import EVENT_SCHEMA
@@ -34,11 +35,11 @@ from .ranks import SortedValues
 from .sessions import ORDER, TIMED_OUT, Closing, SessionFacts, closing, order_key, timeout_us
 from .store import ROW_SCHEMA, SMALL_BATCH, WindowStore
 from .tables import (
-    CHAT_COLUMNS,
     COUNTED,
     ERROR_FIGURES,
     ERRORS_SCHEMA,
     GOODPUT_LIMITS,
+    NO_CHAT,
     RATE_COLUMNS,
     SERIES,
     SESSION_COUNTED,
@@ -340,9 +341,7 @@ class Engine:
         held = self._saved.get(k)
         if held is not None and held[0] is agg:
             return held[1]
-        entry: list[object] = [[agg.counts[c] for c in COUNTED], [_json_float(agg.stats[s]) for s in STATS],
-                               agg.errors.rows(), [_json_float(v) if isinstance(v, float) else _json_int(v)
-                                                   for v in agg.chat.values()], agg.good, list(agg.sizes)]
+        entry = figures_entry(agg)
         self._saved[k] = (agg, entry)
         return entry
 
@@ -374,14 +373,14 @@ class Engine:
                     or not all(type(c) is int for c in facts.course_numbers):
                 raise ValueError(f"engine state: a session entry is damaged: {entry!r}")
             sessions[session_id], last_ts[session_id] = facts, last
-        _check_consistent(sessions, last_ts, ts_min, ts_max, counts, self.store.row_counts(), self.every)
+        check_consistent(sessions, last_ts, ts_min, ts_max, counts, self.store.row_counts(), self.every)
         self.sessions, self.last_ts, self.ts_min, self.ts_max = sessions, last_ts, ts_min, ts_max
         self._timed_out = {s for s in sessions if (end := self.closing(s)) is not None and end[1] == TIMED_OUT}
         self._deadlines = [(last_ts[s] + self.timeout, s) for s, f in sessions.items()
                            if self.timeout is not None and f.end is None and s not in self._timed_out]
         heapq.heapify(self._deadlines)
         self.counts, self.duplicates = Counter(counts), duplicates
-        self._aggs = _aggs_of(state.get("aggs"))
+        self._aggs = figures_of(state.get("aggs"))
         self._rows.clear()
         self._saved.clear()
         self._terms.clear()
@@ -389,7 +388,7 @@ class Engine:
         if any(not self.store.has(k) for k in self._aggs):
             raise ValueError("engine state: figures of windows whose rows the checkpoint does not name: "
                              f"{sorted(k for k in self._aggs if not self.store.has(k))[:3]!r}")
-        carry = _carry_of(state.get("carry"))
+        carry = carry_of(state.get("carry"))
         if carry is not None and not (ts_min is not None and ts_max is not None
                                       and ts_min // self.every <= carry[0] <= ts_max // self.every):
             raise ValueError(f"engine state: running totals of window {carry[0]}, outside the events' windows")
@@ -415,7 +414,7 @@ class Engine:
                     raise ValueError(f"engine state: the figures saved for window {k} are not those of its rows")
                 times.append(rows.group_by("session_id").agg(first=_TS.min(), last=_TS.max()))
         # The saved figures must be the saved rows': a state edited by hand, or mixed from two runs, is refused.
-        if by_type != self.counts or not _same_times(times, sessions, last_ts, ts_min, ts_max):
+        if by_type != self.counts or not same_times(times, sessions, last_ts, ts_min, ts_max):
             raise ValueError("engine state: the sessions, times or counts saved are not those of the windows' rows")
         self._changed, self._stale_from = set(), None
 
@@ -564,7 +563,7 @@ class Engine:
                      seconds: float) -> tuple[object, ...]:
         counts = agg.counts if agg is not None else dict.fromkeys(COUNTED, 0)
         stats = agg.stats if agg is not None else dict.fromkeys(STATS)
-        chat = agg.chat if agg is not None else _NO_CHAT
+        chat = agg.chat if agg is not None else NO_CHAT
         good = goodput_figures(agg.good if agg is not None else 0, counts["questions_answered"], seconds) \
             if self.goodput is not None else {}
         row = {"window_start": k * self.every, "window_end": (k + 1) * self.every,
@@ -644,7 +643,7 @@ class Engine:
             row: dict[str, object] = {"run_start": None, "run_end": None, "sessions": 0, "max_active_sessions": 0,
                                       **dict.fromkeys(COUNTED, 0),
                                       **{f"response_time_ms_{s}": None for s in STATS}, "duration_s": None,
-                                      **dict.fromkeys(RATE_COLUMNS), **_NO_CHAT, "output_tokens_per_s": None}
+                                      **dict.fromkeys(RATE_COLUMNS), **NO_CHAT, "output_tokens_per_s": None}
             if self.goodput is not None:
                 row.update(goodput_figures(0, 0, 0.0))
             return pl.DataFrame([row], schema=self.totals_schema)
@@ -676,103 +675,6 @@ class Engine:
             yield from range(span[0], span[1] + 1)
 
 
-def _check_consistent(sessions: dict[str, SessionFacts], last_ts: dict[str, int], ts_min: int | None,
-                      ts_max: int | None, counts: dict[str, int], rows: dict[int, int], every: int) -> None:
-    """ValueError unless the saved parts of a state agree: the events counted are the rows saved (duplicates are
-    never saved), within the first and last event's windows, and every session's events within those times."""
-    if (ts_min is None) != (ts_max is None) or (ts_min is not None and ts_max is not None and ts_min > ts_max):
-        raise ValueError(f"engine state: first and last event times disagree: {ts_min!r}, {ts_max!r}")
-    events = sum(counts.values())
-    if events != sum(rows.values()):
-        raise ValueError(f"engine state: {events} events counted, but the windows saved hold {sum(rows.values())}")
-    if bool(sessions) != bool(events):
-        raise ValueError(f"engine state: {len(sessions)} sessions for {events} events")
-    if ts_min is not None and ts_max is not None:
-        outside = [k for k in rows if not ts_min // every <= k <= ts_max // every]
-        if outside:
-            raise ValueError(f"engine state: windows saved outside the events' times: {sorted(outside)[:3]!r}")
-        if any(not ts_min <= f.first_ts <= last_ts[s] <= ts_max for s, f in sessions.items()):
-            raise ValueError("engine state: a session's events outside the run's first and last event times")
-
-
-def _same_times(times: list[pl.DataFrame], sessions: dict[str, SessionFacts], last_ts: dict[str, int],
-                ts_min: int | None, ts_max: int | None) -> bool:
-    """True when the windows' sessions and their first and last event times (``times``, a frame a window) are the
-    saved sessions' and the run's."""
-    if not times:
-        return not sessions
-    rows = pl.concat(times).group_by("session_id").agg(pl.col("first").min(), pl.col("last").max())
-    saved = pl.DataFrame({"session_id": list(sessions), "first": [f.first_ts for f in sessions.values()],
-                          "last": [last_ts[s] for s in sessions]}, schema=rows.schema)
-    agree = rows.join(saved, on=["session_id", "first", "last"], how="inner").height
-    return (agree == rows.height == saved.height
-            and (ts_min, ts_max) == (rows["first"].min(), rows["last"].max()))
-
-
-def _aggs_of(entries: object) -> dict[int, WindowAgg]:
-    """Saved window figures back (see :meth:`Engine.state`); ValueError when damaged."""
-    if not isinstance(entries, dict):
-        raise ValueError("engine state: window figures damaged")
-    aggs = {}
-    for key, entry in entries.items():
-        try:
-            counts, figures, errors, chat, good, sizes = entry
-            if not (key.lstrip("-").isdigit() and type(good) is int and good >= 0
-                    and len(sizes) == len(SERIES) and all(type(n) is int and n >= 0 for n in sizes)
-                    and len(counts) == len(COUNTED) and len(figures) == len(STATS)
-                    and len(chat) == len(_NO_CHAT) and all(type(n) is int and n >= 0 for n in counts)
-                    and all(v is None or type(v) is float or v in _NON_FINITE for v in figures)
-                    and all(_is_count(v) if c in _TOKENS else v is None or type(v) is float or v in _NON_FINITE
-                            for c, v in zip(_NO_CHAT, chat, strict=True))):
-                raise ValueError(key)
-            frame = pl.DataFrame(errors, schema=ERROR_FIGURES, orient="row")
-        except (TypeError, ValueError, AttributeError, pl.exceptions.PolarsError) as exc:
-            raise ValueError(f"engine state: the figures of window {key!r} are damaged") from exc
-        values = {s: float(v) if isinstance(v, str) else v for s, v in zip(STATS, figures, strict=True)}
-        chat_map = {c: (int(v) if c in _TOKENS else float(v)) if isinstance(v, str) else v
-                    for c, v in zip(_NO_CHAT, chat, strict=True)}
-        aggs[int(key)] = WindowAgg(dict(zip(COUNTED, counts, strict=True)), values, frame, chat_map, good,
-                                   tuple(sizes))
-    return aggs
-
-
-def _carry_of(entry: object) -> tuple[int, pl.DataFrame] | None:
-    """Saved running totals back (see :meth:`Engine.state`); ValueError when damaged."""
-    if entry is None:
-        return None
-    if not (isinstance(entry, list) and len(entry) == 2 and type(entry[0]) is int):
-        raise ValueError("engine state: running totals damaged")
-    k: int = entry[0]
-    try:
-        frame = pl.DataFrame(entry[1], schema={"session_id": pl.String, **dict.fromkeys(TOTALS, pl.Int64)},
-                             orient="row")
-    except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
-        raise ValueError("engine state: running totals damaged") from exc
-    return k, frame
-
-
-#: A window without rows: no TTFT, TPOT or failed request, no tokens (the chat columns but the per-second one).
-_TOKENS: Final = ("input_tokens", "output_tokens")
-_NO_CHAT: Final[dict[str, float | int | None]] = {c: 0 if c in _TOKENS else None for c in CHAT_COLUMNS
-                                                  if c != "output_tokens_per_s"}
-
 #: What each of SERIES is, for a warning.
 _LABELS: Final = {"rt": "response times", "ttft": "times to first token", "tpot": "times per output token",
                   "failed": "failed requests' times"}
-
-#: How a figure that JSON has no number for (a mean of huge values can overflow to infinity) is saved.
-_NON_FINITE: Final = ("inf", "-inf", "nan")
-
-
-def _json_int(value: object) -> object:
-    """A token sum as JSON holds it: a number up to 64 bits, else its digits (a sum of 64-bit counts may be more)."""
-    return str(value) if type(value) is int and not -(1 << 63) <= value < 1 << 63 else value
-
-
-def _is_count(value: object) -> bool:
-    """A saved token sum: a whole number >= 0, or the digits of one (see :func:`_json_int`)."""
-    return (type(value) is int and value >= 0) or (isinstance(value, str) and value.isascii() and value.isdigit())
-
-
-def _json_float(value: float | None) -> float | str | None:
-    return value if value is None or math.isfinite(value) else str(value)

@@ -20,7 +20,8 @@ from .ranks import SortedValues
 
 __all__ = (
     "CHAT_COLUMNS", "COUNTED", "ERROR_FIGURES", "ERRORS_SCHEMA", "RATE_COLUMNS", "SERIES", "SESSION_COUNTED", "STATS",
-    "FOUR_DECIMALS", "GOODPUT_COLUMNS", "GOODPUT_LIMITS", "SUMMARY_SCHEMA", "TOTALS", "TOTALS_SCHEMA", "TPOT_STATS",
+    "FOUR_DECIMALS", "GOODPUT_COLUMNS", "GOODPUT_LIMITS", "NO_CHAT", "SUMMARY_SCHEMA", "TOKENS", "TOTALS",
+    "TOTALS_SCHEMA", "TPOT_STATS",
     "TTFT_STATS", "Tables", "WindowAgg", "active_counts", "aggregate", "carried", "chat_columns", "chat_figures",
     "chat_values", "mean_of",
     "covered_seconds", "good_answers", "goodput_figures", "rates", "run_stats", "schemas", "stats", "summary_frame",
@@ -56,6 +57,12 @@ GOODPUT_SCHEMA: Final = pl.Schema(dict.fromkeys(GOODPUT_COLUMNS, pl.Float64))
 #: The columns written with 4 decimals (ratios between 0 and 1); every other float has 3.
 FOUR_DECIMALS: Final = ("error_rate", "goodput_ratio")
 
+
+#: The token sums among the chat columns (whole numbers; every other chat figure is a float or None).
+TOKENS: Final = ("input_tokens", "output_tokens")
+#: A window without rows: no TTFT, TPOT or failed request, no tokens (the chat columns but the per-second one).
+NO_CHAT: Final[dict[str, float | int | None]] = {c: 0 if c in TOKENS else None for c in CHAT_COLUMNS
+                                                 if c != "output_tokens_per_s"}
 
 #: The values the whole run's statistics need every one of (besides counts): response times, TTFT, TPOT and the
 #: failed requests' times (:func:`chat_values`).
