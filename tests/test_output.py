@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from tests.helpers import T0, event
+from tracker import tables
 from tracker.engine import Engine
 from tracker.events import Event
 from tracker.frames import events_frame
@@ -40,6 +41,24 @@ class TestReportWriter:
         assert sorted(p.name for p in second.written) == sorted([
             "session_tracking_report_20261124_220500.csv", "session_tracking_summary.csv",
             "session_tracking_totals.csv", "session_tracking_report.html"])
+
+    def test_one_flush_derives_each_window_once(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A replay's single flush of 20 windows aggregates each window's rows once: the summary is made after the
+        windows' files, from the figures they cached (made before them, it derived every window twice)."""
+        calls: list[int] = []
+        real = tables.aggregate
+
+        def counted(rows: pl.DataFrame, goodput: dict[str, float] | None = None) -> object:
+            calls.append(rows.height)
+            return real(rows, goodput)
+
+        monkeypatch.setattr("tracker.engine.aggregate", counted)
+        engine = Engine(1)
+        engine.add(events_frame([event(i, f"s{i % 3}", "question_answered", T0 + (i - 1) // 4 * S,
+                                       response_time_ms=1.0)
+                                 for i in range(1, 81)]))
+        ReportWriter(engine, tmp_path / "out", once=True).flush()
+        assert len(calls) == 20
 
     def test_a_restored_writer_ends_the_live_page(self, tmp_path: Path) -> None:
         """A live page written, the writer's state restored by a new writer (a tail restarted), and a final flush

@@ -295,8 +295,13 @@ class ReportWriter:
         # The run's files after the windows' files: deriving those windows cached their figures. The summary and
         # errors are rendered again only for the windows whose rows changed.
         k_until = last if span is not None else None
-        summary_rows = engine.summary_rows(k_until)
+        rows: list[list[tuple[int, tuple[object, ...]]]] = []
         totals: list[pl.DataFrame] = []
+
+        def summary_rows() -> list[tuple[int, tuple[object, ...]]]:
+            if not rows:  # (only once the windows' files are made: deriving them cached their figures)
+                rows.append(engine.summary_rows(k_until))
+            return rows[0]
 
         def run_row() -> pl.DataFrame:
             if not totals:
@@ -304,15 +309,15 @@ class ReportWriter:
             return totals[0]
 
         def summary() -> bytes:
-            return self._summary.render(summary_rows, lambda rows: (
-                engine.summary_frame([row for _, row in rows]), [1] * len(rows)))
+            return self._summary.render(summary_rows(), lambda changed: (
+                engine.summary_frame([row for _, row in changed]), [1] * len(changed)))
 
         def errors() -> bytes:
             return self._errors.render(engine.error_parts(k_until), lambda parts: (
                 engine.errors_frame(parts), [agg.errors.height for _, agg in parts]))
 
         def verdicts() -> bytes:
-            self.verdicts = evaluate(self.thresholds, engine.summary_frame([row for _, row in summary_rows]),
+            self.verdicts = evaluate(self.thresholds, engine.summary_frame([row for _, row in summary_rows()]),
                                      run_row())
             return csv_bytes(verdicts_frame(self.verdicts), numbers=("value",))
 
