@@ -113,6 +113,20 @@ class TestReportWriter:
         (full,) = [w for w in warnings if "No space left" in w]
         assert full.endswith("this replay fails: run it again once they can be written")
 
+    def test_a_file_for_the_folder_is_said_so(self, tmp_path: Path) -> None:
+        """The original API's writer given a file for its folder: the warning says it is a file (not 'File
+        exists'), the file is left as it was, and the flush reports every file as failed."""
+        (tmp_path / "out").write_bytes(b"mine")
+        said: list[str] = []
+        engine = Engine(60)
+        engine.add(events_frame(events(10)))
+        result = ReportWriter(engine, tmp_path / "out", warn=said.append).flush()
+        assert said == [f"cannot write the reports into {tmp_path / 'out'} (it is a file, not a folder); they will "
+                        "be written again at the next flush"]
+        assert len(result.failed) == 5
+        assert not result.written
+        assert (tmp_path / "out").read_bytes() == b"mine"
+
     def test_full_disk_is_a_warning_and_the_files_come_later(self, tmp_path: Path, small_disk: Path) -> None:
         """Writes to a full disk fail with a warning, leave no temporary file, and succeed at the next flush."""
         warnings: list[str] = []

@@ -374,7 +374,9 @@ class ReportWriter:
             # The manifest names a file before it exists: a crash never leaves a file of ours unlisted.
             self._write_manifest(self._listed | {name for name, _ in files})
         except OSError as exc:
-            self._note_failure(f"cannot write the reports into {self.out_dir} ({exc.strerror or exc}); {self._again}")
+            why = "it is a file, not a folder" if isinstance(exc, FileExistsError | NotADirectoryError) and \
+                self.out_dir.exists() and not self.out_dir.is_dir() else exc.strerror or str(exc)
+            self._note_failure(f"cannot write the reports into {self.out_dir} ({why}); {self._again}")
             failed.extend(self.out_dir / name for name, _ in files)
             return
         for name, render in files:
