@@ -125,10 +125,9 @@ class Engine:
         self._aggs: dict[int, WindowAgg] = {}  # every window's counts, statistics and error rows
         #: Derived from the figures above and kept while they hold (an entry is dropped or checked when they change),
         #: so that a flush costs what changed, not the run's length: each window's summary row with what it was made
-        #: from, each window's saved figures, the windows' terms of the run's means, and the active sessions.
+        #: from, each window's saved figures, and the active sessions.
         self._rows: dict[int, tuple[tuple[object, ...], tuple[object, ...]]] = {}
         self._saved: dict[int, tuple[WindowAgg, list[object]]] = {}
-        self._terms: dict[int, tuple[WindowAgg, tuple[int, ...], tuple[float | None, ...]]] = {}
         self._active_of: tuple[pl.DataFrame, int, int, tuple[list[int], list[int]]] | None = None
         self._cells: dict[int, pl.DataFrame] = {}  # the last few windows' per-session figures
         #: Every response time, TTFT, TPOT and failed request's time, for the whole run's exact percentiles (past a
@@ -383,7 +382,6 @@ class Engine:
         self._aggs = figures_of(state.get("aggs"))
         self._rows.clear()
         self._saved.clear()
-        self._terms.clear()
         self._active_of = None
         if any(not self.store.has(k) for k in self._aggs):
             raise ValueError("engine state: figures of windows whose rows the checkpoint does not name: "
@@ -618,12 +616,8 @@ class Engine:
         however the events came; finite, as each term is at most its window's mean)."""
         sizes = [len(self._values[name]) for name in SERIES]
         means = [0.0] * len(SERIES)
-        terms = self._terms
-        for k, agg in self._figures():
-            term = terms.get(k)
-            if term is None or term[0] is not agg:
-                term = terms[k] = (agg, agg.sizes, agg.means)
-            for i, (n, mean) in enumerate(zip(term[1], term[2], strict=True)):
+        for _, agg in self._figures():
+            for i, (n, mean) in enumerate(zip(agg.sizes, agg.means, strict=True)):
                 if n and mean is not None:
                     means[i] += mean * (n / sizes[i])
         return {name: run_stats(self._values[name], mean if size else None)

@@ -13,6 +13,7 @@ next flush: nothing is lost, because everything is derived from the engine.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -295,18 +296,14 @@ class ReportWriter:
         # The run's files after the windows' files: deriving those windows cached their figures. The summary and
         # errors are rendered again only for the windows whose rows changed.
         k_until = last if span is not None else None
-        rows: list[list[tuple[int, tuple[object, ...]]]] = []
-        totals: list[pl.DataFrame] = []
 
-        def summary_rows() -> list[tuple[int, tuple[object, ...]]]:
-            if not rows:  # (only once the windows' files are made: deriving them cached their figures)
-                rows.append(engine.summary_rows(k_until))
-            return rows[0]
+        @functools.cache
+        def summary_rows() -> list[tuple[int, tuple[object, ...]]]:  # (once the windows' files are made)
+            return engine.summary_rows(k_until)
 
+        @functools.cache
         def run_row() -> pl.DataFrame:
-            if not totals:
-                totals.append(engine.totals())
-            return totals[0]
+            return engine.totals()
 
         def summary() -> bytes:
             return self._summary.render(summary_rows(), lambda changed: (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import polars as pl
@@ -117,13 +117,14 @@ class WindowAgg:
     good: int = 0  # answers within every --goodput limit (0 without limits)
     #: How many of each of :data:`SERIES`'s values this window has (for the whole run's means).
     sizes: tuple[int, ...] = (0,) * len(SERIES)
+    #: The mean of each of :data:`SERIES`'s values in this window (the figures' own), made once: the whole run's
+    #: mean is made of every window's at every flush.
+    means: tuple[float | None, ...] = field(init=False, compare=False, repr=False)
 
-    @property
-    def means(self) -> tuple[float | None, ...]:
-        """The mean of each of :data:`SERIES`'s values in this window (the figures' own)."""
+    def __post_init__(self) -> None:
         means = (self.stats["mean"], self.chat["ttft_ms_mean"], self.chat["tpot_ms_mean"],
                  self.chat["failed_response_time_ms_mean"])
-        return tuple(float(m) if m is not None else None for m in means)
+        object.__setattr__(self, "means", tuple(float(m) if m is not None else None for m in means))
 
 
 def good_answers(rows: pl.DataFrame, limits: dict[str, float] | None) -> int:
