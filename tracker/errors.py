@@ -16,6 +16,7 @@ __all__ = (
     "NatsError",
     "StoppedError",
     "TrackerError",
+    "UsageError",
 )
 
 
@@ -80,3 +81,8 @@ class NatsError(TrackerError):
 class StoppedError(TrackerError):
     """Raised when a command is stopped (Ctrl-C, SIGTERM) while it waits for something outside: the work done so
     far is kept, and what was not finished is done again at the next start."""
+
+
+class UsageError(TrackerError):
+    """A command's argument found wrong after the parser (a file where a folder goes, a pattern for tail...): the
+    command line prints it as ``tracker CMD: error: ...`` and exits with status 2."""
