@@ -27,16 +27,13 @@ await tracker.stop_tracking()                # the final report, every window wr
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import sys
 import threading
 import time
 import weakref
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,8 +41,18 @@ from .emitter import EventLog
 from .errors import ReportError
 from .events import EVENT_TYPES, event_from_emitted, format_ts
 from .fold import SessionState, fold
-from .limits import MAX_INTERVAL_S
 from .report_process import ReportProcess
+from .session_config import (
+    CONFIG_MODULE,
+    DEFAULT_REPORT_INTERVAL,
+    TrackerConfig,
+    check_interval,
+    check_timeout,
+    config_module_settings,
+    read_config,
+    read_config_module,
+)
+from .session_summary import active_states, report_text, summary
 from .sessions import timeout_us
 
 __all__ = (
@@ -64,10 +71,7 @@ __all__ = (
 
 #: The activity types :meth:`SessionTracker.update_session_activity` accepts (each is an event type).
 ACTIVITY_TYPES: Final = ("question_asked", "question_answered", "cycle_completed", "error")
-DEFAULT_REPORT_INTERVAL: Final = 300
 DEFAULT_OUT_DIR: Final = "session_tracking_reports"
-#: The module whose ``STRESS_TEST_CONFIG`` :func:`get_tracker` reads, as the original's ``from config import ...``.
-CONFIG_MODULE: Final = "config"
 #: The format of the console lines printed when the program has configured no logging.
 CONSOLE_FORMAT: Final = "%(asctime)s - %(levelname)s - %(message)s"
 
@@ -79,88 +83,6 @@ _RUNNER_NAME: Final = "session-tracker-reports"
 #: How often the queued events are handed to the report process, in the background (seconds).
 DRAIN_S: Final = 0.5
 _SECOND: Final = 1_000_000
-
-
-def _check_interval(name: str, value: object) -> int:
-    if type(value) is not int or not 1 <= value <= MAX_INTERVAL_S:
-        raise ValueError(f"{name}: must be a whole number of seconds from 1 to {MAX_INTERVAL_S:,} (366 days), "
-                         f"got {value!r}")
-    return value
-
-
-def _check_timeout(name: str, value: object) -> float | None:
-    if value is None:
-        return None
-    if type(value) not in (int, float) or not 0 < value <= MAX_INTERVAL_S:  # type: ignore[operator]
-        raise ValueError(f"{name}: must be a number of seconds more than 0 and at most {MAX_INTERVAL_S:,} (366 "
-                         f"days), or None (off), got {value!r}")
-    return float(value)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True, slots=True)
-class TrackerConfig:
-    """The tracker settings read from a ``STRESS_TEST_CONFIG``-like mapping."""
-
-    enabled: bool = True
-    report_interval: int = DEFAULT_REPORT_INTERVAL
-    console_logging: bool = True
-    session_timeout: float | None = None
-
-
-def _check_flag(config: Mapping[str, object], name: str) -> bool:
-    value = config.get(name, True)
-    if type(value) is not bool:
-        raise ValueError(f"{name}: must be True or False, got {value!r}")
-    return value
-
-
-def read_config(config: Mapping[str, object] | None) -> TrackerConfig:
-    """``enable_session_tracking`` (default True), ``tracking_report_interval`` (default 300),
-    ``console_logging`` (default True) and ``tracking_session_timeout`` (seconds, default None: off) of ``config``.
-
-    Other keys are ignored. Raises ``ValueError`` quoting a value that is not
-    a bool, not a whole number of seconds >= 1, or not a timeout, and ``TypeError`` when ``config`` is not a
-    mapping.
-    """
-    if config is None:
-        return TrackerConfig()
-    if not isinstance(config, Mapping):
-        raise TypeError(f"config: must be a mapping such as STRESS_TEST_CONFIG (a dict), got {config!r}")
-    enabled = _check_flag(config, "enable_session_tracking")
-    interval = _check_interval("tracking_report_interval", config.get("tracking_report_interval",
-                                                                      DEFAULT_REPORT_INTERVAL))
-    return TrackerConfig(enabled, interval, _check_flag(config, "console_logging"),
-                         _check_timeout("tracking_session_timeout", config.get("tracking_session_timeout")))
-
-
-def config_module_settings() -> Mapping[str, object] | None:
-    """``STRESS_TEST_CONFIG`` of the module named ``config`` (``config.py`` beside the program), imported now.
-
-    None when there is no such module, or it has no ``STRESS_TEST_CONFIG``.
-    An exception raised while importing it propagates, with a note saying it
-    came from ``config.py``; a ``STRESS_TEST_CONFIG`` that is not a mapping
-    raises ``TypeError``.
-    """
-    try:
-        module = importlib.import_module(CONFIG_MODULE)
-    except Exception as exc:
-        if isinstance(exc, ModuleNotFoundError) and exc.name == CONFIG_MODULE:
-            return None
-        exc.add_note(f"tracker: raised while importing {CONFIG_MODULE}.py for its STRESS_TEST_CONFIG")
-        raise
-    settings = getattr(module, "STRESS_TEST_CONFIG", None)
-    if settings is not None and not isinstance(settings, Mapping):
-        raise TypeError(f"{CONFIG_MODULE}.STRESS_TEST_CONFIG: must be a mapping, got {type(settings).__name__}")
-    return settings
-
-
-def _read_config_module() -> TrackerConfig:
-    settings = config_module_settings()
-    try:
-        return read_config(settings)
-    except ValueError as exc:
-        exc.add_note(f"tracker: in {CONFIG_MODULE}.STRESS_TEST_CONFIG")
-        raise
 
 
 def _now_us() -> int:
@@ -233,91 +155,6 @@ def _activity_fields(activity_type: str, kwargs: dict[str, Any]) -> dict[str, An
     return fields
 
 
-def _active(states: Iterable[SessionState], now_us: int, timeout_us: int | None) -> list[SessionState]:
-    """The sessions not unregistered and, with a session timeout, not silent that long by ``now_us``."""
-    return [s for s in states if s.status == "active" and not (
-        timeout_us is not None and s.last_activity is not None and s.last_activity + timeout_us <= now_us)]
-
-
-def _summary(states: Iterable[SessionState], now_us: int, timeout_us: int | None = None) -> dict[str, Any]:
-    """The original's summary dict, from folded session states; with a session timeout, a session silent that long
-    (by ``now_us``) is not active (:mod:`tracker.sessions`)."""
-    states = list(states)
-    active = _active(states, now_us, timeout_us)
-    answered = sum(s.questions_answered for s in states)
-    response_total = sum(s.response_time_total_ms for s in states)
-    return {
-        "timestamp": format_ts(now_us),
-        "total_active_sessions": len(active),
-        "total_inactive_sessions": len(states) - len(active),
-        "total_sessions_tracked": len(states),
-        "total_questions_asked": sum(s.questions_asked for s in states),
-        "total_questions_answered": answered,
-        "total_cycles_completed": sum(s.cycles_completed for s in states),
-        "total_errors": sum(s.errors for s in states),
-        "average_response_time_ms": round(response_total / answered, 2) if answered else 0.0,
-        "sessions_by_user": dict(Counter(s.username for s in states)),
-        "active_session_details": [
-            {
-                "session_id": s.session_id,
-                "username": s.username,
-                "questions_asked": s.questions_asked,
-                "questions_answered": s.questions_answered,
-                "cycles_completed": s.cycles_completed,
-                "errors": s.errors,
-                "duration_seconds": round((now_us - s.started_at) / _SECOND, 2) if s.started_at is not None else 0.0,
-                "courses_active": len(s.course_numbers),
-                "course_numbers": list(s.course_numbers),
-            }
-            for s in active
-        ],
-    }
-
-
-def _courses(detail: Mapping[str, Any]) -> str:
-    """The session's course numbers, ``1, 2`` (``none`` for none); the count for a detail without the list."""
-    courses = detail.get("course_numbers")
-    if courses is None:
-        return str(detail["courses_active"])
-    return ", ".join(str(n) for n in courses) or "none"
-
-
-def _report_text(report: Mapping[str, Any]) -> str:
-    """The original's periodic report, as one multi-line log message."""
-    rule = "=" * 80
-    uptime = report["uptime_seconds"]
-    lines = [
-        "", rule, f"PERIODIC SESSION TRACKING REPORT - {report['report_time']}", rule,
-        f"Uptime: {uptime:.2f} seconds ({uptime / 60:.2f} minutes)",
-        f"Total Active Sessions: {report['total_active_sessions']}",
-        f"Total Inactive Sessions: {report['total_inactive_sessions']}",
-        f"Total Sessions Tracked: {report['total_sessions_tracked']}",
-        "", "Activity Metrics:",
-        f"  Total Questions Asked: {report['total_questions_asked']}",
-        f"  Total Questions Answered: {report['total_questions_answered']}",
-        f"  Total Q&A Cycles Completed: {report['total_cycles_completed']}",
-        f"  Total Errors: {report['total_errors']}",
-        f"  Average Response Time: {report['average_response_time_ms']:.2f}ms",
-        "", "Sessions by User:",
-    ]
-    lines += (f"  {'(unregistered)' if user is None else user}: {count} session(s)"
-              for user, count in report["sessions_by_user"].items())
-    if report["active_session_details"]:
-        lines += ["", "Active Session Details:"]
-        for s in report["active_session_details"]:
-            lines += [
-                f"  Session: {s['session_id']}",
-                f"    User: {s['username']}",
-                f"    Questions: {s['questions_asked']} asked, {s['questions_answered']} answered",
-                f"    Cycles: {s['cycles_completed']}, Errors: {s['errors']}",
-                f"    Duration: {s['duration_seconds']:.2f}s, Courses: {_courses(s)}",
-            ]
-    else:
-        lines += ["", "No active sessions"]
-    lines += [rule, ""]
-    return "\n".join(lines)
-
-
 async def _cancel(task: asyncio.Task[None]) -> None:
     """Cancel ``task`` and, when it runs on this loop, wait until it has finished."""
     if task.done():
@@ -347,8 +184,8 @@ class SessionTracker:
     def __init__(self, report_interval: int = DEFAULT_REPORT_INTERVAL, *, log: EventLog | None = None,
                  out_dir: str | os.PathLike[str] | None = None, enabled: bool = True,
                  console_logging: bool = True, session_timeout: float | None = None) -> None:
-        self.report_interval = _check_interval("report_interval", report_interval)
-        self.session_timeout = _check_timeout("session_timeout", session_timeout)
+        self.report_interval = check_interval("report_interval", report_interval)
+        self.session_timeout = check_timeout("session_timeout", session_timeout)
         self.enabled = enabled
         self.console_logging = console_logging
         self.periodic_reports: list[dict[str, Any]] = []
@@ -457,14 +294,14 @@ class SessionTracker:
         if not self.enabled:
             return 0
         with self._state_lock:
-            return len(_active(self._sessions.values(), _now_us(), self._timeout_us))
+            return len(active_states(self._sessions.values(), _now_us(), self._timeout_us))
 
     def _summary_at(self, now_us: int) -> dict[str, Any]:
         if not self.enabled:
-            return _summary((), now_us)
+            return summary((), now_us)
         with self._state_lock:
             states = list(self._sessions.values())
-        return _summary(states, now_us, self._timeout_us)
+        return summary(states, now_us, self._timeout_us)
 
     def get_session_summary(self) -> dict[str, Any]:
         """Totals over every session tracked, and the details of the active ones."""
@@ -485,7 +322,7 @@ class SessionTracker:
         say why at ERROR)."""
         if not self.enabled:
             return
-        _log(self.console_logging, logging.INFO, "%s", _report_text(report))
+        _log(self.console_logging, logging.INFO, "%s", report_text(report))
         try:
             self._write_reports(final=False)
         except ReportError as exc:
@@ -605,7 +442,7 @@ class SessionTracker:
 
     def _final_report(self) -> None:
         report = self.generate_periodic_report()
-        _log(self.console_logging, logging.INFO, "%s", _report_text(report))
+        _log(self.console_logging, logging.INFO, "%s", report_text(report))
         try:
             self._write_reports(final=True)
         except ReportError as exc:
@@ -720,7 +557,7 @@ def get_tracker(config: Mapping[str, object] | None = None) -> SessionTracker:
         current = _tracker
         if current is not None:
             return current
-        settings = _read_config_module()  # outside the lock: config.py may call get_tracker itself
+        settings = read_config_module()  # outside the lock: config.py may call get_tracker itself
     else:
         settings = read_config(config)
     with _tracker_lock:
@@ -743,7 +580,7 @@ def initialize_tracker(report_interval: int | None = None) -> SessionTracker:
     Its settings are ``config.STRESS_TEST_CONFIG``'s, as for :func:`get_tracker`;
     a ``report_interval`` given here wins over the config's.
     """
-    settings = _read_config_module()
+    settings = read_config_module()
     if report_interval is not None:
         settings = TrackerConfig(settings.enabled, report_interval, settings.console_logging,
                                  settings.session_timeout)
