@@ -266,13 +266,11 @@ class TestSnapshot:
         assert [(batch.at, sum(batch.counts.values())) for batch in tail.recent] == [(30.0, 2), (70.0, 1)]
 
 
-    def test_a_backlog_keeps_its_counts_and_only_the_newest_answers(self, tail: Tail, log: Path, clock: Clock,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-        """Rates count every event read in the last 60 s; the rows kept for percentiles stop at RECENT_ANSWERS,
+    def test_a_backlog_keeps_its_counts_and_only_the_newest_answers(self, tail: Tail, log: Path,
+                                                                    clock: Clock) -> None:
+        """Rates count every event read in the last 60 s; the rows kept for percentiles stop at answers_kept,
         the newest (a backlog of millions read in a minute held them all: 1 GB at 10M events)."""
-        import tracker.tail as tail_module
-
-        monkeypatch.setattr(tail_module, "RECENT_ANSWERS", 5)
+        tail.reads.answers_kept = 5
         answers: Script = [(i, "s1", "question_answered", {"response_time_ms": float(i)}) for i in range(12)]
         for first, part in ((0, answers[:4]), (4, answers[4:9]), (9, answers[9:])):
             clock.now = float(first)

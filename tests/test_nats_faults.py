@@ -32,9 +32,10 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from tests.helpers import T0
+from tracker.checkpoint import CHECKPOINT_FILE
 from tracker.cli import main
 from tracker.names import MANIFEST_FILE
-from tracker.tail import CHECKPOINT_DIR, CHECKPOINT_FILE, default_consumer
+from tracker.tail import CHECKPOINT_DIR, default_consumer
 
 if TYPE_CHECKING:
     from tests.conftest import NatsServer

@@ -22,12 +22,13 @@ from hypothesis import strategies as st
 
 from tests.helpers import T0, TIMEOUT, record, wait_for
 from tracker import follow as follow_module
+from tracker.checkpoint import CHECKPOINT_FILE, WINDOWS_DIR
 from tracker.cli import main
 from tracker.errors import CheckpointError, ReportError
 from tracker.replayer import replay
 from tracker.store import WindowStore
 from tracker.tables import schemas
-from tracker.tail import CHECKPOINT_DIR, CHECKPOINT_FILE, WINDOWS_DIR, Tail
+from tracker.tail import CHECKPOINT_DIR, Tail
 from tracker.thresholds import Threshold, parse_threshold
 
 S = 1_000_000

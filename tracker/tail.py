@@ -24,20 +24,28 @@ import hashlib
 import logging
 import os
 import socket
-import stat
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import orjson
 import polars as pl
 import watchfiles
 
-from .decoder import DEFAULT_MAX_LINE_BYTES, QUARANTINE_FILE, Decoder, Quarantine, Rejected, file_kind
+from .checkpoint import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_VERSION,
+    WINDOWS_DIR,
+    checkpoint_counters,
+    is_checkpoint,
+    load_checkpoint,
+    set_aside,
+)
+from .decoder import DEFAULT_MAX_LINE_BYTES, QUARANTINE_FILE, Decoder, Quarantine, Rejected
 from .engine import DEFAULT_INTERVAL_S
 from .errors import ReportError, StoppedError
 from .follow import Follower, FollowStats, check_positions
@@ -54,6 +62,7 @@ from .logs import (
 )
 from .names import CHECKPOINT_DIR, MANIFEST_FILE, TAIL_LOCK_FILE
 from .output import remove_temporaries, write_atomically
+from .recent import RecentBatch, RecentReads
 from .rotation import siblings_of
 from .store import DEFAULT_MEMORY_BYTES, WindowStore
 from .thresholds import Threshold, shown
@@ -63,27 +72,6 @@ if TYPE_CHECKING:
 
 __all__ = ("CHECKPOINT_DIR", "Tail", "TailStats", "default_consumer")
 
-CHECKPOINT_FILE: Final = "checkpoint.json"
-#: 3: window rows with TTFT and tokens, figures with the chat columns; 4: error rows with sessions, first and last
-#: seen; 5: figures with the failed requests' latency; 7: figures with how many values of each kind they hold.
-#: 8: the positions of every rotated sibling of a followed log (``rotated`` entries): none is read twice or left.
-CHECKPOINT_VERSION: Final = 8
-WINDOWS_DIR: Final = "windows"
-#: The live view's figures cover the events read in this much wall-clock time.
-RECENT_S: Final = 60
-#: The answers the live view keeps for its percentiles, the newest read (a backlog read in a minute may be
-#: millions of events: their counts are kept a batch, their rows are not).
-RECENT_ANSWERS: Final = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class RecentBatch:
-    """One batch the tail read, for the live view: when (on the tail's clock), its events by type, and its answers
-    (``session_id``, ``response_time_ms``; emptied once newer batches hold :data:`RECENT_ANSWERS`)."""
-
-    at: float
-    counts: dict[str, int]
-    answers: pl.DataFrame
 def default_consumer(checkpoint_dir: Path) -> str:
     """The durable consumer of a tail reading a stream: one per machine and checkpoint folder (two tails sharing a
     consumer would each get part of the messages)."""
@@ -92,27 +80,6 @@ def default_consumer(checkpoint_dir: Path) -> str:
 
 
 _log = logging.getLogger("tracker.tail")
-
-
-def _read_regular(path: Path) -> bytes:
-    """A checkpoint file's bytes; ValueError when it is not a regular file (reading a FIFO would wait for ever)."""
-    def regular(mode: int) -> None:
-        if not stat.S_ISREG(mode):
-            raise ValueError(f"it is {file_kind(mode)}, not a regular file")
-
-    regular(path.stat().st_mode)  # first: a socket cannot be opened at all
-    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)), "rb") as stream:
-        regular(os.fstat(stream.fileno()).st_mode)  # and again: it may have been replaced since
-        return stream.read()
-
-
-def _ours(path: Path) -> bool:
-    """True when ``path`` holds a checkpoint of a tracker tail (of any version; damaged values or not)."""
-    try:
-        state = orjson.loads(_read_regular(path))
-    except (OSError, ValueError):
-        return False
-    return isinstance(state, dict) and type(state.get("version")) is int and isinstance(state.get("targets"), list)
 
 
 @dataclass(slots=True)
@@ -216,9 +183,8 @@ class Tail:
         self._flushed_at = 0.0
         self.checkpoint_every_s = checkpoint_every_s
         self.late_flush_s = late_flush_s
-        #: The batches read in the last RECENT_S seconds, for the live view.
-        self.recent: deque[RecentBatch] = deque()
-        self._recent_answers = 0
+        #: What was read in the last minute, for the live view.
+        self.reads = RecentReads()
         #: The clock of ``recent``'s read times (seconds; a test sets its own).
         self.clock: Callable[[], float] = time.monotonic
         self._keep_out = False  # True: checkpoint.json is another program's file, never to be written over
@@ -258,24 +224,12 @@ class Tail:
             self._late_unflushed += self.reporter.add_frame(frame)
             self._unsaved = True
             self.stats.events += self.reporter.engine.counts.total() - before  # a line read twice is one event
-            self._note_recent(frame)
+            self.reads.note(frame, self.clock())
 
-    def _note_recent(self, frame: pl.DataFrame) -> None:
-        now = self.clock()
-        counts = {str(t): n for t, n in frame.group_by("type").len().iter_rows()}
-        answers = frame.filter(pl.col("type") == "question_answered").select("session_id", "response_time_ms")
-        if answers.height > RECENT_ANSWERS:
-            answers = answers.tail(RECENT_ANSWERS)
-        self.recent.append(RecentBatch(now, counts, answers))
-        self._recent_answers += answers.height
-        while self.recent[0].at < now - RECENT_S:
-            self._recent_answers -= self.recent.popleft().answers.height
-        for i, batch in enumerate(self.recent):  # the oldest answers go first; their counts stay
-            if self._recent_answers <= RECENT_ANSWERS:
-                break
-            if batch.answers.height:
-                self._recent_answers -= batch.answers.height
-                self.recent[i] = RecentBatch(batch.at, batch.counts, batch.answers.clear())
+    @property
+    def recent(self) -> deque[RecentBatch]:
+        """The batches read in the last minute before the newest, oldest first (:mod:`tracker.recent`)."""
+        return self.reads.batches
 
     def active_sessions(self) -> int:
         """Sessions that started and have not ended (the session rules of :mod:`tracker.sessions`)."""
@@ -379,46 +333,24 @@ class Tail:
             return
         try:
             self.reporter.writer.check_writer()  # first: a replay since may have emptied the quarantine
-            state = orjson.loads(_read_regular(path))
-            if not isinstance(state, dict):
-                raise ValueError(f"expected an object, got {type(state).__name__}")
-            if state.get("version") != CHECKPOINT_VERSION:
-                raise ValueError(f"version {state.get('version')!r}, expected {CHECKPOINT_VERSION}")
-            if state.get("interval_s") != self.interval_s:
-                raise ValueError(f"it was made with --interval {state.get('interval_s')!r}")
-            if state.get("session_timeout_s") != self.session_timeout_s:
-                raise ValueError(f"it was made with --session-timeout {state.get('session_timeout_s')!r}")
-            if state.get("goodput") != self.goodput:
-                raise ValueError(f"it was made with --goodput {state.get('goodput')!r}")
-            if state.get("targets") != self._identity():
-                raise ValueError(f"it was made for other logs: {state.get('targets')!r}")
-            closed, late, events, rejected, written_end, breaches = (
-                state.get(k) for k in ("closed_until", "late", "events", "rejected", "written_end", "breaches"))
-            if not ((closed is None or type(closed) is int) and type(late) is int and type(events) is int
-                    and (written_end is None or type(written_end) is int)
-                    and isinstance(breaches, list) and all(
-                        isinstance(b, list) and len(b) == 2 and isinstance(b[0], str) and type(b[1]) is int
-                        for b in breaches)
-                    and isinstance(rejected, dict) and all(type(v) is int for v in rejected.values())):
-                raise ValueError("its counters are damaged")
+            state = load_checkpoint(path, {"interval_s": self.interval_s, "session_timeout_s": self.session_timeout_s,
+                                           "goodput": self.goodput}, self._identity())
+            saved = checkpoint_counters(state)
             if isinstance(self.follower, Follower):
                 resume = check_positions(state.get("files"))
             else:
                 self.follower.resume(state.get("files"))
                 resume = []
-            lost = state.get("quarantine_lost", 0)
-            if type(lost) is not int or lost < 0:
-                raise ValueError(f"its count of lines not quarantined is damaged: {lost!r}")
             self.quarantine.restore(state.get("quarantine"))  # what came after the checkpoint is read again
-            self.quarantine.lost = lost
+            self.quarantine.lost = saved.quarantine_lost
             self.reporter.engine.store.restore(state.get("windows"))
             self.reporter.engine.restore(state.get("engine"))
             self.reporter.writer.restore(state.get("writer"))
-            if events != self.reporter.engine.counts.total():
-                raise ValueError(f"its events counter ({events}) is not the events its windows hold")
+            if saved.events != self.reporter.engine.counts.total():
+                raise ValueError(f"its events counter ({saved.events}) is not the events its windows hold")
             quarantined = self.quarantine.reasons()
-            if any(n > rejected.get(reason, 0) for reason, n in quarantined.items()):
-                raise ValueError(f"its rejected lines by reason ({rejected}) are fewer than its quarantine holds "
+            if any(n > saved.rejected.get(reason, 0) for reason, n in quarantined.items()):
+                raise ValueError(f"its rejected lines by reason ({saved.rejected}) are fewer than its quarantine holds "
                                  f"({dict(quarantined)})")
         except (OSError, ValueError, ReportError, pl.exceptions.PolarsError) as exc:
             rotated = [p.name for log in self._logs for _, p in sorted(siblings_of(log).items())]
@@ -432,12 +364,12 @@ class Tail:
                 self.follower.start_over()  # the stream too, from its first message
             self._start_clean()
             return
-        self.reporter.closed_until = closed
-        self.reporter.breaches_said = {(text, start) for text, start in breaches}  # said before the restart
-        self.reporter.written_end = written_end
-        self.reporter.late = late
-        self.stats.events = events
-        self.decoder.rejected.update(rejected)
+        self.reporter.closed_until = saved.closed_until
+        self.reporter.breaches_said = saved.breaches  # said before the restart
+        self.reporter.written_end = saved.written_end
+        self.reporter.late = saved.late
+        self.stats.events = saved.events
+        self.decoder.rejected.update(saved.rejected)
         if isinstance(self.follower, Follower):
             self.follower.resume(resume)
 
@@ -459,21 +391,9 @@ class Tail:
         stale = self.checkpoint_dir / CHECKPOINT_FILE
         if stale.is_symlink() or (stale.exists() and not stale.is_file()):
             self._warn(f"{stale} is not a file: left alone (checkpoints cannot be saved there)")
-        elif stale.exists() and not _ours(stale):  # another program's file of that name: kept, under another
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            aside = stale.with_name(f"{CHECKPOINT_FILE}.not-a-checkpoint-{stamp}")
-            for n in range(1, 10_000):  # never over another one set aside
-                if not aside.exists() and not aside.is_symlink():
-                    break
-                aside = stale.with_name(f"{CHECKPOINT_FILE}.not-a-checkpoint-{stamp}-{n}")
-            try:
-                os.link(stale, aside)  # (fails if that name was taken meanwhile: nothing is replaced)
-                stale.unlink()
-                self._warn(f"{stale} is not a tracker checkpoint (or is damaged): kept as {aside.name}")
-            except OSError as exc:
+        elif stale.exists() and not is_checkpoint(stale):  # another program's file of that name
+            if not set_aside(stale, self._warn):
                 self._keep_out = True
-                self._warn(f"{stale} is not a tracker checkpoint and cannot be set aside ({exc.strerror or exc}): left "
-                           "alone (checkpoints cannot be saved there)")
         else:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
