@@ -34,3 +34,37 @@ class TestReadme:
         assert len(commands) >= 2
         ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and line[0] != "#"]
         assert ci_lines[-1] == commands[1]
+
+
+def _module_table() -> list[list[str]]:
+    """The modules of docs/internals.md's table, row by row, in its order."""
+    text = (ROOT / "docs" / "internals.md").read_text()
+    table = text.split("| module | job |\n|---|---|\n", 1)[1].split("\n\n", 1)[0]
+    return [re.findall(r"`([a-z_]+)`", row.split("|")[1]) for row in table.splitlines()]
+
+
+def _imports(module: str) -> set[str]:
+    """The package modules ``module`` imports, at its top or inside a function."""
+    source = (ROOT / "tracker" / f"{module}.py").read_text()
+    found = set(re.findall(r"^\s*from \.([a-z_]+) import", source, re.MULTILINE))
+    for names in re.findall(r"^\s*from \. import ([a-z_, ]+)", source, re.MULTILINE):
+        found |= {name.strip() for name in names.split(",")}
+    return found
+
+
+class TestLayout:
+    def test_the_module_table_lists_every_module(self) -> None:
+        """docs/internals.md's table names every module of the package, once."""
+        listed = [module for row in _module_table() for module in row]
+        modules = sorted(p.stem for p in (ROOT / "tracker").glob("*.py") if not p.stem.startswith("__"))
+        assert sorted(listed) == modules
+
+    def test_each_module_imports_only_those_above_it(self) -> None:
+        """Imports go one way: in the table's order of the data flow, a module imports only modules above it."""
+        above: set[str] = set()
+        wrong = []
+        for row in _module_table():
+            wrong += [f"{module} imports {name}" for module in row for name in sorted(_imports(module) - above)
+                      if name not in row]
+            above |= set(row)
+        assert wrong == []
