@@ -13,6 +13,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Final
 
 import orjson
 import pytest
@@ -584,9 +585,47 @@ class TestOutputsNeverOverwriteInputs:
         """tail run --out run: the quarantine in the folder is tail's own, never followed: no error."""
         (tmp_path / "events.jsonl").write_bytes(_log_line(1))
         (tmp_path / "quarantine.jsonl").write_bytes(b"bad\n")
+        (tmp_path / "quarantine.jsonl.reasons.jsonl").write_bytes(_REASON)
         with _sigterm_once_following():
             assert main("tail", str(tmp_path), "--out", str(tmp_path), "--quiet", "--interval", "60") == 0
         assert capsys.readouterr().out.startswith("stopped: 1 events, 0 rejected lines")
+
+
+    @pytest.mark.parametrize("command", ["replay", "validate", "tail"])
+    @pytest.mark.parametrize("named", ["a.jsonl", "q"])
+    def test_a_quarantine_naming_a_log_of_a_folder_read(self, tmp_path: Path, command: str, named: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+        """--quarantine naming a log of a folder read (or, for ``q``, its reasons file ``q.reasons.jsonl``) is
+        refused, the log kept: it used to be left out of the logs, then emptied as the quarantine."""
+        run = tmp_path / "run"
+        run.mkdir()
+        log = run / ("a.jsonl" if named == "a.jsonl" else "q.reasons.jsonl")
+        log.write_bytes(_log_line(1, "s1"))
+        (run / "b.jsonl").write_bytes(_log_line(1, "s2"))
+        options = ["--out", str(tmp_path / "out"), "--quiet"] if command != "validate" else []
+        with _sigterm_once_following() if command == "tail" else contextlib.nullcontext():
+            status = main(command, str(run), "--quarantine", str(run / named), *options)
+        assert status == 2
+        role = "quarantine file" if named == "a.jsonl" else "quarantine's reasons file"
+        assert capsys.readouterr().err == (
+            f"tracker {command}: error: the {role} '{log}' holds something else than rejected lines (a log?): it "
+            "would be emptied; choose another path\n")
+        assert log.read_bytes() == _log_line(1, "s1")
+
+    @pytest.mark.parametrize("name", ["session_tracking_summary.csv", "session_tracking_report_20260101_000000.csv",
+                                      "session_tracking_report.html", ".tracker-reports.json"])
+    def test_a_quarantine_naming_a_report_file(self, tmp_path: Path, name: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+        """--quarantine naming a file the reports write in --out is refused before anything is read (the report
+        would overwrite the quarantined lines), whether it exists yet or not."""
+        log = tmp_path / "log.jsonl"
+        log.write_bytes(b"bad line\n" + _log_line(1))
+        quarantine = tmp_path / "out" / name
+        assert main("replay", str(log), "--out", str(tmp_path / "out"), "--quarantine", str(quarantine)) == 2
+        assert capsys.readouterr().err == (
+            f"tracker replay: error: the quarantine file '{quarantine}' is one of the report files written in "
+            f"'{tmp_path / 'out'}': give it another name\n")
+        assert not (tmp_path / "out").exists()
 
 
 class TestTailMissingPath:
@@ -812,6 +851,10 @@ RUN_FILES = {"session_tracking_summary.csv", "session_tracking_totals.csv", "ses
              "session_tracking_thresholds.csv", "session_tracking_report_20261124_220100.csv",
              "session_tracking_report_20261124_220200.csv", "session_tracking_report.html", ".tracker-reports.json"}
 THRESHOLDS_HEADER = "scope,threshold,value,ok\n"
+
+
+#: One entry of a quarantine's reasons file, as Quarantine writes it.
+_REASON: Final = (b'{"source":"events.jsonl","line":1,"offset":0,"reason":"not_json","detail":"not JSON"}\n')
 
 
 def _lines(*records: dict[str, object]) -> bytes:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from glob import glob
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import T0, record
 from tracker.decoder import REASONS, Decoder, Quarantine, Rejected, decode_file
+from tracker.errors import ForeignFileError
 from tracker.events import Event
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -82,6 +85,14 @@ class TestDecoder:
         decoder = Decoder()
         items = list(decode_file(tmp_path / "a", decoder)) + list(decode_file(tmp_path / "b", decoder))
         assert (len(items), decoder.duplicates) == (1, 1)
+
+    def test_decode_file_refuses_a_fifo_at_once(self, tmp_path: Path) -> None:
+        """decode_file of a FIFO (no writer) is an OSError naming it, not a wait for ever."""
+        fifo = tmp_path / "events.jsonl"
+        os.mkfifo(fifo)
+        with pytest.raises(OSError, match="it is a FIFO, not a regular file") as info:
+            list(decode_file(fifo))
+        assert info.value.filename == str(fifo)
 
     def test_empty_line_is_rejected(self) -> None:
         """A blank line is not skipped in silence: it is rejected as invalid_json."""
@@ -171,12 +182,53 @@ class TestQuarantine:
 
     def test_reset_keeps_a_symbolic_link(self, tmp_path: Path) -> None:
         """Emptying a quarantine whose path is a symbolic link empties the file it names and keeps the link."""
-        (tmp_path / "target.jsonl").write_bytes(b"old entry\n")
+        with Quarantine(tmp_path / "target.jsonl") as earlier:
+            earlier.add(Rejected("log.jsonl", 1, 0, "not_json", "not JSON", b"old entry\n"))
         (tmp_path / "q.jsonl").symlink_to("target.jsonl")
+        (tmp_path / "q.jsonl.reasons.jsonl").symlink_to("target.jsonl.reasons.jsonl")
         quarantine = Quarantine(tmp_path / "q.jsonl")
         quarantine.reset()
         assert (tmp_path / "q.jsonl").is_symlink()
         assert (tmp_path / "target.jsonl").read_bytes() == b""
+
+    @pytest.mark.parametrize("what", ["reset", "restore", "add"])
+    def test_a_log_at_the_quarantine_path_is_never_emptied(self, tmp_path: Path, what: str) -> None:
+        """A file at the path holding lines with no reasons file beside it (a log named as the quarantine) is a
+        ForeignFileError naming it, whether the quarantine is emptied, cut back to a checkpoint or repaired."""
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(_line(record(1, "s1", "cycle_completed")))
+        quarantine = Quarantine(log)
+        calls: dict[str, Callable[[], None]] = {
+            "reset": quarantine.reset, "restore": lambda: quarantine.restore((0, 0)),
+            "add": lambda: quarantine.add(Rejected("x.jsonl", 1, 0, "not_json", "not JSON", b"bad\n"))}
+        with pytest.raises(ForeignFileError, match=re.escape(f"the quarantine file '{log}' holds something else than "
+                                                             "rejected lines (a log?)")):
+            calls[what]()
+        assert log.read_bytes() == _line(record(1, "s1", "cycle_completed"))
+        assert not quarantine.reasons_path.exists()
+
+    def test_a_log_at_the_reasons_path_is_never_emptied(self, tmp_path: Path) -> None:
+        """A reasons file whose first line is not an entry of ours is refused, both files kept."""
+        reasons = tmp_path / "q.jsonl.reasons.jsonl"
+        reasons.write_bytes(_line(record(1, "s1", "cycle_completed")))
+        with pytest.raises(ForeignFileError, match=re.escape(f"the quarantine's reasons file '{reasons}'")):
+            Quarantine(tmp_path / "q.jsonl").reset()
+        assert reasons.read_bytes() == _line(record(1, "s1", "cycle_completed"))
+
+    def test_a_reason_without_its_line_is_repaired(self, tmp_path: Path) -> None:
+        """A crash between an entry's reason (written first) and its line leaves a reason alone: the next open cuts
+        it off, with a warning, and the files pair up."""
+        with Quarantine(tmp_path / "q.jsonl") as quarantine:
+            quarantine.add(Rejected("x.jsonl", 1, 0, "not_json", "not JSON", b"one\n"))
+        with open(tmp_path / "q.jsonl.reasons.jsonl", "ab") as stream:
+            stream.write(b'{"source":"x.jsonl","line":2,"offset":4,"reason":"not_json","detail":"not JSON"}\n')
+        said: list[str] = []
+        with Quarantine(tmp_path / "q.jsonl", warn=said.append) as again:
+            again.add(Rejected("x.jsonl", 3, 9, "not_json", "not JSON", b"three\n"))
+        assert (tmp_path / "q.jsonl").read_bytes() == b"one\nthree\n"
+        assert [orjson.loads(line)["line"] for line in (tmp_path / "q.jsonl.reasons.jsonl").read_bytes().splitlines()
+                ] == [1, 3]
+        assert len(said) == 1
 
     def test_a_failed_write_leaves_the_files_paired(self, tmp_path: Path) -> None:
         """A write cut short (a file size limit, as a full disk) raises, and both files are cut back to whole pairs."""

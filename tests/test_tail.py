@@ -546,7 +546,8 @@ class TestCheckpoints:
         log.write_bytes(line(1) + b"bad here\n")
         (tmp_path / "out").mkdir()
         (tmp_path / "out" / "quarantine.jsonl").write_bytes(b"an earlier run's line\n")
-        (tmp_path / "out" / "quarantine.jsonl.reasons.jsonl").write_bytes(b'{"reason":"invalid_json"}\n')
+        (tmp_path / "out" / "quarantine.jsonl.reasons.jsonl").write_bytes(
+            b'{"source":"old.jsonl","line":1,"offset":0,"reason":"invalid_json","detail":"not JSON"}\n')
         first = Tail([log], tmp_path / "out", interval_s=60)
         first.poll()
         first.checkpoint()

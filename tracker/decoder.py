@@ -24,7 +24,7 @@ from typing import BinaryIO, Final
 
 import orjson
 
-from .errors import EventValidationError
+from .errors import EventValidationError, ForeignFileError
 from .events import Event, event_from_record
 from .limits import DEFAULT_MAX_LINE_BYTES
 
@@ -35,6 +35,7 @@ __all__ = (
     "DEFAULT_MAX_LINE_BYTES",
     "FILE_KINDS",
     "file_kind",
+    "open_log",
     "QUARANTINE_FILE",
     "REASONS",
     "Decoder",
@@ -245,10 +246,26 @@ class Decoder:
 
 
 def decode_file(path: str | os.PathLike[str], decoder: Decoder | None = None) -> Iterator[Event | Rejected]:
-    """Decode a finished log file line by line (see :meth:`Decoder.decode_stream`)."""
+    """Decode a finished log file line by line (see :meth:`Decoder.decode_stream`); OSError naming it when it is
+    not a regular file (see :func:`open_log`)."""
     decoder = decoder or Decoder()
-    with open(path, "rb") as stream:
+    with open_log(path) as stream:
         yield from decoder.decode_stream(stream, source=str(path))
+
+
+def open_log(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open a log for reading, refusing (OSError naming it) anything but a regular file without waiting: a FIFO
+    is opened without blocking, then refused."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"it is {file_kind(st.st_mode)}, not a regular file", os.fspath(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 #: What a path that is not a regular file is, by the first letter of ``stat.filemode``.
@@ -258,6 +275,10 @@ FILE_KINDS: Final = {"d": "a folder", "p": "a FIFO", "s": "a socket", "c": "a ch
 def file_kind(mode: int, other: str = "not a file") -> str:
     """What a file of this ``st_mode`` that is not a regular file is (``a FIFO``, ``a folder``, ...), else ``other``."""
     return FILE_KINDS.get(stat.filemode(mode)[0], other)
+
+
+#: The keys of an entry of a quarantine's reasons file.
+_REASON_KEYS: Final = frozenset(("source", "line", "offset", "reason", "detail"))
 
 
 def _refuse_unless_regular(path: Path, st: os.stat_result | None = None) -> None:
@@ -283,11 +304,17 @@ class Quarantine:
     ``offset``, ``reason`` and ``detail``, in the order of the quarantined lines:
     line N of one file goes with line N of the other (a rejected line is one
     line: the decoder never rejects bytes with a newline before their end). An
-    entry is written unbuffered, the line first and then its reason, one write
+    entry is written unbuffered, the reason first and then its line, one write
     each, so a crash (even ``kill -9``) leaves at most one unpaired entry, at the
     end, perhaps cut short. Files found when opening, without a saved
     :meth:`position`, are repaired: both are cut back to the entries they pair
     up on, with a warning. :meth:`restore` cuts them back to a saved position.
+
+    Files are emptied or cut back only when they are a quarantine's: the reasons
+    file begins with an entry of ours, and the lines file holds nothing without
+    one (its reason is written first). Anything else at either path, a log named
+    as the quarantine say, is a :class:`~tracker.errors.ForeignFileError`,
+    the file untouched.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, warn: Callable[[str], None] | None = None) -> None:
@@ -313,11 +340,12 @@ class Quarantine:
         lines, reasons = self._open()
         sizes = os.fstat(lines).st_size, os.fstat(reasons).st_size
         try:
-            self._write(lines, rejected.raw if rejected.raw.endswith(b"\n") else rejected.raw + b"\n")
+            # The reason first: a lines file never holds a line whose reason is not written (see refuse_foreign).
             self._write(reasons, orjson.dumps({
                 "source": rejected.source, "line": rejected.line_no, "offset": rejected.offset,
                 "reason": rejected.reason, "detail": rejected.detail,
             }, option=orjson.OPT_APPEND_NEWLINE))
+            self._write(lines, rejected.raw if rejected.raw.endswith(b"\n") else rejected.raw + b"\n")
         except OSError:
             for fd, size in zip((lines, reasons), sizes, strict=True):
                 with contextlib.suppress(OSError):  # cutting back needs no space
@@ -375,6 +403,7 @@ class Quarantine:
                 and all(type(size) is int and size >= 0 for size in position)):
             raise ValueError(f"quarantine position: expected two byte counts, got {position!r}")
         self.close()
+        self.refuse_foreign()
         paths = (self.path, self.reasons_path)
         sizes = [path.stat().st_size if path.exists() else 0 for path in paths]
         self._paired = all(have >= want for have, want in zip(sizes, position, strict=True))
@@ -386,8 +415,30 @@ class Quarantine:
             if path.exists():
                 os.truncate(path, size)
 
+    def refuse_foreign(self) -> None:
+        """Raise ForeignFileError unless both files are missing, empty, or a quarantine's (see the class): checked
+        again before anything is emptied or cut back, and by commands before they read anything."""
+        try:
+            with open(self.reasons_path, "rb") as stream:
+                first = stream.readline(1 << 16)
+        except FileNotFoundError:
+            first = b""
+        if first:
+            try:
+                entry = orjson.loads(first)
+            except orjson.JSONDecodeError:
+                entry = None
+            if not (isinstance(entry, dict) and entry.keys() == _REASON_KEYS):
+                raise ForeignFileError(f"the quarantine's reasons file '{self.reasons_path}' holds something else "
+                                       "than rejected lines (a log?): it would be emptied; choose another path")
+        elif self.path.exists() and self.path.stat().st_size:
+            raise ForeignFileError(f"the quarantine file '{self.path}' holds something else than rejected lines (a "
+                                   "log?): it would be emptied; choose another path")
+
     def _open(self) -> tuple[int, int]:
         if self._fds is None:
+            if not self._paired:
+                self.refuse_foreign()  # before a repair cuts anything back
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Non-blocking: a FIFO put at the path since (refused below) must not hang the open.
             flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -447,9 +498,11 @@ class Quarantine:
         """Empty the quarantine, for a read that starts again from the beginning: its files are removed, but a
         symbolic link is kept and the file it names emptied (only a regular file is ever removed or emptied)."""
         self.close()
-        self.count = self.lost = self._failing = 0
         for path in (self.path, self.reasons_path):
             _refuse_unless_regular(path)
+        self.refuse_foreign()
+        self.count = self.lost = self._failing = 0
+        for path in (self.path, self.reasons_path):
             if path.is_symlink():
                 with contextlib.suppress(FileNotFoundError):  # a dangling link: nothing to empty
                     os.truncate(path, 0)

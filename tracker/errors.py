@@ -13,6 +13,7 @@ __all__ = (
     "ThresholdError",
     "EmitError",
     "EventValidationError",
+    "ForeignFileError",
     "NatsError",
     "StoppedError",
     "TrackerError",
@@ -67,6 +68,11 @@ class ReportError(TrackerError):
 
 class OutputIsInputError(TrackerError, ValueError):
     """Raised when a file a command would write (or remove) is one of the logs it reads."""
+
+
+class ForeignFileError(TrackerError):
+    """Raised when a file a command would empty or cut back (its quarantine) holds something it did not write,
+    such as a log: the file is left as it is."""
 
 
 class ThresholdError(TrackerError, ValueError):

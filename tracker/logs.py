@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 from .batch import BLOCK_BYTES, Span, split_blocks
-from .decoder import Decoder, Quarantine, Rejected, file_kind
+from .decoder import Decoder, Quarantine, Rejected, file_kind, open_log
 from .errors import CheckpointError, OutputIsInputError
 from .events import Event
 from .follow import folder_entries
 from .limits import DEFAULT_MAX_LINE_BYTES
+from .names import REPORT_NAME
 from .output import (
     ERRORS_FILE,
     MANIFEST_FILE,
@@ -41,6 +42,7 @@ __all__ = (
     "open_log",
     "quarantine_outputs",
     "refuse_outputs_that_are_logs",
+    "refuse_report_names",
     "report_outputs",
 )
 
@@ -48,7 +50,6 @@ __all__ = (
 _SESSIONS_FILE: Final = re.compile(re.escape(SESSIONS_FILE_PREFIX) + r"[0-9]{8}_[0-9]{6}\.csv")
 
 
-_OPEN_FLAGS: Final[int] = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def _not_regular(path: str, mode: int) -> OSError:
@@ -110,21 +111,6 @@ def expand_logs(patterns: Iterable[str | os.PathLike[str]], *,
     return found
 
 
-def open_log(path: str | os.PathLike[str]) -> BinaryIO:
-    """Open a log for reading, refusing (OSError naming it) anything but a regular file without waiting: a FIFO
-    is opened without blocking, then refused."""
-    fd = os.open(path, _OPEN_FLAGS)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise _not_regular(os.fspath(path), st.st_mode)
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def refuse_outputs_that_are_logs(logs: Iterable[str | os.PathLike[str]],
                                  outputs: Iterable[tuple[str, str | os.PathLike[str]]]) -> None:
     """Raise :class:`OutputIsInputError` when an output path (given with what it is, e.g. "the quarantine
@@ -144,6 +130,15 @@ def refuse_outputs_that_are_logs(logs: Iterable[str | os.PathLike[str]],
         if same is not None:
             raise OutputIsInputError(f"{role} {os.fspath(path)!r} is the log {same!r}: it would be overwritten; "
                                      "choose another path")
+
+
+def refuse_report_names(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], role: str) -> None:
+    """Raise :class:`OutputIsInputError` when ``path`` (a file the command writes, given with what it is) is one of
+    the files a report writer writes in ``out_dir``, whether it exists yet or not: one would overwrite the other."""
+    target, out = Path(os.path.realpath(path)), Path(os.path.realpath(out_dir))
+    if target.parent == out and (REPORT_NAME.fullmatch(target.name) or target.name == MANIFEST_FILE):
+        raise OutputIsInputError(f"{role} '{os.fspath(path)}' is one of the report files written in "
+                                 f"'{os.fspath(out_dir)}': give it another name")
 
 
 def new_file_problem(path: str | os.PathLike[str]) -> str | None:

@@ -38,6 +38,7 @@ from .logs import (
     quarantine_outputs,
     refuse_non_folder,
     refuse_outputs_that_are_logs,
+    refuse_report_names,
     report_outputs,
 )
 from .output import ReportWriter, remove_temporaries
@@ -183,6 +184,9 @@ def replay(
     if stream is not None and paths:
         raise ValueError("a replay reads either logs or a stream, not both")
     refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine) + report_outputs(out))
+    refuse_report_names(quarantine.path, out, "the quarantine file")
+    refuse_report_names(quarantine.reasons_path, out, "the quarantine's reasons file")
+    quarantine.refuse_foreign()  # a log named as the quarantine (one of a folder read is left out of the logs)
     say = warn if warn is not None else _log.warning
     with contextlib.ExitStack() as held:
         lock = lock_output_folder(out, "a tracker tail or another replay writing its reports there",

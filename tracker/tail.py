@@ -58,6 +58,7 @@ from .logs import (
     quarantine_outputs,
     refuse_non_folder,
     refuse_outputs_that_are_logs,
+    refuse_report_names,
     report_outputs,
 )
 from .names import CHECKPOINT_DIR, MANIFEST_FILE, TAIL_LOCK_FILE
@@ -144,6 +145,9 @@ class Tail:
         own = [self.quarantine.path, self.quarantine.reasons_path]
         logs = self._logs = [p for t in self.targets for p in (folder_logs(t, own) if t.is_dir() else [t])]
         refuse_outputs_that_are_logs(logs, quarantine_outputs(self.quarantine) + report_outputs(self.out_dir))
+        refuse_report_names(self.quarantine.path, self.out_dir, "the quarantine file")
+        refuse_report_names(self.quarantine.reasons_path, self.out_dir, "the quarantine's reasons file")
+        self.quarantine.refuse_foreign()  # a log named as the quarantine (one of a folder is left out of the logs)
         self._lock = self._lock_folder()
         try:
             self._out_lock = lock_output_folder(self.out_dir, "a tracker replay or another tail writing its "
