@@ -264,6 +264,29 @@ class TestStartup:
         assert (done.stdout, done.stderr) == ("[]\n", "")
 
 
+    @pytest.mark.parametrize("command", ["replay", "tail", "validate"])
+    def test_ctrl_c_while_starting_is_a_stop_not_a_traceback(self, tmp_path: Path, command: str) -> None:
+        """A SIGINT as the command starts (here: as it begins to import polars) stops it with exit status 130 and
+        one line, never a KeyboardInterrupt traceback."""
+        log = tmp_path / "log.jsonl"
+        log.write_bytes(_log_line(1))
+        args = [command, str(log), *(["--out", str(tmp_path / "out")] if command != "validate" else [])]
+        code = ("import os, signal, sys\n"
+                "class Interrupt:\n"
+                "    def find_spec(self, name, path=None, target=None):\n"
+                "        if name == 'polars':\n"
+                "            sys.meta_path.remove(self)\n"
+                "            os.kill(os.getpid(), signal.SIGINT)\n"
+                "sys.meta_path.insert(0, Interrupt())\n"
+                "from tracker.cli import _entry\n"
+                f"_entry({args!r})\n")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                              timeout=TIMEOUT)
+        assert done.returncode == 130, done.stderr
+        assert "Traceback" not in done.stderr
+        assert f"tracker {command}: stopped" in done.stderr
+
+
 class TestNumericOptions:
     """Every number an option takes is checked: a usage error (exit 2) saying why, never a traceback."""
 

@@ -15,7 +15,7 @@ from typing import Final
 
 # Only light modules here: ``tracker emit`` (and its --help) must start without polars or watchfiles. The
 # commands that need them import them when they run.
-from .cli_common import EXIT_USAGE
+from .cli_common import EXIT_STOPPED, EXIT_USAGE
 from .cli_logs import run_emit, run_ship, run_validate
 from .cli_reports import run_compare, run_demo, run_replay, run_report, run_tail
 from .emitter import LOG_ENV_VAR
@@ -261,6 +261,9 @@ def main(*argv: str, command: str = "tracker") -> int:
     except TrackerError as exc:  # a UsageError among them
         print(f"tracker {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C before the command took it over (while it imports polars, say)
+        print(f"tracker {args.command}: stopped", file=sys.stderr)
+        return EXIT_STOPPED
     return status
 
 
