@@ -1116,6 +1116,27 @@ class TestZeroFilledRegion:
         assert (zeros.reason, zeros.line_no, zeros.offset, zeros.raw) == (
             "too_long", 2, len(line(1)), b"\0" * DEFAULT_MAX_LINE_BYTES)
 
+    @pytest.mark.parametrize("zeros", [1, 500, 999, 1000, 1001, 1999, 2000, 2500])
+    def test_an_event_glued_to_zeros_is_read(self, tmp_path: Path, make: Make, zeros: int) -> None:
+        """NUL bytes with no newline, of any length around the limit (1000 here), then an event on the same line:
+        live and replay read the event. (Zeros a little shorter than the limit once made the event part of an
+        over-long line, skipped.)"""
+        data = line(1) + b"\0" * zeros + line(2) + line(3)
+        blocks = list(read_blocks(io.BytesIO(data), Decoder(max_line_bytes=1000, dedupe=False), source="log"))
+        assert [s for block in blocks for s in block.frame["seq"].to_list()] == [1, 2, 3]
+        log = tmp_path / "events.jsonl"
+        log.write_bytes(line(1) + b"\0" * zeros)
+        follower, seen = make([log], max_line_bytes=1000)
+        follower.poll()
+        append(log, line(2) + line(3))
+        follower.poll()
+        assert seen.seqs() == [1, 2, 3]
+        replayed = [r for block in blocks for r in block.rejected]
+        assert [(r.reason, r.line_no, r.offset, r.raw) for r in seen.rejected] == [
+            (r.reason, r.line_no, r.offset, r.raw) for r in replayed]
+        # The zeros are one rejected line: a fragment glued to an event, or the start of a line over the limit.
+        assert [r.reason for r in replayed] == ["too_long" if zeros + len(line(2)) > 1000 else "invalid_json"]
+
     def test_zeros_ended_by_a_newline_stay_one_line(self, tmp_path: Path, make: Make) -> None:
         """NUL bytes up to a newline are one rejected line, as before; the next line is read."""
         log = tmp_path / "events.jsonl"

@@ -301,11 +301,13 @@ def split_blocks(stream: BinaryIO, block_bytes: int = BLOCK_BYTES,
     A line with no newline in its first ``max_line_bytes`` bytes (longer than
     the limit, newline included, as the decoder counts) is a ``too_long`` span
     of those bytes, and the rest of it is skipped unread into memory: so a
-    zero-filled tail after a crash costs no memory. The skipped rest ends just
-    after the line's newline; or sooner, at its first byte that is neither NUL
-    nor a newline and follows a NUL byte: a new line begins there (with the same
-    line number, as no newline came between), so the first event appended after
-    a zero-filled region is read, not skipped with the zeros. The follower
+    zero-filled tail after a crash costs no memory. The line ends just after
+    its newline; or sooner, at its first byte that is neither NUL nor a newline
+    and follows a NUL byte, within those first bytes (the span is then the
+    bytes before it) or in the skipped rest: a new line begins there (with the
+    same line number, as no newline came between), so the first event appended
+    after a zero-filled region of any length is read, not skipped with the
+    zeros. The follower
     (:mod:`tracker.follow`) cuts lines by the same rule, so live and replay read
     the same lines.
     """
@@ -354,6 +356,12 @@ def split_blocks(stream: BinaryIO, block_bytes: int = BLOCK_BYTES,
                 line_no, pos = line_no + lines, end
             if start < 0:
                 break
+            nul = data.find(b"\0", start, start + max_line_bytes)
+            found = not_nul.search(data, nul, start + max_line_bytes) if nul >= 0 else None
+            if found is not None:  # NUL bytes, then a new line within the limit: the line ends there
+                yield Span(data[start:found.start()], line_no, offset + start, 0, ended=False, too_long=True)
+                pos = found.start()
+                continue
             yield Span(data[start:start + max_line_bytes], line_no, offset + start, 0, ended=False, too_long=True)
             pos, skipping = start + max_line_bytes, True
             after_nul = data[pos - 1] == 0
