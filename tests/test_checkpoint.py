@@ -71,9 +71,10 @@ class TestCheckpointCounters:
         assert checkpoint_counters(STATE) == Counters(120, None, 2, 30, {"schema": 1}, {("rt_p95<1", 60)}, 0)
 
     @pytest.mark.parametrize("change", [{"late": "2"}, {"events": None}, {"rejected": {"schema": 1.0}},
-                                        {"breaches": [["rt_p95<1"]]}, {"closed_until": 1.5}, {"written_end": True}])
+                                        {"breaches": [["rt_p95<1"]]}, {"closed_until": 1.5}, {"written_end": True},
+                                        {"late": -3}, {"events": -1}, {"rejected": {"schema": -1}}])
     def test_damaged_counters_are_refused(self, change: dict[str, object]) -> None:
-        """A counter of the wrong type or shape is one ValueError."""
+        """A counter of the wrong type or shape, or a count below 0, is one ValueError."""
         with pytest.raises(ValueError, match="its counters are damaged"):
             checkpoint_counters({**STATE, **change})
 

@@ -90,11 +90,11 @@ def checkpoint_counters(state: dict[str, Any]) -> Counters:
     """The counters of a checkpoint's state; ValueError when one is missing or of the wrong type."""
     closed, late, events, rejected, written_end, breaches = (
         state.get(k) for k in ("closed_until", "late", "events", "rejected", "written_end", "breaches"))
-    if not ((closed is None or type(closed) is int) and type(late) is int and type(events) is int
-            and (written_end is None or type(written_end) is int)
+    if not ((closed is None or type(closed) is int) and type(late) is int and late >= 0
+            and type(events) is int and events >= 0 and (written_end is None or type(written_end) is int)
             and isinstance(breaches, list) and all(
                 isinstance(b, list) and len(b) == 2 and isinstance(b[0], str) and type(b[1]) is int for b in breaches)
-            and isinstance(rejected, dict) and all(type(v) is int for v in rejected.values())):
+            and isinstance(rejected, dict) and all(type(v) is int and v >= 0 for v in rejected.values())):
         raise ValueError("its counters are damaged")
     lost = state.get("quarantine_lost", 0)
     if type(lost) is not int or lost < 0:
