@@ -246,8 +246,10 @@ class Follower:
             self._warn(f"{f.path}: changed since the checkpoint ({problem}): copied, then truncated in place "
                        f"(copytruncate); read {said}; reading it from the start")
         else:
+            self.stats.truncations += 1
             self._warn(f"{f.path}: changed since the checkpoint ({problem}); reading it from the start; "
-                       + (self._after_compressed_copy(f.path, offset, head) or rotation.lost(f.path, offset, head)))
+                       + (self._after_compressed_copy(f.path, offset, head) or rotation.lost(f.path, offset, head))
+                       + "; the events read from it before are kept (a new test run belongs in a new output folder)")
 
     def _left(self, path: Path, f: Followed, before: bytes | None) -> str | None:
         """What was read of ``f`` (a generation of ``path``) is no longer in it (truncated or rewritten in place, or
