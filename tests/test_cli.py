@@ -774,6 +774,32 @@ class TestOutputFolderIsAFile:
         assert not (tmp_path / "nowhere").exists()
 
 
+    @pytest.mark.parametrize(("command", "option"), [("replay", "--out"), ("tail", "--out"), ("demo", "--out"),
+                                                     ("replay", "--spool-dir"), ("tail", "--checkpoint-dir"),
+                                                     ("replay", "--quarantine")])
+    def test_an_empty_path(self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                           monkeypatch: pytest.MonkeyPatch, command: str, option: str) -> None:
+        """An empty path (an unset shell variable, say) is a usage error: it was the current folder, where replay,
+        tail and the demo wrote their reports."""
+        log = tmp_path / "log.jsonl"
+        log.write_bytes(_log_line(1))
+        (tmp_path / "cwd").mkdir()
+        monkeypatch.chdir(tmp_path / "cwd")
+        logs = [] if command == "demo" else [str(log)]
+        others = ([] if option == "--out" else ["--out", str(tmp_path / "out")]) + (
+            ["--duration", "0.1", "--sessions", "1"] if command == "demo" else [])
+        with _sigterm_once_following() if command == "tail" else contextlib.nullcontext():
+            err = _usage_error(capsys, command, *logs, *others, option, "")
+        assert err.endswith(f"tracker {command}: error: argument {option}: an empty path: give a path\n")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "log.jsonl"]
+        assert list((tmp_path / "cwd").iterdir()) == []
+
+    def test_an_empty_log_path_is_named(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A log given as '' is said to be an empty path."""
+        assert main("replay", "", "--out", str(tmp_path / "out")) == 2
+        assert capsys.readouterr().err == "tracker replay: error: cannot use '': No such file or directory\n"
+
+
 class TestReviewFindings:
     """Defects a review found: each command reads the same log the same way, and no user's file is replaced."""
 

@@ -37,6 +37,7 @@ from .options import (
     nats_subject,
     nats_timeout,
     nats_url,
+    path,
     seed,
     session_timeout,
     sessions,
@@ -65,14 +66,14 @@ _MAX_LINE_HELP: Final = (f"reject longer lines as too_long, keeping their first 
 
 def _report_options(command: argparse.ArgumentParser, threshold_help: str) -> None:
     """The options replay and tail share: where the reports go, how they are made, what gates them."""
-    command.add_argument("--out", required=True, type=Path, help="folder for the reports")
+    command.add_argument("--out", required=True, type=path, help="folder for the reports")
     command.add_argument("--interval", type=interval, default=DEFAULT_INTERVAL_S, metavar="DURATION",
                          help=f"{_INTERVAL_HELP} (default: {DEFAULT_INTERVAL_S} s)")
     command.add_argument("--session-timeout", type=session_timeout, metavar="DURATION", help=_TIMEOUT_HELP)
     command.add_argument("--threshold", action="append", default=[], metavar="EXPR", help=threshold_help)
-    command.add_argument("--junit", type=Path, metavar="FILE", help="write the thresholds' verdicts as JUnit XML")
+    command.add_argument("--junit", type=path, metavar="FILE", help="write the thresholds' verdicts as JUnit XML")
     command.add_argument("--goodput", type=goodput, metavar="LIMITS", help=_GOODPUT_HELP)
-    command.add_argument("--quarantine", type=Path, metavar="FILE",
+    command.add_argument("--quarantine", type=path, metavar="FILE",
                          help="where rejected lines go (default: OUT/quarantine.jsonl)")
     command.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
                          help=_MAX_LINE_HELP)
@@ -108,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     emit.add_argument("type", metavar="TYPE", help=f"one of: {', '.join(EVENT_TYPES)}")
     emit.add_argument("session_id", metavar="SESSION_ID")
     emit.add_argument("fields", metavar="key=value", nargs="*", help="the type's fields")
-    emit.add_argument("--log", help=f"log file (default: ${LOG_ENV_VAR}, else ./events.jsonl)")
+    emit.add_argument("--log", type=path, help=f"log file (default: ${LOG_ENV_VAR}, else ./events.jsonl)")
     emit.add_argument("--ts", help="event time: ISO-8601 with offset, or epoch microseconds (default: now)")
     emit.set_defaults(run=run_emit)
 
@@ -119,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("logs", metavar="LOG", nargs="+",
                           help="log files, quoted glob patterns, or folders (their *.jsonl files)")
-    validate.add_argument("--quarantine", type=Path, metavar="FILE",
+    validate.add_argument("--quarantine", type=path, metavar="FILE",
                           help="append rejected lines verbatim to FILE (reasons to FILE.reasons.jsonl)")
     validate.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
                           help=_MAX_LINE_HELP)
@@ -141,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     replay_.add_argument("--memory", type=memory_mib, default=DEFAULT_MEMORY_BYTES / 2**20, metavar="MIB",
                          help=f"events held in memory before the rest wait on disk, 0 to {MAX_MEMORY_MIB} (1 TiB) "
                               f"(default: {DEFAULT_MEMORY_BYTES >> 20})")
-    replay_.add_argument("--spool-dir", type=Path, metavar="DIR",
+    replay_.add_argument("--spool-dir", type=path, metavar="DIR",
                          help="where events beyond --memory wait, in a temporary folder (default: OUT)")
     replay_.add_argument("--quiet", action="store_true", help="no progress line on a terminal")
     replay_.set_defaults(run=run_replay)
@@ -154,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
                     "checkpoint saved and a summary printed.",
         epilog="example: tracker tail run/events.jsonl --out reports --interval 60",
     )
-    tail_.add_argument("logs", metavar="LOG_OR_DIR", nargs="*", type=Path,
+    tail_.add_argument("logs", metavar="LOG_OR_DIR", nargs="*", type=path,
                        help="log files, or folders (their *.jsonl files); a path that does not exist yet is "
                             "waited for")
     _nats_options(tail_, "follow the stream's events instead of logs (what tracker ship publishes)")
@@ -165,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     tail_.add_argument("--grace", type=grace, default=DEFAULT_GRACE_S, metavar="DURATION",
                        help="how long after a window's end late events are awaited: seconds, or with a unit: "
                             f"0.5s, 90s, 5m, 1h (at most 1d; default: {DEFAULT_GRACE_S} s)")
-    tail_.add_argument("--checkpoint-dir", type=Path, metavar="DIR", help="default: OUT/.tracker-checkpoint")
+    tail_.add_argument("--checkpoint-dir", type=path, metavar="DIR", help="default: OUT/.tracker-checkpoint")
     tail_.add_argument("--quiet", action="store_true", help="no live view")
     tail_.set_defaults(run=run_tail)
 
@@ -179,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
                     "created when missing. Ctrl-C (or SIGTERM) stops. Exit status 1 when lines were rejected.",
         epilog="example: tracker ship run/ --nats nats://central:4222 --stream loadtest",
     )
-    ship.add_argument("logs", metavar="LOG_OR_DIR", nargs="+", type=Path,
+    ship.add_argument("logs", metavar="LOG_OR_DIR", nargs="+", type=path,
                       help="log files, or folders (their *.jsonl files); a path that does not exist yet is waited for")
     ship.add_argument("--nats", type=nats_url, metavar="URL", required=True, help=_NATS_HELP)
     ship.add_argument("--stream", type=nats_name, metavar="NAME", required=True,
@@ -188,10 +189,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="the subject to publish on (default: STREAM.events); the stream must take it")
     ship.add_argument("--nats-timeout", type=nats_timeout, default=5.0, metavar="DURATION", help=_NATS_TIMEOUT_HELP)
     ship.add_argument("--once", action="store_true", help="ship what the logs hold now, then exit")
-    ship.add_argument("--state-dir", type=Path, metavar="DIR",
+    ship.add_argument("--state-dir", type=path, metavar="DIR",
                       help="where the positions and the quarantine go (default: .tracker-ship/STREAM in the first "
                            "log's folder)")
-    ship.add_argument("--quarantine", type=Path, metavar="FILE",
+    ship.add_argument("--quarantine", type=path, metavar="FILE",
                       help="where rejected lines go (default: STATE_DIR/quarantine.jsonl)")
     ship.add_argument("--max-line-bytes", type=max_line_bytes, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
                       help=_MAX_LINE_HELP)
@@ -204,7 +205,7 @@ def _parser() -> argparse.ArgumentParser:
                     "existed). Nothing else is changed.",
         epilog="example: tracker report reports",
     )
-    report.add_argument("out", metavar="OUT_DIR", help="a folder of tracker reports")
+    report.add_argument("out", metavar="OUT_DIR", type=path, help="a folder of tracker reports")
     report.set_defaults(run=run_report)
 
     compare = commands.add_parser(
@@ -217,9 +218,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example: tracker compare baseline/ candidate/ --fail-if 'response_time_ms_p95>+10%' "
                "--fail-if 'answers_per_s<-5%' --fail-if 'error_rate>+0.01'",
     )
-    compare.add_argument("run_a", metavar="RUN_A", type=Path, help="the baseline run's report folder")
-    compare.add_argument("run_b", metavar="RUN_B", type=Path, help="the report folder of the run compared with it")
-    compare.add_argument("--html", type=Path, default=Path("compare.html"), metavar="FILE",
+    compare.add_argument("run_a", metavar="RUN_A", type=path, help="the baseline run's report folder")
+    compare.add_argument("run_b", metavar="RUN_B", type=path, help="the report folder of the run compared with it")
+    compare.add_argument("--html", type=path, default=Path("compare.html"), metavar="FILE",
                          help="where the comparison page goes (default: ./compare.html)")
     compare.add_argument("--fail-if", action="append", default=[], metavar="EXPR", dest="fail_if",
                          help="fail (exit status 99) when B is worse than A: COLUMN>+N%% (the change in percent is "
@@ -239,7 +240,7 @@ def _parser() -> argparse.ArgumentParser:
                       help=f"concurrent sessions, 1 to {MAX_DEMO_SESSIONS} (default: 20)")
     demo.add_argument("--duration", type=demo_duration, default=30.0, metavar="DURATION",
                       help="how long to run: seconds, or with a unit: 0.5s, 90s, 5m, 1h (at most 1d; default: 30 s)")
-    demo.add_argument("--out", default="tracker-demo", help="output folder (default: ./tracker-demo)")
+    demo.add_argument("--out", type=path, default=Path("tracker-demo"), help="output folder (default: ./tracker-demo)")
     demo.add_argument("--seed", type=seed, default=7, help=f"random seed, 0 to {MAX_SEED} (default: 7)")
     demo.add_argument("--interval", type=interval, default=5, metavar="DURATION",
                       help=f"{_INTERVAL_HELP} (default: 5 s, so the demo writes several)")

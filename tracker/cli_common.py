@@ -50,7 +50,7 @@ EXIT_THRESHOLDS: Final = 99  # a threshold failed (k6's status), after every rep
 
 
 def cannot(verb: str, exc: OSError) -> str:
-    name = f" {str(exc.filename)!r}" if exc.filename else ""
+    name = f" {str(exc.filename)!r}" if exc.filename is not None else ""
     return f"cannot {verb}{name}: {exc.strerror or exc}"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -15,7 +16,7 @@ __all__ = (
     "MAX_DEMO_DURATION_S", "MAX_DEMO_SESSIONS", "MAX_GRACE_S", "MAX_LINE_BYTES", "MAX_MEMORY_MIB", "MAX_SEED",
     "demo_duration", "duration", "grace", "interval", "max_line_bytes", "memory_mib", "seconds", "seed",
     "goodput", "session_timeout", "sessions",
-    "whole", "nats_url", "nats_name", "nats_subject", "nats_timeout",
+    "whole", "nats_url", "nats_name", "nats_subject", "nats_timeout", "path",
 )
 
 # The command line's own bounds: anything beyond is a typo, refused with a usage error.
@@ -192,3 +193,11 @@ def nats_timeout(text: str) -> float:
     if value < 0.1:
         raise _bad(f"expected at least 0.1 s, got {text!r}")
     return value
+
+
+def path(text: str) -> Path:
+    """A file or folder path; an empty one (an unset shell variable, say) is refused, not taken as the current
+    folder."""
+    if not text:
+        raise _bad("an empty path: give a path")
+    return Path(text)
