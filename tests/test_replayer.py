@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import T0, event, wait_for
+from tests.helpers import T0, event, record, wait_for
 from tests.reference import reference_reports
 from tests.test_engine import LOGS, assert_matches_reference, random_events
 from tracker.cli import main
@@ -285,6 +285,16 @@ class TestReplay:
 
 
 class TestInputs:
+    def test_an_empty_out_dir_is_refused(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """replay(logs, "") is a ValueError, not a replay into the current folder."""
+        log = tmp_path / "log.jsonl"
+        log.write_bytes(orjson.dumps(record(1, "s1", "cycle_completed")) + b"\n")
+        (tmp_path / "cwd").mkdir()
+        monkeypatch.chdir(tmp_path / "cwd")
+        with pytest.raises(ValueError, match="an empty path: the reports need a folder, give its path"):
+            replay([log], "")
+        assert list((tmp_path / "cwd").iterdir()) == []
+
     def test_a_folder_is_what_tail_follows(self, tmp_path: Path) -> None:
         """A folder gives its *.jsonl regular files (symlinks to one too), sorted, as tracker tail follows it;
         the caller's own outputs are left out."""

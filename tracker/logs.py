@@ -220,7 +220,10 @@ def refuse_non_folder(folder: str | os.PathLike[str], needs: str) -> None:
     """OSError naming the path at fault when ``folder``, or the nearest existing path above it, is not a folder (a
     file, a FIFO, a link to nothing or in a loop): ``needs`` says what needs the folder (``"the reports need a
     folder"``). A missing folder is fine: it is made when it is first used. Said before anything is read or
-    written, so that a file given for a folder is one clear usage error, never a crash half-way."""
+    written, so that a file given for a folder is one clear usage error, never a crash half-way. An empty path
+    is a ValueError: it would be the current folder."""
+    if not os.fspath(folder):
+        raise ValueError(f"an empty path: {needs}, give its path")
     path = Path(folder)
     for part in (path, *path.parents):
         try:

@@ -176,7 +176,7 @@ def replay(
     if type(block_bytes) is not int or block_bytes < 1:
         raise ValueError(f"block_bytes: must be a whole number >= 1, got {block_bytes!r}")
     out = Path(out_dir)
-    refuse_non_folder(out, "the reports need a folder")
+    refuse_non_folder(out_dir, "the reports need a folder")
     if spool_dir is not None:
         refuse_non_folder(spool_dir, "the spool needs a folder")
     quarantine = Quarantine(quarantine_path if quarantine_path is not None else out / QUARANTINE_FILE)

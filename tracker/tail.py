@@ -134,7 +134,7 @@ class Tail:
         self.interval_s, self.grace_s, self.memory_bytes = interval_s, grace_s, memory_bytes
         self.session_timeout_s, self.goodput, self.thresholds = session_timeout_s, goodput, tuple(thresholds)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else self.out_dir / CHECKPOINT_DIR
-        refuse_non_folder(self.out_dir, "the reports need a folder")
+        refuse_non_folder(out_dir, "the reports need a folder")
         if checkpoint_dir is not None:  # (the default's parent, the reports' folder, is checked above)
             refuse_non_folder(self.checkpoint_dir.parent, "the checkpoint needs a folder")
         self.warnings: list[str] = []
