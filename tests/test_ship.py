@@ -281,6 +281,21 @@ class TestRefused:
         assert ship(nats_server.url, log) == 0
         assert shipped(nats_server.url) == records
 
+    def test_a_log_of_the_folder_named_as_the_quarantine(self, tmp_path: Path, nats_server: NatsServer,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+        """--quarantine naming a log of a folder shipped is refused (exit 2), the log kept, nothing shipped."""
+        run = tmp_path / "run"
+        run.mkdir()
+        write_log(run / "a.jsonl", bad=False)
+        kept = (run / "a.jsonl").read_bytes()
+        assert ship(nats_server.url, run, extra=("--quarantine", str(run / "a.jsonl"))) == 2
+        assert capsys.readouterr() == ("", f"tracker ship: error: the quarantine file '{run / 'a.jsonl'}' holds "
+                                           "something else than rejected lines (a log?): it would be emptied; "
+                                           "choose another path\n")
+        assert (run / "a.jsonl").read_bytes() == kept
+        with pytest.raises(Exception, match="stream not found"):  # refused before it connected: no stream made
+            shipped(nats_server.url)
+
     def test_subject_the_stream_does_not_take(self, tmp_path: Path, nats_server: NatsServer,
                                               capsys: pytest.CaptureFixture[str]) -> None:
         """--subject outside the existing stream's subjects: exit 2 saying which it takes; nothing shipped."""

@@ -73,6 +73,7 @@ class Shipper:
         own = [self.quarantine.path, self.quarantine.reasons_path]
         logs = [p for t in self.targets for p in (folder_logs(t, own) if t.is_dir() else [t])]
         refuse_outputs_that_are_logs(logs, quarantine_outputs(self.quarantine))
+        self.quarantine.refuse_foreign()  # a log named as the quarantine (one of a folder is left out of the logs)
         self._lock = self._lock_folder()
         self.decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
         self.follower = Follower(self.targets, self.decoder, self._take, warn=self._warn, exclude=own,
