@@ -207,6 +207,22 @@ class TestQuarantine:
         assert log.read_bytes() == _line(record(1, "s1", "cycle_completed"))
         assert not quarantine.reasons_path.exists()
 
+    def test_a_log_put_at_the_path_later_is_not_written_into(self, tmp_path: Path) -> None:
+        """A log put at the path after the quarantine was checked (here: while it waits for its repair) makes keep()
+        count the line as lost and say so; the log is left as it was."""
+        quarantine = Quarantine(tmp_path / "q.jsonl")
+        quarantine.restore((10, 10))  # shorter than saved: repaired when next opened
+        log = _line(record(1, "s1", "cycle_completed"))
+        (tmp_path / "q.jsonl").write_bytes(log)
+        said: list[str] = []
+        assert not quarantine.keep(Rejected("x.jsonl", 1, 0, "not_json", "not JSON", b"bad\n"), said.append)
+        assert (quarantine.lost, (tmp_path / "q.jsonl").read_bytes()) == (1, log)
+        (warning,) = said
+        assert "but not quarantined" in warning
+        assert "holds something else than rejected lines" in warning
+        with pytest.raises(OSError, match="holds something else than rejected lines"):  # a checkpoint waits
+            quarantine.position()
+
     def test_a_log_at_the_reasons_path_is_never_emptied(self, tmp_path: Path) -> None:
         """A reasons file whose first line is not an entry of ours is refused, both files kept."""
         reasons = tmp_path / "q.jsonl.reasons.jsonl"

@@ -354,14 +354,16 @@ class Quarantine:
         self.count += 1
 
     def keep(self, rejected: Rejected, warn: Callable[[str], None]) -> bool:
-        """:meth:`add` the line, True; or, when it cannot be written (a full disk), count it in :attr:`lost` and
-        return False, saying so with ``warn`` once for a run of such lines, and once when writing works again."""
+        """:meth:`add` the line, True; or, when it cannot be written (a full disk, or another file put at the path
+        since it was checked), count it in :attr:`lost` and return False, saying so with ``warn`` once for a run of
+        such lines, and once when writing works again."""
         try:
             self.add(rejected)
-        except OSError as exc:
+        except (OSError, ForeignFileError) as exc:
             if not self._failing:
+                why = exc.strerror or exc if isinstance(exc, OSError) else exc
                 warn(f"{rejected.source}:{rejected.line_no}: rejected ({rejected.reason}) but not quarantined: cannot "
-                     f"write {self.path} ({exc.strerror or exc}); the line is at byte {rejected.offset}, and later "
+                     f"write {self.path} ({why}); the line is at byte {rejected.offset}, and later "
                      "rejected lines are counted until it can be written (they are still in their logs)")
             self._failing += 1
             self.lost += 1
@@ -373,10 +375,14 @@ class Quarantine:
         return True
 
     def position(self) -> tuple[int, int]:
-        """The sizes of the two files, for a checkpoint: all their entries are whole and paired."""
+        """The sizes of the two files, for a checkpoint: all their entries are whole and paired. OSError when they
+        cannot be opened, or another file was put at the path since it was checked (the checkpoint waits)."""
         if self._fds is None and not (self.path.exists() or self.reasons_path.exists()):
             return 0, 0
-        lines, reasons = self._open()
+        try:
+            lines, reasons = self._open()
+        except ForeignFileError as exc:
+            raise OSError(errno.EEXIST, str(exc)) from exc
         return os.fstat(lines).st_size, os.fstat(reasons).st_size
 
     def reasons(self) -> Counter[str]:
