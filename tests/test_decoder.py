@@ -207,6 +207,36 @@ class TestQuarantine:
         assert log.read_bytes() == _line(record(1, "s1", "cycle_completed"))
         assert not quarantine.reasons_path.exists()
 
+    def test_a_log_grown_at_the_quarantine_path_is_never_emptied(self, tmp_path: Path) -> None:
+        """A quarantine named as a log that did not exist yet, the log then written at that path: its lines file
+        holds more lines than the reasons file has entries, so it is not a quarantine and is kept."""
+        log = tmp_path / "events.jsonl"
+        with Quarantine(log) as quarantine:
+            quarantine.add(Rejected("a.jsonl", 1, 0, "invalid_json", "not JSON", b"not an event\n"))
+        with open(log, "ab") as stream:
+            stream.write(_line(record(1, "s1", "cycle_completed")))
+        kept = log.read_bytes()
+        with pytest.raises(ForeignFileError, match=re.escape(f"the quarantine file '{log}' holds something else")):
+            Quarantine(log).reset()
+        assert log.read_bytes() == kept
+
+    def test_a_first_entry_longer_than_64_kib_is_ours(self, tmp_path: Path) -> None:
+        """An entry whose detail quotes a long value is still recognised: the quarantine is emptied again."""
+        with Quarantine(tmp_path / "q.jsonl") as quarantine:
+            quarantine.add(Rejected("a.jsonl", 1, 0, "schema", "x" * 100_000, b"bad\n"))
+        assert (tmp_path / "q.jsonl.reasons.jsonl").stat().st_size > 100_000
+        Quarantine(tmp_path / "q.jsonl").reset()
+        assert not (tmp_path / "q.jsonl").exists()
+
+    def test_a_lone_reason_cut_short_is_repaired(self, tmp_path: Path) -> None:
+        """The first reason cut short by a crash, before its line: the quarantine is still ours, and repaired."""
+        (tmp_path / "q.jsonl.reasons.jsonl").write_bytes(b'{"source":"log.jsonl","line":6,"offs')
+        (tmp_path / "q.jsonl").write_bytes(b"")
+        with Quarantine(tmp_path / "q.jsonl") as quarantine:
+            quarantine.add(Rejected("a.jsonl", 1, 0, "invalid_json", "not JSON", b"bad\n"))
+        assert (tmp_path / "q.jsonl").read_bytes() == b"bad\n"
+        assert orjson.loads((tmp_path / "q.jsonl.reasons.jsonl").read_bytes())["source"] == "a.jsonl"
+
     def test_a_log_put_at_the_path_later_is_not_written_into(self, tmp_path: Path) -> None:
         """A log put at the path after the quarantine was checked (here: while it waits for its repair) makes keep()
         count the line as lost and say so; the log is left as it was."""

@@ -1235,12 +1235,14 @@ class TestQuarantine:
         assert all(str(path) in w for w in warnings)
 
     def test_unpaired_end_is_repaired_with_a_warning(self, tmp_path: Path) -> None:
-        """An entry without its reason, and a torn line, are cut off when the files are opened again."""
+        """A reason without its line (written first), and a torn reason, are cut off when the files are opened
+        again."""
         path = tmp_path / "q.jsonl"
         with Quarantine(path) as quarantine:
             for n in (1, 2):
                 quarantine.add(Rejected("log", n, 0, "invalid_json", "x", b"entry %d\n" % n))
-        append(path, b"entry 3\nentry 4 torn")
+        append(path.with_name("q.jsonl.reasons.jsonl"),
+               b'{"source":"log","line":3,"offset":0,"reason":"invalid_json","detail":"x"}\n{"source":"lo')
         warnings: list[str] = []
         with Quarantine(path, warn=warnings.append) as again:
             assert again.position() == (len(b"entry 1\nentry 2\n"),
@@ -1277,7 +1279,8 @@ class TestQuarantine:
         path = tmp_path / "q.jsonl"
         with Quarantine(path) as quarantine:
             quarantine.add(Rejected("log", 1, 0, "invalid_json", "x", b"entry 1\n"))
-        append(path, b"entry 2\n")
+        append(path.with_name("q.jsonl.reasons.jsonl"),
+               b'{"source":"log","line":2,"offset":0,"reason":"invalid_json","detail":"x"}\n')
         warnings: list[str] = []
         with Quarantine(path, warn=warnings.append) as again:
             again.restore((1000, 1000))

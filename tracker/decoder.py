@@ -277,8 +277,22 @@ def file_kind(mode: int, other: str = "not a file") -> str:
     return FILE_KINDS.get(stat.filemode(mode)[0], other)
 
 
-#: The keys of an entry of a quarantine's reasons file.
-_REASON_KEYS: Final = frozenset(("source", "line", "offset", "reason", "detail"))
+#: How an entry of a quarantine's reasons file begins, as Quarantine.add writes it (its detail, which may quote a
+#: long value, comes last).
+_REASON_START: Final = re.compile(rb'\{"source":"(?:[^"\\]|\\.)*","line":-?[0-9]+,"offset":[0-9]+,"reason":"[a-z_]+",'
+                                  rb'"detail":"')
+
+
+def _newlines(path: Path) -> int:
+    """How many newlines the file at ``path`` holds (0 when it is missing)."""
+    count = 0
+    try:
+        with open(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                count += chunk.count(b"\n")
+    except FileNotFoundError:
+        pass
+    return count
 
 
 def _refuse_unless_regular(path: Path, st: os.stat_result | None = None) -> None:
@@ -423,21 +437,21 @@ class Quarantine:
 
     def refuse_foreign(self) -> None:
         """Raise ForeignFileError unless both files are missing, empty, or a quarantine's (see the class): checked
-        again before anything is emptied or cut back, and by commands before they read anything."""
+        again before anything is emptied or cut back, and by commands before they read anything.
+
+        A quarantine's reasons file begins with an entry as :meth:`add` writes it (or, alone and cut short by a
+        crash, the start of one), and its lines file never has more lines than the reasons file has entries (each
+        reason is written before its line)."""
         try:
             with open(self.reasons_path, "rb") as stream:
                 first = stream.readline(1 << 16)
         except FileNotFoundError:
             first = b""
-        if first:
-            try:
-                entry = orjson.loads(first)
-            except orjson.JSONDecodeError:
-                entry = None
-            if not (isinstance(entry, dict) and entry.keys() == _REASON_KEYS):
-                raise ForeignFileError(f"the quarantine's reasons file '{self.reasons_path}' holds something else "
-                                       "than rejected lines (a log?): it would be emptied; choose another path")
-        elif self.path.exists() and self.path.stat().st_size:
+        ended = first.endswith(b"\n") or len(first) == 1 << 16
+        if first and not (_REASON_START.match(first) if ended else first.startswith(b'{"source":"')):
+            raise ForeignFileError(f"the quarantine's reasons file '{self.reasons_path}' holds something else "
+                                   "than rejected lines (a log?): it would be emptied; choose another path")
+        if self.path.exists() and self.path.stat().st_size and _newlines(self.path) > _newlines(self.reasons_path):
             raise ForeignFileError(f"the quarantine file '{self.path}' holds something else than rejected lines (a "
                                    "log?): it would be emptied; choose another path")
 
