@@ -603,6 +603,19 @@ class TestOutputsNeverOverwriteInputs:
             "choose another path\n")
         assert log.read_bytes() == _log_line(1)
 
+    def test_tail_quarantine_is_a_log_not_written_yet(self, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+        """tail LOG --quarantine LOG, LOG not written yet (tail waits for it): refused, not followed as its own
+        quarantine (it read 0 events, then wrote rejected lines into the log)."""
+        log = tmp_path / "log.jsonl"
+        with _sigterm_once_following():
+            status = main("tail", str(log), "--out", str(tmp_path / "out"), "--quarantine", str(log), "--quiet")
+        assert status == 2
+        assert capsys.readouterr().err.endswith(
+            f"tracker tail: error: the quarantine file '{log}' is the log '{log}': it would be overwritten; "
+            "choose another path\n")
+        assert not log.exists()
+
     def test_tail_of_a_folder_holding_its_quarantine_is_fine(self, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
         """tail run --out run: the quarantine in the folder is tail's own, never followed: no error."""

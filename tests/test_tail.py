@@ -135,6 +135,21 @@ class TestReading:
         assert saved["files"][0]["offset"] == log.stat().st_size
 
 
+
+class TestEmptyPaths:
+    @pytest.mark.parametrize("given", [{"checkpoint_dir": ""}, {"quarantine_path": ""}, {"targets": ["", "x"]}])
+    def test_an_empty_path_is_refused(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      given: dict[str, Any]) -> None:
+        """Tail(...) with an empty path is a ValueError naming the parameter, nothing written to the current
+        folder (an empty checkpoint_dir put the checkpoint there)."""
+        (tmp_path / "cwd").mkdir()
+        monkeypatch.chdir(tmp_path / "cwd")
+        targets = given.pop("targets", [tmp_path / "events.jsonl"])
+        name = "targets" if "" in targets else next(iter(given))
+        with pytest.raises(ValueError, match=f"{name}: an empty path"):
+            Tail(targets, tmp_path / "out", interval_s=60, **given)
+        assert list((tmp_path / "cwd").iterdir()) == []
+
 class TestCommand:
     def test_duplicates_are_one_event(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A line read twice counts once in the events and is reported as a duplicate."""

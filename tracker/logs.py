@@ -114,10 +114,12 @@ def expand_logs(patterns: Iterable[str | os.PathLike[str]], *,
 def refuse_outputs_that_are_logs(logs: Iterable[str | os.PathLike[str]],
                                  outputs: Iterable[tuple[str, str | os.PathLike[str]]]) -> None:
     """Raise :class:`OutputIsInputError` when an output path (given with what it is, e.g. "the quarantine
-    file") is one of ``logs``: the same file, whatever its name (a hard link, a symlink). Outputs that do not
-    exist yet are fine."""
+    file") is one of ``logs``: the same file, whatever its name (a hard link, a symlink), or the same path (a log
+    named that does not exist yet: a tail waits for it)."""
     identities: dict[tuple[int, int], str] = {}
+    names: dict[str, str] = {}
     for log in logs:
+        names.setdefault(os.path.realpath(log), os.fspath(log))
         with contextlib.suppress(OSError):
             st = os.stat(log)
             identities.setdefault((st.st_dev, st.st_ino), os.fspath(log))
@@ -125,8 +127,9 @@ def refuse_outputs_that_are_logs(logs: Iterable[str | os.PathLike[str]],
         try:
             st = os.stat(path)
         except OSError:
-            continue
-        same = identities.get((st.st_dev, st.st_ino))
+            same = names.get(os.path.realpath(path))
+        else:
+            same = identities.get((st.st_dev, st.st_ino))
         if same is not None:
             raise OutputIsInputError(f"{role} {os.fspath(path)!r} is the log {same!r}: it would be overwritten; "
                                      "choose another path")

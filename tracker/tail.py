@@ -128,6 +128,10 @@ class Tail:
         stop: threading.Event | None = None,
         nats_timeout_s: float = 5.0,
     ) -> None:
+        for name, value in (("checkpoint_dir", checkpoint_dir), ("quarantine_path", quarantine_path),
+                            *(("targets", t) for t in targets)):
+            if value is not None and not os.fspath(value):
+                raise ValueError(f"{name}: an empty path (it would be the current folder): give a path")
         self.out_dir = Path(out_dir)
         self.stream = stream
         self.targets = [Path(t) for t in targets]
