@@ -19,6 +19,23 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
 
 T = TypeVar("T")
+#: Checks started when the session's tests are known, run beside the tests (mypy takes seconds with a cold
+#: cache); the test that needs one takes it from here.
+BACKGROUND: dict[str, subprocess.Popen[str]] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(item.name == "test_mypy_strict" for item in session.items):
+        BACKGROUND["mypy"] = subprocess.Popen([str(Path(sys.executable).parent / "mypy")],
+                                              cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE,
+                                              stderr=subprocess.STDOUT, text=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for process in BACKGROUND.values():  # a run stopped before the test that waits for it
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 #: How long one task in the browser may take before the test fails (a hung page must not hang the suite).
 BROWSER_TIMEOUT = 60.0
 
