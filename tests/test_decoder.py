@@ -237,6 +237,15 @@ class TestQuarantine:
         assert (tmp_path / "q.jsonl").read_bytes() == b"bad\n"
         assert orjson.loads((tmp_path / "q.jsonl.reasons.jsonl").read_bytes())["source"] == "a.jsonl"
 
+    def test_a_source_named_in_bytes_that_are_not_utf8(self, tmp_path: Path) -> None:
+        """A rejected line of a log whose file name is not UTF-8 is quarantined, the name's bad bytes as U+FFFD
+        (it raised from orjson, a traceback in every command)."""
+        source = os.fsdecode(b"bad\xff.jsonl")
+        with Quarantine(tmp_path / "q.jsonl") as quarantine:
+            quarantine.add(Rejected(source, 1, 0, "invalid_json", "not JSON", b"bad\n"))
+        assert orjson.loads((tmp_path / "q.jsonl.reasons.jsonl").read_bytes())["source"] == "bad\ufffd.jsonl"
+        assert (tmp_path / "q.jsonl").read_bytes() == b"bad\n"
+
     def test_a_log_put_at_the_path_later_is_not_written_into(self, tmp_path: Path) -> None:
         """A log put at the path after the quarantine was checked (here: while it waits for its repair) makes keep()
         count the line as lost and say so; the log is left as it was."""

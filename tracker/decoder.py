@@ -356,7 +356,9 @@ class Quarantine:
         try:
             # The reason first: a lines file never holds a line whose reason is not written (see refuse_foreign).
             self._write(reasons, orjson.dumps({
-                "source": rejected.source, "line": rejected.line_no, "offset": rejected.offset,
+                # A file name that is not UTF-8 (its bytes kept as surrogates) is written with U+FFFD for them.
+                "source": rejected.source.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                "line": rejected.line_no, "offset": rejected.offset,
                 "reason": rejected.reason, "detail": rejected.detail,
             }, option=orjson.OPT_APPEND_NEWLINE))
             self._write(lines, rejected.raw if rejected.raw.endswith(b"\n") else rejected.raw + b"\n")
