@@ -534,6 +534,30 @@ class TestReplayCommand:
         assert err == "tracker replay: stopped before the end; the reports in the folder are incomplete\n"
         assert list(spool.iterdir()) == []
 
+    def test_ctrl_c_as_the_spool_is_removed_still_removes_it(self, tmp_path: Path) -> None:
+        """A SIGINT just as the replay closes its spool (here: sent once, as WindowStore.close begins) exits 130 and
+        leaves no spool folder (it was left, the interrupt raised before the folder was removed)."""
+        events = random_events([("s1", "question_answered", i * 7 * S, float(i % 900), None) for i in range(200)])
+        log, spool, out = tmp_path / "log.jsonl", tmp_path / "spool", tmp_path / "out"
+        _write_log(log, events)
+        spool.mkdir()
+        code = ("import os, signal\n"
+                "from tracker.store import WindowStore\n"
+                "close, sent = WindowStore.close, []\n"
+                "def interrupted(store):\n"
+                "    if not sent:\n"
+                "        sent.append(True)\n"
+                "        os.kill(os.getpid(), signal.SIGINT)\n"
+                "    close(store)\n"
+                "WindowStore.close = interrupted\n"
+                "from tracker.cli import _entry\n"
+                f"_entry(['replay', {str(log)!r}, '--out', {str(out)!r}, '--memory', '0', '--spool-dir', "
+                f"{str(spool)!r}])\n")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 130, done.stderr
+        assert done.stderr == "tracker replay: stopped before the end; the reports in the folder are incomplete\n"
+        assert list(spool.iterdir()) == []
+
     def test_replaying_twice_gives_the_same_quarantine(self, tmp_path: Path) -> None:
         """A second replay into the same folder replaces the quarantine instead of appending to it."""
         shutil.copy(ROOT / "fixtures" / "rejects" / "not_object.jsonl", tmp_path / "log.jsonl")

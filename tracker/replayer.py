@@ -78,6 +78,20 @@ class ReadStats:
         return sum(self.by_type.values())
 
 
+def _close(store: WindowStore) -> None:
+    """Close ``store`` (removing its spool folder) even when Ctrl-C comes meanwhile: closing goes on where it was
+    (it may be done again), and the interrupt is raised once the store is closed."""
+    interrupted: KeyboardInterrupt | None = None
+    while True:
+        try:
+            store.close()
+            break
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+    if interrupted is not None:
+        raise interrupted
+
+
 def _decode(span: Span, path: Path, max_line_bytes: int, engine: Engine) -> Block:
     """One span decoded, its events keyed for ``engine`` (run in a worker thread: each has its own decoder)."""
     block = decode_span(span, Decoder(max_line_bytes=max_line_bytes, dedupe=False), source=str(path))
@@ -225,7 +239,7 @@ def replay(
                 raise OSError(f"{len(flushed.failed)} report files could not be written, the first {flushed.failed[0]}")
             tables = engine.tables()
         finally:
-            store.close()
+            _close(store)
         keep = {p.name for p in flushed.written}
         removed = tuple(sorted(out / name for name in earlier - keep))
         for path in removed:
