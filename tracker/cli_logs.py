@@ -76,7 +76,7 @@ def run_emit(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     from .decoder import Decoder, Quarantine, Rejected
-    from .logs import decode_log, expand_logs, quarantine_outputs, refuse_outputs_that_are_logs
+    from .logs import decode_log, expand_logs, refuse_unsafe_outputs
     from .progress import ReadProgress, progress_wanted
 
     human = human_out(args)
@@ -93,7 +93,7 @@ def run_validate(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(cannot("read", exc)) from exc
     if quarantine is not None:
-        refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine))
+        refuse_unsafe_outputs(paths, quarantine)
         try:
             quarantine.reset()  # this run's rejected lines only, as replay's: the same logs give the same files
         except OSError as exc:

@@ -40,16 +40,13 @@ __all__ = (
     "folder_logs",
     "measured_spans",
     "open_log",
-    "quarantine_outputs",
     "refuse_outputs_that_are_logs",
-    "refuse_report_names",
+    "refuse_unsafe_outputs",
     "report_outputs",
 )
 
 #: The per-window report files (``session_tracking_report_YYYYMMDD_HHMMSS.csv``) a writer may write or remove.
 _SESSIONS_FILE: Final = re.compile(re.escape(SESSIONS_FILE_PREFIX) + r"[0-9]{8}_[0-9]{6}\.csv")
-
-
 
 
 def _not_regular(path: str, mode: int) -> OSError:
@@ -135,13 +132,29 @@ def refuse_outputs_that_are_logs(logs: Iterable[str | os.PathLike[str]],
                                      "choose another path")
 
 
-def refuse_report_names(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], role: str) -> None:
+def _refuse_report_names(path: Path, out_dir: str | os.PathLike[str], role: str) -> None:
     """Raise :class:`OutputIsInputError` when ``path`` (a file the command writes, given with what it is) is one of
     the files a report writer writes in ``out_dir``, whether it exists yet or not: one would overwrite the other."""
     target, out = Path(os.path.realpath(path)), Path(os.path.realpath(out_dir))
     if target.parent == out and (REPORT_NAME.fullmatch(target.name) or target.name == MANIFEST_FILE):
         raise OutputIsInputError(f"{role} '{os.fspath(path)}' is one of the report files written in "
                                  f"'{os.fspath(out_dir)}': give it another name")
+
+
+def refuse_unsafe_outputs(logs: Iterable[str | os.PathLike[str]], quarantine: Quarantine,
+                          out_dir: str | os.PathLike[str] | None = None) -> None:
+    """Every check a command makes before it reads anything, so that its outputs destroy nothing: no output is one
+    of ``logs`` (:func:`refuse_outputs_that_are_logs`: the quarantine's two files, and the report files of
+    ``out_dir`` when it writes reports), neither quarantine file is one of those report files, and a file at
+    the quarantine's path is a quarantine (:meth:`~tracker.decoder.Quarantine.refuse_foreign`: a log of a folder
+    named as the quarantine is left out of ``logs``)."""
+    quarantine_files = [("the quarantine file", quarantine.path),
+                        ("the quarantine's reasons file", quarantine.reasons_path)]
+    refuse_outputs_that_are_logs(logs, quarantine_files + (report_outputs(out_dir) if out_dir is not None else []))
+    if out_dir is not None:
+        for role, path in quarantine_files:
+            _refuse_report_names(path, out_dir, role)
+    quarantine.refuse_foreign()
 
 
 def new_file_problem(path: str | os.PathLike[str]) -> str | None:
@@ -167,11 +180,6 @@ def report_outputs(out_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     names = {SUMMARY_FILE, TOTALS_FILE, ERRORS_FILE, THRESHOLDS_FILE, REPORT_HTML, MANIFEST_FILE}
     names |= {p.name for p in out.glob(f"{SESSIONS_FILE_PREFIX}*.csv") if _SESSIONS_FILE.fullmatch(p.name)}
     return [("the report file", out / name) for name in sorted(names)]
-
-
-def quarantine_outputs(quarantine: Quarantine) -> list[tuple[str, Path]]:
-    """A quarantine's two files, for :func:`refuse_outputs_that_are_logs`."""
-    return [("the quarantine file", quarantine.path), ("the quarantine's reasons file", quarantine.reasons_path)]
 
 
 def measured_spans(stream: BinaryIO, block_bytes: int = BLOCK_BYTES,

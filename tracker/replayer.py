@@ -35,11 +35,8 @@ from .logs import (
     lock_output_folder,
     measured_spans,
     open_log,
-    quarantine_outputs,
     refuse_non_folder,
-    refuse_outputs_that_are_logs,
-    refuse_report_names,
-    report_outputs,
+    refuse_unsafe_outputs,
 )
 from .output import ReportWriter, remove_temporaries
 from .store import WindowStore
@@ -184,7 +181,8 @@ def replay(
     ``warn`` hears of outages). ``warn`` (default: the ``tracker.replay`` logger) also hears of rejected lines that
     cannot be quarantined (a full disk): they are counted in ``quarantine.lost`` and the replay goes on.
     Raises :class:`OutputIsInputError`, before anything is removed or written, when the quarantine (or its
-    reasons file) or a report file in ``out_dir`` is one of the logs, and :class:`CheckpointError` when a
+    reasons file) or a report file in ``out_dir`` is one of the logs, or the quarantine a report file;
+    :class:`ForeignFileError` when a file at the quarantine's path is not a quarantine; :class:`CheckpointError` when a
     ``tracker tail`` or another replay is writing into ``out_dir`` (it holds the folder's lock).
     """
     if type(block_bytes) is not int or block_bytes < 1:
@@ -197,10 +195,7 @@ def replay(
     paths = tuple(expand_logs(logs, exclude=[quarantine.path, quarantine.reasons_path]))
     if stream is not None and paths:
         raise ValueError("a replay reads either logs or a stream, not both")
-    refuse_outputs_that_are_logs(paths, quarantine_outputs(quarantine) + report_outputs(out))
-    refuse_report_names(quarantine.path, out, "the quarantine file")
-    refuse_report_names(quarantine.reasons_path, out, "the quarantine's reasons file")
-    quarantine.refuse_foreign()  # a log named as the quarantine (one of a folder read is left out of the logs)
+    refuse_unsafe_outputs(paths, quarantine, out)
     say = warn if warn is not None else _log.warning
     with contextlib.ExitStack() as held:
         lock = lock_output_folder(out, "a tracker tail or another replay writing its reports there",

@@ -28,7 +28,7 @@ from .decoder import DEFAULT_MAX_LINE_BYTES, QUARANTINE_FILE, Decoder, Quarantin
 from .events import Event
 from .follow import Follower, FollowStats, check_positions
 from .jetstream import Link, StreamRemadeError, StreamSpec, message_id
-from .logs import folder_logs, lock_folder, quarantine_outputs, refuse_outputs_that_are_logs
+from .logs import folder_logs, lock_folder, refuse_unsafe_outputs
 from .output import write_atomically
 
 __all__ = ("STATE_DIR", "ShipStats", "Shipper")
@@ -72,8 +72,7 @@ class Shipper:
                                      else self.state_dir / QUARANTINE_FILE, warn=self._warn)
         own = [self.quarantine.path, self.quarantine.reasons_path]
         logs = [p for t in self.targets for p in (folder_logs(t, own) if t.is_dir() else [t])]
-        refuse_outputs_that_are_logs(logs, quarantine_outputs(self.quarantine))
-        self.quarantine.refuse_foreign()  # a log named as the quarantine (one of a folder is left out of the logs)
+        refuse_unsafe_outputs(logs, self.quarantine)
         self._lock = self._lock_folder()
         self.decoder = Decoder(max_line_bytes=max_line_bytes, dedupe=False)
         self.follower = Follower(self.targets, self.decoder, self._take, warn=self._warn, exclude=own,

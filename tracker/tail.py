@@ -55,11 +55,8 @@ from .logs import (
     folder_logs,
     lock_folder,
     lock_output_folder,
-    quarantine_outputs,
     refuse_non_folder,
-    refuse_outputs_that_are_logs,
-    refuse_report_names,
-    report_outputs,
+    refuse_unsafe_outputs,
 )
 from .names import CHECKPOINT_DIR, MANIFEST_FILE, TAIL_LOCK_FILE
 from .output import remove_temporaries, write_atomically
@@ -148,10 +145,7 @@ class Tail:
         # would be appended to or emptied. (Its own quarantine in a followed folder is skipped, not refused.)
         own = [self.quarantine.path, self.quarantine.reasons_path]
         logs = self._logs = [p for t in self.targets for p in (folder_logs(t, own) if t.is_dir() else [t])]
-        refuse_outputs_that_are_logs(logs, quarantine_outputs(self.quarantine) + report_outputs(self.out_dir))
-        refuse_report_names(self.quarantine.path, self.out_dir, "the quarantine file")
-        refuse_report_names(self.quarantine.reasons_path, self.out_dir, "the quarantine's reasons file")
-        self.quarantine.refuse_foreign()  # a log named as the quarantine (one of a folder is left out of the logs)
+        refuse_unsafe_outputs(logs, self.quarantine, self.out_dir)
         self._lock = self._lock_folder()
         try:
             self._out_lock = lock_output_folder(self.out_dir, "a tracker replay or another tail writing its "
